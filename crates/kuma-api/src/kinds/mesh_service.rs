@@ -1,0 +1,13 @@
+//! Placeholder: typed spec still to be written.
+
+use crate::validation::{Validate, ValidationContext, Violations};
+
+#[derive(Debug, Clone, Default, PartialEq, serde::Serialize, serde::Deserialize)]
+pub struct MeshServiceSpec {
+    #[serde(flatten)]
+    pub fields: serde_json::Map<String, serde_json::Value>,
+}
+
+impl Validate for MeshServiceSpec {
+    fn validate(&self, _ctx: &ValidationContext<'_>, _violations: &mut Violations) {}
+}
