@@ -3,6 +3,7 @@
 //!
 //! No I/O happens here.
 
+pub mod duration;
 pub mod error;
 pub mod kind;
 pub mod kinds;
