@@ -1,4 +1,6 @@
-//! targetRef policies.
+//! targetRef policies: one module per policy (typed spec + Kuma's checks),
+//! the shared [`target_ref`] type and its rules, and [`values`] shared by
+//! several policies.
 
 pub mod mesh_access_log;
 pub mod mesh_circuit_breaker;
@@ -16,3 +18,10 @@ pub mod mesh_timeout;
 pub mod mesh_tls;
 pub mod mesh_trace;
 pub mod mesh_traffic_permission;
+pub mod target_ref;
+pub mod values;
+
+#[cfg(test)]
+mod testing;
+
+pub use target_ref::{ProxyType, TargetRef, TargetRefKind, TargetRefRules};
