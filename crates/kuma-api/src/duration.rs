@@ -135,6 +135,32 @@ pub fn parse_mesh_duration(s: &str) -> Result<Duration, String> {
     Ok(Duration::from_millis(millis))
 }
 
+/// Parses protobuf's JSON form of `google.protobuf.Duration`: decimal seconds
+/// with an `s` suffix and at most nine fractional digits (`"10s"`, `"0.5s"`).
+/// Used by the older kinds (Dataplane probes, Mesh CA timeouts).
+pub fn parse_proto_duration(s: &str) -> Result<Duration, String> {
+    let invalid = || format!("invalid duration {s:?}: expected seconds like \"10s\" or \"0.5s\"");
+    let body = s.strip_suffix('s').ok_or_else(invalid)?;
+    if body.starts_with('-') {
+        return Err(format!("negative duration: {s:?}"));
+    }
+    let (whole, frac) = body.split_once('.').unwrap_or((body, ""));
+    let digits = |x: &str| x.bytes().all(|b| b.is_ascii_digit());
+    if whole.is_empty() || !digits(whole) || !digits(frac) || frac.len() > 9 {
+        return Err(invalid());
+    }
+    if body.ends_with('.') {
+        return Err(invalid());
+    }
+    let secs: u64 = whole.parse().map_err(|_| invalid())?;
+    let nanos: u32 = if frac.is_empty() {
+        0
+    } else {
+        format!("{frac:0<9}").parse().map_err(|_| invalid())?
+    };
+    Ok(Duration::new(secs, nanos))
+}
+
 /// Prints a duration the way Go's `time.Duration.String` does
 /// (`"1m30s"`, `"1h0m0s"`, `"250ms"`, `"1.5s"`, `"0s"`).
 pub fn format_duration(d: Duration) -> String {
@@ -224,6 +250,19 @@ mod tests {
         assert_eq!(parse_mesh_duration("0"), Ok(Duration::ZERO));
         for bad in ["", "1m30s", "1.5h", "d", "10", "-1d", "1x"] {
             assert!(parse_mesh_duration(bad).is_err(), "{bad:?} accepted");
+        }
+    }
+
+    #[test]
+    fn proto_syntax_parses() {
+        assert_eq!(parse_proto_duration("10s"), Ok(Duration::from_secs(10)));
+        assert_eq!(parse_proto_duration("0.5s"), Ok(Duration::from_millis(500)));
+        assert_eq!(
+            parse_proto_duration("1.000000001s"),
+            Ok(Duration::new(1, 1))
+        );
+        for bad in ["", "10", "1m", "-1s", ".5s", "1.s", "1.0000000001s", "1h"] {
+            assert!(parse_proto_duration(bad).is_err(), "{bad:?} accepted");
         }
     }
 
