@@ -1,13 +1,286 @@
-//! Placeholder: typed spec still to be written.
+//! MeshHealthCheck: active health checking of upstream endpoints.
 
-use crate::validation::{Validate, ValidationContext, Violations};
+use serde::{Deserialize, Serialize};
 
-#[derive(Debug, Clone, Default, PartialEq, serde::Serialize, serde::Deserialize)]
+use crate::policies::target_ref::{TargetRef, TargetRefKind as K, TargetRefRules};
+use crate::policies::values::{
+    GoDuration, HeaderModifier, IntOrString, TargetedConf, check_percentage,
+    check_positive_duration,
+};
+use crate::validation::{FieldPath, Validate, ValidationContext, Violations};
+
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
 pub struct MeshHealthCheckSpec {
-    #[serde(flatten)]
-    pub fields: serde_json::Map<String, serde_json::Value>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub target_ref: Option<TargetRef>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub to: Option<Vec<TargetedConf<Conf>>>,
+}
+
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Conf {
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub interval: Option<GoDuration>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub timeout: Option<GoDuration>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub unhealthy_threshold: Option<i32>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub healthy_threshold: Option<i32>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub initial_jitter: Option<GoDuration>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub interval_jitter: Option<GoDuration>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub interval_jitter_percent: Option<i32>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub healthy_panic_threshold: Option<IntOrString>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub fail_traffic_on_panic: Option<bool>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub event_log_path: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub always_log_health_check_failures: Option<bool>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub no_traffic_interval: Option<GoDuration>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tcp: Option<TcpHealthCheck>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub http: Option<HttpHealthCheck>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub grpc: Option<GrpcHealthCheck>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub reuse_connection: Option<bool>,
+}
+
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct TcpHealthCheck {
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub disabled: Option<bool>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub send: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub receive: Option<Vec<String>>,
+}
+
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct HttpHealthCheck {
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub disabled: Option<bool>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub path: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub request_headers_to_add: Option<HeaderModifier>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub expected_statuses: Option<Vec<i32>>,
+}
+
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct GrpcHealthCheck {
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub disabled: Option<bool>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub service_name: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub authority: Option<String>,
 }
 
 impl Validate for MeshHealthCheckSpec {
-    fn validate(&self, _ctx: &ValidationContext<'_>, _violations: &mut Violations) {}
+    fn validate(&self, _ctx: &ValidationContext<'_>, v: &mut Violations) {
+        let spec = FieldPath::of("spec");
+        if let Some(top) = &self.target_ref {
+            TargetRefRules::kinds(&[
+                K::Mesh,
+                K::MeshSubset,
+                K::MeshGateway,
+                K::MeshService,
+                K::MeshServiceSubset,
+                K::Dataplane,
+            ])
+            .gateway_listener_tags()
+            .check(top, &spec.field("targetRef"), v);
+        }
+        for (i, item) in self.to.iter().flatten().enumerate() {
+            let path = spec.field("to").index(i);
+            TargetRefRules::kinds(&[
+                K::Mesh,
+                K::MeshService,
+                K::MeshExternalService,
+                K::MeshMultiZoneService,
+            ])
+            .check(&item.target_ref, &path.field("targetRef"), v);
+            check_conf(
+                &item.default.clone().unwrap_or_default(),
+                &path.field("default"),
+                v,
+            );
+        }
+    }
+}
+
+fn check_conf(c: &Conf, path: &FieldPath, v: &mut Violations) {
+    for (field, d) in [
+        ("interval", &c.interval),
+        ("timeout", &c.timeout),
+        ("initialJitter", &c.initial_jitter),
+        ("intervalJitter", &c.interval_jitter),
+    ] {
+        check_positive_duration(d.as_ref(), &path.field(field), v);
+    }
+    for (field, n) in [
+        ("unhealthyThreshold", c.unhealthy_threshold),
+        ("healthyThreshold", c.healthy_threshold),
+    ] {
+        if n.is_some_and(|n| n <= 0) {
+            v.add(&path.field(field), "must be greater than zero when defined");
+        }
+    }
+    if c.interval_jitter_percent
+        .is_some_and(|p| !(0..=100).contains(&p))
+    {
+        v.add(
+            &path.field("intervalJitterPercent"),
+            "must be in inclusive range [0, 100]",
+        );
+    }
+    check_percentage(
+        c.healthy_panic_threshold.as_ref(),
+        &path.field("healthyPanicThreshold"),
+        false,
+        true,
+        v,
+    );
+    check_positive_duration(
+        c.no_traffic_interval.as_ref(),
+        &path.field("noTrafficInterval"),
+        v,
+    );
+    if c.event_log_path
+        .as_deref()
+        .is_some_and(|p| !is_file_path(p))
+    {
+        v.add(
+            &path.field("eventLogPath"),
+            "must be a valid path when defined",
+        );
+    }
+    if let Some(h) = &c.http {
+        let hp = path.field("http");
+        if h.path.as_deref() == Some("") {
+            v.add(&hp.field("path"), "must be defined");
+        }
+        for (i, status) in h.expected_statuses.iter().flatten().enumerate() {
+            if !(100..600).contains(status) {
+                v.add(
+                    &hp.field("expectedStatuses").index(i),
+                    "must be in inclusive range [100, 599]",
+                );
+            }
+        }
+    }
+    if c.http.is_none() && c.tcp.is_none() && c.grpc.is_none() {
+        v.add(path, "must have at least one defined: http, tcp, grpc");
+    }
+}
+
+/// An absolute Unix or Windows path, roughly as govalidator's IsFilePath sees it.
+fn is_file_path(p: &str) -> bool {
+    let unix = p.starts_with('/') && !p.contains('\0');
+    let bytes = p.as_bytes();
+    let windows =
+        bytes.len() >= 3 && bytes[0].is_ascii_alphabetic() && bytes[1] == b':' && bytes[2] == b'\\';
+    unix || windows
+}
+
+#[cfg(test)]
+mod tests {
+    use crate::policies::testing::{assert_valid_round_trip, violations};
+
+    #[test]
+    fn docs_example_is_valid() {
+        assert_valid_round_trip(
+            r#"
+type: MeshHealthCheck
+name: web-to-backend-check
+mesh: default
+spec:
+  targetRef:
+    kind: Mesh
+  to:
+    - targetRef:
+        kind: MeshService
+        name: backend
+      default:
+        interval: 10s
+        timeout: 2s
+        unhealthyThreshold: 3
+        healthyThreshold: 1
+        healthyPanicThreshold: 60
+        eventLogPath: /tmp/health-check.log
+        http:
+          path: /health
+          expectedStatuses: [200, 201]
+          requestHeadersToAdd:
+            set:
+              - name: x-check
+                value: "1"
+        tcp:
+          send: Zm9v
+          receive: [YmFy]
+"#,
+        );
+    }
+
+    #[test]
+    fn reports_every_problem() {
+        let got = violations(
+            r#"
+type: MeshHealthCheck
+name: bad
+mesh: default
+spec:
+  to:
+    - targetRef:
+        kind: Mesh
+      default:
+        interval: 0s
+        healthyThreshold: 0
+        intervalJitterPercent: 110
+        eventLogPath: relative
+        http:
+          path: ""
+          expectedStatuses: [99]
+"#,
+        );
+        assert_eq!(
+            got,
+            vec![
+                (
+                    "spec.to[0].default.interval",
+                    "must be greater than zero when defined"
+                ),
+                (
+                    "spec.to[0].default.healthyThreshold",
+                    "must be greater than zero when defined"
+                ),
+                (
+                    "spec.to[0].default.intervalJitterPercent",
+                    "must be in inclusive range [0, 100]"
+                ),
+                (
+                    "spec.to[0].default.eventLogPath",
+                    "must be a valid path when defined"
+                ),
+                ("spec.to[0].default.http.path", "must be defined"),
+                (
+                    "spec.to[0].default.http.expectedStatuses[0]",
+                    "must be in inclusive range [100, 599]"
+                ),
+            ]
+        );
+    }
 }

@@ -168,6 +168,19 @@ impl TargetRef {
         }
     }
 
+    /// Whether this ref can select gateway proxies (Kuma's `IncludesGateways`).
+    pub fn includes_gateways(&self) -> bool {
+        let gateway_proxy_type = self
+            .proxy_types
+            .as_ref()
+            .is_none_or(|p| p.is_empty() || p.contains(&ProxyType::Gateway));
+        match self.kind {
+            TargetRefKind::MeshGateway | TargetRefKind::MeshHTTPRoute => true,
+            TargetRefKind::Mesh | TargetRefKind::MeshSubset => gateway_proxy_type,
+            _ => false,
+        }
+    }
+
     fn name(&self) -> &str {
         self.name.as_deref().unwrap_or_default()
     }
