@@ -14,6 +14,8 @@ pub use observability::{
     TcpLoggingConfig, Tracing, TracingBackend, ZipkinConfig,
 };
 
+pub(crate) use observability::validate_prometheus;
+
 use crate::duration::{parse_mesh_duration, parse_proto_duration};
 use crate::kinds::data_source::DataSource;
 use crate::kinds::proto_enum::proto_enum;
