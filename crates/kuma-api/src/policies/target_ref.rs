@@ -7,7 +7,6 @@
 use std::collections::BTreeMap;
 use std::fmt;
 
-use regex::Regex;
 use serde::{Deserialize, Serialize};
 
 use crate::validation::{FieldPath, Violations};
@@ -226,6 +225,9 @@ pub struct TargetRefRules<'a> {
     /// The policy configures inbound traffic (has `from` or `rules`), so a
     /// Dataplane ref may name a section (an inbound).
     pub inbound_policy: bool,
+    /// Names accepted despite their characters (route placeholders such as
+    /// `kuma.io/unresolved-backend`).
+    pub allowed_invalid_names: &'a [&'a str],
 }
 
 impl<'a> TargetRefRules<'a> {
@@ -235,7 +237,13 @@ impl<'a> TargetRefRules<'a> {
             unsupported_message: None,
             gateway_listener_tags_allowed: false,
             inbound_policy: false,
+            allowed_invalid_names: &[],
         }
+    }
+
+    pub fn allow_names(mut self, names: &'a [&'a str]) -> Self {
+        self.allowed_invalid_names = names;
+        self
     }
 
     pub fn inbound(mut self, inbound_policy: bool) -> Self {
@@ -316,13 +324,13 @@ impl<'a> TargetRefRules<'a> {
                 check_proxy_types(r, path, v);
             }
             K::MeshService => {
-                check_name(r, path, v);
+                self.check_name(r, path, v);
                 forbid(v, &["mesh", "tags", "proxyTypes"]);
                 name_or_labels(v);
                 labels_exclusive(v, BOTH);
             }
             K::MeshHTTPRoute => {
-                check_name(r, path, v);
+                self.check_name(r, path, v);
                 forbid(v, &["mesh", "tags", "proxyTypes", "sectionName"]);
                 name_or_labels(v);
                 labels_exclusive(v, BOTH);
@@ -334,7 +342,7 @@ impl<'a> TargetRefRules<'a> {
                         format!("must be set when kind is {}", r.kind),
                     );
                 }
-                check_name(r, path, v);
+                self.check_name(r, path, v);
                 forbid(v, &["mesh", "proxyTypes"]);
                 check_tags(r.tags.as_ref(), &path.field("tags"), true, v);
                 if r.kind == K::MeshGateway && r.has_tags() && !self.gateway_listener_tags_allowed {
@@ -343,7 +351,7 @@ impl<'a> TargetRefRules<'a> {
                 forbid(v, &["labels", "namespace", "sectionName"]);
             }
             K::MeshExternalService => {
-                check_name(r, path, v);
+                self.check_name(r, path, v);
                 forbid(v, &["mesh", "tags", "proxyTypes"]);
                 name_or_labels(v);
                 labels_exclusive(v, "either labels or name must be specified");
@@ -364,16 +372,21 @@ fn check_proxy_types(r: &TargetRef, path: &FieldPath, v: &mut Violations) {
     }
 }
 
-fn check_name(r: &TargetRef, path: &FieldPath, v: &mut Violations) {
-    let valid = r
-        .name()
-        .chars()
-        .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || matches!(c, '.' | '-' | '_'));
-    if !valid {
-        v.add(
+impl TargetRefRules<'_> {
+    fn check_name(&self, r: &TargetRef, path: &FieldPath, v: &mut Violations) {
+        if self.allowed_invalid_names.contains(&r.name()) {
+            return;
+        }
+        let valid = r
+            .name()
+            .chars()
+            .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || matches!(c, '.' | '-' | '_'));
+        if !valid {
+            v.add(
             &path.field("name"),
             "invalid characters: must consist of lower case alphanumeric characters, '-', '.' and '_'.",
         );
+        }
     }
 }
 
@@ -418,14 +431,6 @@ pub fn check_tags(
             };
             v.add(&path.key(key), msg);
         }
-    }
-}
-
-/// Reports a regex that Envoy's RE2 would refuse; the `regex` crate's syntax
-/// is close enough to RE2 for the checks a validator makes.
-pub fn check_regex(value: &str, path: &FieldPath, v: &mut Violations) {
-    if let Err(e) = Regex::new(value) {
-        v.add(path, format!("must be a valid regex: {e}"));
     }
 }
 

@@ -344,6 +344,14 @@ pub fn check_backend_ref(b: &BackendRef, path: &FieldPath, v: &mut Violations) {
     }
 }
 
+/// A regular expression Envoy will be given must compile; the `regex`
+/// crate's syntax is close to RE2's, which Envoy uses.
+pub fn check_regex(value: &str, path: &FieldPath, v: &mut Violations) {
+    if regex::Regex::new(value).is_err() {
+        v.add(path, "must be a valid regular expression");
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
