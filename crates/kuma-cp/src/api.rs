@@ -1,0 +1,78 @@
+//! The REST API (port 5681): Kuma's paths, bodies and error shapes.
+
+use std::sync::Arc;
+
+use axum::Router;
+use axum::http::{Method, StatusCode};
+use axum::response::{IntoResponse, Response};
+use axum::routing::get;
+use kuma_store::ResourceStore;
+
+use crate::config::Config;
+
+mod error;
+mod index;
+mod list;
+mod resources;
+
+pub use error::Problem;
+
+/// The largest request body accepted; Kuma resources are small, this stops
+/// a client from making the server buffer arbitrary amounts.
+pub const MAX_BODY_BYTES: usize = 2 * 1024 * 1024;
+
+/// What every handler can reach.
+#[derive(Clone)]
+pub struct ApiState {
+    pub store: Arc<dyn ResourceStore>,
+    pub config: Arc<Config>,
+    pub info: Arc<index::ServerInfo>,
+}
+
+impl ApiState {
+    pub fn new(store: Arc<dyn ResourceStore>, config: Config) -> Self {
+        Self {
+            store,
+            config: Arc::new(config),
+            info: Arc::new(index::ServerInfo::detect()),
+        }
+    }
+}
+
+pub fn router(state: ApiState) -> Router {
+    Router::new()
+        .route("/", get(index::index))
+        .route("/config", get(index::config))
+        .route("/_resources", get(index::resource_types))
+        .route("/policies", get(index::policies))
+        .route("/{plural}", get(resources::list_top))
+        .route(
+            "/{plural}/{name}",
+            get(resources::get_global)
+                .put(resources::put_global)
+                .delete(resources::delete_global),
+        )
+        .route("/meshes/{mesh}/{plural}", get(resources::list_in_mesh))
+        .route(
+            "/meshes/{mesh}/{plural}/{name}",
+            get(resources::get_in_mesh)
+                .put(resources::put_in_mesh)
+                .delete(resources::delete_in_mesh),
+        )
+        .method_not_allowed_fallback(method_not_allowed)
+        .fallback(not_found)
+        .with_state(state)
+}
+
+async fn method_not_allowed(method: Method) -> Response {
+    Problem::new(
+        StatusCode::METHOD_NOT_ALLOWED,
+        "Method not Allowed",
+        format!("method {method} is not allowed on this path"),
+    )
+    .into_response()
+}
+
+async fn not_found() -> Response {
+    Problem::not_found("Page not found").into_response()
+}
