@@ -17,8 +17,22 @@ pub enum StoreError {
     Corrupt { key: String, reason: String },
     #[error("store backend failed")]
     Backend(#[source] sqlx::Error),
+    /// A write was part of a batch whose commit failed; nothing of it is stored.
+    #[error("store write was not committed: {0}")]
+    NotCommitted(String),
+    /// The store has shut down (its writer task is gone).
+    #[error("store is closed")]
+    Closed,
     #[error("schema migration failed")]
     Migration(#[source] sqlx::migrate::MigrateError),
+    /// The database schema is older than this binary needs.
+    #[error(
+        "database schema is at version {found} but version {required} is required: run `kuma-cp migrate up`"
+    )]
+    SchemaNotMigrated { found: i64, required: i64 },
+    /// Invalid store configuration (for example a bad file path).
+    #[error("invalid store configuration: {0}")]
+    Config(String),
 }
 
 impl From<sqlx::Error> for StoreError {

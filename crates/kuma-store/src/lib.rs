@@ -7,11 +7,18 @@ use async_trait::async_trait;
 use kuma_api::{Kind, Resource, ResourceKey};
 
 pub use error::StoreError;
+pub use postgres::{PostgresConfig, PostgresStore};
+pub use sqlite::SqliteStore;
 
 mod error;
+pub mod postgres;
+mod row;
+pub mod sqlite;
+#[cfg(feature = "testing")]
+pub mod testing;
 
 /// What changed in the store. Subscribers use these to keep in-memory views current.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
 pub enum ChangeEvent {
     Created(ResourceKey),
     Updated(ResourceKey),
