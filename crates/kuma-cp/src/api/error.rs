@@ -14,40 +14,44 @@ pub struct InvalidParameter {
     pub reason: String,
 }
 
-#[derive(Debug, Clone, PartialEq, Serialize)]
-pub struct Cause {
-    pub field: String,
-    pub message: String,
-}
-
-/// One error response.
-#[derive(Debug, Clone, PartialEq, Serialize)]
+/// One error response. The legacy fields are derived when it is written.
+#[derive(Debug, Clone, PartialEq)]
 pub struct Problem {
-    #[serde(rename = "type")]
-    pub problem_type: &'static str,
     pub status: u16,
     pub title: String,
     pub detail: String,
-    #[serde(skip_serializing_if = "Vec::is_empty")]
     pub invalid_parameters: Vec<InvalidParameter>,
-    /// Deprecated copy of `detail`.
-    pub details: String,
-    /// Deprecated copy of `invalid_parameters`.
+}
+
+/// The body as sent: Kuma's field order, and the deprecated copies
+/// (`details`, `causes`) that older clients still read.
+#[derive(Serialize)]
+struct WireProblem<'a> {
+    #[serde(rename = "type")]
+    problem_type: &'static str,
+    status: u16,
+    title: &'a str,
+    detail: &'a str,
+    #[serde(skip_serializing_if = "<[_]>::is_empty")]
+    invalid_parameters: &'a [InvalidParameter],
+    details: &'a str,
     #[serde(skip_serializing_if = "Vec::is_empty")]
-    pub causes: Vec<Cause>,
+    causes: Vec<Cause<'a>>,
+}
+
+#[derive(Serialize)]
+struct Cause<'a> {
+    field: &'a str,
+    message: &'a str,
 }
 
 impl Problem {
     pub fn new(status: StatusCode, title: impl Into<String>, detail: impl Into<String>) -> Self {
-        let detail = detail.into();
         Self {
-            problem_type: "/std-errors",
             status: status.as_u16(),
             title: title.into(),
-            details: detail.clone(),
-            detail,
+            detail: detail.into(),
             invalid_parameters: Vec::new(),
-            causes: Vec::new(),
         }
     }
 
@@ -70,7 +74,6 @@ impl Problem {
 
     pub fn with_detail(mut self, detail: impl Into<String>) -> Self {
         self.detail = detail.into();
-        self.details = self.detail.clone();
         self
     }
 
@@ -78,10 +81,6 @@ impl Problem {
         self.invalid_parameters.push(InvalidParameter {
             field: field.into(),
             reason: reason.into(),
-        });
-        self.causes.push(Cause {
-            field: field.into(),
-            message: reason.into(),
         });
         self
     }
@@ -124,6 +123,22 @@ impl Problem {
 impl IntoResponse for Problem {
     fn into_response(self) -> Response {
         let status = StatusCode::from_u16(self.status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
-        (status, Json(self)).into_response()
+        let wire = WireProblem {
+            problem_type: "/std-errors",
+            status: self.status,
+            title: &self.title,
+            detail: &self.detail,
+            invalid_parameters: &self.invalid_parameters,
+            details: &self.detail,
+            causes: self
+                .invalid_parameters
+                .iter()
+                .map(|p| Cause {
+                    field: &p.field,
+                    message: &p.reason,
+                })
+                .collect(),
+        };
+        (status, Json(wire)).into_response()
     }
 }
