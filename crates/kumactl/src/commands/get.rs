@@ -21,10 +21,10 @@ pub enum Arity {
 pub fn resolve(arg: &str) -> Option<(Kind, Arity)> {
     let kind = Kind::from_cli(arg)?;
     let d = kind.descriptor();
-    let lower = arg.to_ascii_lowercase();
-    let arity = if lower == d.cli_singular {
+    // Exact spellings only: `MeshTimeout` or `mt` may mean either.
+    let arity = if arg == d.cli_singular {
         Arity::One
-    } else if lower == d.cli_plural || lower == d.plural {
+    } else if arg == d.cli_plural || arg == d.plural {
         Arity::List
     } else {
         Arity::Either
