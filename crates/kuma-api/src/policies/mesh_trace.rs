@@ -173,17 +173,15 @@ fn check_backend(b: &Backend, path: &FieldPath, v: &mut Violations) {
                 Some((_, None)) => {
                     v.add(&path.field("datadog").field("url"), "port must be defined")
                 }
-                Some((_, Some(p))) if p == 0 => v.add(
+                Some((_, Some(0))) => v.add(
                     &path.field("datadog").field("url"),
                     "port must be a valid (1-65535)",
                 ),
                 Some(_) => {}
             },
         },
-        "OpenTelemetry" => {
-            if b.open_telemetry.is_none() {
-                v.add(&path.field("openTelemetry"), "must be defined");
-            }
+        "OpenTelemetry" if b.open_telemetry.is_none() => {
+            v.add(&path.field("openTelemetry"), "must be defined")
         }
         _ => {}
     }
