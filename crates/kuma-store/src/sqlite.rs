@@ -40,11 +40,13 @@ const READ_CONNECTIONS: u32 = 4;
 /// process (NORMAL would survive `kill -9` but could lose the last commits on
 /// power loss). FULL costs one fsync per commit; group commit spreads that
 /// fsync over every write queued meanwhile, so under load the cost per write
-/// shrinks as concurrency grows. Measured on a 2-core build machine with 16
-/// concurrent writers (test `sqlite_throughput`, release-like opt-level 1):
-/// FULL and NORMAL both sustain well over 10,000 creates per second, with
-/// p99 latency of a few milliseconds; the difference was within noise, so
-/// the stronger guarantee costs nothing worth saving.
+/// shrinks as concurrency grows. Measured with 16 concurrent writers (test
+/// `sqlite_throughput`, dev profile, on a shared 2-core machine while other
+/// builds ran): FULL gave 7,800-14,000 creates/s with p99 4-11 ms; NORMAL
+/// gave 20,000-22,000 creates/s with p99 4-5 ms. FULL stays well above the
+/// 5,000 writes/s the whole API path needs, so we keep the stronger
+/// guarantee; NORMAL would be the lever if a slow disk ever made fsync the
+/// bottleneck.
 pub struct SqliteStore {
     writes: mpsc::Sender<WriteOp>,
     reads: SqlitePool,

@@ -39,7 +39,9 @@ async fn no_more_events(rx: &mut broadcast::Receiver<ChangeEvent>) {
 
 async fn migrated() -> TestPostgres {
     let db = TestPostgres::new().await.expect("test postgres");
-    PostgresStore::migrate_up(db.config()).await.expect("migrate");
+    PostgresStore::migrate_up(db.config())
+        .await
+        .expect("migrate");
     db
 }
 
@@ -50,10 +52,15 @@ async fn connect_refuses_an_unmigrated_schema() {
         .await
         .err()
         .expect("un-migrated database refused");
-    assert!(matches!(err, StoreError::SchemaNotMigrated { found: 0, .. }), "{err:?}");
+    assert!(
+        matches!(err, StoreError::SchemaNotMigrated { found: 0, .. }),
+        "{err:?}"
+    );
     assert!(err.to_string().contains("kuma-cp migrate up"), "{err}");
 
-    PostgresStore::migrate_up(db.config()).await.expect("migrate");
+    PostgresStore::migrate_up(db.config())
+        .await
+        .expect("migrate");
     PostgresStore::migrate_up(db.config())
         .await
         .expect("migrating again changes nothing");
@@ -66,16 +73,23 @@ async fn connect_refuses_an_unmigrated_schema() {
 async fn connect_refuses_an_older_schema() {
     let db = migrated().await;
     // Pretend the newest migration never ran.
-    let mut conn = sqlx::PgConnection::connect(&db.url()).await.expect("connect");
-    sqlx::query("DELETE FROM _sqlx_migrations WHERE version = (SELECT MAX(version) FROM _sqlx_migrations)")
-        .execute(&mut conn)
+    let mut conn = sqlx::PgConnection::connect(&db.url())
         .await
-        .expect("forget a migration");
+        .expect("connect");
+    sqlx::query(
+        "DELETE FROM _sqlx_migrations WHERE version = (SELECT MAX(version) FROM _sqlx_migrations)",
+    )
+    .execute(&mut conn)
+    .await
+    .expect("forget a migration");
     let err = PostgresStore::connect(db.config())
         .await
         .err()
         .expect("older schema refused");
-    assert!(matches!(err, StoreError::SchemaNotMigrated { .. }), "{err:?}");
+    assert!(
+        matches!(err, StoreError::SchemaNotMigrated { .. }),
+        "{err:?}"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -131,7 +145,10 @@ async fn events_survive_a_lost_listener_connection() {
     .fetch_all(&mut admin)
     .await
     .expect("terminate listeners");
-    assert!(killed.len() >= 2, "both stores' listeners found: {killed:?}");
+    assert!(
+        killed.len() >= 2,
+        "both stores' listeners found: {killed:?}"
+    );
     for name in ["m1", "m2", "m3"] {
         writer
             .create(mk_resource(Kind::Mesh, None, name, json!({})))

@@ -79,7 +79,10 @@ async fn a_corrupt_row_is_an_error_not_a_panic() {
         .await
         .expect("corrupt the type");
     let key = ResourceKey::in_mesh(Kind::Secret, "default", "s");
-    assert!(matches!(store.get(&key).await, Err(StoreError::Corrupt { .. })));
+    assert!(matches!(
+        store.get(&key).await,
+        Err(StoreError::Corrupt { .. })
+    ));
     assert!(matches!(
         store.list(&ListQuery::all(Kind::Secret)).await,
         Err(StoreError::Corrupt { .. })
@@ -121,7 +124,12 @@ async fn acknowledged_writes_survive_kill_9() {
     let dir = tempfile::tempdir().expect("tempdir");
     let path = dir.path().join("kuma.db");
     let mut child = Command::new(std::env::current_exe().expect("test binary"))
-        .args(["kill_9_child_writer", "--exact", "--nocapture", "--test-threads=1"])
+        .args([
+            "kill_9_child_writer",
+            "--exact",
+            "--nocapture",
+            "--test-threads=1",
+        ])
         .env(CHILD_ENV, &path)
         .stdout(Stdio::piped())
         .stderr(Stdio::null())

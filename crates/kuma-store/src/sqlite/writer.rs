@@ -20,6 +20,7 @@ use crate::{ChangeEvent, StoreError};
 /// queue for long.
 pub(crate) const MAX_BATCH: usize = 512;
 
+#[allow(clippy::large_enum_variant)] // as for `Outcome`
 pub(crate) enum WriteOp {
     Create(Resource, oneshot::Sender<Result<Resource, StoreError>>),
     Update(Resource, oneshot::Sender<Result<Resource, StoreError>>),
@@ -31,6 +32,9 @@ pub(crate) enum WriteOp {
 }
 
 /// What one write produced, held until the batch commits.
+// Most outcomes carry a resource; boxing it would only add an allocation
+// per write to values that live for one batch.
+#[allow(clippy::large_enum_variant)]
 enum Outcome {
     Resource(
         oneshot::Sender<Result<Resource, StoreError>>,
