@@ -291,7 +291,9 @@ impl ApiClient {
         };
         let url = self.url(&Self::item_path(kind, mesh, name))?;
         let resp = self.http.put(url).json(body).send()?;
-        check(resp)?;
+        // A 404 here is not "no such resource" (we are creating it): the
+        // server's own explanation is what the user needs.
+        check(resp, NotFoundMeans::Rejection)?;
         Ok(if existed {
             Upsert::Updated
         } else {
@@ -301,7 +303,7 @@ impl ApiClient {
 
     pub fn delete(&self, kind: Kind, mesh: &str, name: &str) -> Result<(), ClientError> {
         let url = self.url(&Self::item_path(kind, mesh, name))?;
-        check(self.http.delete(url).send()?)?;
+        check(self.http.delete(url).send()?, NotFoundMeans::Absence)?;
         Ok(())
     }
 }
@@ -332,11 +334,20 @@ fn segment(s: &str) -> String {
         .replace('+', "%20")
 }
 
+/// How to read a 404.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum NotFoundMeans {
+    /// The resource asked for does not exist.
+    Absence,
+    /// The server refused the request; its body says why.
+    Rejection,
+}
+
 /// Turns an error status into a [`ClientError`]; returns the body otherwise.
-fn check(resp: Response) -> Result<String, ClientError> {
+fn check(resp: Response, not_found: NotFoundMeans) -> Result<String, ClientError> {
     let status = resp.status();
     let body = resp.text()?;
-    if status == StatusCode::NOT_FOUND {
+    if status == StatusCode::NOT_FOUND && not_found == NotFoundMeans::Absence {
         return Err(ClientError::NotFound);
     }
     if status.is_client_error() || status.is_server_error() {
@@ -355,7 +366,7 @@ fn check(resp: Response) -> Result<String, ClientError> {
 
 fn json_body(resp: Response) -> Result<Value, ClientError> {
     let status = resp.status().as_u16();
-    let body = check(resp)?;
+    let body = check(resp, NotFoundMeans::Absence)?;
     serde_json::from_str(&body).map_err(|_| ClientError::Unexpected { status, body })
 }
 

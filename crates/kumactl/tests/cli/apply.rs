@@ -193,3 +193,88 @@ fn empty_input_and_missing_files_are_errors() {
         run.stderr
     );
 }
+
+#[test]
+fn server_side_rejections_print_the_servers_explanation() {
+    let env = Env::start();
+    let run = env
+        .kumactl_with_stdin(
+            &["apply", "-f", "-"],
+            &TIMEOUT.replace("mesh: default", "mesh: missing"),
+        )
+        .failed();
+    assert!(
+        run.stderr.starts_with(
+            "Error: resource type=\"MeshTimeout\" mesh=\"missing\" name=\"t1\": failed server side: "
+        ),
+        "{}",
+        run.stderr
+    );
+    assert!(run.stderr.contains("Mesh"), "{}", run.stderr);
+}
+
+/// Answers every request with `status` and `body`, for as many requests as given.
+fn fake_server(answers: Vec<(u16, &'static str)>) -> String {
+    use std::io::{BufRead, BufReader, Read, Write};
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let url = format!("http://{}", listener.local_addr().unwrap());
+    std::thread::spawn(move || {
+        for (status, body) in answers {
+            let Ok((stream, _)) = listener.accept() else {
+                return;
+            };
+            let mut reader = BufReader::new(stream);
+            let mut length = 0usize;
+            loop {
+                let mut line = String::new();
+                if reader.read_line(&mut line).unwrap_or(0) == 0 || line == "\r\n" {
+                    break;
+                }
+                if let Some(v) = line.to_ascii_lowercase().strip_prefix("content-length:") {
+                    length = v.trim().parse().unwrap_or(0);
+                }
+            }
+            let mut request_body = vec![0; length];
+            let _ = reader.read_exact(&mut request_body);
+            let mut stream = reader.into_inner();
+            let _ = write!(
+                stream,
+                "HTTP/1.1 {status} X\r\ncontent-type: application/json\r\ncontent-length: {}\r\nconnection: close\r\n\r\n{body}",
+                body.len()
+            );
+        }
+    });
+    url
+}
+
+#[test]
+fn server_violations_are_printed_with_their_fields() {
+    let env = Env::start();
+    let url = fake_server(vec![
+        (404, r#"{"title":"Not found","detail":"Not found"}"#),
+        (
+            400,
+            r#"{"type":"/std-errors","status":400,"title":"Could not process resource","detail":"Resource is not valid","invalid_parameters":[{"field":"path","reason":"cannot be empty"},{"field":"mesh","reason":"cannot be empty"}]}"#,
+        ),
+    ]);
+    let config = env.write(
+        "fake.yaml",
+        &format!("contexts:\n- controlPlane: fake\n  name: fake\ncontrolPlanes:\n- coordinates:\n    apiServer:\n      url: {url}\n  name: fake\ncurrentContext: fake\n"),
+    );
+    let run = env
+        .kumactl_with_stdin(
+            &[
+                "--config-file",
+                config.to_str().unwrap(),
+                "apply",
+                "-f",
+                "-",
+            ],
+            "type: Mesh\nname: sample\n",
+        )
+        .failed();
+    assert_eq!(
+        run.stderr,
+        "Error: resource type=\"Mesh\" mesh=\"\" name=\"sample\": failed server side: Could not process resource (Resource is not valid);path=cannot be empty ;mesh=cannot be empty \n"
+    );
+}
