@@ -83,4 +83,5 @@ every_backend!(
     mesh_delete_cascades,
     events_for_every_change,
     concurrent_updates_one_winner_per_version,
+    mesh_delete_racing_creates_leaves_no_orphans,
 );

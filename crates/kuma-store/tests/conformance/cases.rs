@@ -486,3 +486,41 @@ pub async fn concurrent_updates_one_winner_per_version(store: Store) {
         assert_eq!(stored.meta.labels, winners[0].meta.labels);
     }
 }
+
+pub async fn mesh_delete_racing_creates_leaves_no_orphans(store: Store) {
+    for round in 0..3 {
+        let mesh = format!("racy{round}");
+        store.create(mk_mesh(&mesh)).await.expect("create mesh");
+        let mut tasks = Vec::new();
+        for i in 0..24 {
+            let store = store.clone();
+            let mesh = mesh.clone();
+            tasks.push(tokio::spawn(async move {
+                store
+                    .create(mk_secret(&mesh, &format!("s{i}"), "YQ=="))
+                    .await
+            }));
+        }
+        tokio::task::yield_now().await;
+        store
+            .delete(&ResourceKey::global(Kind::Mesh, &mesh), None)
+            .await
+            .expect("delete mesh");
+        for t in tasks {
+            match t.await.expect("task") {
+                Ok(_) | Err(StoreError::MeshNotFound(_)) => {}
+                Err(e) => panic!("unexpected error {e}"),
+            }
+        }
+        let left = store
+            .list(&ListQuery::in_mesh(Kind::Secret, &mesh))
+            .await
+            .expect("list");
+        assert_eq!(
+            left.total,
+            0,
+            "orphans in deleted mesh {mesh}: {:?}",
+            names(&left.items)
+        );
+    }
+}
