@@ -31,6 +31,12 @@ pub fn validate_name(kind: Kind, name: &str, v: &mut Violations) {
     }
 }
 
+/// The characters Kuma accepts in a resource's `mesh` field.
+pub fn is_valid_mesh_reference(mesh: &str) -> bool {
+    mesh.chars()
+        .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || matches!(c, '-' | '_' | '.'))
+}
+
 static QUALIFIED_NAME: LazyLock<Regex> = LazyLock::new(|| {
     Regex::new(r"^([A-Za-z0-9][-A-Za-z0-9_.]*)?[A-Za-z0-9]$").expect("static regex")
 });

@@ -87,6 +87,10 @@ impl Resource {
             (Scope::Mesh, Some(m)) if m.is_empty() => {
                 v.add(&FieldPath::of("mesh"), "cannot be empty")
             }
+            (Scope::Mesh, Some(m)) if !crate::name::is_valid_mesh_reference(m) => v.add(
+                &FieldPath::of("mesh"),
+                "invalid characters. Valid characters are numbers, lowercase latin letters and '-', '_', '.' symbols.",
+            ),
             _ => {}
         }
         for (key, value) in &self.meta.labels {
@@ -328,4 +332,58 @@ pub fn yaml_documents(text: &str) -> Result<Vec<Value>, ApiError> {
         }
     }
     Ok(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn mk_timeout(mesh: Option<&str>, name: &str) -> serde_json::Value {
+        let mut doc = serde_json::json!({
+            "type": "MeshTimeout", "name": name,
+            "spec": {"targetRef": {"kind": "Mesh"},
+                     "to": [{"targetRef": {"kind": "Mesh"}, "default": {"idleTimeout": "20s"}}]}
+        });
+        if let Some(mesh) = mesh {
+            doc["mesh"] = mesh.into();
+        }
+        doc
+    }
+
+    fn fields(err: ApiError) -> Vec<String> {
+        err.violations().iter().map(|v| v.field.clone()).collect()
+    }
+
+    #[test]
+    fn mesh_scoped_resources_need_a_well_formed_mesh() {
+        let doc = ResourceDocument::from_json(mk_timeout(None, "t1")).unwrap();
+        assert_eq!(fields(doc.validate().unwrap_err()), ["mesh"]);
+        let doc = ResourceDocument::from_json(mk_timeout(Some("Bad Mesh"), "t1")).unwrap();
+        assert_eq!(fields(doc.validate().unwrap_err()), ["mesh"]);
+        let doc = ResourceDocument::from_json(mk_timeout(Some("default"), "t1")).unwrap();
+        doc.validate().unwrap();
+    }
+
+    #[test]
+    fn name_and_mesh_violations_come_together() {
+        let doc = ResourceDocument::from_json(mk_timeout(None, "Bad_Name")).unwrap();
+        assert_eq!(fields(doc.validate().unwrap_err()), ["name", "mesh"]);
+    }
+
+    #[test]
+    fn wrong_field_types_name_their_path() {
+        let mut doc = mk_timeout(Some("default"), "t1");
+        doc["spec"]["targetRef"]["kind"] = serde_json::json!(42);
+        let err = ResourceDocument::from_json(doc).unwrap_err();
+        assert_eq!(fields(err), ["spec.targetRef.kind"]);
+    }
+
+    #[test]
+    fn wire_form_round_trips() {
+        let doc = ResourceDocument::from_json(mk_timeout(Some("default"), "t1")).unwrap();
+        let resource = doc.clone().into_resource(Utc::now());
+        let again = ResourceDocument::from_json(resource.to_json()).unwrap();
+        assert_eq!(again, doc);
+        assert_eq!(resource.to_json()["spec"]["targetRef"]["kind"], "Mesh");
+    }
 }

@@ -339,8 +339,13 @@ async fn not_found_errors_have_kumas_body() {
             mk_dataplane("nope", "dp", "web"),
         )
         .await;
-    assert_eq!(status, StatusCode::NOT_FOUND);
-    assert_eq!(body["title"], "Failed to retrieve Mesh");
+    assert_eq!(status, StatusCode::BAD_REQUEST);
+    assert_eq!(
+        body["invalid_parameters"],
+        json!([{"field": "mesh", "reason": "mesh of name nope is not found"}])
+    );
+    let (status, _) = s.get("/meshes/nope/dataplanes/dp").await;
+    assert_eq!(status, StatusCode::NOT_FOUND, "nothing was written");
 
     // Unknown kinds and paths.
     let (status, body) = s.get("/meshes/default/unicorns").await;

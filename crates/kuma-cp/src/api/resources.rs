@@ -196,7 +196,8 @@ pub async fn put_in_mesh(
     body: Result<Bytes, BytesRejection>,
 ) -> ApiResult {
     let kind = kind_of(&plural, Scope::Mesh)?;
-    require_mesh(&state, &mesh).await?;
+    // No separate mesh lookup: the store refuses a resource whose mesh does
+    // not exist in the same transaction as the write (400, as Kuma's manager).
     put_one(
         &state,
         ResourceKey::in_mesh(kind, &mesh, &name),
