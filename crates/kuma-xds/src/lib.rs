@@ -10,6 +10,8 @@ use std::sync::Arc;
 
 use envoy_types::pb::google::protobuf::Any;
 
+pub mod server;
+
 /// xDS resource type URLs, in the order Envoy must receive them to make
 /// before it breaks: clusters, then their endpoints, then listeners, then routes.
 pub mod type_url {
