@@ -10,6 +10,9 @@ use std::sync::Arc;
 
 use envoy_types::pb::google::protobuf::Any;
 
+pub mod bootstrap;
+pub mod generate;
+pub mod golden;
 pub mod server;
 
 /// xDS resource type URLs, in the order Envoy must receive them to make

@@ -1,0 +1,1 @@
+//! Envoy v3 bootstrap for a data plane proxy.

@@ -1,0 +1,61 @@
+//! Envoy configuration of one data plane proxy, as a pure function of a
+//! [`MeshSnapshot`] and the proxy's name.
+//!
+//! What a proxy receives:
+//! - per inbound (not `Ignored`): a listener on `<address>:<port>` and a
+//!   static cluster to the workload (`localhost:<servicePort>`); HTTP
+//!   connection manager for http/http2/grpc, TCP proxy otherwise;
+//! - per declared outbound (by `kuma.io/service` tag or MeshService
+//!   `backendRef`): a listener on `<address or 127.0.0.1>:<port>`, an EDS
+//!   cluster and its ClusterLoadAssignment listing the ready inbounds of
+//!   the destination in the same mesh;
+//! - with transparent proxying: the clusters and endpoints of
+//!   `reachableServices`, or of every service of the mesh when unset.
+//!
+//! Clusters, endpoints and outbound listeners are identical for every proxy
+//! that has them, so they are built once per snapshot and shared.
+
+mod cluster;
+mod endpoints;
+mod inbound;
+mod listener;
+pub mod names;
+mod outbound;
+mod snapshot;
+
+pub use snapshot::{Destination, Endpoint, MeshSnapshot, MeshSnapshotBuilder, Protocol};
+
+use crate::ProxyResources;
+
+#[derive(Debug, thiserror::Error)]
+pub enum GenerateError {
+    #[error("dataplane {name} not found in mesh {mesh}")]
+    DataplaneNotFound { mesh: String, name: String },
+    #[error("dataplane {dataplane}: inbound on port {port} has no address")]
+    NoInboundAddress { dataplane: String, port: u32 },
+    #[error("dataplane {name}: builtin gateways are not supported")]
+    BuiltinGateway { name: String },
+}
+
+/// Everything the proxy `dataplane_name` of the snapshot's mesh should have.
+pub fn generate_proxy(
+    snapshot: &MeshSnapshot,
+    dataplane_name: &str,
+) -> Result<ProxyResources, GenerateError> {
+    let dataplane =
+        snapshot
+            .dataplane(dataplane_name)
+            .ok_or_else(|| GenerateError::DataplaneNotFound {
+                mesh: snapshot.mesh().to_string(),
+                name: dataplane_name.to_string(),
+            })?;
+    if dataplane.is_builtin_gateway() {
+        return Err(GenerateError::BuiltinGateway {
+            name: dataplane_name.to_string(),
+        });
+    }
+    let mut out = ProxyResources::default();
+    inbound::generate(snapshot, dataplane_name, dataplane, &mut out)?;
+    outbound::generate(snapshot, dataplane, &mut out);
+    Ok(out)
+}

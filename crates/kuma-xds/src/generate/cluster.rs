@@ -1,0 +1,132 @@
+//! Envoy clusters: EDS clusters of destinations, static clusters of local workloads.
+
+use envoy_types::pb::envoy::config::cluster::v3::Cluster;
+use envoy_types::pb::envoy::config::cluster::v3::cluster::{
+    ClusterDiscoveryType, DiscoveryType, EdsClusterConfig,
+};
+use envoy_types::pb::envoy::config::core::v3::config_source::ConfigSourceSpecifier;
+use envoy_types::pb::envoy::config::core::v3::socket_address::PortSpecifier;
+use envoy_types::pb::envoy::config::core::v3::{
+    Address, AggregatedConfigSource, ApiVersion, ConfigSource, Http2ProtocolOptions, SocketAddress,
+    address,
+};
+use envoy_types::pb::envoy::config::endpoint::v3::{
+    ClusterLoadAssignment, Endpoint, LbEndpoint, LocalityLbEndpoints, lb_endpoint,
+};
+use envoy_types::pb::envoy::extensions::upstreams::http::v3::HttpProtocolOptions;
+use envoy_types::pb::envoy::extensions::upstreams::http::v3::http_protocol_options::{
+    ExplicitHttpConfig, UpstreamProtocolOptions, explicit_http_config::ProtocolConfig,
+};
+use envoy_types::pb::google::protobuf::Duration;
+use envoy_types::util::pack_any;
+
+use super::snapshot::Protocol;
+
+/// Kuma's default connect timeout for every cluster.
+const CONNECT_TIMEOUT_SECONDS: i64 = 5;
+
+/// Key under which Envoy looks up upstream HTTP protocol options.
+const HTTP_PROTOCOL_OPTIONS: &str = "envoy.extensions.upstreams.http.v3.HttpProtocolOptions";
+
+pub(crate) fn socket_address(address: &str, port: u32) -> Address {
+    Address {
+        address: Some(address::Address::SocketAddress(SocketAddress {
+            address: address.to_string(),
+            port_specifier: Some(PortSpecifier::PortValue(port)),
+            ..SocketAddress::default()
+        })),
+    }
+}
+
+/// Endpoints come over the same ADS stream as everything else.
+pub(crate) fn ads_config_source() -> ConfigSource {
+    ConfigSource {
+        config_source_specifier: Some(
+            ConfigSourceSpecifier::Ads(AggregatedConfigSource::default()),
+        ),
+        resource_api_version: ApiVersion::V3 as i32,
+        ..ConfigSource::default()
+    }
+}
+
+fn base(name: &str, kind: DiscoveryType, protocol: Protocol) -> Cluster {
+    let mut cluster = Cluster {
+        name: name.to_string(),
+        connect_timeout: Some(Duration {
+            seconds: CONNECT_TIMEOUT_SECONDS,
+            nanos: 0,
+        }),
+        cluster_discovery_type: Some(ClusterDiscoveryType::Type(kind as i32)),
+        ..Cluster::default()
+    };
+    if protocol.is_http2() {
+        // gRPC and http2 services speak HTTP/2 with prior knowledge.
+        let options = HttpProtocolOptions {
+            upstream_protocol_options: Some(UpstreamProtocolOptions::ExplicitHttpConfig(
+                ExplicitHttpConfig {
+                    protocol_config: Some(ProtocolConfig::Http2ProtocolOptions(
+                        Http2ProtocolOptions::default(),
+                    )),
+                },
+            )),
+            ..HttpProtocolOptions::default()
+        };
+        cluster
+            .typed_extension_protocol_options
+            .insert(HTTP_PROTOCOL_OPTIONS.to_string(), pack_any(options));
+    }
+    cluster
+}
+
+/// A destination's cluster, round robin over endpoints delivered by EDS.
+pub(crate) fn eds_cluster(name: &str, protocol: Protocol) -> Cluster {
+    Cluster {
+        eds_cluster_config: Some(EdsClusterConfig {
+            eds_config: Some(ads_config_source()),
+            service_name: String::new(),
+        }),
+        ..base(name, DiscoveryType::Eds, protocol)
+    }
+}
+
+/// The cluster of the workload behind an inbound: one fixed address.
+pub(crate) fn static_cluster(name: &str, address: &str, port: u32, protocol: Protocol) -> Cluster {
+    let endpoint = LbEndpoint {
+        host_identifier: Some(lb_endpoint::HostIdentifier::Endpoint(Endpoint {
+            address: Some(socket_address(address, port)),
+            ..Endpoint::default()
+        })),
+        ..LbEndpoint::default()
+    };
+    Cluster {
+        load_assignment: Some(ClusterLoadAssignment {
+            cluster_name: name.to_string(),
+            endpoints: vec![LocalityLbEndpoints {
+                lb_endpoints: vec![endpoint],
+                ..LocalityLbEndpoints::default()
+            }],
+            ..ClusterLoadAssignment::default()
+        }),
+        ..base(name, DiscoveryType::Static, protocol)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn http2_destinations_get_explicit_http2() {
+        let grpc = eds_cluster("svc", Protocol::Grpc);
+        assert!(
+            grpc.typed_extension_protocol_options
+                .contains_key(HTTP_PROTOCOL_OPTIONS)
+        );
+        let http = eds_cluster("svc", Protocol::Http);
+        assert!(http.typed_extension_protocol_options.is_empty());
+        assert_eq!(
+            http.cluster_discovery_type,
+            Some(ClusterDiscoveryType::Type(DiscoveryType::Eds as i32))
+        );
+    }
+}

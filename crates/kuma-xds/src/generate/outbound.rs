@@ -1,0 +1,129 @@
+//! Outbound side of a sidecar: what the proxy may call, each destination a
+//! cluster whose endpoints arrive by EDS.
+
+use envoy_types::pb::envoy::config::core::v3::TrafficDirection;
+use envoy_types::util::pack_any;
+use kuma_api::kinds::dataplane::{DataplaneSpec, Outbound};
+
+use super::snapshot::{CacheKey, Destination, MeshSnapshot, Protocol};
+use super::{cluster, endpoints, listener, names};
+use crate::{ProxyResources, XdsResource};
+
+const MESH_SERVICE: &str = "MeshService";
+
+/// A destination the proxy declared: the cluster name it goes by and what is behind it.
+struct Target<'a> {
+    cluster: String,
+    destination: &'a Destination,
+}
+
+/// An outbound to a service nobody serves yet: a cluster with no endpoints,
+/// so the listener exists and starts working as soon as instances appear.
+static UNSERVED: Destination = Destination {
+    endpoints: Vec::new(),
+    protocol: Protocol::Tcp,
+};
+
+fn target<'a>(snapshot: &'a MeshSnapshot, outbound: &Outbound) -> Option<Target<'a>> {
+    match &outbound.backend_ref {
+        Some(r) if r.kind == MESH_SERVICE => {
+            // An unknown MeshService or port has nothing to route to; Kuma
+            // leaves such an outbound out.
+            let destination = snapshot.mesh_service_port(&r.name, r.port)?;
+            Some(Target {
+                cluster: names::mesh_service_cluster(snapshot.mesh(), &r.name, r.port),
+                destination,
+            })
+        }
+        // Other kinds (MeshExternalService, MeshMultiZoneService) are not generated yet.
+        Some(_) => None,
+        None => {
+            let service = outbound.service()?;
+            Some(Target {
+                cluster: service.to_string(),
+                destination: snapshot.service(service).unwrap_or(&UNSERVED),
+            })
+        }
+    }
+}
+
+pub(crate) fn generate(
+    snapshot: &MeshSnapshot,
+    dataplane: &DataplaneSpec,
+    out: &mut ProxyResources,
+) {
+    for outbound in dataplane.outbounds() {
+        let Some(t) = target(snapshot, outbound) else {
+            continue;
+        };
+        let address = outbound.address();
+        let protocol = t.destination.protocol;
+        let key = CacheKey::OutboundListener {
+            address: address.to_string(),
+            port: outbound.port,
+            cluster: t.cluster.clone(),
+            protocol,
+        };
+        out.insert(snapshot.shared(key, || {
+            let name = names::outbound_listener(address, outbound.port);
+            let stat_prefix = names::stat_prefix(&t.cluster);
+            let filter = if protocol.is_http() {
+                let routes = listener::route_to_cluster(
+                    &names::outbound_route(&t.cluster),
+                    &t.cluster,
+                    &t.cluster,
+                );
+                listener::http_connection_manager(&stat_prefix, routes)
+            } else {
+                listener::tcp_proxy(&stat_prefix, &t.cluster)
+            };
+            let l = listener::listener(
+                &name,
+                address,
+                outbound.port,
+                TrafficDirection::Outbound,
+                filter,
+            );
+            XdsResource::new(name, pack_any(l))
+        }));
+        add_destination(snapshot, &t, out);
+    }
+
+    // Transparent proxying redirects any connection, so the proxy needs the
+    // clusters of what it may reach. Without VIPs (not modelled yet) there are
+    // no per-service listeners: only clusters and their endpoints.
+    if let Some(tp) = dataplane.transparent_proxying() {
+        let services: Vec<&str> = if tp.reachable_services.is_empty() {
+            snapshot.service_names().collect()
+        } else {
+            tp.reachable_services.iter().map(String::as_str).collect()
+        };
+        for service in services {
+            let t = Target {
+                cluster: service.to_string(),
+                destination: snapshot.service(service).unwrap_or(&UNSERVED),
+            };
+            add_destination(snapshot, &t, out);
+        }
+    }
+}
+
+/// The cluster and ClusterLoadAssignment of a destination, shared by every
+/// proxy that reaches it.
+fn add_destination(snapshot: &MeshSnapshot, t: &Target<'_>, out: &mut ProxyResources) {
+    let protocol = t.destination.protocol;
+    out.insert(snapshot.shared(CacheKey::Cluster(t.cluster.clone()), || {
+        XdsResource::new(
+            &t.cluster,
+            pack_any(cluster::eds_cluster(&t.cluster, protocol)),
+        )
+    }));
+    out.insert(
+        snapshot.shared(CacheKey::LoadAssignment(t.cluster.clone()), || {
+            XdsResource::new(
+                &t.cluster,
+                endpoints::load_assignment(&t.cluster, t.destination),
+            )
+        }),
+    );
+}

@@ -1,0 +1,481 @@
+//! Everything generation needs to know about one mesh, indexed once.
+
+use std::collections::{BTreeMap, HashMap};
+use std::sync::{Arc, Mutex};
+
+use kuma_api::kinds::dataplane::{DataplaneSpec, Inbound, InboundState};
+use kuma_api::kinds::mesh::MeshSpec;
+use kuma_api::kinds::mesh_service::{MeshServiceSpec, Port, TargetPort};
+use kuma_api::kinds::tags::SERVICE_TAG;
+use kuma_api::{Resource, Spec};
+
+use crate::XdsResource;
+
+/// The application protocol of a service, as far as Envoy config cares.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum Protocol {
+    Tcp,
+    Http,
+    Http2,
+    Grpc,
+}
+
+impl Protocol {
+    /// Kuma's protocol names; anything unknown (kafka included) is plain TCP.
+    pub fn parse(name: &str) -> Protocol {
+        match name {
+            "http" => Protocol::Http,
+            "http2" => Protocol::Http2,
+            "grpc" => Protocol::Grpc,
+            _ => Protocol::Tcp,
+        }
+    }
+
+    pub fn is_http(self) -> bool {
+        self != Protocol::Tcp
+    }
+
+    /// HTTP/2 towards the upstream (http2 and gRPC).
+    pub fn is_http2(self) -> bool {
+        matches!(self, Protocol::Http2 | Protocol::Grpc)
+    }
+
+    /// The protocol every instance can speak: the shared one when all agree,
+    /// HTTP/1.1 when all are HTTP-family but differ, TCP otherwise.
+    fn common(protocols: impl IntoIterator<Item = Protocol>) -> Protocol {
+        let mut iter = protocols.into_iter();
+        let Some(first) = iter.next() else {
+            return Protocol::Tcp;
+        };
+        iter.fold(first, |acc, p| match (acc, p) {
+            (a, b) if a == b => a,
+            (a, b) if a.is_http() && b.is_http() => Protocol::Http,
+            _ => Protocol::Tcp,
+        })
+    }
+}
+
+/// One ready instance of a destination, as other proxies reach it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Endpoint {
+    pub dataplane: String,
+    pub address: String,
+    pub port: u32,
+    pub tags: BTreeMap<String, String>,
+}
+
+/// A destination proxies can have an outbound to: its ready endpoints and
+/// the protocol they speak.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Destination {
+    pub endpoints: Vec<Endpoint>,
+    pub protocol: Protocol,
+}
+
+/// Keys of resources that many proxies receive identically.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub(crate) enum CacheKey {
+    Cluster(String),
+    LoadAssignment(String),
+    InboundCluster {
+        address: String,
+        port: u32,
+        protocol: Protocol,
+    },
+    OutboundListener {
+        address: String,
+        port: u32,
+        cluster: String,
+        protocol: Protocol,
+    },
+}
+
+/// One mesh: its Mesh resource, Dataplanes, MeshServices, and the
+/// destination index derived from them. Cheap to share between threads;
+/// resources identical for many proxies are encoded once and cached here.
+#[derive(Debug)]
+pub struct MeshSnapshot {
+    mesh: String,
+    mesh_spec: Option<MeshSpec>,
+    dataplanes: BTreeMap<String, DataplaneSpec>,
+    mesh_services: BTreeMap<String, MeshServiceSpec>,
+    services: BTreeMap<String, Destination>,
+    mesh_service_ports: BTreeMap<(String, u32), Destination>,
+    shared: Mutex<HashMap<CacheKey, Arc<XdsResource>>>,
+}
+
+/// Collects one mesh's resources; everything of another mesh is dropped,
+/// which is what keeps meshes isolated.
+#[derive(Debug, Default)]
+pub struct MeshSnapshotBuilder {
+    mesh: String,
+    mesh_spec: Option<MeshSpec>,
+    dataplanes: BTreeMap<String, (BTreeMap<String, String>, DataplaneSpec)>,
+    mesh_services: BTreeMap<String, MeshServiceSpec>,
+}
+
+impl MeshSnapshotBuilder {
+    /// Adds a resource if it is this mesh's Mesh, or a Dataplane or
+    /// MeshService inside this mesh; ignores anything else.
+    pub fn add(
+        &mut self,
+        mesh: Option<&str>,
+        name: &str,
+        labels: &BTreeMap<String, String>,
+        spec: Spec,
+    ) -> &mut Self {
+        match spec {
+            Spec::Mesh(m) if mesh.is_none() && name == self.mesh => self.mesh_spec = Some(m),
+            Spec::Dataplane(d) if mesh == Some(self.mesh.as_str()) => {
+                self.dataplanes
+                    .insert(name.to_string(), (labels.clone(), d));
+            }
+            Spec::MeshService(s) if mesh == Some(self.mesh.as_str()) => {
+                self.mesh_services.insert(name.to_string(), s);
+            }
+            _ => {}
+        }
+        self
+    }
+
+    pub fn mesh_spec(&mut self, spec: MeshSpec) -> &mut Self {
+        self.mesh_spec = Some(spec);
+        self
+    }
+
+    pub fn dataplane(&mut self, name: &str, spec: DataplaneSpec) -> &mut Self {
+        self.dataplanes
+            .insert(name.to_string(), (BTreeMap::new(), spec));
+        self
+    }
+
+    pub fn mesh_service(&mut self, name: &str, spec: MeshServiceSpec) -> &mut Self {
+        self.mesh_services.insert(name.to_string(), spec);
+        self
+    }
+
+    pub fn build(self) -> MeshSnapshot {
+        let services = index_services(&self.dataplanes);
+        let mesh_service_ports = index_mesh_services(&self.mesh_services, &self.dataplanes);
+        MeshSnapshot {
+            mesh: self.mesh,
+            mesh_spec: self.mesh_spec,
+            dataplanes: self
+                .dataplanes
+                .into_iter()
+                .map(|(name, (_, spec))| (name, spec))
+                .collect(),
+            mesh_services: self.mesh_services,
+            services,
+            mesh_service_ports,
+            shared: Mutex::default(),
+        }
+    }
+}
+
+impl MeshSnapshot {
+    pub fn builder(mesh: impl Into<String>) -> MeshSnapshotBuilder {
+        MeshSnapshotBuilder {
+            mesh: mesh.into(),
+            ..MeshSnapshotBuilder::default()
+        }
+    }
+
+    /// A snapshot of `mesh` from a store listing of any kinds and meshes.
+    pub fn from_resources(mesh: &str, resources: impl IntoIterator<Item = Resource>) -> Self {
+        let mut builder = Self::builder(mesh);
+        for r in resources {
+            builder.add(r.meta.mesh.as_deref(), &r.meta.name, &r.meta.labels, r.spec);
+        }
+        builder.build()
+    }
+
+    pub fn mesh(&self) -> &str {
+        &self.mesh
+    }
+
+    pub fn mesh_spec(&self) -> Option<&MeshSpec> {
+        self.mesh_spec.as_ref()
+    }
+
+    pub fn dataplane(&self, name: &str) -> Option<&DataplaneSpec> {
+        self.dataplanes.get(name)
+    }
+
+    pub fn dataplane_names(&self) -> impl Iterator<Item = &str> {
+        self.dataplanes.keys().map(String::as_str)
+    }
+
+    pub fn mesh_service(&self, name: &str) -> Option<&MeshServiceSpec> {
+        self.mesh_services.get(name)
+    }
+
+    /// Every `kuma.io/service` served in the mesh (ready or not).
+    pub fn service_names(&self) -> impl Iterator<Item = &str> {
+        self.services.keys().map(String::as_str)
+    }
+
+    /// The destination of a `kuma.io/service`; `None` when no inbound serves it.
+    pub fn service(&self, service: &str) -> Option<&Destination> {
+        self.services.get(service)
+    }
+
+    /// The destination of one port of a MeshService.
+    pub fn mesh_service_port(&self, name: &str, port: u32) -> Option<&Destination> {
+        self.mesh_service_ports.get(&(name.to_string(), port))
+    }
+
+    /// The shared resource under `key`, built by `build` on first use.
+    pub(crate) fn shared(
+        &self,
+        key: CacheKey,
+        build: impl FnOnce() -> XdsResource,
+    ) -> Arc<XdsResource> {
+        // A panic elsewhere cannot leave the map half-written (inserts are
+        // single operations), so a poisoned lock is still safe to use.
+        let lookup = |k: &CacheKey| {
+            self.shared
+                .lock()
+                .unwrap_or_else(std::sync::PoisonError::into_inner)
+                .get(k)
+                .cloned()
+        };
+        if let Some(found) = lookup(&key) {
+            return found;
+        }
+        // Built outside the lock so generation of other proxies proceeds.
+        let built = Arc::new(build());
+        self.shared
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .entry(key)
+            .or_insert(built)
+            .clone()
+    }
+}
+
+/// Address other proxies use to reach an inbound.
+fn reachable_address<'a>(dataplane: &'a DataplaneSpec, inbound: &'a Inbound) -> &'a str {
+    if !inbound.address.is_empty() {
+        return &inbound.address;
+    }
+    match &dataplane.networking {
+        Some(n) if !n.advertised_address.is_empty() => &n.advertised_address,
+        Some(n) => &n.address,
+        None => "",
+    }
+}
+
+fn endpoint(name: &str, dataplane: &DataplaneSpec, inbound: &Inbound) -> Endpoint {
+    Endpoint {
+        dataplane: name.to_string(),
+        address: reachable_address(dataplane, inbound).to_string(),
+        port: inbound.port,
+        tags: inbound.tags.clone(),
+    }
+}
+
+type Dataplanes = BTreeMap<String, (BTreeMap<String, String>, DataplaneSpec)>;
+
+fn index_services(dataplanes: &Dataplanes) -> BTreeMap<String, Destination> {
+    let mut protocols: BTreeMap<String, Vec<Protocol>> = BTreeMap::new();
+    let mut endpoints: BTreeMap<String, Vec<Endpoint>> = BTreeMap::new();
+    for (name, (_, dp)) in dataplanes {
+        for inbound in dp.inbounds() {
+            let Some(service) = inbound.service_tag() else {
+                continue;
+            };
+            if inbound.state() == InboundState::Ignored {
+                continue;
+            }
+            // Readiness flips often; the protocol should not flip with it.
+            protocols
+                .entry(service.to_string())
+                .or_default()
+                .push(Protocol::parse(inbound.protocol()));
+            let list = endpoints.entry(service.to_string()).or_default();
+            if inbound.is_ready() {
+                list.push(endpoint(name, dp, inbound));
+            }
+        }
+    }
+    endpoints
+        .into_iter()
+        .map(|(service, endpoints)| {
+            let protocol = Protocol::common(protocols.remove(&service).unwrap_or_default());
+            (
+                service,
+                Destination {
+                    endpoints,
+                    protocol,
+                },
+            )
+        })
+        .collect()
+}
+
+fn index_mesh_services(
+    services: &BTreeMap<String, MeshServiceSpec>,
+    dataplanes: &Dataplanes,
+) -> BTreeMap<(String, u32), Destination> {
+    let mut out = BTreeMap::new();
+    for (svc_name, svc) in services {
+        for port in &svc.ports {
+            let mut endpoints = Vec::new();
+            for (dp_name, (labels, dp)) in dataplanes {
+                for inbound in dp.inbounds() {
+                    if inbound.is_ready()
+                        && selects(svc, dp_name, labels, inbound)
+                        && serves_port(port, inbound)
+                    {
+                        endpoints.push(endpoint(dp_name, dp, inbound));
+                    }
+                }
+            }
+            out.insert(
+                (svc_name.clone(), port.port),
+                Destination {
+                    endpoints,
+                    protocol: Protocol::parse(port.protocol()),
+                },
+            );
+        }
+    }
+    out
+}
+
+/// Whether a MeshService's selector picks this inbound of this proxy.
+fn selects(
+    svc: &MeshServiceSpec,
+    dp_name: &str,
+    labels: &BTreeMap<String, String>,
+    inbound: &Inbound,
+) -> bool {
+    let Some(selector) = &svc.selector else {
+        return false;
+    };
+    if let Some(tags) = &selector.dataplane_tags {
+        return tags.iter().all(|(k, v)| inbound.tags.get(k) == Some(v));
+    }
+    if let Some(r) = &selector.dataplane_ref {
+        return r.name == dp_name;
+    }
+    if let Some(l) = &selector.dataplane_labels {
+        return l.matches(labels);
+    }
+    false
+}
+
+/// A MeshService port reaches the inbound whose port (or name) is its target.
+fn serves_port(port: &Port, inbound: &Inbound) -> bool {
+    match &port.target_port {
+        Some(TargetPort::Number(n)) => inbound.port == *n,
+        Some(TargetPort::Name(name)) => {
+            inbound.name == *name || name.parse::<u32>().is_ok_and(|n| inbound.port == n)
+        }
+        None => inbound.port == port.port,
+    }
+}
+
+/// Services keyed by `kuma.io/service` never include the tag in endpoint
+/// metadata: it is the same for every endpoint of a cluster.
+pub(crate) fn lb_tags(tags: &BTreeMap<String, String>) -> impl Iterator<Item = (&str, &str)> {
+    tags.iter()
+        .filter(|(k, _)| k.as_str() != SERVICE_TAG)
+        .map(|(k, v)| (k.as_str(), v.as_str()))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use kuma_api::kinds::dataplane::{Health, Networking};
+
+    fn mk_inbound(service: &str, port: u32, protocol: &str) -> Inbound {
+        Inbound {
+            port,
+            tags: [
+                (SERVICE_TAG.to_string(), service.to_string()),
+                ("kuma.io/protocol".to_string(), protocol.to_string()),
+            ]
+            .into(),
+            ..Inbound::default()
+        }
+    }
+
+    fn mk_dataplane(address: &str, inbounds: Vec<Inbound>) -> DataplaneSpec {
+        DataplaneSpec {
+            networking: Some(Networking {
+                address: address.into(),
+                inbound: inbounds,
+                ..Networking::default()
+            }),
+            ..DataplaneSpec::default()
+        }
+    }
+
+    #[test]
+    fn index_keeps_only_ready_endpoints_but_every_protocol() {
+        let mut not_ready = mk_inbound("web", 80, "http");
+        not_ready.health = Some(Health { ready: false });
+        let mut ignored = mk_inbound("web", 81, "tcp");
+        ignored.state = Some(InboundState::Ignored);
+        let snap = {
+            let mut b = MeshSnapshot::builder("default");
+            b.dataplane(
+                "a",
+                mk_dataplane("10.0.0.1", vec![mk_inbound("web", 80, "http")]),
+            );
+            b.dataplane("b", mk_dataplane("10.0.0.2", vec![not_ready, ignored]));
+            b.build()
+        };
+        let web = snap.service("web").expect("web indexed");
+        assert_eq!(web.protocol, Protocol::Http);
+        assert_eq!(web.endpoints.len(), 1);
+        assert_eq!(web.endpoints[0].address, "10.0.0.1");
+    }
+
+    #[test]
+    fn mixed_protocols_fall_back() {
+        assert_eq!(
+            Protocol::common([Protocol::Http2, Protocol::Grpc]),
+            Protocol::Http
+        );
+        assert_eq!(
+            Protocol::common([Protocol::Http, Protocol::Tcp]),
+            Protocol::Tcp
+        );
+        assert_eq!(
+            Protocol::common([Protocol::Grpc, Protocol::Grpc]),
+            Protocol::Grpc
+        );
+        assert_eq!(Protocol::common([]), Protocol::Tcp);
+    }
+
+    #[test]
+    fn advertised_address_wins_over_address() {
+        let mut dp = mk_dataplane("10.0.0.1", vec![mk_inbound("web", 80, "tcp")]);
+        if let Some(n) = dp.networking.as_mut() {
+            n.advertised_address = "192.168.0.1".into();
+        }
+        let mut b = MeshSnapshot::builder("default");
+        b.dataplane("a", dp);
+        let snap = b.build();
+        assert_eq!(
+            snap.service("web").map(|d| d.endpoints[0].address.as_str()),
+            Some("192.168.0.1")
+        );
+    }
+
+    #[test]
+    fn builder_drops_other_meshes() {
+        let mut b = MeshSnapshot::builder("one");
+        let labels = BTreeMap::new();
+        let dp = mk_dataplane("10.0.0.1", vec![mk_inbound("web", 80, "tcp")]);
+        b.add(Some("two"), "x", &labels, Spec::Dataplane(dp.clone()));
+        b.add(Some("one"), "y", &labels, Spec::Dataplane(dp));
+        b.add(None, "two", &labels, Spec::Mesh(MeshSpec::default()));
+        let snap = b.build();
+        assert_eq!(snap.dataplane_names().collect::<Vec<_>>(), ["y"]);
+        assert!(snap.mesh_spec().is_none());
+    }
+}
