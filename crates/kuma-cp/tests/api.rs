@@ -617,3 +617,120 @@ async fn embedded_store_keeps_data_across_restarts() {
     assert_eq!(names(&meshes), vec!["default", "kept"]);
     s.cp.shutdown().await;
 }
+
+fn deeply_nested(depth: usize) -> Value {
+    (0..depth).fold(json!([]), |inner, _| json!([inner]))
+}
+
+/// Every way of breaking a valid document: each field replaced by a value of
+/// another shape, at every depth.
+fn mutations(doc: &Value) -> Vec<Value> {
+    let replacements = [
+        Value::Null,
+        json!(-1),
+        json!(1e308),
+        json!(""),
+        json!("x".repeat(5000)),
+        json!([]),
+        json!({}),
+        json!(true),
+        deeply_nested(64),
+    ];
+    let mut out = Vec::new();
+    fn walk(current: &Value, path: &mut Vec<String>, out: &mut Vec<Vec<String>>) {
+        out.push(path.clone());
+        match current {
+            Value::Object(map) => {
+                for (k, v) in map {
+                    path.push(k.clone());
+                    walk(v, path, out);
+                    path.pop();
+                }
+            }
+            Value::Array(items) => {
+                for (i, v) in items.iter().enumerate() {
+                    path.push(i.to_string());
+                    walk(v, path, out);
+                    path.pop();
+                }
+            }
+            _ => {}
+        }
+    }
+    let mut paths = Vec::new();
+    walk(doc, &mut Vec::new(), &mut paths);
+    for path in paths.iter().filter(|p| !p.is_empty()) {
+        for replacement in &replacements {
+            let mut broken = doc.clone();
+            let pointer = format!("/{}", path.join("/"));
+            if let Some(slot) = broken.pointer_mut(&pointer) {
+                *slot = replacement.clone();
+                out.push(broken);
+            }
+        }
+    }
+    out
+}
+
+#[tokio::test]
+async fn hostile_input_gets_4xx_and_never_breaks_the_server() {
+    let s = Server::start().await;
+    let cases = [
+        (
+            "/meshes/default/dataplanes/dp-1",
+            mk_dataplane("default", "dp-1", "web"),
+        ),
+        (
+            "/meshes/default/meshtimeouts/t-1",
+            mk_timeout("default", "t-1"),
+        ),
+        (
+            "/meshes/m-1",
+            json!({"type": "Mesh", "name": "m-1",
+                   "mtls": {"enabledBackend": "ca-1", "backends": [{"name": "ca-1", "type": "builtin"}]}}),
+        ),
+    ];
+    let mut sent = 0;
+    for (path, doc) in &cases {
+        for broken in mutations(doc) {
+            let (status, body) = s.put(path, broken.clone()).await;
+            sent += 1;
+            assert!(
+                status.is_success() || status.is_client_error(),
+                "PUT {path} with {broken} answered {status}: {body}"
+            );
+            if status.is_client_error() {
+                assert_eq!(body["status"], status.as_u16(), "{body}");
+                assert!(body["title"].is_string(), "{body}");
+            }
+        }
+    }
+    // Bytes that are not a document at all: a fixed pseudo-random sequence.
+    let mut seed: u64 = 0x2545_f491_4f6c_dd1d;
+    for len in [1usize, 7, 64, 513, 4096] {
+        let bytes: Vec<u8> = (0..len)
+            .map(|_| {
+                seed ^= seed << 13;
+                seed ^= seed >> 7;
+                seed ^= seed << 17;
+                (seed >> 24) as u8
+            })
+            .collect();
+        for content_type in ["application/json", "application/yaml"] {
+            let (status, _) = s
+                .put_raw(
+                    "/meshes/default/meshtimeouts/t-2",
+                    content_type,
+                    bytes.clone(),
+                )
+                .await;
+            sent += 1;
+            assert!(status.is_client_error(), "{len} random bytes got {status}");
+        }
+    }
+    assert!(sent > 100, "only {sent} hostile requests were generated");
+    let (status, _) = s.get("/").await;
+    assert_eq!(status, StatusCode::OK, "the server still answers");
+    let (status, _) = s.get("/meshes/default/meshtimeouts/t-2").await;
+    assert_eq!(status, StatusCode::NOT_FOUND, "garbage wrote nothing");
+}
