@@ -96,16 +96,33 @@ impl SotwSession {
         config: &ProxyResources,
         out: &mut Outbox<DiscoveryResponse>,
     ) {
+        if self.send(type_url, config, false, out) && type_url == type_url::CLUSTER {
+            // Envoy rebuilds an updated cluster and, before its EDS cache
+            // (Envoy 1.32), kept it warming until endpoints arrived again,
+            // even unchanged ones. Old clients are why SotW is served at all.
+            self.send(type_url::ENDPOINT, config, true, out);
+        }
+    }
+
+    /// Sends the type if the proxy's view of it is not current, or if
+    /// `force`d. Returns whether a response was sent.
+    fn send(
+        &mut self,
+        type_url: &str,
+        config: &ProxyResources,
+        force: bool,
+        out: &mut Outbox<DiscoveryResponse>,
+    ) -> bool {
         let Some(state) = self.types.get_mut(type_url) else {
-            return;
+            return false;
         };
         let (resources, version) = view(config, type_url, &state.interest);
         let current = state
             .sent
             .as_ref()
             .is_some_and(|s| s.version == version && s.interest == state.interest);
-        if current {
-            return;
+        if current && !force {
+            return false;
         }
         let nonce = self.nonces.next();
         state.sent = Some(Sent {
@@ -124,6 +141,7 @@ impl SotwSession {
             nonce,
             ..Default::default()
         });
+        true
     }
 }
 

@@ -135,6 +135,11 @@ async fn a_change_resends_only_the_types_that_changed() {
     assert_eq!(clusters.type_url, C);
     assert_eq!(clusters.resources.len(), 3);
     assert_eq!(clusters.version_info, next.type_version(C));
+    // Endpoints follow a cluster change unchanged, for Envoys without an
+    // EDS cache; routes did not change and are not sent.
+    let endpoints = stream.next().await;
+    assert_eq!(endpoints.type_url, E);
+    assert_eq!(endpoints.version_info, next.type_version(E));
     let listeners = stream.next().await;
     assert_eq!(listeners.type_url, L);
     assert_eq!(listeners.version_info, next.type_version(L));

@@ -220,3 +220,35 @@ fn a_change_is_sent_type_by_type_in_dependency_order() {
     let types: Vec<&str> = out.responses.iter().map(|r| r.type_url.as_str()).collect();
     assert_eq!(types, vec![C, E]);
 }
+
+#[test]
+fn endpoints_follow_every_cluster_change_even_when_unchanged() {
+    let config = base();
+    let mut session = SotwSession::new(NonceSource::default());
+    step(&mut session, mk_request(C, &[], "", ""), &config);
+    step(&mut session, mk_request(E, &["web"], "", ""), &config);
+    let mut next = base();
+    next.insert(mk_resource(C, "web", "c2"));
+    let out = change(&mut session, &next);
+    let sent: Vec<(&str, &str)> = out
+        .responses
+        .iter()
+        .map(|r| (r.type_url.as_str(), r.version_info.as_str()))
+        .collect();
+    let endpoints_version = config.type_version(E);
+    // The endpoint version is a subset version: only "web" was asked for.
+    let mut web_only = ProxyResources::default();
+    web_only.insert(config.by_type[E]["web"].clone());
+    assert_ne!(endpoints_version, web_only.type_version(E));
+    assert_eq!(
+        sent,
+        vec![
+            (C, next.type_version(C).as_str()),
+            (E, web_only.type_version(E).as_str())
+        ]
+    );
+    // A change elsewhere sends neither.
+    let mut other = next.clone();
+    other.insert(mk_resource(type_url::LISTENER, "l", "l1"));
+    assert!(change(&mut session, &other).responses.is_empty());
+}
