@@ -48,6 +48,9 @@ pub enum GoldenError {
     Mismatch { path: PathBuf, diff: String },
 }
 
+/// Decodes the bytes of one message type into its Debug tree.
+type TreeOf = fn(&[u8]) -> Option<Node>;
+
 /// Debug tree of a packed message whose type we know; `None` for others.
 fn decode_any(url: &str, bytes: &[u8]) -> Option<Node> {
     fn tree<M: Message + Default + Debug>(bytes: &[u8]) -> Option<Node> {
@@ -55,7 +58,7 @@ fn decode_any(url: &str, bytes: &[u8]) -> Option<Node> {
         debug::parse(&format!("{msg:#?}")).ok()
     }
     // The types our generators and bootstrap put inside an Any.
-    let table: &[(String, fn(&[u8]) -> Option<Node>)] = &[
+    let table: &[(String, TreeOf)] = &[
         (Listener::type_url(), tree::<Listener>),
         (Cluster::type_url(), tree::<Cluster>),
         (

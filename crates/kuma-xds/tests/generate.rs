@@ -1,0 +1,302 @@
+//! Behaviour of proxy generation beyond the golden files: sharing,
+//! isolation, determinism, transparent proxying, errors.
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+
+use chrono::{DateTime, Utc};
+use envoy_types::pb::envoy::config::cluster::v3::Cluster;
+use envoy_types::pb::envoy::config::endpoint::v3::ClusterLoadAssignment;
+use kuma_api::kinds::dataplane::{
+    BackendRef, DataplaneSpec, Gateway, GatewayType, Inbound, Networking, Outbound,
+    TransparentProxying,
+};
+use kuma_api::{Resource, ResourceDocument};
+use kuma_xds::generate::{GenerateError, MeshSnapshot, generate_proxy};
+use kuma_xds::{ProxyResources, type_url};
+use prost::Message;
+
+fn tags(pairs: &[(&str, &str)]) -> BTreeMap<String, String> {
+    pairs
+        .iter()
+        .map(|(k, v)| (k.to_string(), v.to_string()))
+        .collect()
+}
+
+fn mk_inbound(service: &str, port: u32, protocol: &str) -> Inbound {
+    Inbound {
+        port,
+        tags: tags(&[("kuma.io/service", service), ("kuma.io/protocol", protocol)]),
+        ..Inbound::default()
+    }
+}
+
+fn mk_outbound(service: &str, port: u32) -> Outbound {
+    Outbound {
+        port,
+        tags: tags(&[("kuma.io/service", service)]),
+        ..Outbound::default()
+    }
+}
+
+fn mk_dataplane(address: &str, inbound: Vec<Inbound>, outbound: Vec<Outbound>) -> DataplaneSpec {
+    DataplaneSpec {
+        networking: Some(Networking {
+            address: address.into(),
+            inbound,
+            outbound,
+            ..Networking::default()
+        }),
+        ..DataplaneSpec::default()
+    }
+}
+
+/// `web-N` proxies calling `backend`, served by `backend-1` and `backend-2`.
+fn mk_snapshot(webs: usize) -> MeshSnapshot {
+    let mut b = MeshSnapshot::builder("default");
+    for i in 1..=webs {
+        b.dataplane(
+            &format!("web-{i}"),
+            mk_dataplane(
+                &format!("10.0.1.{i}"),
+                vec![mk_inbound("web", 8080, "http")],
+                vec![mk_outbound("backend", 10001)],
+            ),
+        );
+    }
+    for i in 1..=2 {
+        b.dataplane(
+            &format!("backend-{i}"),
+            mk_dataplane(
+                &format!("10.0.2.{i}"),
+                vec![mk_inbound("backend", 9090, "grpc")],
+                vec![],
+            ),
+        );
+    }
+    b.build()
+}
+
+fn names(p: &ProxyResources, url: &str) -> Vec<String> {
+    p.of_type(url).map(|r| r.name.clone()).collect()
+}
+
+fn endpoint_addresses(p: &ProxyResources, cluster: &str) -> Vec<String> {
+    let r = p
+        .by_type
+        .get(type_url::ENDPOINT)
+        .and_then(|m| m.get(cluster))
+        .expect("load assignment");
+    let cla = ClusterLoadAssignment::decode(r.body.value.as_slice()).expect("decodes");
+    let text = format!("{cla:?}");
+    // Addresses only, in order: enough to compare without walking the oneofs.
+    text.split("address: \"")
+        .skip(1)
+        .filter_map(|s| s.split('"').next())
+        .map(str::to_string)
+        .collect()
+}
+
+#[test]
+fn identical_resources_are_built_once_and_shared() {
+    let snap = mk_snapshot(3);
+    let a = generate_proxy(&snap, "web-1").expect("web-1");
+    let b = generate_proxy(&snap, "web-2").expect("web-2");
+    for (url, name) in [
+        (type_url::CLUSTER, "backend"),
+        (type_url::ENDPOINT, "backend"),
+        (type_url::LISTENER, "outbound:127.0.0.1:10001"),
+        (type_url::CLUSTER, "localhost:8080"),
+    ] {
+        let ra = &a.by_type[url][name];
+        let rb = &b.by_type[url][name];
+        assert!(Arc::ptr_eq(ra, rb), "{name} of {url} not shared");
+    }
+    // Inbound listeners carry each proxy's own address: never shared.
+    assert_ne!(names(&a, type_url::LISTENER), names(&b, type_url::LISTENER));
+}
+
+#[test]
+fn versions_are_the_same_in_a_fresh_snapshot() {
+    // A restarted control plane must not resend what proxies already have.
+    let one = generate_proxy(&mk_snapshot(1), "web-1").expect("one");
+    let two = generate_proxy(&mk_snapshot(1), "web-1").expect("two");
+    for url in type_url::ORDER {
+        assert_eq!(one.type_version(url), two.type_version(url), "{url}");
+    }
+    assert_eq!(one, two);
+}
+
+#[test]
+fn outbound_gets_every_ready_instance_and_http2() {
+    let snap = mk_snapshot(1);
+    let p = generate_proxy(&snap, "web-1").expect("web-1");
+    assert_eq!(endpoint_addresses(&p, "backend"), ["10.0.2.1", "10.0.2.2"]);
+    let cluster = Cluster::decode(
+        p.by_type[type_url::CLUSTER]["backend"]
+            .body
+            .value
+            .as_slice(),
+    )
+    .expect("decodes");
+    assert!(
+        cluster
+            .typed_extension_protocol_options
+            .contains_key("envoy.extensions.upstreams.http.v3.HttpProtocolOptions"),
+        "grpc destination needs HTTP/2"
+    );
+}
+
+#[test]
+fn a_proxy_gets_only_what_it_declares() {
+    let snap = mk_snapshot(1);
+    let backend = generate_proxy(&snap, "backend-1").expect("backend-1");
+    assert!(backend.of_type(type_url::ENDPOINT).next().is_none());
+    assert_eq!(names(&backend, type_url::CLUSTER), ["localhost:9090"]);
+    assert_eq!(
+        names(&backend, type_url::LISTENER),
+        ["inbound:10.0.2.1:9090"]
+    );
+}
+
+fn resource(mesh: Option<&str>, yaml: &str) -> Resource {
+    let mut doc = ResourceDocument::from_yaml(yaml).expect("parses");
+    doc.mesh = mesh.map(str::to_string);
+    doc.into_resource(DateTime::<Utc>::MIN_UTC)
+}
+
+#[test]
+fn another_meshs_dataplanes_never_appear() {
+    let dp = |name: &str, address: &str, service: &str| {
+        format!(
+            "type: Dataplane\nname: {name}\nnetworking:\n  address: {address}\n  inbound:\n  - port: 80\n    tags:\n      kuma.io/service: {service}\n  outbound:\n  - port: 10001\n    tags:\n      kuma.io/service: backend\n"
+        )
+    };
+    let listing = vec![
+        resource(None, "type: Mesh\nname: blue"),
+        resource(None, "type: Mesh\nname: green"),
+        resource(Some("blue"), &dp("web", "10.0.0.1", "web")),
+        resource(Some("blue"), &dp("backend-blue", "10.0.0.2", "backend")),
+        resource(Some("green"), &dp("backend-green", "10.9.9.9", "backend")),
+        resource(Some("green"), &dp("web", "10.9.9.1", "web")),
+    ];
+    let blue = MeshSnapshot::from_resources("blue", listing.clone());
+    let p = generate_proxy(&blue, "web").expect("blue web");
+    assert_eq!(endpoint_addresses(&p, "backend"), ["10.0.0.2"]);
+    let all = format!("{p:?}");
+    assert!(!all.contains("10.9.9"), "green leaked into blue");
+    assert!(blue.dataplane("backend-green").is_none());
+    assert!(matches!(
+        generate_proxy(&blue, "backend-green"),
+        Err(GenerateError::DataplaneNotFound { .. })
+    ));
+
+    let green = MeshSnapshot::from_resources("green", listing);
+    let p = generate_proxy(&green, "web").expect("green web");
+    assert_eq!(endpoint_addresses(&p, "backend"), ["10.9.9.9"]);
+}
+
+#[test]
+fn transparent_proxy_reaches_listed_services_or_all() {
+    let mut b = MeshSnapshot::builder("default");
+    for (name, svc, addr) in [
+        ("a", "alpha", "10.0.0.1"),
+        ("b", "beta", "10.0.0.2"),
+        ("c", "gamma", "10.0.0.3"),
+    ] {
+        b.dataplane(
+            name,
+            mk_dataplane(addr, vec![mk_inbound(svc, 80, "tcp")], vec![]),
+        );
+    }
+    let mut limited = mk_dataplane("10.0.0.9", vec![mk_inbound("client", 80, "tcp")], vec![]);
+    let mut open = limited.clone();
+    if let Some(n) = limited.networking.as_mut() {
+        n.transparent_proxying = Some(TransparentProxying {
+            redirect_port_inbound: 15006,
+            redirect_port_outbound: 15001,
+            reachable_services: vec!["beta".into()],
+            ..TransparentProxying::default()
+        });
+    }
+    if let Some(n) = open.networking.as_mut() {
+        n.transparent_proxying = Some(TransparentProxying {
+            redirect_port_inbound: 15006,
+            redirect_port_outbound: 15001,
+            ..TransparentProxying::default()
+        });
+    }
+    b.dataplane("limited", limited);
+    b.dataplane("open", open);
+    let snap = b.build();
+    let limited = generate_proxy(&snap, "limited").expect("limited");
+    assert_eq!(names(&limited, type_url::ENDPOINT), ["beta"]);
+    let open = generate_proxy(&snap, "open").expect("open");
+    assert_eq!(
+        names(&open, type_url::ENDPOINT),
+        ["alpha", "beta", "client", "gamma"]
+    );
+}
+
+#[test]
+fn unserved_and_unknown_destinations() {
+    let mut b = MeshSnapshot::builder("default");
+    let msvc = Outbound {
+        port: 10002,
+        backend_ref: Some(BackendRef {
+            kind: "MeshService".into(),
+            name: "nope".into(),
+            port: 80,
+            ..BackendRef::default()
+        }),
+        ..Outbound::default()
+    };
+    b.dataplane(
+        "web",
+        mk_dataplane(
+            "10.0.0.1",
+            vec![mk_inbound("web", 80, "http")],
+            vec![mk_outbound("nobody-yet", 10001), msvc],
+        ),
+    );
+    let p = generate_proxy(&b.build(), "web").expect("web");
+    // A service nobody serves yet still gets its listener and an empty
+    // assignment; an unknown MeshService gets nothing.
+    assert_eq!(
+        names(&p, type_url::LISTENER),
+        ["inbound:10.0.0.1:80", "outbound:127.0.0.1:10001"]
+    );
+    assert!(endpoint_addresses(&p, "nobody-yet").is_empty());
+}
+
+#[test]
+fn errors_name_the_problem() {
+    let mut b = MeshSnapshot::builder("default");
+    b.dataplane(
+        "no-address",
+        mk_dataplane("", vec![mk_inbound("x", 80, "tcp")], vec![]),
+    );
+    let mut gw = mk_dataplane("10.0.0.1", vec![], vec![]);
+    if let Some(n) = gw.networking.as_mut() {
+        n.gateway = Some(Gateway {
+            tags: tags(&[("kuma.io/service", "edge")]),
+            type_: Some(GatewayType::Builtin),
+        });
+    }
+    b.dataplane("builtin", gw);
+    let snap = b.build();
+    let err = generate_proxy(&snap, "no-address").expect_err("no address");
+    assert!(matches!(
+        err,
+        GenerateError::NoInboundAddress { port: 80, .. }
+    ));
+    assert!(matches!(
+        generate_proxy(&snap, "builtin"),
+        Err(GenerateError::BuiltinGateway { .. })
+    ));
+    let missing = generate_proxy(&snap, "ghost").expect_err("missing");
+    assert_eq!(
+        missing.to_string(),
+        "dataplane ghost not found in mesh default"
+    );
+}
