@@ -50,6 +50,16 @@ pub enum Command {
         #[command(subcommand)]
         command: ConfigCommand,
     },
+    /// Generate resources, tokens, etc
+    Generate {
+        #[command(subcommand)]
+        command: crate::commands::generate::GenerateCommand,
+    },
+    /// Inspect Kuma resources
+    Inspect {
+        #[command(subcommand)]
+        command: crate::commands::inspect::InspectCommand,
+    },
     /// Print version
     Version(VersionArgs),
     /// Output shell completion code for bash, fish or zsh

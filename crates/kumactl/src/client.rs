@@ -11,6 +11,9 @@ use url::Url;
 
 use crate::config::ApiServer;
 
+mod proxies;
+pub use proxies::DataplaneTokenRequest;
+
 #[derive(Debug, thiserror::Error)]
 pub enum ClientError {
     #[error("API Server URL is invalid: {0}")]

@@ -14,7 +14,9 @@ use crate::config::Configuration;
 mod apply;
 mod config_cmd;
 mod delete;
+pub mod generate;
 mod get;
+pub mod inspect;
 mod version;
 
 /// Where a command reads and writes; tests pass buffers.
@@ -101,6 +103,8 @@ pub fn run(cli: Cli, io: &mut Io<'_>) -> anyhow::Result<()> {
             }
         },
         Command::Version(args) => version::run(&session, &args, io),
+        Command::Generate { command } => generate::run(&session, &command, io),
+        Command::Inspect { command } => inspect::run(&session, &command, io),
         Command::Completion { shell } => {
             completion(shell, io.stdout);
             Ok(())
