@@ -4,6 +4,9 @@
 //! clock, no randomness. Its output is a set of encoded resources, each
 //! versioned by a hash of its content, which the ADS server sends to Envoy.
 
+#[cfg(any(test, feature = "testing"))]
+pub mod testing;
+
 use std::collections::BTreeMap;
 use std::hash::{Hash, Hasher};
 use std::sync::Arc;

