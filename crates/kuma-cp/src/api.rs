@@ -5,17 +5,22 @@ use std::sync::Arc;
 use axum::Router;
 use axum::http::{Method, StatusCode};
 use axum::response::{IntoResponse, Response};
-use axum::routing::get;
+use axum::routing::{get, post};
 use kuma_store::ResourceStore;
 
 use crate::config::Config;
+use crate::insights::Insights;
+use crate::tokens::DataplaneTokens;
 
 mod error;
 mod index;
+mod insights;
 mod list;
 mod resources;
+mod tokens;
 
 pub use error::Problem;
+pub use index::ServerInfo;
 
 /// The largest request body accepted; Kuma resources are small, this stops
 /// a client from making the server buffer arbitrary amounts.
@@ -27,14 +32,20 @@ pub struct ApiState {
     pub store: Arc<dyn ResourceStore>,
     pub config: Arc<Config>,
     pub info: Arc<index::ServerInfo>,
+    pub tokens: Arc<DataplaneTokens>,
+    pub insights: Arc<Insights>,
 }
 
 impl ApiState {
+    /// A state of its own (no data plane server shares its insights).
     pub fn new(store: Arc<dyn ResourceStore>, config: Config) -> Self {
+        let info = Arc::new(index::ServerInfo::detect());
         Self {
+            tokens: Arc::new(DataplaneTokens::new(store.clone())),
+            insights: Arc::new(Insights::new(info.instance_id.clone())),
             store,
             config: Arc::new(config),
-            info: Arc::new(index::ServerInfo::detect()),
+            info,
         }
     }
 }
@@ -45,6 +56,12 @@ pub fn router(state: ApiState) -> Router {
         .route("/config", get(index::config))
         .route("/_resources", get(index::resource_types))
         .route("/policies", get(index::policies))
+        .route("/tokens/dataplane", post(tokens::generate_dataplane_token))
+        .route("/meshes/{mesh}/dataplanes+insights", get(insights::list))
+        .route("/meshes/{mesh}/dataplanes/_overview", get(insights::list))
+        .route("/meshes/{mesh}/dataplanes+insights/{name}", get(insights::get))
+        .route("/meshes/{mesh}/dataplanes/{name}/_overview", get(insights::get))
+        .route("/meshes/{mesh}/dataplanes/{name}/xds", get(insights::xds))
         .route("/{plural}", get(resources::list_top))
         .route(
             "/{plural}/{name}",

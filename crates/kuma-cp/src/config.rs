@@ -11,6 +11,13 @@ use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
 
+mod dp_server;
+
+pub use dp_server::{
+    BootstrapParamsConfig, BootstrapServerConfig, DpProxyAuthn, DpProxyAuthnType, DpServerAuthn,
+    DpServerConfig,
+};
+
 /// What Kuma prints in place of secrets in `GET /config`.
 pub const SANITIZED_VALUE: &str = "*****";
 
@@ -93,6 +100,8 @@ pub struct Config {
     pub general: GeneralConfig,
     pub store: StoreConfig,
     pub api_server: ApiServerConfig,
+    pub dp_server: DpServerConfig,
+    pub bootstrap_server: BootstrapServerConfig,
     pub defaults: DefaultsConfig,
 }
 
@@ -119,6 +128,12 @@ pub struct GeneralConfig {
     /// Empty means `$HOME/.kuma`, as in Kuma.
     #[serde(with = "empty_path")]
     pub work_dir: Option<PathBuf>,
+    /// PEM certificate (chain) the control plane's TLS servers present.
+    /// Empty: generated on first start and kept in the work dir.
+    #[serde(with = "empty_path")]
+    pub tls_cert_file: Option<PathBuf>,
+    #[serde(with = "empty_path")]
+    pub tls_key_file: Option<PathBuf>,
 }
 
 impl GeneralConfig {
@@ -300,6 +315,12 @@ impl Config {
         if let Some(v) = env.get("KUMA_GENERAL_WORK_DIR") {
             self.general.work_dir = (!v.is_empty()).then(|| PathBuf::from(v));
         }
+        if let Some(v) = env.get("KUMA_GENERAL_TLS_CERT_FILE") {
+            self.general.tls_cert_file = (!v.is_empty()).then(|| PathBuf::from(v));
+        }
+        if let Some(v) = env.get("KUMA_GENERAL_TLS_KEY_FILE") {
+            self.general.tls_key_file = (!v.is_empty()).then(|| PathBuf::from(v));
+        }
         if let Some(v) = env.get("KUMA_STORE_TYPE") {
             self.store.store_type = StoreType::parse(&v).ok_or_else(|| {
                 bad_env(
@@ -338,6 +359,7 @@ impl Config {
         if let Some(v) = env.get("KUMA_API_SERVER_HTTP_PORT") {
             http.port = parse_num("KUMA_API_SERVER_HTTP_PORT", v)?;
         }
+        dp_server::apply_env(&mut self.dp_server, &mut self.bootstrap_server, env)?;
         if let Some(v) = env.get("KUMA_DEFAULTS_SKIP_MESH_CREATION") {
             self.defaults.skip_mesh_creation = parse_bool("KUMA_DEFAULTS_SKIP_MESH_CREATION", v)?;
         }
@@ -362,6 +384,26 @@ impl Config {
             return Err(ConfigError::Invalid {
                 setting: "apiServer.http.interface",
                 reason: format!("{:?} is not an IP address", self.api_server.http.interface),
+            });
+        }
+        if self.dp_server.interface.parse::<IpAddr>().is_err() {
+            return Err(ConfigError::Invalid {
+                setting: "dpServer.interface",
+                reason: format!("{:?} is not an IP address", self.dp_server.interface),
+            });
+        }
+        let general = &self.general;
+        if general.tls_cert_file.is_some() != general.tls_key_file.is_some() {
+            return Err(ConfigError::Invalid {
+                setting: "general.tlsCertFile",
+                reason: "general.tlsCertFile and general.tlsKeyFile must be set together".into(),
+            });
+        }
+        let dp = &self.dp_server;
+        if dp.tls_cert_file.is_some() != dp.tls_key_file.is_some() {
+            return Err(ConfigError::Invalid {
+                setting: "dpServer.tlsCertFile",
+                reason: "dpServer.tlsCertFile and dpServer.tlsKeyFile must be set together".into(),
             });
         }
         if self.store.store_type == StoreType::Postgres {
@@ -407,6 +449,8 @@ impl Config {
         config.store.store_type = StoreType::Memory;
         config.api_server.http.interface = "127.0.0.1".into();
         config.api_server.http.port = 0;
+        config.dp_server.interface = "127.0.0.1".into();
+        config.dp_server.port = 0;
         config
     }
 }

@@ -1,4 +1,5 @@
-//! The Kuma control plane: configuration, store wiring and the REST API.
+//! The Kuma control plane: configuration, store wiring, the REST API and the
+//! data plane server (bootstrap + ADS for Envoy proxies).
 //!
 //! [`ControlPlane::start`] runs everything in the current Tokio runtime; tests
 //! use it with a memory store and port 0.
@@ -15,8 +16,12 @@ use tracing::Instrument;
 pub mod api;
 pub mod config;
 pub mod defaults;
+pub mod dp_server;
+pub mod index;
+pub mod insights;
 pub mod labels;
 pub mod store;
+pub mod tokens;
 
 pub use config::{Config, ConfigError, EnvSource, ProcessEnv, StoreType};
 
@@ -26,6 +31,7 @@ pub struct ControlPlane {
     store: Arc<dyn ResourceStore>,
     stop: watch::Sender<bool>,
     server: Option<JoinHandle<std::io::Result<()>>>,
+    dp_server: dp_server::DpServer,
 }
 
 impl ControlPlane {
@@ -48,6 +54,21 @@ impl ControlPlane {
                 .context("could not create the default Mesh")?;
         }
         let (stop, mut stopped) = watch::channel(false);
+        let info = Arc::new(api::ServerInfo::detect());
+        let tokens = Arc::new(tokens::DataplaneTokens::new(store.clone()));
+        let insights = Arc::new(insights::Insights::new(info.instance_id.clone()));
+        let index = index::MeshIndex::start(store.clone(), stopped.clone())
+            .await
+            .context("could not load the mesh index")?;
+        let dp_server = start_dp_server(
+            &config,
+            store.clone(),
+            index,
+            tokens.clone(),
+            insights.clone(),
+            stopped.clone(),
+        )
+        .await?;
         let http = &config.api_server.http;
         let (api_address, server) = if http.enabled {
             let ip: std::net::IpAddr = http.interface.parse().with_context(|| {
@@ -62,7 +83,14 @@ impl ControlPlane {
                     format!("could not listen on {ip}:{} for the API server", http.port)
                 })?;
             let address = listener.local_addr()?;
-            let app = api::router(api::ApiState::new(store.clone(), config.clone()))
+            let state = api::ApiState {
+                store: store.clone(),
+                config: Arc::new(config.clone()),
+                info,
+                tokens,
+                insights,
+            };
+            let app = api::router(state)
                 .layer(axum::extract::DefaultBodyLimit::max(api::MAX_BODY_BYTES));
             tracing::info!(%address, "API server listening");
             let server = tokio::spawn(
@@ -86,7 +114,38 @@ impl ControlPlane {
             store,
             stop,
             server,
+            dp_server,
         })
+    }
+
+    /// Where the data plane server (bootstrap + ADS, TLS) listens.
+    pub fn dp_server_address(&self) -> SocketAddr {
+        self.dp_server.address
+    }
+
+    /// The CA proxies should trust for the data plane server (PEM).
+    pub fn dp_ca_cert_pem(&self) -> &str {
+        &self.dp_server.state.tls.ca_cert_pem
+    }
+
+    /// The file holding that CA, for `kuma-dp --ca-cert-file`.
+    pub fn dp_ca_cert_path(&self) -> &std::path::Path {
+        &self.dp_server.state.tls.ca_cert_path
+    }
+
+    /// The in-memory view of meshes and connected proxies.
+    pub fn mesh_index(&self) -> &index::MeshIndex {
+        &self.dp_server.state.index
+    }
+
+    /// ADS stream insights of the proxies served by this instance.
+    pub fn insights(&self) -> &Arc<insights::Insights> {
+        &self.dp_server.state.insights
+    }
+
+    /// Issues and verifies dataplane tokens.
+    pub fn tokens(&self) -> &Arc<tokens::DataplaneTokens> {
+        &self.dp_server.state.tokens
     }
 
     /// Where the API server listens (the real port when configured with 0).
@@ -110,6 +169,11 @@ impl ControlPlane {
     /// Stops accepting connections, lets in-flight requests finish, then
     /// releases the store.
     pub async fn shutdown(mut self) {
+        // Before streams end: their ending must not unregister proxies.
+        self.dp_server
+            .state
+            .shutting_down
+            .store(true, std::sync::atomic::Ordering::SeqCst);
         let _ = self.stop.send(true);
         if let Some(server) = self.server.take() {
             match server.await {
@@ -118,6 +182,59 @@ impl ControlPlane {
                 Err(e) => tracing::warn!(error = %e, "API server task failed"),
             }
         }
+        self.dp_server.stopped().await;
         tracing::info!("control plane stopped");
     }
+}
+
+async fn start_dp_server(
+    config: &Config,
+    store: Arc<dyn ResourceStore>,
+    index: index::MeshIndex,
+    tokens: Arc<tokens::DataplaneTokens>,
+    insights: Arc<insights::Insights>,
+    stopped: watch::Receiver<bool>,
+) -> anyhow::Result<dp_server::DpServer> {
+    let dp = &config.dp_server;
+    let general = &config.general;
+    let user_pair = match (&dp.tls_cert_file, &dp.tls_key_file) {
+        (Some(c), Some(k)) => Some((c.as_path(), k.as_path())),
+        _ => match (&general.tls_cert_file, &general.tls_key_file) {
+            (Some(c), Some(k)) => Some((c.as_path(), k.as_path())),
+            _ => None,
+        },
+    };
+    let work_dir = general.effective_work_dir();
+    let tls = dp_server::DpServerTls::load_or_generate(user_pair, &work_dir)
+        .context("could not set up TLS for the data plane server")?;
+    let ip: std::net::IpAddr = dp.interface.parse().with_context(|| {
+        format!("dpServer.interface {:?} is not an IP address", dp.interface)
+    })?;
+    let listener = tokio::net::TcpListener::bind((ip, dp.port))
+        .await
+        .with_context(|| format!("could not listen on {ip}:{} for the data plane server", dp.port))?;
+    let config = Arc::new(config.clone());
+    let ca_path = tls.ca_cert_path.clone();
+    let server = dp_server::DpServer::start(
+        move |port| dp_server::DpServerState {
+            store,
+            index,
+            tokens,
+            insights,
+            config,
+            tls,
+            port,
+            shutting_down: Default::default(),
+        },
+        listener,
+        stopped,
+    )
+    .await
+    .context("could not start the data plane server")?;
+    tracing::info!(
+        address = %server.address,
+        ca_cert = %ca_path.display(),
+        "data plane server listening (TLS); kuma-dp can verify it with --ca-cert-file"
+    );
+    Ok(server)
 }

@@ -42,7 +42,7 @@ fn unknown_kind(plural: &str) -> Problem {
 }
 
 /// The mesh named in the URL must exist, as in Kuma.
-async fn require_mesh(state: &ApiState, mesh: &str) -> Result<(), Problem> {
+pub(super) async fn require_mesh(state: &ApiState, mesh: &str) -> Result<(), Problem> {
     state
         .store
         .get(&ResourceKey::global(Kind::Mesh, mesh))
