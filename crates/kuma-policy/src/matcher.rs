@@ -1,0 +1,269 @@
+//! Which parts of a proxy a policy's top-level targetRef selects.
+
+use std::collections::BTreeMap;
+
+use serde::Serialize;
+
+use kuma_api::kinds::dataplane::{DataplaneSpec, Inbound};
+use kuma_api::kinds::mesh_gateway::MeshGatewaySpec;
+use kuma_api::kinds::tags::SERVICE_TAG;
+use kuma_api::policies::{ProxyType, TargetRef, TargetRefKind};
+use kuma_api::{Resource, Spec};
+
+use crate::PolicyError;
+use crate::policy::{NAMESPACE_LABEL, ORIGIN_LABEL, Policy, PolicyRole, ZONE_LABEL};
+
+/// An inbound listener of a proxy: where Envoy listens for it.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize)]
+pub struct InboundKey {
+    pub address: String,
+    pub port: u32,
+}
+
+impl std::fmt::Display for InboundKey {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}:{}", self.address, self.port)
+    }
+}
+
+/// The proxy rules are computed for: a Dataplane's name, labels and spec.
+#[derive(Debug, Clone, Copy)]
+pub struct Proxy<'a> {
+    pub name: &'a str,
+    pub labels: &'a BTreeMap<String, String>,
+    pub spec: &'a DataplaneSpec,
+    /// For a builtin gateway: the MeshGateway (name, spec) it serves, as
+    /// the caller resolved it from the gateway's selectors.
+    pub gateway: Option<(&'a str, &'a MeshGatewaySpec)>,
+}
+
+impl<'a> Proxy<'a> {
+    pub fn from_resource(resource: &'a Resource) -> Result<Proxy<'a>, PolicyError> {
+        match &resource.spec {
+            Spec::Dataplane(spec) => Ok(Proxy {
+                name: &resource.meta.name,
+                labels: &resource.meta.labels,
+                spec,
+                gateway: None,
+            }),
+            other => Err(PolicyError::NotADataplane(other.kind())),
+        }
+    }
+
+    fn address(&self) -> &str {
+        self.spec
+            .networking
+            .as_ref()
+            .map_or("", |n| n.address.as_str())
+    }
+
+    pub fn inbound_key(&self, inbound: &Inbound) -> InboundKey {
+        let address = if inbound.address.is_empty() {
+            self.address()
+        } else {
+            &inbound.address
+        };
+        InboundKey {
+            address: address.to_string(),
+            port: inbound.port,
+        }
+    }
+
+    /// Every inbound listener, in declaration order.
+    pub fn inbound_keys(&self) -> impl Iterator<Item = InboundKey> + '_ {
+        self.spec.inbounds().iter().map(|i| self.inbound_key(i))
+    }
+
+    /// The builtin gateway's listeners whose tags (proxy's, MeshGateway's
+    /// and listener's, later ones winning) `selector` selects.
+    fn gateway_listeners(&self, selector: &BTreeMap<String, String>) -> Vec<InboundKey> {
+        let Some((_, gateway)) = self.gateway.filter(|_| self.spec.is_builtin_gateway()) else {
+            return Vec::new();
+        };
+        let mut out: Vec<InboundKey> = Vec::new();
+        for listener in gateway.conf.iter().flat_map(|c| &c.listeners) {
+            let mut tags = self.gateway_tags().cloned().unwrap_or_default();
+            tags.extend(gateway.tags.iter().map(|(k, v)| (k.clone(), v.clone())));
+            tags.extend(listener.tags.iter().map(|(k, v)| (k.clone(), v.clone())));
+            let key = InboundKey {
+                address: self.address().to_string(),
+                port: listener.port,
+            };
+            if tags_match(selector, &tags) && !out.contains(&key) {
+                out.push(key);
+            }
+        }
+        out
+    }
+
+    fn proxy_type(&self) -> ProxyType {
+        let gateway = self
+            .spec
+            .networking
+            .as_ref()
+            .is_some_and(|n| n.gateway.is_some());
+        if gateway {
+            ProxyType::Gateway
+        } else {
+            ProxyType::Sidecar
+        }
+    }
+
+    fn gateway_tags(&self) -> Option<&BTreeMap<String, String>> {
+        self.spec
+            .networking
+            .as_ref()?
+            .gateway
+            .as_ref()
+            .map(|g| &g.tags)
+    }
+}
+
+/// An inbound's name for `sectionName`: its name, else its port.
+pub fn section_name(inbound: &Inbound) -> String {
+    if inbound.name.is_empty() {
+        inbound.port.to_string()
+    } else {
+        inbound.name.clone()
+    }
+}
+
+/// What of a proxy one policy selects.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Selection {
+    pub inbounds: Vec<InboundKey>,
+    /// The proxy is a gateway whose tags the policy selects.
+    pub gateway: bool,
+}
+
+impl Selection {
+    pub fn is_empty(&self) -> bool {
+        self.inbounds.is_empty() && !self.gateway
+    }
+}
+
+/// Kuma's tag selector: each key present with the same value, or `*`.
+pub fn tags_match(selector: &BTreeMap<String, String>, tags: &BTreeMap<String, String>) -> bool {
+    selector
+        .iter()
+        .all(|(k, v)| tags.get(k).is_some_and(|t| v == "*" || t == v))
+}
+
+/// What `policy` (whose top-level targetRef is `target_ref`, the route's
+/// own when the policy targets a MeshHTTPRoute) selects of `proxy`.
+pub fn select(policy: &Policy, target_ref: &TargetRef, proxy: &Proxy<'_>) -> Selection {
+    if !selected_by_zone(policy, proxy) || !selected_by_namespace(policy, proxy) {
+        return Selection::default();
+    }
+    let proxy_type_ok = || {
+        let types = target_ref.proxy_types.as_deref().unwrap_or_default();
+        types.is_empty() || types.contains(&proxy.proxy_type())
+    };
+    let by_tags = |selector: &BTreeMap<String, String>| {
+        let mut inbounds: Vec<InboundKey> = proxy
+            .spec
+            .inbounds()
+            .iter()
+            .filter(|i| tags_match(selector, &i.tags))
+            .map(|i| proxy.inbound_key(i))
+            .collect();
+        inbounds.extend(proxy.gateway_listeners(selector));
+        Selection {
+            inbounds,
+            gateway: proxy.spec.is_delegated_gateway()
+                && proxy
+                    .gateway_tags()
+                    .is_some_and(|t| tags_match(selector, t)),
+        }
+    };
+    let name = target_ref.name.as_deref().unwrap_or_default();
+    let tags = target_ref.tags.clone().unwrap_or_default();
+    match target_ref.kind {
+        TargetRefKind::Mesh | TargetRefKind::MeshSubset if !proxy_type_ok() => Selection::default(),
+        TargetRefKind::Mesh => by_tags(&BTreeMap::new()),
+        TargetRefKind::MeshSubset => by_tags(&tags),
+        TargetRefKind::MeshService => by_tags(&service_selector(name, BTreeMap::new())),
+        TargetRefKind::MeshServiceSubset => by_tags(&service_selector(name, tags)),
+        TargetRefKind::Dataplane => select_dataplane(target_ref, proxy),
+        // Selects the listeners (all, or those with the ref's tags) of the
+        // named MeshGateway, on the builtin gateways that serve it.
+        TargetRefKind::MeshGateway => match proxy.gateway {
+            Some((gateway_name, _)) if gateway_name == name => Selection {
+                inbounds: proxy.gateway_listeners(&tags),
+                gateway: false,
+            },
+            _ => Selection::default(),
+        },
+        _ => Selection::default(),
+    }
+}
+
+fn service_selector(name: &str, mut tags: BTreeMap<String, String>) -> BTreeMap<String, String> {
+    tags.insert(SERVICE_TAG.to_string(), name.to_string());
+    tags
+}
+
+fn select_dataplane(target_ref: &TargetRef, proxy: &Proxy<'_>) -> Selection {
+    let name = target_ref.name.as_deref().unwrap_or_default();
+    let namespace = target_ref.namespace.as_deref().unwrap_or_default();
+    let all = name.is_empty() && namespace.is_empty() && target_ref.labels.is_none();
+    let by_name = !name.is_empty() && name == proxy.name && namespace_matches(namespace, proxy);
+    let by_labels = target_ref
+        .labels
+        .as_ref()
+        .is_some_and(|l| l.iter().all(|(k, v)| proxy.labels.get(k) == Some(v)));
+    // Builtin gateways are reached through MeshGateway refs instead.
+    if proxy.gateway.is_some() || !(all || by_name || by_labels) {
+        return Selection::default();
+    }
+    let section = target_ref.section_name.as_deref().unwrap_or_default();
+    Selection {
+        inbounds: proxy
+            .spec
+            .inbounds()
+            .iter()
+            .filter(|i| section.is_empty() || section_name(i) == section)
+            .map(|i| proxy.inbound_key(i))
+            .collect(),
+        gateway: proxy.spec.is_delegated_gateway(),
+    }
+}
+
+fn namespace_matches(namespace: &str, proxy: &Proxy<'_>) -> bool {
+    namespace.is_empty()
+        || proxy
+            .labels
+            .get(NAMESPACE_LABEL)
+            .is_some_and(|n| n == namespace)
+}
+
+/// Consumer and workload-owner policies only reach proxies of their own
+/// Kubernetes namespace.
+fn selected_by_namespace(policy: &Policy, proxy: &Proxy<'_>) -> bool {
+    match policy.role() {
+        PolicyRole::Consumer | PolicyRole::WorkloadOwner => policy
+            .labels
+            .get(NAMESPACE_LABEL)
+            .is_some_and(|ns| proxy.labels.get(NAMESPACE_LABEL) == Some(ns)),
+        _ => true,
+    }
+}
+
+/// A policy created in one zone reaches only that zone's proxies (producer
+/// policies excepted: they travel with their service).
+fn selected_by_zone(policy: &Policy, proxy: &Proxy<'_>) -> bool {
+    if policy.role() == PolicyRole::Producer {
+        return true;
+    }
+    match proxy.labels.get(ORIGIN_LABEL).map(String::as_str) {
+        None | Some("global") => return true,
+        _ => {}
+    }
+    if policy.labels.get(ORIGIN_LABEL).map(String::as_str) != Some("zone") {
+        return true;
+    }
+    match policy.labels.get(ZONE_LABEL) {
+        None => true,
+        Some(zone) => proxy.labels.get(ZONE_LABEL).is_none_or(|z| z == zone),
+    }
+}

@@ -1,0 +1,281 @@
+//! One policy resource read into the parts the engine works with, whatever
+//! its kind: top-level targetRef, `to`, `from`, `rules` and `default`, each
+//! conf kept as JSON.
+
+use std::cmp::Ordering;
+use std::collections::BTreeMap;
+
+use serde::Serialize;
+use serde_json::Value;
+
+use kuma_api::policies::values::Match;
+use kuma_api::policies::{ProxyType, TargetRef, TargetRefKind};
+use kuma_api::{Kind, Resource};
+
+use crate::PolicyError;
+
+pub const DISPLAY_NAME_LABEL: &str = "kuma.io/display-name";
+pub const ORIGIN_LABEL: &str = "kuma.io/origin";
+pub const POLICY_ROLE_LABEL: &str = "kuma.io/policy-role";
+pub const ZONE_LABEL: &str = "kuma.io/zone";
+pub const NAMESPACE_LABEL: &str = "k8s.kuma.io/namespace";
+pub const EFFECT_LABEL: &str = "kuma.io/effect";
+
+/// Where a policy was created. Zone policies override global ones; a
+/// policy with no origin label sits between.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize)]
+pub enum Origin {
+    Global,
+    Unknown,
+    Zone,
+}
+
+/// Who owns a policy; later roles override earlier ones.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize)]
+pub enum PolicyRole {
+    System,
+    Producer,
+    Consumer,
+    WorkloadOwner,
+}
+
+/// One `to`/`from` entry: where it aims and what it sets.
+#[derive(Debug, Clone, PartialEq)]
+pub struct TargetedEntry {
+    pub target_ref: TargetRef,
+    pub conf: Value,
+}
+
+/// One `rules` entry: caller conditions (empty: every caller) and conf.
+#[derive(Debug, Clone, PartialEq)]
+pub struct MatchedEntry {
+    pub matches: Vec<Match>,
+    pub conf: Value,
+}
+
+/// A policy read once per mesh snapshot.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Policy {
+    pub kind: Kind,
+    pub mesh: String,
+    pub name: String,
+    pub labels: BTreeMap<String, String>,
+    /// The top-level targetRef; `kind: Mesh` when absent.
+    pub target_ref: TargetRef,
+    pub to: Vec<TargetedEntry>,
+    pub from: Vec<TargetedEntry>,
+    pub rules: Vec<MatchedEntry>,
+    /// `spec.default` of policies without to/from (MeshTrace, MeshMetric...).
+    pub default: Option<Value>,
+}
+
+impl Policy {
+    /// Reads a policy resource of any kind; `Err` for kinds that are not
+    /// targetRef policies or specs whose refs do not parse.
+    pub fn from_resource(resource: &Resource) -> Result<Policy, PolicyError> {
+        let kind = resource.kind();
+        if !kind.is_policy() {
+            return Err(PolicyError::NotAPolicy(kind));
+        }
+        let spec = resource.spec.to_json();
+        let name = resource.meta.name.clone();
+        let read_ref = |value: &Value, field: &str| -> Result<TargetRef, PolicyError> {
+            serde_json::from_value(value.clone()).map_err(|source| PolicyError::TargetRef {
+                policy: name.clone(),
+                field: field.to_string(),
+                source,
+            })
+        };
+        let target_ref = match spec.get("targetRef") {
+            Some(v) if !v.is_null() => read_ref(v, "spec.targetRef")?,
+            _ => TargetRef::mesh(),
+        };
+        let targeted = |section: &str| -> Result<Vec<TargetedEntry>, PolicyError> {
+            let Some(Value::Array(items)) = spec.get(section) else {
+                return Ok(Vec::new());
+            };
+            items
+                .iter()
+                .enumerate()
+                .map(|(i, item)| {
+                    let field = format!("spec.{section}[{i}].targetRef");
+                    let target_ref =
+                        read_ref(item.get("targetRef").unwrap_or(&Value::Null), &field)?;
+                    Ok(TargetedEntry {
+                        target_ref,
+                        conf: conf_of(item),
+                    })
+                })
+                .collect()
+        };
+        let to = targeted("to")?;
+        let from = targeted("from")?;
+        let rules = match spec.get("rules") {
+            // MeshHTTPRoute/MeshTCPRoute keep `rules` inside `to`; a
+            // top-level `rules` is always the inbound form.
+            Some(Value::Array(items)) => items
+                .iter()
+                .map(|item| MatchedEntry {
+                    matches: item
+                        .get("matches")
+                        .and_then(|m| serde_json::from_value(m.clone()).ok())
+                        .unwrap_or_default(),
+                    conf: conf_of(item),
+                })
+                .collect(),
+            _ => Vec::new(),
+        };
+        let default = spec.get("default").filter(|d| !d.is_null()).cloned();
+        Ok(Policy {
+            kind,
+            mesh: resource.meta.mesh.clone().unwrap_or_default(),
+            name: resource.meta.name.clone(),
+            labels: resource.meta.labels.clone(),
+            target_ref,
+            to,
+            from,
+            rules,
+            default,
+        })
+    }
+
+    /// The name users know the policy by (Kubernetes-synced copies carry
+    /// a hashed name and the original in a label).
+    pub fn display_name(&self) -> &str {
+        self.labels
+            .get(DISPLAY_NAME_LABEL)
+            .filter(|n| !n.is_empty())
+            .map(String::as_str)
+            .unwrap_or(&self.name)
+    }
+
+    pub fn origin(&self) -> Origin {
+        match self.labels.get(ORIGIN_LABEL).map(String::as_str) {
+            Some("global") => Origin::Global,
+            Some("zone") => Origin::Zone,
+            _ => Origin::Unknown,
+        }
+    }
+
+    pub fn role(&self) -> PolicyRole {
+        match self.labels.get(POLICY_ROLE_LABEL).map(String::as_str) {
+            Some("producer") => PolicyRole::Producer,
+            Some("consumer") => PolicyRole::Consumer,
+            Some("workload-owner") => PolicyRole::WorkloadOwner,
+            _ => PolicyRole::System,
+        }
+    }
+
+    /// `kuma.io/effect: shadow` policies are only previewed, never applied.
+    pub fn is_shadow(&self) -> bool {
+        self.labels.get(EFFECT_LABEL).is_some_and(|e| e == "shadow")
+    }
+
+    pub fn proxy_types(&self) -> &[ProxyType] {
+        self.target_ref.proxy_types.as_deref().unwrap_or_default()
+    }
+}
+
+fn conf_of(item: &Value) -> Value {
+    match item.get("default") {
+        Some(v) if !v.is_null() => v.clone(),
+        _ => Value::Object(Default::default()),
+    }
+}
+
+/// Kuma's precedence of two policies by their top-level targetRef and
+/// attributes, names aside: `Less` means `a` is applied first (and loses).
+pub fn compare_attributes(a: &Policy, b: &Policy) -> Ordering {
+    a.target_ref
+        .kind
+        .specificity()
+        .cmp(&b.target_ref.kind.specificity())
+        .then_with(|| compare_dataplane_section(&a.target_ref, &b.target_ref))
+        .then_with(|| a.origin().cmp(&b.origin()))
+        .then_with(|| a.role().cmp(&b.role()))
+}
+
+/// A Dataplane ref naming one inbound is more specific than one without.
+fn compare_dataplane_section(a: &TargetRef, b: &TargetRef) -> Ordering {
+    if a.kind != TargetRefKind::Dataplane || b.kind != TargetRefKind::Dataplane {
+        return Ordering::Equal;
+    }
+    let has = |r: &TargetRef| r.section_name.as_deref().is_some_and(|s| !s.is_empty());
+    has(a).cmp(&has(b))
+}
+
+/// Kuma's tie-break by display name is reversed: among equally specific
+/// policies the alphabetically *first* name is applied last and wins.
+pub fn compare_names(a: &Policy, b: &Policy) -> Ordering {
+    b.display_name().cmp(a.display_name())
+}
+
+/// The full order policies are folded in.
+pub fn compare(a: &Policy, b: &Policy) -> Ordering {
+    compare_attributes(a, b).then_with(|| compare_names(a, b))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::testing::{mk_policy, with_labels};
+    use serde_json::json;
+
+    #[test]
+    fn reads_sections_of_any_kind() {
+        let p = mk_policy(
+            Kind::MeshTimeout,
+            "t",
+            json!({
+                "targetRef": {"kind": "MeshService", "name": "web"},
+                "to": [{"targetRef": {"kind": "Mesh"}, "default": {"idleTimeout": "1s"}}],
+                "from": [{"targetRef": {"kind": "Mesh"}, "default": {"idleTimeout": "2s"}}],
+            }),
+        );
+        assert_eq!(p.target_ref.kind, TargetRefKind::MeshService);
+        assert_eq!(p.to[0].conf, json!({"idleTimeout": "1s"}));
+        assert_eq!(p.from[0].conf, json!({"idleTimeout": "2s"}));
+        let trace = mk_policy(
+            Kind::MeshTrace,
+            "tr",
+            json!({"default": {"sampling": {"overall": 50}}}),
+        );
+        assert_eq!(trace.target_ref, TargetRef::mesh());
+        assert!(trace.default.is_some());
+    }
+
+    #[test]
+    fn order_by_kind_section_origin_role_then_reversed_name() {
+        let mesh = mk_policy(Kind::MeshTimeout, "a", json!({"to": []}));
+        let svc = mk_policy(
+            Kind::MeshTimeout,
+            "z",
+            json!({"targetRef": {"kind": "MeshService", "name": "web"}, "to": []}),
+        );
+        assert_eq!(compare(&mesh, &svc), Ordering::Less);
+        let dp = mk_policy(
+            Kind::MeshTimeout,
+            "a",
+            json!({"targetRef": {"kind": "Dataplane"}, "to": []}),
+        );
+        let dp_section = mk_policy(
+            Kind::MeshTimeout,
+            "b",
+            json!({"targetRef": {"kind": "Dataplane", "sectionName": "http"}, "to": []}),
+        );
+        assert_eq!(compare(&dp, &dp_section), Ordering::Less);
+        let zone = with_labels(mesh.clone(), &[(ORIGIN_LABEL, "zone")]);
+        let global = with_labels(mesh.clone(), &[(ORIGIN_LABEL, "global")]);
+        assert_eq!(compare(&global, &mesh), Ordering::Less);
+        assert_eq!(compare(&mesh, &zone), Ordering::Less);
+        let consumer = with_labels(mesh.clone(), &[(POLICY_ROLE_LABEL, "consumer")]);
+        let producer = with_labels(mesh.clone(), &[(POLICY_ROLE_LABEL, "producer")]);
+        assert_eq!(compare(&producer, &consumer), Ordering::Less);
+        assert_eq!(compare(&mesh, &producer), Ordering::Less);
+        // "b" is applied before "a": "a" wins the tie.
+        let b = mk_policy(Kind::MeshTimeout, "b", json!({"to": []}));
+        assert_eq!(compare(&b, &mesh), Ordering::Less);
+        let renamed = with_labels(b.clone(), &[(DISPLAY_NAME_LABEL, "0-first")]);
+        assert_eq!(compare(&mesh, &renamed), Ordering::Less);
+    }
+}

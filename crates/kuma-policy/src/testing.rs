@@ -1,0 +1,62 @@
+//! Small builders for the tests of this crate.
+
+use std::collections::BTreeMap;
+
+use serde_json::{Value, json};
+
+use kuma_api::kinds::dataplane::DataplaneSpec;
+use kuma_api::{Kind, Resource, ResourceDocument, ResourceMeta};
+
+use crate::policy::Policy;
+
+/// A resource of `kind` named `name` in mesh `default` with `spec`.
+pub fn mk_resource(kind: Kind, name: &str, spec: Value) -> Resource {
+    let doc = json!({"type": kind.name(), "name": name, "mesh": "default", "spec": spec});
+    let doc = ResourceDocument::from_json(doc).unwrap_or_else(|e| panic!("{kind} {name}: {e:?}"));
+    Resource {
+        meta: ResourceMeta {
+            mesh: doc.mesh,
+            name: doc.name,
+            labels: doc.labels,
+            creation_time: Default::default(),
+            modification_time: Default::default(),
+            version: 0,
+        },
+        spec: doc.spec,
+    }
+}
+
+pub fn mk_policy(kind: Kind, name: &str, spec: Value) -> Policy {
+    Policy::from_resource(&mk_resource(kind, name, spec)).unwrap()
+}
+
+pub fn with_labels(mut policy: Policy, labels: &[(&str, &str)]) -> Policy {
+    for (k, v) in labels {
+        policy.labels.insert(k.to_string(), v.to_string());
+    }
+    policy
+}
+
+/// A Dataplane at 10.0.0.1 with one inbound per `(port, name, tags)`.
+pub fn mk_dataplane(inbounds: &[(u32, &str, &[(&str, &str)])]) -> DataplaneSpec {
+    let inbound: Vec<Value> = inbounds
+        .iter()
+        .map(|(port, name, tags)| {
+            let tags: BTreeMap<&str, &str> = tags.iter().copied().collect();
+            let mut v = json!({"port": port, "tags": tags});
+            if !name.is_empty() {
+                v["name"] = json!(name);
+            }
+            v
+        })
+        .collect();
+    serde_json::from_value(json!({"networking": {"address": "10.0.0.1", "inbound": inbound}}))
+        .unwrap()
+}
+
+pub fn tags(pairs: &[(&str, &str)]) -> BTreeMap<String, String> {
+    pairs
+        .iter()
+        .map(|(k, v)| (k.to_string(), v.to_string()))
+        .collect()
+}
