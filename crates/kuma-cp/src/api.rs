@@ -59,8 +59,14 @@ pub fn router(state: ApiState) -> Router {
         .route("/tokens/dataplane", post(tokens::generate_dataplane_token))
         .route("/meshes/{mesh}/dataplanes+insights", get(insights::list))
         .route("/meshes/{mesh}/dataplanes/_overview", get(insights::list))
-        .route("/meshes/{mesh}/dataplanes+insights/{name}", get(insights::get))
-        .route("/meshes/{mesh}/dataplanes/{name}/_overview", get(insights::get))
+        .route(
+            "/meshes/{mesh}/dataplanes+insights/{name}",
+            get(insights::get),
+        )
+        .route(
+            "/meshes/{mesh}/dataplanes/{name}/_overview",
+            get(insights::get),
+        )
         .route("/meshes/{mesh}/dataplanes/{name}/xds", get(insights::xds))
         .route("/{plural}", get(resources::list_top))
         .route(

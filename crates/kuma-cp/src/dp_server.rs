@@ -189,14 +189,17 @@ impl DpServer {
                     let app = app.clone();
                     connections.spawn(
                         async move {
-                            let tls = match tokio::time::timeout(HANDSHAKE_TIMEOUT, acceptor.accept(tcp)).await {
-                                Ok(Ok(tls)) => tls,
-                                Ok(Err(e)) => {
-                                    tracing::debug!(error = %e, "TLS handshake failed");
-                                    return;
-                                }
-                                Err(_) => return,
-                            };
+                            let tls =
+                                match tokio::time::timeout(HANDSHAKE_TIMEOUT, acceptor.accept(tcp))
+                                    .await
+                                {
+                                    Ok(Ok(tls)) => tls,
+                                    Ok(Err(e)) => {
+                                        tracing::debug!(error = %e, "TLS handshake failed");
+                                        return;
+                                    }
+                                    Err(_) => return,
+                                };
                             let service = hyper_util::service::TowerToHyperService::new(app);
                             let builder = hyper_util::server::conn::auto::Builder::new(
                                 hyper_util::rt::TokioExecutor::new(),

@@ -229,7 +229,11 @@ impl MeshIndex {
     /// events, and a connecting proxy registers under the lock, so it either
     /// sees the new snapshot or is part of this round.
     fn recompute(&self, meshes: &BTreeSet<String>) {
-        let work: Vec<(ProxyId, Arc<MeshSnapshot>, watch::Sender<Arc<ProxyResources>>)> = {
+        let work: Vec<(
+            ProxyId,
+            Arc<MeshSnapshot>,
+            watch::Sender<Arc<ProxyResources>>,
+        )> = {
             let mut state = self.lock();
             let state = &mut *state;
             let mut work = Vec::new();
@@ -264,7 +268,9 @@ impl MeshIndex {
                     }
                 }
                 // The proxy keeps what it has (its Dataplane may be gone).
-                Err(e) => tracing::warn!(proxy = %id, error = %e, "could not generate proxy configuration"),
+                Err(e) => {
+                    tracing::warn!(proxy = %id, error = %e, "could not generate proxy configuration")
+                }
             }
         }
     }
@@ -299,10 +305,13 @@ impl MeshIndex {
             None => Arc::new(MeshSnapshot::builder(proxy.mesh.clone()).build()),
         };
         let resources = generate_proxy(&snapshot, &proxy.name)?;
-        let entry = state.proxies.entry(proxy.clone()).or_insert_with(|| ProxyEntry {
-            config: watch::channel(Arc::new(ProxyResources::default())).0,
-            streams: 0,
-        });
+        let entry = state
+            .proxies
+            .entry(proxy.clone())
+            .or_insert_with(|| ProxyEntry {
+                config: watch::channel(Arc::new(ProxyResources::default())).0,
+                streams: 0,
+            });
         entry.streams += 1;
         entry.config.send_if_modified(|current| {
             if **current == resources {

@@ -86,7 +86,10 @@ pub struct Subscription {
 impl Subscription {
     pub fn to_json(&self) -> Value {
         let mut status = Map::new();
-        status.insert("lastUpdateTime".into(), format_time(&self.last_update_time).into());
+        status.insert(
+            "lastUpdateTime".into(),
+            format_time(&self.last_update_time).into(),
+        );
         status.insert("total".into(), self.total.to_json());
         for t in ["cds", "eds", "lds", "rds"] {
             let stats = self.by_type.get(t).cloned().unwrap_or_default();
@@ -150,7 +153,11 @@ impl ProxyInsight {
 
     /// Kuma's DataplaneInsight JSON.
     pub fn to_json(&self) -> Value {
-        let subs: Vec<Value> = self.subscriptions.iter().map(Subscription::to_json).collect();
+        let subs: Vec<Value> = self
+            .subscriptions
+            .iter()
+            .map(Subscription::to_json)
+            .collect();
         json!({ "subscriptions": subs })
     }
 }
@@ -227,13 +234,19 @@ impl Insights {
             match event {
                 StreamEvent::Connected { .. } => {}
                 StreamEvent::Sent { type_url, version } => {
-                    for s in [&mut sub.total, sub.by_type.entry(short_type(type_url)).or_default()] {
+                    for s in [
+                        &mut sub.total,
+                        sub.by_type.entry(short_type(type_url)).or_default(),
+                    ] {
                         s.responses_sent += 1;
                         s.last_sent_version = Some(version.clone());
                     }
                 }
                 StreamEvent::Acked { type_url, version } => {
-                    for s in [&mut sub.total, sub.by_type.entry(short_type(type_url)).or_default()] {
+                    for s in [
+                        &mut sub.total,
+                        sub.by_type.entry(short_type(type_url)).or_default(),
+                    ] {
                         s.responses_acknowledged += 1;
                         s.last_acked_version = Some(version.clone());
                     }
@@ -275,19 +288,36 @@ mod tests {
         let i = Insights::new("cp-1");
         let p = ProxyId::new("default", "web");
         let s = StreamId(7);
-        i.record(&p, s, &StreamEvent::Connected { protocol: Protocol::Delta });
+        i.record(
+            &p,
+            s,
+            &StreamEvent::Connected {
+                protocol: Protocol::Delta,
+            },
+        );
         assert!(i.get(&p).unwrap().is_online());
         let sent = |v: &str| StreamEvent::Sent {
             type_url: type_url::CLUSTER.into(),
             version: v.into(),
         };
         i.record(&p, s, &sent("a"));
-        i.record(&p, s, &StreamEvent::Acked { type_url: type_url::CLUSTER.into(), version: "a".into() });
+        i.record(
+            &p,
+            s,
+            &StreamEvent::Acked {
+                type_url: type_url::CLUSTER.into(),
+                version: "a".into(),
+            },
+        );
         i.record(&p, s, &sent("b"));
         i.record(
             &p,
             s,
-            &StreamEvent::Nacked { type_url: type_url::CLUSTER.into(), version: "b".into(), error_detail: "bad".into() },
+            &StreamEvent::Nacked {
+                type_url: type_url::CLUSTER.into(),
+                version: "b".into(),
+                error_detail: "bad".into(),
+            },
         );
         let json = i.get(&p).unwrap().to_json();
         let sub = &json["subscriptions"][0];

@@ -90,8 +90,8 @@ impl ControlPlane {
                 tokens,
                 insights,
             };
-            let app = api::router(state)
-                .layer(axum::extract::DefaultBodyLimit::max(api::MAX_BODY_BYTES));
+            let app =
+                api::router(state).layer(axum::extract::DefaultBodyLimit::max(api::MAX_BODY_BYTES));
             tracing::info!(%address, "API server listening");
             let server = tokio::spawn(
                 async move {
@@ -207,12 +207,18 @@ async fn start_dp_server(
     let work_dir = general.effective_work_dir();
     let tls = dp_server::DpServerTls::load_or_generate(user_pair, &work_dir)
         .context("could not set up TLS for the data plane server")?;
-    let ip: std::net::IpAddr = dp.interface.parse().with_context(|| {
-        format!("dpServer.interface {:?} is not an IP address", dp.interface)
-    })?;
+    let ip: std::net::IpAddr = dp
+        .interface
+        .parse()
+        .with_context(|| format!("dpServer.interface {:?} is not an IP address", dp.interface))?;
     let listener = tokio::net::TcpListener::bind((ip, dp.port))
         .await
-        .with_context(|| format!("could not listen on {ip}:{} for the data plane server", dp.port))?;
+        .with_context(|| {
+            format!(
+                "could not listen on {ip}:{} for the data plane server",
+                dp.port
+            )
+        })?;
     let config = Arc::new(config.clone());
     let ca_path = tls.ca_cert_path.clone();
     let server = dp_server::DpServer::start(

@@ -145,7 +145,11 @@ impl DataplaneTokens {
             .kid
             .ok_or_else(|| TokenError::Invalid("JWT token must have kid header".into()))?;
         let name = signing_key_name(mesh, &kid);
-        let key = match self.store.get(&ResourceKey::in_mesh(Kind::Secret, mesh, &name)).await {
+        let key = match self
+            .store
+            .get(&ResourceKey::in_mesh(Kind::Secret, mesh, &name))
+            .await
+        {
             Ok(secret) => self.parse_key(mesh, &kid, &secret)?,
             Err(StoreError::NotFound(_) | StoreError::MeshNotFound(_)) => {
                 return Err(TokenError::Invalid(format!(
@@ -203,21 +207,24 @@ impl DataplaneTokens {
                 self.parse_key(mesh, DEFAULT_KEY_ID, &created)
             }
             // Another request or control plane created it first: use theirs.
-            Err(StoreError::AlreadyExists(_)) => self
-                .newest_stored(mesh)
-                .await?
-                .ok_or_else(|| TokenError::Store(StoreError::NotFound(ResourceKey::in_mesh(
+            Err(StoreError::AlreadyExists(_)) => self.newest_stored(mesh).await?.ok_or_else(|| {
+                TokenError::Store(StoreError::NotFound(ResourceKey::in_mesh(
                     Kind::Secret,
                     mesh,
                     &name,
-                )))),
+                )))
+            }),
             Err(StoreError::MeshNotFound(m)) => Err(TokenError::MeshNotFound(m)),
             Err(e) => Err(TokenError::Store(e)),
         }
     }
 
     async fn newest_stored(&self, mesh: &str) -> Result<Option<Arc<SigningKey>>, TokenError> {
-        let secrets = match self.store.list(&ListQuery::in_mesh(Kind::Secret, mesh)).await {
+        let secrets = match self
+            .store
+            .list(&ListQuery::in_mesh(Kind::Secret, mesh))
+            .await
+        {
             Ok(list) => list.items,
             Err(StoreError::MeshNotFound(m)) => return Err(TokenError::MeshNotFound(m)),
             Err(e) => return Err(TokenError::Store(e)),
@@ -231,17 +238,30 @@ impl DataplaneTokens {
             })
             .max_by_key(|(serial, _)| *serial);
         match newest {
-            Some((serial, secret)) => Ok(Some(self.parse_key(mesh, &serial.to_string(), secret)?)),
+            Some((serial, secret)) => {
+                Ok(Some(self.parse_key(mesh, &serial.to_string(), secret)?))
+            }
             None => Ok(None),
         }
     }
 
     /// The key of a stored secret, parsed once per secret version.
-    fn parse_key(&self, mesh: &str, kid: &str, secret: &Resource) -> Result<Arc<SigningKey>, TokenError> {
+    fn parse_key(
+        &self,
+        mesh: &str,
+        kid: &str,
+        secret: &Resource,
+    ) -> Result<Arc<SigningKey>, TokenError> {
         let cache_key = (mesh.to_string(), secret.meta.name.clone());
         {
-            let keys = self.keys.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
-            if let Some(k) = keys.get(&cache_key).filter(|k| k.version == secret.meta.version) {
+            let keys = self
+                .keys
+                .lock()
+                .unwrap_or_else(std::sync::PoisonError::into_inner);
+            if let Some(k) = keys
+                .get(&cache_key)
+                .filter(|k| k.version == secret.meta.version)
+            {
                 return Ok(k.clone());
             }
         }
@@ -327,10 +347,16 @@ pub fn authorize(
         // A tag may be carried as a label or on any inbound.
         let mut values: BTreeSet<&str> = labels.get(tag).map(String::as_str).into_iter().collect();
         if let Some(dp) = dataplane {
-            values.extend(dp.inbounds().iter().filter_map(|i| i.tags.get(tag).map(String::as_str)));
+            values.extend(
+                dp.inbounds()
+                    .iter()
+                    .filter_map(|i| i.tags.get(tag).map(String::as_str)),
+            );
         }
         if values.is_empty() {
-            return Err(format!("dataplane has no tag {tag:?} required by the token"));
+            return Err(format!(
+                "dataplane has no tag {tag:?} required by the token"
+            ));
         }
         if let Some(v) = values.iter().find(|v| !allowed.contains(**v)) {
             return Err(format!(

@@ -29,7 +29,10 @@ fn overview(state: &ApiState, dp: &Resource) -> Value {
     out.insert("type".into(), "DataplaneOverview".into());
     out.insert("mesh".into(), mesh.clone().into());
     out.insert("name".into(), dp.meta.name.clone().into());
-    out.insert("creationTime".into(), format_time(&dp.meta.creation_time).into());
+    out.insert(
+        "creationTime".into(),
+        format_time(&dp.meta.creation_time).into(),
+    );
     out.insert(
         "modificationTime".into(),
         format_time(&dp.meta.modification_time).into(),

@@ -31,7 +31,11 @@ pub async fn generate_dataplane_token(State(state): State<ApiState>, body: Bytes
     let Ok(req) = serde_json::from_slice::<DataplaneTokenRequest>(&body) else {
         return Problem::bad_request("could not parse the token request").into_response();
     };
-    let mut problem = Problem::new(StatusCode::BAD_REQUEST, "Invalid request", "Resource is not valid");
+    let mut problem = Problem::new(
+        StatusCode::BAD_REQUEST,
+        "Invalid request",
+        "Resource is not valid",
+    );
     if req.mesh.is_empty() {
         problem = problem.with_parameter("mesh", "cannot be empty");
     }
@@ -67,14 +71,20 @@ pub async fn generate_dataplane_token(State(state): State<ApiState>, body: Bytes
     };
     match state.tokens.issue(&identity, valid_for).await {
         Ok(token) => ([(header::CONTENT_TYPE, "text/plain")], token).into_response(),
-        Err(TokenError::MeshNotFound(mesh)) => {
-            Problem::new(StatusCode::NOT_FOUND, TITLE, format!("mesh of name {mesh} is not found"))
-                .into_response()
-        }
+        Err(TokenError::MeshNotFound(mesh)) => Problem::new(
+            StatusCode::NOT_FOUND,
+            TITLE,
+            format!("mesh of name {mesh} is not found"),
+        )
+        .into_response(),
         Err(e) => {
             tracing::error!(error = %e, "could not issue a dataplane token");
-            Problem::new(StatusCode::INTERNAL_SERVER_ERROR, TITLE, "Internal Server Error")
-                .into_response()
+            Problem::new(
+                StatusCode::INTERNAL_SERVER_ERROR,
+                TITLE,
+                "Internal Server Error",
+            )
+            .into_response()
         }
     }
 }

@@ -149,7 +149,10 @@ mod tests {
     fn defaults_and_env() {
         let c = Config::default();
         assert_eq!(c.dp_server.port, 5678);
-        assert_eq!(c.dp_server.authn.dp_proxy.authn_type, DpProxyAuthnType::DpToken);
+        assert_eq!(
+            c.dp_server.authn.dp_proxy.authn_type,
+            DpProxyAuthnType::DpToken
+        );
         assert_eq!(c.bootstrap_server.params.admin_port, 9901);
         let c = Config::from_sources(
             None,
@@ -162,7 +165,10 @@ mod tests {
         )
         .unwrap();
         assert_eq!(c.dp_server.port, 15678);
-        assert_eq!(c.dp_server.authn.dp_proxy.authn_type, DpProxyAuthnType::None);
+        assert_eq!(
+            c.dp_server.authn.dp_proxy.authn_type,
+            DpProxyAuthnType::None
+        );
         assert_eq!(
             c.general.tls_cert_file.as_deref(),
             Some(std::path::Path::new("/etc/kuma/cert.pem"))
@@ -180,7 +186,10 @@ mod tests {
         )
         .unwrap();
         assert_eq!(c.dp_server.port, 7000);
-        assert_eq!(c.dp_server.authn.dp_proxy.authn_type, DpProxyAuthnType::None);
+        assert_eq!(
+            c.dp_server.authn.dp_proxy.authn_type,
+            DpProxyAuthnType::None
+        );
         assert!(c.general.tls_key_file.is_some());
     }
 }

@@ -22,7 +22,9 @@ use kuma_xds::server::ProxyId;
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value, json};
 
-use super::{AuthError, DIRECT_RESOURCE_METADATA, DpServerState, parse_direct_dataplane, register_direct};
+use super::{
+    AuthError, DIRECT_RESOURCE_METADATA, DpServerState, parse_direct_dataplane, register_direct,
+};
 
 /// Kuma's message when a token is required but missing.
 pub const DP_TOKEN_REQUIRED: &str = "Dataplane Token is required. Generate token using 'kumactl generate dataplane-token > /path/file' and provide it via --dataplane-token-file=/path/file argument to Kuma DP";
@@ -90,7 +92,12 @@ async fn handle(
 ) -> Response {
     let request: BootstrapRequest = match serde_json::from_slice(&body) {
         Ok(r) => r,
-        Err(e) => return text(StatusCode::BAD_REQUEST, format!("could not parse the request: {e}")),
+        Err(e) => {
+            return text(
+                StatusCode::BAD_REQUEST,
+                format!("could not parse the request: {e}"),
+            );
+        }
     };
     match generate(&state, &request, host_of(&headers).as_deref()).await {
         Ok(response) => {
@@ -128,7 +135,9 @@ async fn generate(
         other => {
             return Err(text(
                 StatusCode::UNPROCESSABLE_ENTITY,
-                format!("proxyType: unsupported proxy type {other:?}; only \"dataplane\" is supported"),
+                format!(
+                    "proxyType: unsupported proxy type {other:?}; only \"dataplane\" is supported"
+                ),
             ));
         }
     }
@@ -136,12 +145,20 @@ async fn generate(
         return Err(text(StatusCode::UNPROCESSABLE_ENTITY, DP_TOKEN_REQUIRED));
     }
     let direct = !request.dataplane_resource.is_empty();
-    let mesh_default = if request.mesh.is_empty() { "default" } else { &request.mesh };
+    let mesh_default = if request.mesh.is_empty() {
+        "default"
+    } else {
+        &request.mesh
+    };
     let (dataplane, doc) = if direct {
         let doc = parse_direct_dataplane(&request.dataplane_resource, mesh_default)
             .map_err(|e| text(StatusCode::UNPROCESSABLE_ENTITY, violations_text(&e)))?;
         let mesh = doc.mesh.clone().unwrap_or_default();
-        match state.store.get(&ResourceKey::global(Kind::Mesh, &mesh)).await {
+        match state
+            .store
+            .get(&ResourceKey::global(Kind::Mesh, &mesh))
+            .await
+        {
             Ok(_) => {}
             Err(StoreError::NotFound(_)) => {
                 return Err(text(
@@ -154,7 +171,10 @@ async fn generate(
         (doc.clone().into_resource(chrono::Utc::now()), Some(doc))
     } else {
         if request.name.is_empty() {
-            return Err(text(StatusCode::UNPROCESSABLE_ENTITY, "name: cannot be empty"));
+            return Err(text(
+                StatusCode::UNPROCESSABLE_ENTITY,
+                "name: cannot be empty",
+            ));
         }
         let key = ResourceKey::in_mesh(Kind::Dataplane, mesh_default, &request.name);
         match state.store.get(&key).await {
@@ -162,7 +182,10 @@ async fn generate(
             Err(StoreError::NotFound(_) | StoreError::MeshNotFound(_)) => {
                 return Err(text(
                     StatusCode::NOT_FOUND,
-                    format!("Dataplane {:?} not found in mesh {mesh_default:?}", request.name),
+                    format!(
+                        "Dataplane {:?} not found in mesh {mesh_default:?}",
+                        request.name
+                    ),
                 ));
             }
             Err(e) => return Err(internal(&e)),
@@ -180,7 +203,9 @@ async fn generate(
     }
     let dataplane = match doc {
         Some(doc) => {
-            let stored = register_direct(state, doc).await.map_err(|e| internal(&e))?;
+            let stored = register_direct(state, doc)
+                .await
+                .map_err(|e| internal(&e))?;
             state.index.upsert(stored.clone());
             stored
         }
@@ -264,9 +289,11 @@ fn render(
     params.metadata = metadata;
     let config = bootstrap(&params);
     let yaml = serde_yaml::to_string(&config).unwrap_or_default();
-    state
-        .insights
-        .record_bootstrap(&ProxyId::new(&mesh, &name), admin_port, request.version.clone());
+    state.insights.record_bootstrap(
+        &ProxyId::new(&mesh, &name),
+        admin_port,
+        request.version.clone(),
+    );
     let address = spec
         .networking
         .as_ref()

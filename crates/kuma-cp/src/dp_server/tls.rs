@@ -247,15 +247,26 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let generated = DpServerTls::load_or_generate(None, dir.path()).unwrap();
         let d = dir.path().join(DIR);
-        let user =
-            DpServerTls::load_or_generate(Some((&d.join(CERT_FILE), &d.join(KEY_FILE))), Path::new("/nonexistent"))
-                .unwrap();
+        let user = DpServerTls::load_or_generate(
+            Some((&d.join(CERT_FILE), &d.join(KEY_FILE))),
+            Path::new("/nonexistent"),
+        )
+        .unwrap();
         assert_eq!(user.chain, generated.chain);
         let err = DpServerTls::load_or_generate(
             Some((&d.join(CA_CERT_FILE), &d.join(CA_CERT_FILE))),
             dir.path(),
         )
         .unwrap_err();
-        assert!(matches!(err, TlsError::Pem { what: "private key", .. }), "{err}");
+        assert!(
+            matches!(
+                err,
+                TlsError::Pem {
+                    what: "private key",
+                    ..
+                }
+            ),
+            "{err}"
+        );
     }
 }
