@@ -509,7 +509,8 @@ async fn ads_serves_each_proxy_its_own_config_and_follows_changes() {
     assert_eq!(overview["type"], "DataplaneOverview");
     assert_eq!(overview["dataplane"]["networking"]["address"], "10.0.0.1");
     let sub = &overview["dataplaneInsight"]["subscriptions"][0];
-    assert_eq!(sub["controlPlaneInstanceId"].as_str().is_some(), true);
+    let (_, info) = cp.get("/").await;
+    assert_eq!(sub["controlPlaneInstanceId"], info["instanceId"], "{sub}");
     assert!(sub.get("disconnectTime").is_none());
     assert!(
         sub["status"]["eds"]["responsesAcknowledged"]
