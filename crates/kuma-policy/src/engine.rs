@@ -313,3 +313,6 @@ impl PolicyIndex {
         }
     }
 }
+
+#[cfg(test)]
+mod tests;

@@ -37,8 +37,11 @@ pub fn with_labels(mut policy: Policy, labels: &[(&str, &str)]) -> Policy {
     policy
 }
 
+/// Tags as written in a test: `&[("kuma.io/service", "web")]`.
+pub type Pairs<'a> = &'a [(&'a str, &'a str)];
+
 /// A Dataplane at 10.0.0.1 with one inbound per `(port, name, tags)`.
-pub fn mk_dataplane(inbounds: &[(u32, &str, &[(&str, &str)])]) -> DataplaneSpec {
+pub fn mk_dataplane(inbounds: &[(u32, &str, Pairs<'_>)]) -> DataplaneSpec {
     let inbound: Vec<Value> = inbounds
         .iter()
         .map(|(port, name, tags)| {

@@ -2,6 +2,7 @@ use serde_json::{Value, json};
 
 use super::*;
 use crate::subset::Element;
+use crate::testing::Pairs;
 
 fn origin(name: &str) -> PolicyOrigin {
     PolicyOrigin {
@@ -102,7 +103,7 @@ fn overlapping_subset_and_service_fold_in_entry_order() {
     ]);
     let rules = build(&items.items(), true, MergeStrategy::default()).unwrap();
     // web v1 is in both: the later entry (Deny) wins.
-    let cases: &[(&[(&str, &str)], Option<&str>)] = &[
+    let cases: &[(Pairs<'_>, Option<&str>)] = &[
         (&[(SERVICE_TAG, "web"), ("version", "v1")], Some("Deny")),
         (&[(SERVICE_TAG, "api"), ("version", "v1")], Some("Allow")),
         (&[(SERVICE_TAG, "web"), ("version", "v2")], Some("Deny")),

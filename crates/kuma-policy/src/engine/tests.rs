@@ -1,0 +1,564 @@
+use serde_json::{Value, json};
+
+use kuma_api::kinds::dataplane::DataplaneSpec;
+
+use super::*;
+use crate::outbound::ResourceId;
+use crate::rules::compute;
+use crate::subset::Subset;
+use crate::testing::{mk_dataplane, mk_policy, mk_resource, tags};
+
+const WEB: &[(&str, &str)] = &[(SERVICE_TAG, "web"), ("version", "v1")];
+const ADMIN: &[(&str, &str)] = &[(SERVICE_TAG, "web-admin")];
+
+fn web_dataplane() -> DataplaneSpec {
+    mk_dataplane(&[(8080, "http", WEB), (9090, "", ADMIN)])
+}
+
+fn proxy<'a>(
+    name: &'a str,
+    labels: &'a BTreeMap<String, String>,
+    spec: &'a DataplaneSpec,
+) -> Proxy<'a> {
+    Proxy {
+        name,
+        labels,
+        spec,
+        gateway: None,
+    }
+}
+
+fn ctx() -> MeshContext {
+    MeshContext {
+        mesh: "default".into(),
+        ..MeshContext::default()
+    }
+}
+
+fn mtp(name: &str, top: Value, action: &str) -> Policy {
+    mk_policy(
+        Kind::MeshTrafficPermission,
+        name,
+        json!({"targetRef": top, "from": [{"targetRef": {"kind": "Mesh"}, "default": {"action": action}}]}),
+    )
+}
+
+fn selected_ports(top: Value, name: &str, labels: &BTreeMap<String, String>) -> Vec<u32> {
+    let index = PolicyIndex::new(
+        Kind::MeshTrafficPermission,
+        vec![mtp("p", top, "Allow")],
+        &ctx(),
+    );
+    let spec = web_dataplane();
+    let rules = index.rules_for(&proxy(name, labels, &spec), &ctx());
+    rules.from.keys().map(|k| k.port).collect()
+}
+
+#[test]
+fn each_top_level_kind_selects_its_inbounds() {
+    let none = BTreeMap::new();
+    let labelled = tags(&[("team", "a")]);
+    type Case<'a> = (Value, &'a str, &'a BTreeMap<String, String>, Vec<u32>);
+    let cases: Vec<Case<'_>> = vec![
+        (json!({"kind": "Mesh"}), "dp", &none, vec![8080, 9090]),
+        (
+            json!({"kind": "MeshSubset", "tags": {"version": "v1"}}),
+            "dp",
+            &none,
+            vec![8080],
+        ),
+        (
+            json!({"kind": "MeshSubset", "tags": {"version": "*"}}),
+            "dp",
+            &none,
+            vec![8080],
+        ),
+        (
+            json!({"kind": "MeshSubset", "tags": {"version": "v2"}}),
+            "dp",
+            &none,
+            vec![],
+        ),
+        (
+            json!({"kind": "MeshService", "name": "web-admin"}),
+            "dp",
+            &none,
+            vec![9090],
+        ),
+        (
+            json!({"kind": "MeshService", "name": "other"}),
+            "dp",
+            &none,
+            vec![],
+        ),
+        (
+            json!({"kind": "MeshServiceSubset", "name": "web", "tags": {"version": "v1"}}),
+            "dp",
+            &none,
+            vec![8080],
+        ),
+        (
+            json!({"kind": "MeshServiceSubset", "name": "web", "tags": {"version": "v2"}}),
+            "dp",
+            &none,
+            vec![],
+        ),
+        (json!({"kind": "Dataplane"}), "dp", &none, vec![8080, 9090]),
+        (
+            json!({"kind": "Dataplane", "name": "dp"}),
+            "dp",
+            &none,
+            vec![8080, 9090],
+        ),
+        (
+            json!({"kind": "Dataplane", "name": "dp"}),
+            "other",
+            &none,
+            vec![],
+        ),
+        (
+            json!({"kind": "Dataplane", "labels": {"team": "a"}}),
+            "dp",
+            &labelled,
+            vec![8080, 9090],
+        ),
+        (
+            json!({"kind": "Dataplane", "labels": {"team": "a"}}),
+            "dp",
+            &none,
+            vec![],
+        ),
+        // sectionName picks one inbound by name, or by port when unnamed.
+        (
+            json!({"kind": "Dataplane", "sectionName": "http"}),
+            "dp",
+            &none,
+            vec![8080],
+        ),
+        (
+            json!({"kind": "Dataplane", "name": "dp", "sectionName": "9090"}),
+            "dp",
+            &none,
+            vec![9090],
+        ),
+        (
+            json!({"kind": "Dataplane", "sectionName": "8080"}),
+            "dp",
+            &none,
+            vec![],
+        ),
+        // proxyTypes filter sidecars from gateways.
+        (
+            json!({"kind": "Mesh", "proxyTypes": ["Gateway"]}),
+            "dp",
+            &none,
+            vec![],
+        ),
+        (
+            json!({"kind": "Mesh", "proxyTypes": ["Sidecar"]}),
+            "dp",
+            &none,
+            vec![8080, 9090],
+        ),
+    ];
+    for (top, name, labels, want) in cases {
+        assert_eq!(selected_ports(top.clone(), name, labels), want, "{top}");
+    }
+}
+
+#[test]
+fn delegated_gateway_is_selected_by_its_tags_and_proxy_type() {
+    let spec: DataplaneSpec = serde_json::from_value(json!({"networking": {
+        "address": "10.0.0.2",
+        "gateway": {"type": "DELEGATED", "tags": {"kuma.io/service": "edge"}}
+    }}))
+    .unwrap();
+    let labels = BTreeMap::new();
+    let to = |top: Value| {
+        mk_policy(
+            Kind::MeshTimeout,
+            "t",
+            json!({"targetRef": top, "to": [{"targetRef": {"kind": "Mesh"}, "default": {"idleTimeout": "1s"}}]}),
+        )
+    };
+    for (top, selected) in [
+        (json!({"kind": "Mesh"}), true),
+        (json!({"kind": "Mesh", "proxyTypes": ["Gateway"]}), true),
+        (json!({"kind": "Mesh", "proxyTypes": ["Sidecar"]}), false),
+        (json!({"kind": "MeshService", "name": "edge"}), true),
+        (json!({"kind": "MeshService", "name": "web"}), false),
+    ] {
+        let index = PolicyIndex::new(Kind::MeshTimeout, vec![to(top.clone())], &ctx());
+        let rules = index.rules_for(&proxy("gw", &labels, &spec), &ctx());
+        assert_eq!(rules.policies.len(), usize::from(selected), "{top}");
+        assert_eq!(rules.to.len(), usize::from(selected), "{top}");
+    }
+}
+
+#[test]
+fn builtin_gateway_listeners_are_selected_through_the_mesh_gateway() {
+    let spec: DataplaneSpec = serde_json::from_value(json!({"networking": {
+        "address": "10.0.0.3",
+        "gateway": {"type": "BUILTIN", "tags": {"kuma.io/service": "edge"}}
+    }}))
+    .unwrap();
+    let gateway: kuma_api::kinds::mesh_gateway::MeshGatewaySpec = serde_json::from_value(json!({
+        "selectors": [{"match": {"kuma.io/service": "edge"}}],
+        "conf": {"listeners": [
+            {"port": 80, "protocol": "HTTP", "tags": {"port": "http"}},
+            {"port": 443, "protocol": "HTTPS", "tags": {"port": "https"}},
+        ]}
+    }))
+    .unwrap();
+    let labels = BTreeMap::new();
+    let gw_proxy = Proxy {
+        name: "gw-1",
+        labels: &labels,
+        spec: &spec,
+        gateway: Some(("edge-gateway", &gateway)),
+    };
+    for (top, ports) in [
+        (
+            json!({"kind": "MeshGateway", "name": "edge-gateway"}),
+            vec![80, 443],
+        ),
+        (
+            json!({"kind": "MeshGateway", "name": "edge-gateway", "tags": {"port": "https"}}),
+            vec![443],
+        ),
+        (json!({"kind": "MeshGateway", "name": "other"}), vec![]),
+        (json!({"kind": "Mesh"}), vec![80, 443]),
+        (json!({"kind": "Dataplane"}), vec![]),
+    ] {
+        let p = mk_policy(
+            Kind::MeshTimeout,
+            "t",
+            json!({"targetRef": top, "to": [{"targetRef": {"kind": "Mesh"}, "default": {"idleTimeout": "1s"}}]}),
+        );
+        let index = PolicyIndex::new(Kind::MeshTimeout, vec![p], &ctx());
+        let matched = index.matching(&gw_proxy);
+        let got: Vec<u32> = matched
+            .iter()
+            .flat_map(|(_, s)| s.inbounds.iter().map(|k| k.port))
+            .collect();
+        assert_eq!(got, ports, "{top}");
+    }
+}
+
+#[test]
+fn more_specific_policies_fold_last_and_win() {
+    let policies = vec![
+        mtp(
+            "svc",
+            json!({"kind": "MeshService", "name": "web"}),
+            "Allow",
+        ),
+        mtp("b-mesh", json!({"kind": "Mesh"}), "AllowWithShadowDeny"),
+        mtp("a-mesh", json!({"kind": "Mesh"}), "Deny"),
+        mtp(
+            "dp",
+            json!({"kind": "Dataplane", "sectionName": "9090"}),
+            "Allow",
+        ),
+    ];
+    let index = PolicyIndex::new(Kind::MeshTrafficPermission, policies, &ctx());
+    let names: Vec<&str> = index.policies().iter().map(|p| p.name.as_str()).collect();
+    // Kuma ranks Dataplane refs between Mesh and MeshSubset.
+    assert_eq!(names, vec!["b-mesh", "a-mesh", "dp", "svc"]);
+    let spec = web_dataplane();
+    let labels = BTreeMap::new();
+    let rules = index.rules_for(&proxy("dp", &labels, &spec), &ctx());
+    let at = |port: u32| {
+        let key = InboundKey {
+            address: "10.0.0.1".into(),
+            port,
+        };
+        let rule = compute(&rules.from[&key], &BTreeMap::new()).unwrap();
+        (
+            rule.conf["action"].clone(),
+            rule.origins
+                .iter()
+                .map(|o| o.name.clone())
+                .collect::<Vec<_>>(),
+        )
+    };
+    // a-mesh wins the tie with b-mesh (alphabetically first applies last),
+    // MeshService beats both.
+    assert_eq!(
+        at(8080),
+        (
+            json!("Allow"),
+            vec!["b-mesh".into(), "a-mesh".into(), "svc".into()]
+        )
+    );
+    assert_eq!(at(9090).0, json!("Allow"));
+    assert_eq!(
+        at(9090).1,
+        vec!["b-mesh".to_string(), "a-mesh".into(), "dp".into()]
+    );
+    assert_eq!(rules.policies.len(), 4);
+}
+
+#[test]
+fn to_rules_per_service_tag_and_per_real_destination() {
+    let policies = vec![
+        mk_policy(
+            Kind::MeshTimeout,
+            "base",
+            json!({"to": [{"targetRef": {"kind": "Mesh"}, "default": {"idleTimeout": "1h", "connectionTimeout": "5s"}}]}),
+        ),
+        mk_policy(
+            Kind::MeshTimeout,
+            "backend",
+            json!({"to": [
+                {"targetRef": {"kind": "MeshService", "name": "backend"}, "default": {"idleTimeout": "10s"}},
+                {"targetRef": {"kind": "MeshService", "name": "backend", "sectionName": "grpc"}, "default": {"connectionTimeout": "1s"}},
+            ]}),
+        ),
+    ];
+    let mut ctx = ctx();
+    ctx.destinations = [
+        mk_resource(
+            Kind::MeshService,
+            "backend",
+            json!({"ports": [{"port": 80, "name": "grpc"}]}),
+        ),
+        mk_resource(Kind::MeshService, "db", json!({"ports": [{"port": 5432}]})),
+    ]
+    .iter()
+    .filter_map(Destination::from_resource)
+    .collect();
+    let index = PolicyIndex::new(Kind::MeshTimeout, policies, &ctx);
+    let spec = web_dataplane();
+    let labels = BTreeMap::new();
+    let rules = index.rules_for(&proxy("dp", &labels, &spec), &ctx);
+
+    let by_tag = |service: &str| {
+        compute(&rules.to, &tags(&[(SERVICE_TAG, service)])).map(|r| r.conf.clone())
+    };
+    // Tag rules know services, not ports: a port entry counts for the
+    // whole service there, as in Kuma.
+    assert_eq!(
+        by_tag("backend"),
+        Some(json!({"idleTimeout": "10s", "connectionTimeout": "1s"}))
+    );
+    assert_eq!(
+        by_tag("db"),
+        Some(json!({"idleTimeout": "1h", "connectionTimeout": "5s"}))
+    );
+
+    let by_resource = |name: &str, section: Option<&str>| {
+        rules
+            .to_resources
+            .compute(&ResourceId::new("MeshService", name, section), "default")
+            .map(|r| (r.conf.clone(), r.origins.len()))
+    };
+    assert_eq!(
+        by_resource("backend", Some("grpc")),
+        Some((json!({"idleTimeout": "10s", "connectionTimeout": "1s"}), 2))
+    );
+    assert_eq!(
+        by_resource("backend", None),
+        Some((json!({"idleTimeout": "10s", "connectionTimeout": "5s"}), 2))
+    );
+    assert_eq!(
+        by_resource("db", Some("5432")),
+        Some((json!({"idleTimeout": "1h", "connectionTimeout": "5s"}), 1))
+    );
+    // Typed access to a folded conf.
+    let typed: kuma_api::policies::mesh_timeout::Conf = rules
+        .to_resources
+        .compute(
+            &ResourceId::new("MeshService", "backend", Some("grpc")),
+            "default",
+        )
+        .unwrap()
+        .conf_as()
+        .unwrap();
+    assert_eq!(typed.connection_timeout.unwrap().0, "1s");
+}
+
+#[test]
+fn policies_targeting_a_route_select_through_the_route() {
+    let route = mk_policy(
+        Kind::MeshHTTPRoute,
+        "web-route",
+        json!({"targetRef": {"kind": "MeshService", "name": "web-admin"}, "to": [{"targetRef": {"kind": "MeshService", "name": "backend"}, "rules": []}]}),
+    );
+    let mut ctx = ctx();
+    ctx.http_routes = vec![route];
+    let timeout = mk_policy(
+        Kind::MeshTimeout,
+        "on-route",
+        json!({"targetRef": {"kind": "MeshHTTPRoute", "name": "web-route"}, "to": [{"targetRef": {"kind": "Mesh"}, "default": {"http": {"requestTimeout": "1s"}}}]}),
+    );
+    let missing = mk_policy(
+        Kind::MeshTimeout,
+        "on-missing",
+        json!({"targetRef": {"kind": "MeshHTTPRoute", "name": "nope"}, "to": [{"targetRef": {"kind": "Mesh"}, "default": {"http": {"requestTimeout": "2s"}}}]}),
+    );
+    let index = PolicyIndex::new(Kind::MeshTimeout, vec![timeout, missing], &ctx);
+    let spec = web_dataplane();
+    let labels = BTreeMap::new();
+    let rules = index.rules_for(&proxy("dp", &labels, &spec), &ctx);
+    let names: Vec<&str> = rules.policies.iter().map(|o| o.name.as_str()).collect();
+    assert_eq!(names, vec!["on-route"]);
+    assert!(
+        rules.warnings[0].contains("couldn't resolve MeshHTTPRoute targetRef with name 'nope'")
+    );
+    // Route-targeted confs are applied per route, not as plain to rules.
+    assert!(rules.to.is_empty());
+    assert!(rules.to_resources.0.is_empty());
+}
+
+#[test]
+fn inbound_rules_keep_entries_and_order_precise_matches_first() {
+    let narrow = mk_policy(
+        Kind::MeshTimeout,
+        "narrow",
+        json!({"targetRef": {"kind": "MeshService", "name": "web"}, "rules": [
+            {"default": {"idleTimeout": "2s"}},
+            {"matches": [{"spiffeID": {"type": "Prefix", "value": "spiffe://default/"}}], "default": {"http": {"requestTimeout": "3s"}}},
+        ]}),
+    );
+    let broad = mk_policy(
+        Kind::MeshTimeout,
+        "broad",
+        json!({"rules": [
+            {"matches": [{"spiffeID": {"type": "Exact", "value": "spiffe://default/a"}}], "default": {"http": {"requestTimeout": "1s"}}},
+        ]}),
+    );
+    let legacy = mk_policy(
+        Kind::MeshTimeout,
+        "legacy",
+        json!({"from": [{"targetRef": {"kind": "Mesh"}, "default": {"idleTimeout": "9s"}}]}),
+    );
+    let index = PolicyIndex::new(Kind::MeshTimeout, vec![narrow, broad, legacy], &ctx());
+    let spec = web_dataplane();
+    let labels = BTreeMap::new();
+    let rules = index.rules_for(&proxy("dp", &labels, &spec), &ctx());
+    let key = InboundKey {
+        address: "10.0.0.1".into(),
+        port: 8080,
+    };
+    let got: Vec<(&str, Option<&str>)> = rules.inbound[&key]
+        .iter()
+        .map(|r| {
+            (
+                r.origin.name.as_str(),
+                r.matches
+                    .as_ref()
+                    .and_then(|m| m.spiffe_id.as_ref())
+                    .map(|s| s.kind.as_str()),
+            )
+        })
+        .collect();
+    assert_eq!(
+        got,
+        vec![
+            ("broad", Some("Exact")),
+            ("narrow", Some("Prefix")),
+            ("legacy", None),
+            ("narrow", None),
+        ]
+    );
+    let all = inbound::matches_all_incoming(&rules.inbound[&key], index.strategy).unwrap();
+    assert_eq!(all, json!({"idleTimeout": "2s"}));
+}
+
+#[test]
+fn single_item_policies_fold_their_default() {
+    let policies = vec![
+        mk_policy(
+            Kind::MeshTrace,
+            "all",
+            json!({"default": {"sampling": {"overall": 10, "random": 5}}}),
+        ),
+        mk_policy(
+            Kind::MeshTrace,
+            "web",
+            json!({"targetRef": {"kind": "MeshService", "name": "web"}, "default": {"sampling": {"overall": 80}}}),
+        ),
+        mk_policy(
+            Kind::MeshTrace,
+            "other",
+            json!({"targetRef": {"kind": "MeshService", "name": "other"}, "default": {"sampling": {"overall": 1}}}),
+        ),
+    ];
+    let index = PolicyIndex::new(Kind::MeshTrace, policies, &ctx());
+    let spec = web_dataplane();
+    let labels = BTreeMap::new();
+    let rules = index.rules_for(&proxy("dp", &labels, &spec), &ctx());
+    assert_eq!(rules.single_item.len(), 1);
+    assert_eq!(rules.single_item[0].subset, Subset::mesh());
+    assert_eq!(
+        rules.single_item[0].conf,
+        json!({"sampling": {"overall": 80, "random": 5}})
+    );
+    let names: Vec<&str> = rules.single_item[0]
+        .origins
+        .iter()
+        .map(|o| o.name.as_str())
+        .collect();
+    assert_eq!(names, vec!["all", "web"]);
+}
+
+#[test]
+fn shadow_and_other_namespace_policies_do_not_apply() {
+    let mut shadow = mtp("shadow", json!({"kind": "Mesh"}), "Deny");
+    shadow
+        .labels
+        .insert("kuma.io/effect".into(), "shadow".into());
+    let mut consumer = mtp("consumer", json!({"kind": "Mesh"}), "Deny");
+    consumer
+        .labels
+        .insert("kuma.io/policy-role".into(), "consumer".into());
+    consumer
+        .labels
+        .insert("k8s.kuma.io/namespace".into(), "ns-a".into());
+    let index = PolicyIndex::new(Kind::MeshTrafficPermission, vec![shadow, consumer], &ctx());
+    let spec = web_dataplane();
+    let in_b = tags(&[("k8s.kuma.io/namespace", "ns-b")]);
+    assert!(
+        index
+            .rules_for(&proxy("dp", &in_b, &spec), &ctx())
+            .policies
+            .is_empty()
+    );
+    let in_a = tags(&[("k8s.kuma.io/namespace", "ns-a")]);
+    let names: Vec<String> = index
+        .rules_for(&proxy("dp", &in_a, &spec), &ctx())
+        .policies
+        .into_iter()
+        .map(|o| o.name)
+        .collect();
+    assert_eq!(names, vec!["consumer".to_string()]);
+}
+
+#[test]
+fn index_gives_the_same_answer_as_checking_every_policy() {
+    // Many policies, few matching: the index must neither miss nor add.
+    let mut policies = Vec::new();
+    for i in 0..300 {
+        let top = match i % 5 {
+            0 => json!({"kind": "MeshService", "name": format!("svc-{i}")}),
+            1 => json!({"kind": "MeshSubset", "tags": {"version": format!("v{}", i % 7)}}),
+            2 => json!({"kind": "Dataplane", "name": format!("dp-{}", i % 11)}),
+            3 => {
+                json!({"kind": "MeshServiceSubset", "name": "web", "tags": {"version": format!("v{}", i % 3)}})
+            }
+            _ => json!({"kind": "Mesh", "proxyTypes": ["Sidecar"]}),
+        };
+        policies.push(mtp(&format!("p-{i:03}"), top, "Allow"));
+    }
+    let index = PolicyIndex::new(Kind::MeshTrafficPermission, policies, &ctx());
+    let spec = web_dataplane();
+    let labels = BTreeMap::new();
+    let p = proxy("dp-3", &labels, &spec);
+    let fast: Vec<usize> = index.matching(&p).into_iter().map(|(i, _)| i).collect();
+    let slow: Vec<usize> = (0..index.policies().len())
+        .filter(|&i| !select(&index.policies[i], &index.policies[i].target_ref, &p).is_empty())
+        .collect();
+    assert_eq!(fast, slow);
+    assert!(fast.len() > 60 && fast.len() < 300, "{}", fast.len());
+}
