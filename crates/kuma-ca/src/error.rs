@@ -1,0 +1,85 @@
+//! Everything that can go wrong generating, loading or using a CA.
+
+use chrono::{DateTime, Utc};
+
+/// One error for the crate. The provided-CA variants are meant to be shown
+/// to the user as apply-time validation messages, so each says what is wrong
+/// and with which certificate (`index` counts PEM blocks in the cert data,
+/// the signing CA first).
+#[derive(Debug, thiserror::Error)]
+pub enum CaError {
+    #[error("invalid CA backend configuration at {field}: {reason}")]
+    InvalidConfig { field: &'static str, reason: String },
+
+    #[error("no PEM encoded certificate found in the CA certificate data")]
+    NoCertificate,
+
+    #[error("certificate [{index}] is not a valid x509 certificate: {reason}")]
+    MalformedCertificate { index: usize, reason: String },
+
+    #[error("no PEM encoded private key found in the CA key data")]
+    NoPrivateKey,
+
+    #[error("not a valid private key: {reason}")]
+    MalformedKey { reason: String },
+
+    #[error("unsupported key type {algorithm}: use RSA (2048 to 4096 bits) or ECDSA P-256/P-384")]
+    UnsupportedKey { algorithm: String },
+
+    #[error("the private key does not match the public key of the CA certificate")]
+    KeyMismatch,
+
+    #[error(
+        "certificate [{index}]: basic constraint 'CA' must be set to 'true' (see X509-SVID: 4.1. Basic Constraints)"
+    )]
+    NotCa { index: usize },
+
+    #[error(
+        "certificate [{index}]: key usage extension 'keyCertSign' must be set (see X509-SVID: 4.3. Key Usage)"
+    )]
+    MissingCertSign { index: usize },
+
+    #[error(
+        "certificate [{index}]: key usage extension 'keyAgreement' must NOT be set (see X509-SVID: Appendix A. X.509 Field Reference)"
+    )]
+    KeyAgreementSet { index: usize },
+
+    #[error("certificate [{index}] expired at {not_after}")]
+    Expired {
+        index: usize,
+        not_after: DateTime<Utc>,
+    },
+
+    #[error("certificate [{index}] is not valid before {not_before}")]
+    NotYetValid {
+        index: usize,
+        not_before: DateTime<Utc>,
+    },
+
+    #[error("cannot build a SPIFFE ID from {value:?}: {reason}")]
+    InvalidSpiffeId { value: String, reason: &'static str },
+
+    #[error("tag {key:?}={value:?} cannot be written as a kuma:// URI SAN: {reason}")]
+    InvalidTag {
+        key: String,
+        value: String,
+        reason: &'static str,
+    },
+
+    #[error("the identity has no kuma.io/service tag, so it has no SPIFFE ID")]
+    NoService,
+
+    #[error("secret {name:?} has no data or its data is not valid base64")]
+    SecretData { name: String },
+
+    #[error("could not generate a key pair: {reason}")]
+    KeyGeneration { reason: String },
+
+    #[error("could not build the certificate")]
+    Certificate(#[source] rcgen::Error),
+
+    #[error("certificate chain does not verify: {reason}")]
+    ChainInvalid { reason: String },
+}
+
+pub type Result<T, E = CaError> = std::result::Result<T, E>;
