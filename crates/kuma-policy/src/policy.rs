@@ -176,10 +176,17 @@ impl Policy {
     }
 }
 
+/// An entry's conf: its `default`, or for route kinds (whose `to` entries
+/// carry `rules`/`hostnames` beside the targetRef) everything but the
+/// targetRef.
 fn conf_of(item: &Value) -> Value {
     match item.get("default") {
         Some(v) if !v.is_null() => v.clone(),
-        _ => Value::Object(Default::default()),
+        _ => {
+            let mut rest = item.as_object().cloned().unwrap_or_default();
+            rest.remove("targetRef");
+            Value::Object(rest)
+        }
     }
 }
 
@@ -242,6 +249,18 @@ mod tests {
         );
         assert_eq!(trace.target_ref, TargetRef::mesh());
         assert!(trace.default.is_some());
+        let route = mk_policy(
+            Kind::MeshHTTPRoute,
+            "r",
+            json!({"to": [{"targetRef": {"kind": "MeshService", "name": "b"}, "rules": [
+                {"matches": [{"path": {"type": "PathPrefix", "value": "/"}}], "default": {"backendRefs": [{"kind": "MeshService", "name": "b"}]}}
+            ]}]}),
+        );
+        assert_eq!(
+            route.to[0].conf["rules"][0]["matches"][0]["path"]["value"],
+            "/"
+        );
+        assert!(route.to[0].conf.get("targetRef").is_none());
     }
 
     #[test]
