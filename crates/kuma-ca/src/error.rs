@@ -83,3 +83,46 @@ pub enum CaError {
 }
 
 pub type Result<T, E = CaError> = std::result::Result<T, E>;
+
+impl CaError {
+    /// Where under a provided backend's `conf` Kuma reports this problem
+    /// (`mtls.backends[i].conf.<here>`): `cert` for a pair that does not
+    /// load, `cert[i]` for a certificate that may not act as a CA. `None`
+    /// for errors that are not about the provided certificate and key.
+    pub fn conf_field(&self) -> Option<String> {
+        match self {
+            CaError::NoCertificate
+            | CaError::MalformedCertificate { .. }
+            | CaError::NoPrivateKey
+            | CaError::MalformedKey { .. }
+            | CaError::UnsupportedKey { .. }
+            | CaError::KeyMismatch => Some("cert".to_string()),
+            CaError::NotCa { index }
+            | CaError::MissingCertSign { index }
+            | CaError::KeyAgreementSet { index }
+            | CaError::Expired { index, .. }
+            | CaError::NotYetValid { index, .. } => Some(format!("cert[{index}]")),
+            _ => None,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn provided_ca_problems_name_kumas_conf_field() {
+        assert_eq!(CaError::KeyMismatch.conf_field().as_deref(), Some("cert"));
+        assert_eq!(
+            CaError::NotCa { index: 1 }.conf_field().as_deref(),
+            Some("cert[1]")
+        );
+        let expired = CaError::Expired {
+            index: 0,
+            not_after: DateTime::UNIX_EPOCH,
+        };
+        assert_eq!(expired.conf_field().as_deref(), Some("cert[0]"));
+        assert_eq!(CaError::NoService.conf_field(), None);
+    }
+}
