@@ -10,6 +10,7 @@ pub mod kinds;
 pub mod name;
 pub mod policies;
 pub mod resource;
+pub mod template;
 pub mod validation;
 
 pub use error::ApiError;

@@ -9,7 +9,7 @@ use anyhow::{Context as _, bail};
 use clap::Args;
 
 use crate::bootstrap::Identity;
-use crate::template::{parse_var, render};
+use kuma_api::template::{parse_var, render};
 
 #[derive(Debug, Clone, Args)]
 pub struct RunArgs {
@@ -191,38 +191,8 @@ impl RunArgs {
 
 /// A Go duration (`30s`, `1m30s`, `500ms`, `0`), the spelling Kuma's flags take.
 pub fn parse_duration(s: &str) -> Result<Duration, String> {
-    let s = s.trim();
-    let invalid = || format!("invalid duration {s:?} (examples: 30s, 1m30s, 500ms)");
-    if s == "0" {
-        return Ok(Duration::ZERO);
-    }
-    if s.is_empty() {
-        return Err(invalid());
-    }
-    let mut total = Duration::ZERO;
-    let mut rest = s;
-    while !rest.is_empty() {
-        let digits = rest
-            .find(|c: char| !(c.is_ascii_digit() || c == '.'))
-            .ok_or_else(invalid)?;
-        let number: f64 = rest[..digits].parse().map_err(|_| invalid())?;
-        rest = &rest[digits..];
-        let unit_end = rest
-            .find(|c: char| c.is_ascii_digit() || c == '.')
-            .unwrap_or(rest.len());
-        let unit_seconds = match &rest[..unit_end] {
-            "ns" => 1e-9,
-            "us" | "µs" => 1e-6,
-            "ms" => 1e-3,
-            "s" => 1.0,
-            "m" => 60.0,
-            "h" => 3600.0,
-            _ => return Err(invalid()),
-        };
-        total += Duration::try_from_secs_f64(number * unit_seconds).map_err(|_| invalid())?;
-        rest = &rest[unit_end..];
-    }
-    Ok(total)
+    kuma_api::duration::parse_duration(s.trim())
+        .map_err(|e| format!("{e} (examples: 30s, 1m30s, 500ms)"))
 }
 
 #[cfg(test)]

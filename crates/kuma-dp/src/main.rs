@@ -11,7 +11,6 @@ mod args;
 mod bootstrap;
 mod envoy;
 mod signals;
-mod template;
 
 use args::RunArgs;
 use envoy::{EnvoyProcess, Exit};

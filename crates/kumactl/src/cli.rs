@@ -7,7 +7,7 @@ use std::time::Duration;
 use clap::{Args, CommandFactory, FromArgMatches, Parser, Subcommand, ValueEnum};
 use kuma_api::Kind;
 
-use crate::template::parse_var;
+use kuma_api::template::parse_var;
 
 #[derive(Debug, Parser)]
 #[command(
@@ -250,38 +250,7 @@ pub fn kinds_help() -> String {
 /// Parses a Go-style duration (`1m`, `30s`, `1m30s`, `500ms`, `0`), the
 /// spelling Kuma's `--api-timeout` takes.
 pub fn parse_duration(s: &str) -> Result<Duration, String> {
-    let s = s.trim();
-    if s == "0" {
-        return Ok(Duration::ZERO);
-    }
-    let invalid = || format!("invalid duration {s:?}");
-    let mut total = Duration::ZERO;
-    let mut rest = s;
-    if rest.is_empty() {
-        return Err(invalid());
-    }
-    while !rest.is_empty() {
-        let digits = rest
-            .find(|c: char| !(c.is_ascii_digit() || c == '.'))
-            .ok_or_else(invalid)?;
-        let number: f64 = rest[..digits].parse().map_err(|_| invalid())?;
-        rest = &rest[digits..];
-        let unit_len = rest
-            .find(|c: char| c.is_ascii_digit() || c == '.')
-            .unwrap_or(rest.len());
-        let seconds = match &rest[..unit_len] {
-            "ns" => 1e-9,
-            "us" | "µs" => 1e-6,
-            "ms" => 1e-3,
-            "s" => 1.0,
-            "m" => 60.0,
-            "h" => 3600.0,
-            _ => return Err(invalid()),
-        };
-        total += Duration::try_from_secs_f64(number * seconds).map_err(|_| invalid())?;
-        rest = &rest[unit_len..];
-    }
-    Ok(total)
+    kuma_api::duration::parse_duration(s.trim())
 }
 
 #[cfg(test)]

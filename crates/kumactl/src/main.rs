@@ -10,7 +10,6 @@ mod commands;
 mod config;
 mod output;
 mod table;
-mod template;
 
 fn main() -> ExitCode {
     let cli = match cli::parse_from(std::env::args_os()) {

@@ -14,7 +14,6 @@ use super::{Io, Session};
 use crate::cli::ApplyArgs;
 use crate::client::Upsert;
 use crate::output;
-use crate::template;
 
 /// How long fetching a `-f https://...` may take.
 const URL_TIMEOUT: Duration = Duration::from_secs(10);
@@ -35,7 +34,7 @@ pub fn run(session: &Session, args: &ApplyArgs, io: &mut Io<'_>) -> anyhow::Resu
         let text = if vars.is_empty() {
             text
         } else {
-            template::render(&text, &vars)
+            kuma_api::template::render(&text, &vars)
         };
         let docs = yaml_documents(&text).map_err(|e| anyhow!("{source}: {e}"))?;
         values.extend(docs);

@@ -1,5 +1,6 @@
-//! `kumactl apply --var k=v`: Kuma renders each document as a mustache
-//! template. We support the part of mustache users rely on: `{{ name }}`
+//! Resource files as templates: `kumactl apply --var k=v` and
+//! `kuma-dp run --dataplane-var k=v` render them as mustache, as Kuma does.
+//! We support the part of mustache users rely on: `{{ name }}`
 //! (HTML-escaped, as mustache does), `{{{ name }}}` and `{{& name }}` (raw)
 //! and `{{! comments }}`. Names may contain dots. Unknown names render empty,
 //! as in mustache.
