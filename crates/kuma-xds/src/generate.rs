@@ -19,8 +19,10 @@ mod cluster;
 mod endpoints;
 mod inbound;
 mod listener;
+mod mtls;
 pub mod names;
 mod outbound;
+mod permissions;
 mod snapshot;
 
 pub use snapshot::{Destination, Endpoint, MeshSnapshot, MeshSnapshotBuilder, Protocol};
@@ -64,7 +66,6 @@ pub fn generate_proxy_with_identity(
     dataplane_name: &str,
     identity: Option<&ProxyIdentity>,
 ) -> Result<ProxyResources, GenerateError> {
-    let _ = identity;
     let dataplane =
         snapshot
             .dataplane(dataplane_name)
@@ -77,8 +78,14 @@ pub fn generate_proxy_with_identity(
             name: dataplane_name.to_string(),
         });
     }
+    let tls = mtls::MeshTls::of(snapshot, identity);
     let mut out = ProxyResources::default();
-    inbound::generate(snapshot, dataplane_name, dataplane, &mut out)?;
-    outbound::generate(snapshot, dataplane, &mut out);
+    inbound::generate(snapshot, dataplane_name, dataplane, tls.as_ref(), &mut out)?;
+    outbound::generate(snapshot, dataplane, tls.as_ref(), &mut out);
+    if let Some(tls) = &tls {
+        for secret in tls.secrets() {
+            out.insert(std::sync::Arc::new(secret));
+        }
+    }
     Ok(out)
 }

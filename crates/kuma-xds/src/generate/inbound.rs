@@ -1,10 +1,17 @@
 //! Inbound side of a sidecar: a listener per inbound, forwarding to the
-//! local workload.
+//! local workload. With mTLS, clients must present a mesh identity (STRICT)
+//! or may also come in plaintext (PERMISSIVE), and MeshTrafficPermission
+//! decides which identities get through.
 
 use envoy_types::pb::envoy::config::core::v3::TrafficDirection;
+use envoy_types::pb::envoy::config::listener::v3::{Filter, FilterChain};
+use envoy_types::pb::envoy::config::route::v3::RouteConfiguration;
 use envoy_types::util::pack_any;
 use kuma_api::kinds::dataplane::{DataplaneSpec, InboundState};
+use kuma_policy::{Proxy, ProxyRules};
 
+use super::mtls::{self, MeshTls};
+use super::permissions::{self, Permissions};
 use super::snapshot::{CacheKey, MeshSnapshot, Protocol};
 use super::{GenerateError, cluster, listener, names};
 use crate::{ProxyResources, XdsResource};
@@ -13,9 +20,22 @@ pub(crate) fn generate(
     snapshot: &MeshSnapshot,
     name: &str,
     dataplane: &DataplaneSpec,
+    tls: Option<&MeshTls<'_>>,
     out: &mut ProxyResources,
 ) -> Result<(), GenerateError> {
     let networking_address = dataplane.address();
+    let proxy = Proxy {
+        name,
+        labels: snapshot.dataplane_labels(name),
+        spec: dataplane,
+        gateway: None,
+    };
+    // As in Kuma, permissions only mean something once identities do.
+    let rules: Option<ProxyRules> = tls.map(|_| {
+        snapshot
+            .traffic_permissions()
+            .rules_for(&proxy, snapshot.policy_context())
+    });
     for inbound in dataplane.inbounds() {
         // An ignored inbound is as if it were not declared; a not-ready one
         // still listens, it is only withheld from other proxies' endpoints.
@@ -49,25 +69,89 @@ pub(crate) fn generate(
         }));
 
         let stat_prefix = names::stat_prefix(&cluster_name);
-        let filter = if protocol.is_http() {
-            let routes =
-                listener::route_to_cluster(&names::inbound_route(service), service, &cluster_name);
-            listener::http_connection_manager(&stat_prefix, routes)
-        } else {
-            listener::tcp_proxy(&stat_prefix, &cluster_name)
-        };
         let listener_name = names::inbound_listener(address, inbound.port);
-        let l = listener::listener(
-            &listener_name,
-            address,
-            inbound.port,
-            TrafficDirection::Inbound,
-            filter,
-        );
+        let routes = protocol.is_http().then(|| {
+            listener::route_to_cluster(&names::inbound_route(service), service, &cluster_name)
+        });
+        let chain = Chain {
+            stat_prefix: &stat_prefix,
+            cluster: &cluster_name,
+            routes,
+        };
+        let l = match tls {
+            None => listener::listener(
+                &listener_name,
+                address,
+                inbound.port,
+                TrafficDirection::Inbound,
+                chain.plaintext(),
+            ),
+            Some(tls) => {
+                let from = rules
+                    .as_ref()
+                    .and_then(|r| r.from.get(&proxy.inbound_key(inbound)))
+                    .map(Vec::as_slice)
+                    .unwrap_or_default();
+                let permissions = Permissions::from_rules(tls.mesh, from);
+                let rbac_prefix = names::stat_prefix(&listener_name);
+                let mut chains = vec![listener::filter_chain(
+                    chain.with_permissions(&rbac_prefix, &permissions),
+                    Some(mtls::downstream(tls.mesh)),
+                    tls.is_permissive(),
+                )];
+                if tls.is_permissive() {
+                    // Plaintext clients carry no identity to check.
+                    chains.push(FilterChain {
+                        filters: vec![chain.plaintext()],
+                        ..FilterChain::default()
+                    });
+                }
+                listener::listener_with_chains(
+                    &listener_name,
+                    address,
+                    inbound.port,
+                    TrafficDirection::Inbound,
+                    chains,
+                    tls.is_permissive(),
+                )
+            }
+        };
         out.insert(std::sync::Arc::new(XdsResource::new(
             listener_name,
             pack_any(l),
         )));
     }
     Ok(())
+}
+
+/// What an inbound's filter chain forwards to.
+struct Chain<'a> {
+    stat_prefix: &'a str,
+    cluster: &'a str,
+    /// HTTP inbounds: their routes; TCP inbounds: none.
+    routes: Option<RouteConfiguration>,
+}
+
+impl Chain<'_> {
+    fn plaintext(&self) -> Filter {
+        match &self.routes {
+            Some(routes) => listener::http_connection_manager(self.stat_prefix, routes.clone()),
+            None => listener::tcp_proxy(self.stat_prefix, self.cluster),
+        }
+    }
+
+    /// The forwarding filter behind an RBAC check of the client's identity.
+    fn with_permissions(&self, rbac_prefix: &str, permissions: &Permissions) -> Vec<Filter> {
+        match &self.routes {
+            Some(routes) => vec![listener::http_connection_manager_with(
+                self.stat_prefix,
+                routes.clone(),
+                vec![permissions::http_filter(permissions)],
+            )],
+            None => vec![
+                permissions::network_filter(rbac_prefix, permissions),
+                listener::tcp_proxy(self.stat_prefix, self.cluster),
+            ],
+        }
+    }
 }

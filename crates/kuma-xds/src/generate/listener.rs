@@ -1,12 +1,15 @@
 //! Envoy listeners and the network filters Kuma puts in them.
 
-use envoy_types::pb::envoy::config::core::v3::TrafficDirection;
-use envoy_types::pb::envoy::config::listener::v3::{Filter, FilterChain, Listener, filter};
+use envoy_types::pb::envoy::config::core::v3::{TrafficDirection, TransportSocket};
+use envoy_types::pb::envoy::config::listener::v3::{
+    Filter, FilterChain, FilterChainMatch, Listener, ListenerFilter, filter, listener_filter,
+};
 use envoy_types::pb::envoy::config::route::v3::{
     Route, RouteAction, RouteConfiguration, RouteMatch, VirtualHost, route, route_action,
     route_match,
 };
 use envoy_types::pb::envoy::extensions::filters::http::router::v3::Router;
+use envoy_types::pb::envoy::extensions::filters::listener::tls_inspector::v3::TlsInspector;
 use envoy_types::pb::envoy::extensions::filters::network::http_connection_manager::v3::{
     HttpConnectionManager, HttpFilter, http_connection_manager, http_filter,
 };
@@ -18,6 +21,7 @@ use super::cluster::socket_address;
 const HTTP_CONNECTION_MANAGER: &str = "envoy.filters.network.http_connection_manager";
 const TCP_PROXY: &str = "envoy.filters.network.tcp_proxy";
 const ROUTER: &str = "envoy.filters.http.router";
+const TLS_INSPECTOR: &str = "envoy.filters.listener.tls_inspector";
 
 pub(crate) fn listener(
     name: &str,
@@ -38,6 +42,56 @@ pub(crate) fn listener(
     }
 }
 
+/// A listener with several filter chains; `inspect_tls` adds the TLS
+/// inspector so that chains can match on the transport protocol.
+pub(crate) fn listener_with_chains(
+    name: &str,
+    address: &str,
+    port: u32,
+    direction: TrafficDirection,
+    filter_chains: Vec<FilterChain>,
+    inspect_tls: bool,
+) -> Listener {
+    let listener_filters = if inspect_tls {
+        vec![ListenerFilter {
+            name: TLS_INSPECTOR.to_string(),
+            config_type: Some(listener_filter::ConfigType::TypedConfig(pack_any(
+                TlsInspector::default(),
+            ))),
+            ..ListenerFilter::default()
+        }]
+    } else {
+        Vec::new()
+    };
+    Listener {
+        name: name.to_string(),
+        address: Some(socket_address(address, port)),
+        traffic_direction: direction as i32,
+        filter_chains,
+        listener_filters,
+        ..Listener::default()
+    }
+}
+
+/// A filter chain, TLS terminated by `tls` when given; `only_tls` makes it
+/// match TLS connections only (it needs the TLS inspector).
+pub(crate) fn filter_chain(
+    filters: Vec<Filter>,
+    tls: Option<TransportSocket>,
+    only_tls: bool,
+) -> FilterChain {
+    let filter_chain_match = only_tls.then(|| FilterChainMatch {
+        transport_protocol: "tls".to_string(),
+        ..FilterChainMatch::default()
+    });
+    FilterChain {
+        filters,
+        filter_chain_match,
+        transport_socket: tls,
+        ..FilterChain::default()
+    }
+}
+
 /// All traffic of the listener to one cluster.
 pub(crate) fn tcp_proxy(stat_prefix: &str, cluster: &str) -> Filter {
     let proxy = TcpProxy {
@@ -55,6 +109,15 @@ pub(crate) fn tcp_proxy(stat_prefix: &str, cluster: &str) -> Filter {
 /// does for sidecars: no separate RDS round trip). Envoy rejects an HCM
 /// without the router filter spelled out, typed config included.
 pub(crate) fn http_connection_manager(stat_prefix: &str, routes: RouteConfiguration) -> Filter {
+    http_connection_manager_with(stat_prefix, routes, Vec::new())
+}
+
+/// An HTTP connection manager whose `filters` run before the router.
+pub(crate) fn http_connection_manager_with(
+    stat_prefix: &str,
+    routes: RouteConfiguration,
+    mut filters: Vec<HttpFilter>,
+) -> Filter {
     let router = HttpFilter {
         name: ROUTER.to_string(),
         config_type: Some(http_filter::ConfigType::TypedConfig(pack_any(
@@ -65,7 +128,10 @@ pub(crate) fn http_connection_manager(stat_prefix: &str, routes: RouteConfigurat
     let hcm = HttpConnectionManager {
         stat_prefix: stat_prefix.to_string(),
         codec_type: http_connection_manager::CodecType::Auto as i32,
-        http_filters: vec![router],
+        http_filters: {
+            filters.push(router);
+            filters
+        },
         route_specifier: Some(http_connection_manager::RouteSpecifier::RouteConfig(routes)),
         ..HttpConnectionManager::default()
     };

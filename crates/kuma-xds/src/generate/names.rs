@@ -33,6 +33,31 @@ pub fn mesh_service_cluster(mesh: &str, name: &str, port: u32) -> String {
     format!("{mesh}_{name}___msvc_{port}")
 }
 
+/// SDS secret of the proxy's identity certificate: `identity_cert:secret:<mesh>`.
+pub fn identity_secret(mesh: &str) -> String {
+    format!("identity_cert:secret:{mesh}")
+}
+
+/// SDS secret of the CA(s) a mesh's proxies trust: `mesh_ca:secret:<mesh>`.
+pub fn mesh_ca_secret(mesh: &str) -> String {
+    format!("mesh_ca:secret:{mesh}")
+}
+
+/// SPIFFE identity of a service: `spiffe://<mesh>/<service>`.
+pub fn spiffe_id(mesh: &str, service: &str) -> String {
+    format!("spiffe://{mesh}/{service}")
+}
+
+/// URI SAN carrying one of a proxy's tags: `kuma://<key>/<value>`.
+pub fn tag_uri(key: &str, value: &str) -> String {
+    format!("kuma://{key}/{value}")
+}
+
+/// SNI of an mTLS connection to a service: `<service>{mesh=<mesh>}`.
+pub fn sni(service: &str, mesh: &str) -> String {
+    format!("{service}{{mesh={mesh}}}")
+}
+
 /// Stat prefixes may not contain `:` or `.` segments Envoy would split on.
 pub fn stat_prefix(name: &str) -> String {
     name.chars()
@@ -57,5 +82,10 @@ mod tests {
             "default_backend___msvc_80"
         );
         assert_eq!(stat_prefix("localhost:8080"), "localhost_8080");
+        assert_eq!(identity_secret("default"), "identity_cert:secret:default");
+        assert_eq!(mesh_ca_secret("default"), "mesh_ca:secret:default");
+        assert_eq!(spiffe_id("default", "web"), "spiffe://default/web");
+        assert_eq!(tag_uri("version", "v1"), "kuma://version/v1");
+        assert_eq!(sni("backend", "default"), "backend{mesh=default}");
     }
 }

@@ -1,10 +1,13 @@
 //! Outbound side of a sidecar: what the proxy may call, each destination a
-//! cluster whose endpoints arrive by EDS.
+//! cluster whose endpoints arrive by EDS. With mTLS, each cluster originates
+//! TLS and accepts only the destination's own identities.
 
 use envoy_types::pb::envoy::config::core::v3::TrafficDirection;
 use envoy_types::util::pack_any;
 use kuma_api::kinds::dataplane::{DataplaneSpec, Outbound};
+use kuma_api::kinds::tags::SERVICE_TAG;
 
+use super::mtls::{self, MeshTls};
 use super::snapshot::{CacheKey, Destination, MeshSnapshot, Protocol};
 use super::{cluster, endpoints, listener, names};
 use crate::{ProxyResources, XdsResource};
@@ -15,6 +18,8 @@ const MESH_SERVICE: &str = "MeshService";
 struct Target<'a> {
     cluster: String,
     destination: &'a Destination,
+    /// The `kuma.io/service` identities its instances may present.
+    services: Vec<String>,
 }
 
 /// An outbound to a service nobody serves yet: a cluster with no endpoints,
@@ -23,6 +28,22 @@ static UNSERVED: Destination = Destination {
     endpoints: Vec::new(),
     protocol: Protocol::Tcp,
 };
+
+/// The services behind a MeshService's endpoints (its name when it has none
+/// yet): a MeshService selects instances that keep their own identities.
+fn served_by(destination: &Destination, name: &str) -> Vec<String> {
+    let mut services: Vec<String> = destination
+        .endpoints
+        .iter()
+        .filter_map(|e| e.tags.get(SERVICE_TAG).cloned())
+        .collect();
+    services.sort();
+    services.dedup();
+    if services.is_empty() {
+        services.push(name.to_string());
+    }
+    services
+}
 
 fn target<'a>(snapshot: &'a MeshSnapshot, outbound: &Outbound) -> Option<Target<'a>> {
     match &outbound.backend_ref {
@@ -33,6 +54,7 @@ fn target<'a>(snapshot: &'a MeshSnapshot, outbound: &Outbound) -> Option<Target<
             Some(Target {
                 cluster: names::mesh_service_cluster(snapshot.mesh(), &r.name, r.port),
                 destination,
+                services: served_by(destination, &r.name),
             })
         }
         // Other kinds (MeshExternalService, MeshMultiZoneService) are not generated yet.
@@ -42,6 +64,7 @@ fn target<'a>(snapshot: &'a MeshSnapshot, outbound: &Outbound) -> Option<Target<
             Some(Target {
                 cluster: service.to_string(),
                 destination: snapshot.service(service).unwrap_or(&UNSERVED),
+                services: vec![service.to_string()],
             })
         }
     }
@@ -50,6 +73,7 @@ fn target<'a>(snapshot: &'a MeshSnapshot, outbound: &Outbound) -> Option<Target<
 pub(crate) fn generate(
     snapshot: &MeshSnapshot,
     dataplane: &DataplaneSpec,
+    tls: Option<&MeshTls<'_>>,
     out: &mut ProxyResources,
 ) {
     for outbound in dataplane.outbounds() {
@@ -86,7 +110,7 @@ pub(crate) fn generate(
             );
             XdsResource::new(name, pack_any(l))
         }));
-        add_destination(snapshot, &t, out);
+        add_destination(snapshot, &t, tls, out);
     }
 
     // Transparent proxying redirects any connection, so the proxy needs the
@@ -102,21 +126,42 @@ pub(crate) fn generate(
             let t = Target {
                 cluster: service.to_string(),
                 destination: snapshot.service(service).unwrap_or(&UNSERVED),
+                services: vec![service.to_string()],
             };
-            add_destination(snapshot, &t, out);
+            add_destination(snapshot, &t, tls, out);
         }
     }
 }
 
 /// The cluster and ClusterLoadAssignment of a destination, shared by every
 /// proxy that reaches it.
-fn add_destination(snapshot: &MeshSnapshot, t: &Target<'_>, out: &mut ProxyResources) {
+fn add_destination(
+    snapshot: &MeshSnapshot,
+    t: &Target<'_>,
+    tls: Option<&MeshTls<'_>>,
+    out: &mut ProxyResources,
+) {
     let protocol = t.destination.protocol;
-    out.insert(snapshot.shared(CacheKey::Cluster(t.cluster.clone()), || {
-        XdsResource::new(
-            &t.cluster,
-            pack_any(cluster::eds_cluster(&t.cluster, protocol)),
-        )
+    // The TLS settings name secrets, not their content: one cluster still
+    // serves every proxy of the mesh.
+    let key = match tls {
+        Some(_) => CacheKey::MtlsCluster(t.cluster.clone()),
+        None => CacheKey::Cluster(t.cluster.clone()),
+    };
+    out.insert(snapshot.shared(key, || {
+        let mut c = cluster::eds_cluster(&t.cluster, protocol);
+        if let Some(tls) = tls {
+            let sni_service = t
+                .services
+                .first()
+                .map_or(t.cluster.as_str(), String::as_str);
+            c.transport_socket = Some(mtls::upstream(
+                tls.mesh,
+                &names::sni(sni_service, tls.mesh),
+                &t.services,
+            ));
+        }
+        XdsResource::new(&t.cluster, pack_any(c))
     }));
     out.insert(
         snapshot.shared(CacheKey::LoadAssignment(t.cluster.clone()), || {

@@ -7,7 +7,8 @@ use kuma_api::kinds::dataplane::{DataplaneSpec, Inbound, InboundState};
 use kuma_api::kinds::mesh::MeshSpec;
 use kuma_api::kinds::mesh_service::{MeshServiceSpec, Port, TargetPort};
 use kuma_api::kinds::tags::SERVICE_TAG;
-use kuma_api::{Resource, Spec};
+use kuma_api::{Kind, Resource, ResourceMeta, Spec};
+use kuma_policy::{MeshContext, Policy, PolicyIndex};
 
 use crate::XdsResource;
 
@@ -82,6 +83,8 @@ pub(crate) enum CacheKey {
         port: u32,
         protocol: Protocol,
     },
+    /// A destination's cluster; `mtls` clusters originate TLS.
+    MtlsCluster(String),
     OutboundListener {
         address: String,
         port: u32,
@@ -90,14 +93,19 @@ pub(crate) enum CacheKey {
     },
 }
 
-/// One mesh: its Mesh resource, Dataplanes, MeshServices, and the
-/// destination index derived from them. Cheap to share between threads;
-/// resources identical for many proxies are encoded once and cached here.
+/// One mesh: its Mesh resource, Dataplanes, MeshServices, the policies
+/// generation applies, and the destination index derived from them. Cheap
+/// to share between threads; resources identical for many proxies are
+/// encoded once and cached here.
 #[derive(Debug)]
 pub struct MeshSnapshot {
     mesh: String,
     mesh_spec: Option<MeshSpec>,
     dataplanes: BTreeMap<String, DataplaneSpec>,
+    dataplane_labels: BTreeMap<String, BTreeMap<String, String>>,
+    policy_context: MeshContext,
+    traffic_permissions: PolicyIndex,
+    policy_warnings: Vec<String>,
     mesh_services: BTreeMap<String, MeshServiceSpec>,
     services: BTreeMap<String, Destination>,
     mesh_service_ports: BTreeMap<(String, u32), Destination>,
@@ -112,11 +120,14 @@ pub struct MeshSnapshotBuilder {
     mesh_spec: Option<MeshSpec>,
     dataplanes: BTreeMap<String, (BTreeMap<String, String>, DataplaneSpec)>,
     mesh_services: BTreeMap<String, MeshServiceSpec>,
+    policies: Vec<Policy>,
+    warnings: Vec<String>,
 }
 
 impl MeshSnapshotBuilder {
-    /// Adds a resource if it is this mesh's Mesh, or a Dataplane or
-    /// MeshService inside this mesh; ignores anything else.
+    /// Adds a resource if it is this mesh's Mesh, or a Dataplane,
+    /// MeshService or policy generation applies (MeshTrafficPermission)
+    /// inside this mesh; ignores anything else.
     pub fn add(
         &mut self,
         mesh: Option<&str>,
@@ -133,7 +144,40 @@ impl MeshSnapshotBuilder {
             Spec::MeshService(s) if mesh == Some(self.mesh.as_str()) => {
                 self.mesh_services.insert(name.to_string(), s);
             }
+            spec @ Spec::MeshTrafficPermission(_) if mesh == Some(self.mesh.as_str()) => {
+                self.policy(name, labels, spec);
+            }
             _ => {}
+        }
+        self
+    }
+
+    /// Adds a policy of this mesh. Kinds generation does not apply yet are
+    /// ignored; a policy whose targetRefs do not read is left out (and
+    /// reported by [`MeshSnapshot::policy_warnings`]).
+    pub fn policy(
+        &mut self,
+        name: &str,
+        labels: &BTreeMap<String, String>,
+        spec: Spec,
+    ) -> &mut Self {
+        if spec.kind() != Kind::MeshTrafficPermission {
+            return self;
+        }
+        let resource = Resource {
+            meta: ResourceMeta {
+                mesh: Some(self.mesh.clone()),
+                name: name.to_string(),
+                labels: labels.clone(),
+                creation_time: Default::default(),
+                modification_time: Default::default(),
+                version: 0,
+            },
+            spec,
+        };
+        match Policy::from_resource(&resource) {
+            Ok(p) => self.policies.push(p),
+            Err(e) => self.warnings.push(e.to_string()),
         }
         self
     }
@@ -157,14 +201,26 @@ impl MeshSnapshotBuilder {
     pub fn build(self) -> MeshSnapshot {
         let services = index_services(&self.dataplanes);
         let mesh_service_ports = index_mesh_services(&self.mesh_services, &self.dataplanes);
+        let policy_context = MeshContext {
+            mesh: self.mesh.clone(),
+            ..MeshContext::default()
+        };
+        let traffic_permissions =
+            PolicyIndex::new(Kind::MeshTrafficPermission, self.policies, &policy_context);
+        let mut dataplanes = BTreeMap::new();
+        let mut dataplane_labels = BTreeMap::new();
+        for (name, (labels, spec)) in self.dataplanes {
+            dataplane_labels.insert(name.clone(), labels);
+            dataplanes.insert(name, spec);
+        }
         MeshSnapshot {
             mesh: self.mesh,
             mesh_spec: self.mesh_spec,
-            dataplanes: self
-                .dataplanes
-                .into_iter()
-                .map(|(name, (_, spec))| (name, spec))
-                .collect(),
+            dataplanes,
+            dataplane_labels,
+            policy_context,
+            traffic_permissions,
+            policy_warnings: self.warnings,
             mesh_services: self.mesh_services,
             services,
             mesh_service_ports,
@@ -200,6 +256,27 @@ impl MeshSnapshot {
 
     pub fn dataplane(&self, name: &str) -> Option<&DataplaneSpec> {
         self.dataplanes.get(name)
+    }
+
+    /// The labels of a Dataplane (empty when unknown): policies may select by them.
+    pub fn dataplane_labels(&self, name: &str) -> &BTreeMap<String, String> {
+        static NONE: BTreeMap<String, String> = BTreeMap::new();
+        self.dataplane_labels.get(name).unwrap_or(&NONE)
+    }
+
+    /// What policy matching needs to know about the mesh.
+    pub fn policy_context(&self) -> &MeshContext {
+        &self.policy_context
+    }
+
+    /// The mesh's MeshTrafficPermissions, indexed for matching.
+    pub fn traffic_permissions(&self) -> &PolicyIndex {
+        &self.traffic_permissions
+    }
+
+    /// Policies left out because they could not be read.
+    pub fn policy_warnings(&self) -> &[String] {
+        &self.policy_warnings
     }
 
     pub fn dataplane_names(&self) -> impl Iterator<Item = &str> {
