@@ -5,26 +5,44 @@
 //! MeshServices) and a [`MeshSnapshot`] built from them. A change rebuilds
 //! only its mesh's snapshot and recomputes only that mesh's connected
 //! proxies; a proxy's `watch` is written only when its resources changed.
+//!
+//! An mTLS mesh also has its CA here ([`crate::mtls::resolve_mesh_ca`]),
+//! reloaded when the Mesh or one of its Secrets changes, and every connected
+//! proxy of it an identity, renewed from one [`RotationQueue`].
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
 
-use kuma_api::{Kind, Resource, ResourceKey};
+use chrono::Utc;
+use kuma_api::{Kind, Resource, ResourceKey, Spec};
 use kuma_store::{ChangeEvent, ListQuery, ResourceStore, StoreError};
 use kuma_xds::ProxyResources;
-use kuma_xds::generate::{GenerateError, MeshSnapshot, generate_proxy};
+use kuma_xds::generate::{
+    GenerateError, MeshSnapshot, ProxyIdentity, generate_proxy_with_identity,
+};
 use kuma_xds::server::ProxyId;
 use tokio::sync::{broadcast, watch};
 use tracing::Instrument;
+
+use crate::mtls::identity::{self, IssuedIdentity, RotationQueue};
+use crate::mtls::{MeshCa, resolve_mesh_ca};
 
 /// Events arriving this close together are applied as one change, so a
 /// burst (a `kumactl apply` of many resources) recomputes proxies once.
 const DEBOUNCE: Duration = Duration::from_millis(10);
 
+/// The kinds snapshots are built from.
+const INDEXED: [Kind; 4] = [
+    Kind::Mesh,
+    Kind::Dataplane,
+    Kind::MeshService,
+    Kind::MeshTrafficPermission,
+];
+
 /// Whether the index cares about a kind: what snapshots are built from.
 fn indexed(kind: Kind) -> bool {
-    matches!(kind, Kind::Mesh | Kind::Dataplane | Kind::MeshService)
+    INDEXED.contains(&kind)
 }
 
 /// The mesh a resource belongs to (a Mesh belongs to itself).
@@ -39,6 +57,8 @@ fn mesh_of(key: &ResourceKey) -> Option<&str> {
 struct MeshEntry {
     resources: BTreeMap<(Kind, String), Resource>,
     snapshot: Option<Arc<MeshSnapshot>>,
+    /// The CA signing this mesh's identities; `None` without mTLS.
+    ca: Option<Arc<MeshCa>>,
 }
 
 impl MeshEntry {
@@ -59,6 +79,26 @@ struct ProxyEntry {
     config: watch::Sender<Arc<ProxyResources>>,
     /// Open streams of this proxy (briefly two while it reconnects).
     streams: usize,
+    /// The identity in its current configuration, kept across reconnects.
+    identity: Option<Arc<IssuedIdentity>>,
+}
+
+/// One proxy to recompute, with what it is computed from.
+struct Work {
+    id: ProxyId,
+    snapshot: Arc<MeshSnapshot>,
+    ca: Option<Arc<MeshCa>>,
+    identity: Option<Arc<IssuedIdentity>>,
+}
+
+/// Why a proxy could not be given its configuration.
+#[derive(Debug, thiserror::Error)]
+pub enum ConnectError {
+    #[error(transparent)]
+    Generate(#[from] GenerateError),
+    /// Its mesh has mTLS but no identity could be issued for it.
+    #[error("no mTLS identity could be issued for {0}")]
+    Identity(ProxyId),
 }
 
 #[derive(Default)]
@@ -72,6 +112,11 @@ struct State {
 pub struct MeshIndex {
     store: Arc<dyn ResourceStore>,
     state: Arc<Mutex<State>>,
+    /// Held while proxies' configurations are generated and published, so
+    /// the event task, the rotation task and connecting proxies never
+    /// publish an older result over a newer one.
+    generation: Arc<Mutex<()>>,
+    rotation: Arc<RotationQueue>,
 }
 
 impl MeshIndex {
@@ -87,9 +132,12 @@ impl MeshIndex {
         let index = MeshIndex {
             store,
             state: Arc::default(),
+            generation: Arc::default(),
+            rotation: RotationQueue::new(),
         };
         index.resync().await?;
         let runner = index.clone();
+        let mut stop_rotation = stop.clone();
         tokio::spawn(
             async move {
                 tokio::select! {
@@ -99,7 +147,50 @@ impl MeshIndex {
             }
             .instrument(tracing::info_span!("mesh_index")),
         );
+        let rotator = index.clone();
+        tokio::spawn(
+            async move {
+                tokio::select! {
+                    () = rotator.rotate_forever() => {}
+                    _ = stop_rotation.wait_for(|s| *s) => {}
+                }
+            }
+            .instrument(tracing::info_span!("identity_rotation")),
+        );
         Ok(index)
+    }
+
+    /// Renews identities as their deadlines pass: one task for all proxies.
+    async fn rotate_forever(&self) {
+        loop {
+            let due = self.rotation.next_due().await;
+            let meshes: BTreeSet<String> = due.iter().map(|p| p.mesh.clone()).collect();
+            let due: BTreeSet<ProxyId> = due.into_iter().collect();
+            tracing::debug!(proxies = due.len(), "identity rotation due");
+            self.recompute_proxies(&meshes, Some(&due));
+        }
+    }
+
+    fn guard_generation(&self) -> MutexGuard<'_, ()> {
+        self.generation
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+
+    /// Loads the CA of `mesh` (creating builtin roots when missing). On
+    /// failure the mesh keeps the CA it had: proxies keep working with
+    /// their current identities while the error is logged.
+    async fn load_ca(&self, mesh: &str, resource: &Resource) -> Option<Option<Arc<MeshCa>>> {
+        let Spec::Mesh(spec) = &resource.spec else {
+            return Some(None);
+        };
+        match resolve_mesh_ca(self.store.as_ref(), mesh, spec, Utc::now()).await {
+            Ok(ca) => Some(ca),
+            Err(e) => {
+                tracing::error!(%mesh, error = %e, "could not load the mesh CA; keeping the previous one");
+                None
+            }
+        }
     }
 
     fn lock(&self) -> MutexGuard<'_, State> {
@@ -112,10 +203,20 @@ impl MeshIndex {
     /// Reloads everything from the store (at start, and after missing events).
     async fn resync(&self) -> Result<(), StoreError> {
         let mut all = Vec::new();
-        for kind in [Kind::Mesh, Kind::Dataplane, Kind::MeshService] {
+        for kind in INDEXED {
             all.extend(self.store.list(&ListQuery::all(kind)).await?.items);
         }
         let mut meshes: HashMap<String, MeshEntry> = HashMap::new();
+        for r in &all {
+            if r.kind() == Kind::Mesh {
+                let loaded = self.load_ca(&r.meta.name, r).await;
+                let previous = || {
+                    let state = self.lock();
+                    state.meshes.get(&r.meta.name).and_then(|e| e.ca.clone())
+                };
+                meshes.entry(r.meta.name.clone()).or_default().ca = loaded.unwrap_or_else(previous);
+            }
+        }
         for r in all {
             if let Some(mesh) = mesh_of(&r.key()).map(str::to_string) {
                 meshes
@@ -176,6 +277,32 @@ impl MeshIndex {
 
     /// Reads the current state of each changed key and applies it.
     async fn apply_keys(&self, keys: BTreeSet<ResourceKey>) {
+        // A changed Mesh, or a Secret of an mTLS mesh (a provided CA's data
+        // or a builtin root), means loading that mesh's CA again.
+        let ca_meshes: BTreeSet<String> = keys
+            .iter()
+            .filter_map(|k| match k.kind {
+                Kind::Mesh => Some(k.name.clone()),
+                Kind::Secret => k.mesh.clone().filter(|m| self.has_ca(m)),
+                _ => None,
+            })
+            .collect();
+        let mut cas = Vec::new();
+        for mesh in ca_meshes {
+            let key = ResourceKey::global(Kind::Mesh, &mesh);
+            let resource = match self.store.get(&key).await {
+                Ok(r) => r,
+                Err(StoreError::NotFound(_)) => continue,
+                Err(e) => {
+                    tracing::error!(error = %e, %key, "could not read a changed resource; reloading");
+                    self.resync_logged().await;
+                    return;
+                }
+            };
+            if let Some(ca) = self.load_ca(&mesh, &resource).await {
+                cas.push((mesh, ca));
+            }
+        }
         let mut current = Vec::new();
         for key in keys.into_iter().filter(|k| indexed(k.kind)) {
             match self.store.get(&key).await {
@@ -190,8 +317,36 @@ impl MeshIndex {
                 }
             }
         }
-        let changed = self.apply(current);
+        let mut changed = self.apply(current);
+        changed.extend(self.set_cas(cas));
         self.recompute(&changed);
+    }
+
+    fn has_ca(&self, mesh: &str) -> bool {
+        self.lock().meshes.get(mesh).is_some_and(|e| e.ca.is_some())
+    }
+
+    /// Installs loaded CAs; returns the meshes whose CA changed.
+    fn set_cas(&self, cas: Vec<(String, Option<Arc<MeshCa>>)>) -> BTreeSet<String> {
+        let mut state = self.lock();
+        let mut changed = BTreeSet::new();
+        for (mesh, ca) in cas {
+            // The Mesh may have been deleted since its CA was loaded.
+            let Some(entry) = state.meshes.get_mut(&mesh) else {
+                continue;
+            };
+            let same = match (&entry.ca, &ca) {
+                (None, None) => true,
+                (Some(a), Some(b)) => a.generation() == b.generation() && a.trusted == b.trusted,
+                _ => false,
+            };
+            if !same {
+                tracing::info!(%mesh, backend = ?ca.as_ref().map(|c| c.backend.clone()), "mesh CA changed");
+                entry.ca = ca;
+                changed.insert(mesh);
+            }
+        }
+        changed
     }
 
     /// Applies current states under the lock; returns the meshes touched.
@@ -225,54 +380,123 @@ impl MeshIndex {
     }
 
     /// Recomputes the connected proxies of `meshes` and publishes changes.
-    /// Generation runs outside the lock; one task calls this at a time for
-    /// events, and a connecting proxy registers under the lock, so it either
-    /// sees the new snapshot or is part of this round.
     fn recompute(&self, meshes: &BTreeSet<String>) {
-        let work: Vec<(
-            ProxyId,
-            Arc<MeshSnapshot>,
-            watch::Sender<Arc<ProxyResources>>,
-        )> = {
+        self.recompute_proxies(meshes, None);
+    }
+
+    /// Recomputes the connected proxies of `meshes` (only those in `only`,
+    /// when given) and publishes changes. Generation runs outside the state
+    /// lock but under the generation lock, so results are published in the
+    /// order they were computed; a connecting proxy registers under both, so
+    /// it either sees the new snapshot or is part of this round.
+    fn recompute_proxies(&self, meshes: &BTreeSet<String>, only: Option<&BTreeSet<ProxyId>>) {
+        let _generation = self.guard_generation();
+        let work: Vec<Work> = {
             let mut state = self.lock();
             let state = &mut *state;
             let mut work = Vec::new();
             for mesh in meshes {
-                let snapshot = state
-                    .meshes
-                    .get_mut(mesh)
-                    .map(|e| e.snapshot(mesh))
-                    .unwrap_or_else(|| Arc::new(MeshSnapshot::builder(mesh.clone()).build()));
+                let (snapshot, ca) = match state.meshes.get_mut(mesh) {
+                    Some(e) => (e.snapshot(mesh), e.ca.clone()),
+                    None => (Arc::new(MeshSnapshot::builder(mesh.clone()).build()), None),
+                };
                 let start = ProxyId::new(mesh.clone(), String::new());
                 for (id, p) in state.proxies.range(start..) {
                     if &id.mesh != mesh {
                         break;
                     }
-                    work.push((id.clone(), snapshot.clone(), p.config.clone()));
+                    if only.is_some_and(|only| !only.contains(id)) {
+                        continue;
+                    }
+                    work.push(Work {
+                        id: id.clone(),
+                        snapshot: snapshot.clone(),
+                        ca: ca.clone(),
+                        identity: p.identity.clone(),
+                    });
                 }
             }
             work
         };
-        for (id, snapshot, tx) in work {
-            match generate_proxy(&snapshot, &id.name) {
-                Ok(resources) => {
-                    let updated = tx.send_if_modified(|current| {
-                        if **current == resources {
-                            return false;
-                        }
-                        *current = Arc::new(resources);
-                        true
-                    });
-                    if updated {
-                        tracing::debug!(proxy = %id, "proxy configuration changed");
-                    }
-                }
+        let mut results = Vec::with_capacity(work.len());
+        for item in work {
+            let Some(identity) = self.identity_for(&item) else {
+                continue;
+            };
+            let proxy_identity = identity.as_ref().map(|i| &i.proxy);
+            match generate_proxy_with_identity(&item.snapshot, &item.id.name, proxy_identity) {
+                Ok(resources) => results.push((item.id, resources, identity)),
                 // The proxy keeps what it has (its Dataplane may be gone).
                 Err(e) => {
-                    tracing::warn!(proxy = %id, error = %e, "could not generate proxy configuration")
+                    tracing::warn!(proxy = %item.id, error = %e, "could not generate proxy configuration")
                 }
             }
         }
+        let mut state = self.lock();
+        for (id, resources, identity) in results {
+            // It may have disconnected meanwhile.
+            if let Some(entry) = state.proxies.get_mut(&id) {
+                self.publish(&id, entry, resources, identity);
+            }
+        }
+    }
+
+    /// The identity a proxy should have now: none without mTLS, its current
+    /// one while still good, else a fresh one. `None` when one is needed but
+    /// cannot be issued: the proxy then keeps its configuration rather than
+    /// silently losing mTLS.
+    fn identity_for(&self, item: &Work) -> Option<Option<Arc<IssuedIdentity>>> {
+        let Some(ca) = &item.ca else {
+            return Some(None);
+        };
+        let dataplane = item.snapshot.dataplane(&item.id.name)?;
+        let tags = identity::proxy_tags(dataplane);
+        let now = Utc::now();
+        if let Some(current) = &item.identity
+            && current.still_good(ca, &tags, now)
+        {
+            return Some(Some(current.clone()));
+        }
+        match identity::issue(ca, &item.id.mesh, tags, now) {
+            Ok(issued) => {
+                tracing::debug!(proxy = %item.id, not_after = %issued.not_after(), "identity issued");
+                Some(Some(Arc::new(issued)))
+            }
+            Err(e) => {
+                tracing::warn!(proxy = %item.id, error = %e, "could not issue an identity");
+                None
+            }
+        }
+    }
+
+    /// Writes a proxy's new configuration (when it differs) and identity,
+    /// and schedules the identity's renewal when it is a new one.
+    fn publish(
+        &self,
+        id: &ProxyId,
+        entry: &mut ProxyEntry,
+        resources: ProxyResources,
+        identity: Option<Arc<IssuedIdentity>>,
+    ) {
+        let updated = entry.config.send_if_modified(|current| {
+            if **current == resources {
+                return false;
+            }
+            *current = Arc::new(resources);
+            true
+        });
+        if updated {
+            tracing::debug!(proxy = %id, "proxy configuration changed");
+        }
+        let renewed = match (&entry.identity, &identity) {
+            (Some(old), Some(new)) => !Arc::ptr_eq(old, new),
+            (None, Some(_)) => true,
+            _ => false,
+        };
+        if renewed && let Some(new) = &identity {
+            self.rotation.schedule(new.rotation_time(), id.clone());
+        }
+        entry.identity = identity;
     }
 
     /// The indexed resource, if any.
@@ -294,33 +518,59 @@ impl MeshIndex {
     }
 
     /// Registers one stream of `proxy` and returns its configuration watch,
-    /// already holding the current configuration.
+    /// already holding the current configuration (and, in an mTLS mesh, an
+    /// identity: the one it already has when it is reconnecting).
     pub fn connect(
         &self,
         proxy: &ProxyId,
-    ) -> Result<watch::Receiver<Arc<ProxyResources>>, GenerateError> {
-        let mut state = self.lock();
-        let snapshot = match state.meshes.get_mut(&proxy.mesh) {
-            Some(e) => e.snapshot(&proxy.mesh),
-            None => Arc::new(MeshSnapshot::builder(proxy.mesh.clone()).build()),
+    ) -> Result<watch::Receiver<Arc<ProxyResources>>, ConnectError> {
+        let _generation = self.guard_generation();
+        let item = {
+            let mut state = self.lock();
+            let state = &mut *state;
+            let (snapshot, ca) = match state.meshes.get_mut(&proxy.mesh) {
+                Some(e) => (e.snapshot(&proxy.mesh), e.ca.clone()),
+                None => (
+                    Arc::new(MeshSnapshot::builder(proxy.mesh.clone()).build()),
+                    None,
+                ),
+            };
+            Work {
+                id: proxy.clone(),
+                snapshot,
+                ca,
+                identity: state.proxies.get(proxy).and_then(|p| p.identity.clone()),
+            }
         };
-        let resources = generate_proxy(&snapshot, &proxy.name)?;
+        let identity = match self.identity_for(&item) {
+            Some(identity) => identity,
+            None if item.snapshot.dataplane(&proxy.name).is_none() => None,
+            None => return Err(ConnectError::Identity(proxy.clone())),
+        };
+        let resources = generate_proxy_with_identity(
+            &item.snapshot,
+            &proxy.name,
+            identity.as_ref().map(|i| &i.proxy),
+        )?;
+        let mut state = self.lock();
         let entry = state
             .proxies
             .entry(proxy.clone())
             .or_insert_with(|| ProxyEntry {
                 config: watch::channel(Arc::new(ProxyResources::default())).0,
                 streams: 0,
+                identity: None,
             });
         entry.streams += 1;
-        entry.config.send_if_modified(|current| {
-            if **current == resources {
-                return false;
-            }
-            *current = Arc::new(resources);
-            true
-        });
+        self.publish(proxy, entry, resources, identity);
         Ok(entry.config.subscribe())
+    }
+
+    /// The identity a connected proxy holds now (for tests and diagnostics).
+    pub fn identity(&self, proxy: &ProxyId) -> Option<ProxyIdentity> {
+        let state = self.lock();
+        let entry = state.proxies.get(proxy)?;
+        entry.identity.as_ref().map(|i| i.proxy.clone())
     }
 
     /// One stream of `proxy` ended; returns how many remain.

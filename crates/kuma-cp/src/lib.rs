@@ -20,6 +20,7 @@ pub mod dp_server;
 pub mod index;
 pub mod insights;
 pub mod labels;
+pub mod mtls;
 pub mod store;
 pub mod tokens;
 

@@ -8,7 +8,7 @@ use axum::extract::{Path, RawQuery, State};
 use axum::http::{HeaderMap, StatusCode, Uri, header};
 use axum::response::{IntoResponse, Response};
 use chrono::Utc;
-use kuma_api::{Kind, Resource, ResourceDocument, ResourceKey, Scope, Violation};
+use kuma_api::{Kind, Resource, ResourceDocument, ResourceKey, Scope, Spec, Violation};
 use kuma_store::StoreError;
 use serde_json::{Value, json};
 
@@ -240,16 +240,27 @@ async fn put_one(
     doc.validate().map_err(|e| Problem::from_api(title, e))?;
 
     let mut resource = crate::labels::with_computed_labels(doc.into_resource(Utc::now()));
+    if let Spec::Mesh(spec) = &resource.spec {
+        // A provided CA that cannot sign is refused before anything is
+        // written, so the running mesh keeps its current CA.
+        let violations =
+            crate::mtls::check_provided_backends(state.store.as_ref(), &key.name, spec, Utc::now())
+                .await;
+        if !violations.is_empty() {
+            return Err(Problem::invalid(title, &violations));
+        }
+    }
     match current {
         Some(current) => {
             resource.meta.version = current.meta.version;
             resource.meta.creation_time = current.meta.creation_time;
-            state
+            let updated = state
                 .store
                 .update(resource)
                 .await
                 .map_err(|e| Problem::from_store("Failed to update a resource", e))?;
             tracing::info!(%key, "resource updated");
+            ensure_mesh_ca(state, &key, &updated).await?;
             Ok((StatusCode::OK, Json(json!({}))).into_response())
         }
         None => {
@@ -263,10 +274,35 @@ async fn put_one(
                 crate::defaults::ensure_mesh_policies(state.store.as_ref(), &created)
                     .await
                     .map_err(|e| Problem::from_store("Could not create default policies", e))?;
+                ensure_mesh_ca(state, &key, &created).await?;
             }
             Ok((StatusCode::CREATED, Json(json!({}))).into_response())
         }
     }
+}
+
+/// Makes sure an mTLS Mesh just written has its CA (builtin roots are
+/// created here, so they exist once the request returns; the index would
+/// otherwise create them on the Mesh's change event).
+async fn ensure_mesh_ca(
+    state: &ApiState,
+    key: &ResourceKey,
+    mesh: &Resource,
+) -> Result<(), Problem> {
+    let Spec::Mesh(spec) = &mesh.spec else {
+        return Ok(());
+    };
+    crate::mtls::resolve_mesh_ca(state.store.as_ref(), &key.name, spec, Utc::now())
+        .await
+        .map(|_| ())
+        .map_err(|e| {
+            tracing::error!(error = %e, %key, "could not set up the mesh CA");
+            Problem::new(
+                StatusCode::INTERNAL_SERVER_ERROR,
+                "Could not set up the mesh CA",
+                e.to_string(),
+            )
+        })
 }
 
 /// JSON by default; YAML when the client says so.
