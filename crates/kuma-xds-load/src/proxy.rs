@@ -1,0 +1,360 @@
+//! One simulated Envoy: what it holds (every resource decoded the way Envoy
+//! decodes it), what it subscribes to, and how it reports reaching what a
+//! scenario expects.
+
+mod delta;
+mod sotw;
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::Instant;
+
+use envoy_types::pb::envoy::config::cluster::v3::Cluster;
+use envoy_types::pb::envoy::config::cluster::v3::cluster::{ClusterDiscoveryType, DiscoveryType};
+use envoy_types::pb::envoy::config::core::v3::address;
+use envoy_types::pb::envoy::config::core::v3::socket_address::PortSpecifier;
+use envoy_types::pb::envoy::config::endpoint::v3::ClusterLoadAssignment;
+use envoy_types::pb::envoy::config::endpoint::v3::lb_endpoint::HostIdentifier;
+use envoy_types::pb::envoy::config::listener::v3::Listener;
+use envoy_types::pb::envoy::config::listener::v3::filter::ConfigType;
+use envoy_types::pb::envoy::config::route::v3::RouteConfiguration;
+use envoy_types::pb::envoy::extensions::filters::network::http_connection_manager::v3::HttpConnectionManager;
+use envoy_types::pb::envoy::extensions::filters::network::http_connection_manager::v3::http_connection_manager::RouteSpecifier;
+use envoy_types::pb::envoy::extensions::filters::network::tcp_proxy::v3::TcpProxy;
+use envoy_types::pb::envoy::extensions::transport_sockets::tls::v3::Secret;
+use envoy_types::pb::google::protobuf::Any;
+use prost::Message;
+use tokio::sync::{mpsc, watch};
+
+pub(crate) use delta::run_delta;
+pub(crate) use sotw::run_sotw;
+
+use crate::topology::Topology;
+
+pub mod type_url {
+    pub const CLUSTER: &str = "type.googleapis.com/envoy.config.cluster.v3.Cluster";
+    pub const ENDPOINT: &str = "type.googleapis.com/envoy.config.endpoint.v3.ClusterLoadAssignment";
+    pub const LISTENER: &str = "type.googleapis.com/envoy.config.listener.v3.Listener";
+    pub const ROUTE: &str = "type.googleapis.com/envoy.config.route.v3.RouteConfiguration";
+    pub const SECRET: &str = "type.googleapis.com/envoy.extensions.transport_sockets.tls.v3.Secret";
+    pub const HCM: &str = "type.googleapis.com/envoy.extensions.filters.network.http_connection_manager.v3.HttpConnectionManager";
+    pub const TCP_PROXY: &str =
+        "type.googleapis.com/envoy.extensions.filters.network.tcp_proxy.v3.TcpProxy";
+}
+
+/// Why a response could not be applied, as Envoy would NACK it.
+#[derive(Debug, thiserror::Error)]
+pub enum DecodeError {
+    #[error("resource {name} of a {expected} response is a {found}")]
+    WrongType {
+        name: String,
+        expected: String,
+        found: String,
+    },
+    #[error("resource {name} ({type_url}) does not decode: {source}")]
+    Proto {
+        name: String,
+        type_url: String,
+        #[source]
+        source: prost::DecodeError,
+    },
+    #[error("resource type {0} is not one Envoy asked for")]
+    UnknownType(String),
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ClusterView {
+    /// The ClusterLoadAssignment name an EDS cluster waits for.
+    pub eds_name: Option<String>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ListenerView {
+    pub port: Option<u32>,
+    /// Whether its network filter is the HTTP connection manager.
+    pub http: bool,
+    /// Route configurations it loads by RDS.
+    pub rds: Vec<String>,
+}
+
+/// A decoded resource, reduced to what scenarios check.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Decoded {
+    Cluster(ClusterView),
+    /// Endpoint addresses of a ClusterLoadAssignment.
+    Endpoints(Vec<String>),
+    Listener(ListenerView),
+    Route,
+    Secret,
+}
+
+fn proto<M: Message + Default>(name: &str, any: &Any) -> Result<M, DecodeError> {
+    M::decode(any.value.as_slice()).map_err(|source| DecodeError::Proto {
+        name: name.to_string(),
+        type_url: any.type_url.clone(),
+        source,
+    })
+}
+
+/// Decodes a resource of a `type_url` response, nested filter configs included.
+pub fn decode(type_url: &str, name: &str, any: &Any) -> Result<Decoded, DecodeError> {
+    if any.type_url != type_url {
+        return Err(DecodeError::WrongType {
+            name: name.to_string(),
+            expected: type_url.to_string(),
+            found: any.type_url.clone(),
+        });
+    }
+    Ok(match type_url {
+        type_url::CLUSTER => {
+            let c: Cluster = proto(name, any)?;
+            let eds = c.cluster_discovery_type
+                == Some(ClusterDiscoveryType::Type(DiscoveryType::Eds as i32));
+            let eds_name = eds.then(|| {
+                c.eds_cluster_config
+                    .as_ref()
+                    .map(|e| e.service_name.clone())
+                    .filter(|n| !n.is_empty())
+                    .unwrap_or_else(|| c.name.clone())
+            });
+            Decoded::Cluster(ClusterView { eds_name })
+        }
+        type_url::ENDPOINT => {
+            let cla: ClusterLoadAssignment = proto(name, any)?;
+            let mut addresses = Vec::new();
+            for group in &cla.endpoints {
+                for lb in &group.lb_endpoints {
+                    if let Some(HostIdentifier::Endpoint(e)) = &lb.host_identifier
+                        && let Some(address::Address::SocketAddress(s)) =
+                            e.address.as_ref().and_then(|a| a.address.as_ref())
+                    {
+                        addresses.push(s.address.clone());
+                    }
+                }
+            }
+            Decoded::Endpoints(addresses)
+        }
+        type_url::LISTENER => {
+            let l: Listener = proto(name, any)?;
+            let port = match l.address.as_ref().and_then(|a| a.address.as_ref()) {
+                Some(address::Address::SocketAddress(s)) => match s.port_specifier {
+                    Some(PortSpecifier::PortValue(p)) => Some(p),
+                    _ => None,
+                },
+                _ => None,
+            };
+            let mut view = ListenerView {
+                port,
+                http: false,
+                rds: Vec::new(),
+            };
+            for chain in &l.filter_chains {
+                for filter in &chain.filters {
+                    let Some(ConfigType::TypedConfig(config)) = &filter.config_type else {
+                        continue;
+                    };
+                    match config.type_url.as_str() {
+                        type_url::HCM => {
+                            let hcm: HttpConnectionManager = proto(name, config)?;
+                            view.http = true;
+                            if let Some(RouteSpecifier::Rds(rds)) = hcm.route_specifier {
+                                view.rds.push(rds.route_config_name);
+                            }
+                        }
+                        type_url::TCP_PROXY => {
+                            let _: TcpProxy = proto(name, config)?;
+                        }
+                        _ => {}
+                    }
+                }
+            }
+            Decoded::Listener(view)
+        }
+        type_url::ROUTE => {
+            let _: RouteConfiguration = proto(name, any)?;
+            Decoded::Route
+        }
+        type_url::SECRET => {
+            let _: Secret = proto(name, any)?;
+            Decoded::Secret
+        }
+        other => return Err(DecodeError::UnknownType(other.to_string())),
+    })
+}
+
+/// Everything one proxy holds, by type URL and name.
+#[derive(Debug, Default)]
+pub struct Held {
+    by_type: BTreeMap<String, BTreeMap<String, Decoded>>,
+}
+
+impl Held {
+    pub fn upsert(&mut self, type_url: &str, name: String, resource: Decoded) {
+        self.by_type
+            .entry(type_url.to_string())
+            .or_default()
+            .insert(name, resource);
+    }
+
+    pub fn remove(&mut self, type_url: &str, name: &str) {
+        if let Some(m) = self.by_type.get_mut(type_url) {
+            m.remove(name);
+        }
+    }
+
+    /// State of the world: the response is the whole type.
+    pub fn replace(&mut self, type_url: &str, all: BTreeMap<String, Decoded>) {
+        self.by_type.insert(type_url.to_string(), all);
+    }
+
+    fn of(&self, type_url: &str) -> impl Iterator<Item = (&String, &Decoded)> {
+        self.by_type.get(type_url).into_iter().flatten()
+    }
+
+    /// Load assignments the held EDS clusters wait for.
+    pub fn eds_names(&self) -> BTreeSet<String> {
+        self.of(type_url::CLUSTER)
+            .filter_map(|(_, d)| match d {
+                Decoded::Cluster(c) => c.eds_name.clone(),
+                _ => None,
+            })
+            .collect()
+    }
+
+    /// Route configurations the held listeners load by RDS.
+    pub fn rds_names(&self) -> BTreeSet<String> {
+        self.of(type_url::LISTENER)
+            .flat_map(|(_, d)| match d {
+                Decoded::Listener(l) => l.rds.clone(),
+                _ => Vec::new(),
+            })
+            .collect()
+    }
+
+    fn listeners(&self) -> impl Iterator<Item = &ListenerView> {
+        self.of(type_url::LISTENER).filter_map(|(_, d)| match d {
+            Decoded::Listener(l) => Some(l),
+            _ => None,
+        })
+    }
+
+    fn endpoints(&self, cluster: &str) -> Option<&Vec<String>> {
+        match self.by_type.get(type_url::ENDPOINT)?.get(cluster)? {
+            Decoded::Endpoints(e) => Some(e),
+            _ => None,
+        }
+    }
+
+    /// Fully configured: every listener there, every EDS cluster warm, every
+    /// RDS route loaded.
+    fn configured(&self, listeners: usize) -> bool {
+        let have_routes: BTreeSet<&String> = self.of(type_url::ROUTE).map(|(n, _)| n).collect();
+        self.listeners().count() >= listeners
+            && self.eds_names().iter().all(|n| self.endpoints(n).is_some())
+            && self.rds_names().iter().all(|n| have_routes.contains(n))
+    }
+}
+
+/// What a scenario waits for each targeted proxy to hold.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Condition {
+    /// The proxy's whole initial configuration.
+    Configured,
+    /// The load assignment of `cluster` lists an endpoint at `address`.
+    Endpoint { cluster: String, address: String },
+    /// Every outbound listener of the proxy towards `service` is HTTP.
+    HttpOutbound { service: String },
+}
+
+impl Condition {
+    pub fn holds(&self, held: &Held, topology: &Topology, proxy: u32) -> bool {
+        match self {
+            Condition::Configured => held.configured(topology.expected_listeners()),
+            Condition::Endpoint { cluster, address } => held
+                .endpoints(cluster)
+                .is_some_and(|e| e.iter().any(|a| a == address)),
+            Condition::HttpOutbound { service } => {
+                let ports = topology.outbound_ports_to(proxy, service);
+                // The new listener counts once the clusters it uses are warm.
+                !ports.is_empty()
+                    && held.configured(0)
+                    && ports
+                        .iter()
+                        .all(|p| held.listeners().any(|l| l.port == Some(*p) && l.http))
+            }
+        }
+    }
+}
+
+/// The current scenario's expectation, published to every proxy.
+#[derive(Debug)]
+pub struct Expectation {
+    pub id: u64,
+    pub condition: Condition,
+    /// Indexed by proxy: whether the scenario waits for it.
+    pub targets: Vec<bool>,
+}
+
+#[derive(Debug)]
+pub enum ProxyEvent {
+    /// The proxy ACKed a response after which it holds what expectation `id` wants.
+    Met { proxy: u32, id: u64, at: Instant },
+    /// The stream failed or the proxy had to NACK.
+    Failed { proxy: u32, error: String },
+}
+
+/// What a simulated proxy shares with the scenario runner.
+#[derive(Clone)]
+pub struct Probe {
+    pub proxy: u32,
+    pub topology: Arc<Topology>,
+    pub expect: watch::Receiver<Arc<Expectation>>,
+    pub events: mpsc::UnboundedSender<ProxyEvent>,
+    pub held: Arc<Mutex<Held>>,
+    /// The last expectation this proxy reported meeting.
+    pub reported: u64,
+}
+
+impl Probe {
+    pub fn held(&self) -> MutexGuard<'_, Held> {
+        // Held is replaced whole per response; a panic cannot leave half of one.
+        self.held
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+
+    /// Called right after an ACK: reports meeting the current expectation.
+    pub fn after_ack(&mut self, at: Instant) {
+        let expectation = self.expect.borrow().clone();
+        if expectation.id == self.reported
+            || !expectation
+                .targets
+                .get(self.proxy as usize)
+                .copied()
+                .unwrap_or(false)
+        {
+            return;
+        }
+        let met = expectation
+            .condition
+            .holds(&self.held(), &self.topology, self.proxy);
+        if met {
+            self.reported = expectation.id;
+            let _ = self.events.send(ProxyEvent::Met {
+                proxy: self.proxy,
+                id: expectation.id,
+                at,
+            });
+        }
+    }
+
+    pub fn fail(&self, error: String) {
+        let _ = self.events.send(ProxyEvent::Failed {
+            proxy: self.proxy,
+            error,
+        });
+    }
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,194 @@
+use envoy_types::pb::envoy::config::cluster::v3::Cluster;
+use envoy_types::pb::envoy::config::cluster::v3::cluster::{
+    ClusterDiscoveryType, DiscoveryType, EdsClusterConfig,
+};
+use envoy_types::pb::envoy::config::core::v3::{Address, SocketAddress};
+use envoy_types::pb::envoy::config::endpoint::v3::{
+    ClusterLoadAssignment, Endpoint, LbEndpoint, LocalityLbEndpoints,
+};
+use envoy_types::pb::envoy::config::listener::v3::{Filter, FilterChain, Listener};
+use envoy_types::pb::envoy::extensions::filters::network::http_connection_manager::v3::{
+    HttpConnectionManager, Rds,
+};
+use envoy_types::pb::envoy::extensions::filters::network::tcp_proxy::v3::TcpProxy;
+
+use super::*;
+
+fn mk_any<M: Message>(type_url: &str, m: &M) -> Any {
+    Any {
+        type_url: type_url.into(),
+        value: m.encode_to_vec(),
+    }
+}
+
+fn mk_address(ip: &str, port: u32) -> Address {
+    Address {
+        address: Some(address::Address::SocketAddress(SocketAddress {
+            address: ip.into(),
+            port_specifier: Some(PortSpecifier::PortValue(port)),
+            ..Default::default()
+        })),
+    }
+}
+
+fn mk_eds_cluster(name: &str) -> Any {
+    mk_any(
+        type_url::CLUSTER,
+        &Cluster {
+            name: name.into(),
+            cluster_discovery_type: Some(ClusterDiscoveryType::Type(DiscoveryType::Eds as i32)),
+            eds_cluster_config: Some(EdsClusterConfig::default()),
+            ..Default::default()
+        },
+    )
+}
+
+fn mk_cla(name: &str, ips: &[&str]) -> Any {
+    let lb_endpoints = ips
+        .iter()
+        .map(|ip| LbEndpoint {
+            host_identifier: Some(HostIdentifier::Endpoint(Endpoint {
+                address: Some(mk_address(ip, 8080)),
+                ..Default::default()
+            })),
+            ..Default::default()
+        })
+        .collect();
+    mk_any(
+        type_url::ENDPOINT,
+        &ClusterLoadAssignment {
+            cluster_name: name.into(),
+            endpoints: vec![LocalityLbEndpoints {
+                lb_endpoints,
+                ..Default::default()
+            }],
+            ..Default::default()
+        },
+    )
+}
+
+fn mk_listener(port: u32, filter: Any) -> Any {
+    mk_any(
+        type_url::LISTENER,
+        &Listener {
+            name: format!("l-{port}"),
+            address: Some(mk_address("127.0.0.1", port)),
+            filter_chains: vec![FilterChain {
+                filters: vec![Filter {
+                    name: "f".into(),
+                    config_type: Some(ConfigType::TypedConfig(filter)),
+                }],
+                ..Default::default()
+            }],
+            ..Default::default()
+        },
+    )
+}
+
+fn mk_topology() -> Topology {
+    Topology {
+        mesh: "m".into(),
+        proxies: 4,
+        services: 4,
+    }
+}
+
+fn put(held: &mut Held, type_url: &str, name: &str, any: &Any) {
+    let d = decode(type_url, name, any).unwrap();
+    held.upsert(type_url, name.to_string(), d);
+}
+
+#[test]
+fn eds_clusters_wait_for_their_load_assignment() {
+    let mut held = Held::default();
+    put(
+        &mut held,
+        type_url::CLUSTER,
+        "svc-1",
+        &mk_eds_cluster("svc-1"),
+    );
+    assert_eq!(held.eds_names().into_iter().collect::<Vec<_>>(), ["svc-1"]);
+    assert!(!held.configured(0));
+    put(
+        &mut held,
+        type_url::ENDPOINT,
+        "svc-1",
+        &mk_cla("svc-1", &["10.0.0.1"]),
+    );
+    assert!(held.configured(0));
+    let c = Condition::Endpoint {
+        cluster: "svc-1".into(),
+        address: "10.0.0.2".into(),
+    };
+    assert!(!c.holds(&held, &mk_topology(), 0));
+    put(
+        &mut held,
+        type_url::ENDPOINT,
+        "svc-1",
+        &mk_cla("svc-1", &["10.0.0.1", "10.0.0.2"]),
+    );
+    assert!(c.holds(&held, &mk_topology(), 0));
+    held.remove(type_url::ENDPOINT, "svc-1");
+    assert!(!c.holds(&held, &mk_topology(), 0));
+}
+
+#[test]
+fn listeners_are_decoded_down_to_their_network_filter() {
+    let tcp = mk_any(type_url::TCP_PROXY, &TcpProxy::default());
+    let hcm = mk_any(
+        type_url::HCM,
+        &HttpConnectionManager {
+            route_specifier: Some(RouteSpecifier::Rds(Rds {
+                route_config_name: "r1".into(),
+                ..Default::default()
+            })),
+            ..Default::default()
+        },
+    );
+    let Decoded::Listener(l) = decode(type_url::LISTENER, "l", &mk_listener(10001, tcp)).unwrap()
+    else {
+        panic!("a listener")
+    };
+    assert_eq!((l.port, l.http), (Some(10001), false));
+    let Decoded::Listener(l) = decode(type_url::LISTENER, "l", &mk_listener(10001, hcm)).unwrap()
+    else {
+        panic!("a listener")
+    };
+    assert_eq!(
+        (l.port, l.http, l.rds),
+        (Some(10001), true, vec!["r1".into()])
+    );
+}
+
+#[test]
+fn http_outbound_needs_every_port_towards_the_service() {
+    // Proxy 3 serves svc-3 and calls svc-0 on port 10001.
+    let t = mk_topology();
+    let c = Condition::HttpOutbound {
+        service: "svc-0".into(),
+    };
+    let mut held = Held::default();
+    let tcp = mk_any(type_url::TCP_PROXY, &TcpProxy::default());
+    put(&mut held, type_url::LISTENER, "l", &mk_listener(10001, tcp));
+    assert!(!c.holds(&held, &t, 3));
+    let hcm = mk_any(type_url::HCM, &HttpConnectionManager::default());
+    put(&mut held, type_url::LISTENER, "l", &mk_listener(10001, hcm));
+    assert!(c.holds(&held, &t, 3));
+    assert!(!c.holds(&held, &t, 0), "proxy 0 does not call svc-0");
+}
+
+#[test]
+fn garbage_and_wrong_types_are_refused() {
+    let bad = Any {
+        type_url: type_url::CLUSTER.into(),
+        value: vec![0xff, 0xff, 0xff],
+    };
+    assert!(matches!(
+        decode(type_url::CLUSTER, "c", &bad),
+        Err(DecodeError::Proto { .. })
+    ));
+    assert!(matches!(
+        decode(type_url::LISTENER, "c", &mk_eds_cluster("c")),
+        Err(DecodeError::WrongType { .. })
+    ));
+}
