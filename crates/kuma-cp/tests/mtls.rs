@@ -1,0 +1,581 @@
+//! Mesh mTLS through a running control plane: builtin CA Secrets made once
+//! and reused, provided CAs refused at apply time with field paths, and a
+//! proxy on ADS gaining, rotating and losing its identity without reconnecting.
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+use std::time::Duration;
+
+use chrono::Utc;
+use envoy_types::pb::envoy::config::cluster::v3::Cluster;
+use envoy_types::pb::envoy::config::core::v3::{Node, data_source::Specifier};
+use envoy_types::pb::envoy::extensions::transport_sockets::tls::v3::{Secret, secret};
+use envoy_types::pb::envoy::service::discovery::v3::aggregated_discovery_service_client::AggregatedDiscoveryServiceClient;
+use envoy_types::pb::envoy::service::discovery::v3::{
+    DeltaDiscoveryRequest, DeltaDiscoveryResponse,
+};
+use kuma_api::kinds::mesh::CaBackend;
+use kuma_api::{Kind, ResourceKey, Spec};
+use kuma_ca::{BuiltinCa, BuiltinCaOptions, CertificateAuthority, IdentityRequest, KeyAlgorithm};
+use kuma_cp::config::StoreType;
+use kuma_cp::{Config, ControlPlane};
+use kuma_store::ResourceStore;
+use kuma_xds::type_url;
+use prost::Message;
+use serde_json::{Value, json};
+use tokio::sync::mpsc;
+use tokio_stream::wrappers::ReceiverStream;
+use tonic::transport::{Certificate, ClientTlsConfig, Endpoint};
+
+struct Cp {
+    cp: ControlPlane,
+    http: reqwest::Client,
+}
+
+impl Cp {
+    async fn start(dir: &std::path::Path, store: StoreType) -> Cp {
+        let mut config = Config::for_tests();
+        config.general.work_dir = Some(dir.to_path_buf());
+        config.store.store_type = store;
+        let cp = ControlPlane::start(config).await.unwrap();
+        let http = reqwest::Client::builder().no_proxy().build().unwrap();
+        Cp { cp, http }
+    }
+
+    async fn put(&self, path: &str, body: Value) -> (u16, Value) {
+        let r = self
+            .http
+            .put(format!("{}{path}", self.cp.api_url()))
+            .json(&body)
+            .send()
+            .await
+            .unwrap();
+        let status = r.status().as_u16();
+        (status, r.json().await.unwrap_or(Value::Null))
+    }
+
+    async fn put_ok(&self, path: &str, body: Value) {
+        let (status, body) = self.put(path, body).await;
+        assert!((200..300).contains(&status), "PUT {path}: {status} {body}");
+    }
+
+    async fn secret_data(&self, mesh: &str, name: &str) -> Option<(String, u64)> {
+        let key = ResourceKey::in_mesh(Kind::Secret, mesh, name);
+        match self.cp.store().get(&key).await {
+            Ok(r) => match r.spec {
+                Spec::Secret(s) => Some((s.data.unwrap_or_default(), r.meta.version)),
+                _ => panic!("{key} is not a Secret"),
+            },
+            Err(kuma_store::StoreError::NotFound(_)) => None,
+            Err(e) => panic!("{e}"),
+        }
+    }
+}
+
+fn mk_mesh_builtin(name: &str, backends: &[&str], enabled: &str, expiration: &str) -> Value {
+    let backends: Vec<Value> = backends
+        .iter()
+        .map(|b| {
+            let mut backend = json!({"name": b, "type": "builtin"});
+            if !expiration.is_empty() {
+                backend["dpCert"] = json!({"rotation": {"expiration": expiration}});
+            }
+            backend
+        })
+        .collect();
+    json!({"type": "Mesh", "name": name,
+           "mtls": {"enabledBackend": enabled, "backends": backends}})
+}
+
+fn mk_mesh_provided(name: &str, cert: Value, key: Value) -> Value {
+    json!({"type": "Mesh", "name": name, "mtls": {"enabledBackend": "ca-p", "backends": [
+        {"name": "ca-p", "type": "provided", "conf": {"cert": cert, "key": key}}
+    ]}})
+}
+
+fn mk_dataplane(mesh: &str, name: &str, address: &str, service: &str, to: Option<&str>) -> Value {
+    let mut dp = json!({
+        "type": "Dataplane", "mesh": mesh, "name": name,
+        "networking": {
+            "address": address,
+            "inbound": [{"port": 8080, "servicePort": 18080,
+                         "tags": {"kuma.io/service": service, "kuma.io/protocol": "tcp"}}],
+        }
+    });
+    if let Some(svc) = to {
+        dp["networking"]["outbound"] = json!([{"port": 10001, "tags": {"kuma.io/service": svc}}]);
+    }
+    dp
+}
+
+/// A cheap CA for provided-backend tests.
+fn mk_ca(valid_from: chrono::DateTime<Utc>, validity: Duration) -> kuma_ca::CaMaterial {
+    let options = BuiltinCaOptions {
+        key: KeyAlgorithm::EcdsaP256,
+        validity,
+    };
+    BuiltinCa::generate_with("provided", &options, valid_from).unwrap()
+}
+
+fn invalid_fields(body: &Value) -> Vec<(String, String)> {
+    body["invalid_parameters"]
+        .as_array()
+        .unwrap_or_else(|| panic!("no invalid_parameters: {body}"))
+        .iter()
+        .map(|p| {
+            (
+                p["field"].as_str().unwrap_or_default().to_string(),
+                p["reason"].as_str().unwrap_or_default().to_string(),
+            )
+        })
+        .collect()
+}
+
+#[tokio::test]
+async fn builtin_ca_secrets_are_created_once_and_reused_after_restart() {
+    let dir = tempfile::tempdir().unwrap();
+    let cert_name = "secure.ca-builtin-cert-ca-1";
+    let key_name = "secure.ca-builtin-key-ca-1";
+    let first = {
+        let cp = Cp::start(dir.path(), StoreType::Embedded).await;
+        cp.put_ok(
+            "/meshes/secure",
+            mk_mesh_builtin("secure", &["ca-1"], "ca-1", ""),
+        )
+        .await;
+        // The PUT returns once the root exists.
+        let cert = cp
+            .secret_data("secure", cert_name)
+            .await
+            .expect("cert secret");
+        let key = cp
+            .secret_data("secure", key_name)
+            .await
+            .expect("key secret");
+        // Applying the same Mesh again keeps the root.
+        cp.put_ok(
+            "/meshes/secure",
+            mk_mesh_builtin("secure", &["ca-1"], "ca-1", ""),
+        )
+        .await;
+        assert_eq!(
+            cp.secret_data("secure", cert_name).await,
+            Some(cert.clone())
+        );
+        cp.cp.shutdown().await;
+        (cert, key)
+    };
+    let cp = Cp::start(dir.path(), StoreType::Embedded).await;
+    // Give the index's reload a moment; it must not replace the root.
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert_eq!(cp.secret_data("secure", cert_name).await, Some(first.0));
+    assert_eq!(cp.secret_data("secure", key_name).await, Some(first.1));
+    cp.cp.shutdown().await;
+}
+
+#[tokio::test]
+async fn replicas_racing_to_create_a_root_end_up_with_one() {
+    let store: Arc<dyn ResourceStore> =
+        Arc::new(kuma_store::SqliteStore::in_memory().await.unwrap());
+    kuma_cp::defaults::ensure_default_mesh(store.as_ref())
+        .await
+        .unwrap();
+    let backend: CaBackend =
+        serde_json::from_value(json!({"name": "ca-1", "type": "builtin"})).unwrap();
+    let now = Utc::now();
+    let (a, b, c) = tokio::join!(
+        kuma_cp::mtls::ensure_builtin(store.as_ref(), "default", &backend, now),
+        kuma_cp::mtls::ensure_builtin(store.as_ref(), "default", &backend, now),
+        kuma_cp::mtls::ensure_builtin(store.as_ref(), "default", &backend, now),
+    );
+    let (a, b, c) = (a.unwrap(), b.unwrap(), c.unwrap());
+    assert_eq!(a, b);
+    assert_eq!(b, c);
+    // What they agree on is what is stored, and it is a working CA.
+    let again = kuma_cp::mtls::ensure_builtin(store.as_ref(), "default", &backend, now)
+        .await
+        .unwrap();
+    assert_eq!(again, a);
+    CertificateAuthority::load(a.cert_pem.as_bytes(), a.key_pem.as_bytes(), now).unwrap();
+}
+
+#[tokio::test]
+async fn provided_ca_problems_are_refused_at_apply_time_with_field_paths() {
+    let dir = tempfile::tempdir().unwrap();
+    let cp = Cp::start(dir.path(), StoreType::Memory).await;
+    let now = Utc::now();
+    let good = mk_ca(now, Duration::from_secs(3600));
+    let other = mk_ca(now, Duration::from_secs(3600));
+    let text = |s: &str| json!({"inlineString": s});
+
+    // A good provided CA is accepted, inline or from Secrets.
+    cp.put_ok(
+        "/meshes/prov",
+        mk_mesh_provided("prov", text(&good.cert_pem), text(&good.key_pem)),
+    )
+    .await;
+    let b64 = |s: &str| {
+        use base64::Engine;
+        base64::engine::general_purpose::STANDARD.encode(s)
+    };
+    cp.put_ok(
+        "/meshes/prov/secrets/ca-cert",
+        json!({"type": "Secret", "mesh": "prov", "name": "ca-cert", "data": b64(&good.cert_pem)}),
+    )
+    .await;
+    cp.put_ok(
+        "/meshes/prov/secrets/ca-key",
+        json!({"type": "Secret", "mesh": "prov", "name": "ca-key", "data": b64(&good.key_pem)}),
+    )
+    .await;
+    cp.put_ok(
+        "/meshes/prov",
+        mk_mesh_provided(
+            "prov",
+            json!({"secret": "ca-cert"}),
+            json!({"secret": "ca-key"}),
+        ),
+    )
+    .await;
+    let accepted = cp
+        .cp
+        .store()
+        .get(&ResourceKey::global(Kind::Mesh, "prov"))
+        .await
+        .unwrap();
+
+    let expired = mk_ca(
+        now - chrono::TimeDelta::days(2),
+        Duration::from_secs(24 * 3600),
+    );
+    let leaf_tags = [("kuma.io/service".to_string(), ["web".to_string()].into())].into();
+    let authority =
+        CertificateAuthority::load(good.cert_pem.as_bytes(), good.key_pem.as_bytes(), now).unwrap();
+    let leaf = kuma_ca::issue_identity(
+        &authority,
+        &IdentityRequest {
+            mesh: "prov",
+            tags: &leaf_tags,
+            validity: Duration::from_secs(3600),
+            key: KeyAlgorithm::EcdsaP256,
+        },
+        now,
+    )
+    .unwrap();
+    let cases = [
+        (
+            "key of another CA",
+            mk_mesh_provided("prov", text(&good.cert_pem), text(&other.key_pem)),
+            "mtls.backends[0].conf.cert",
+            "does not match",
+        ),
+        (
+            "expired",
+            mk_mesh_provided("prov", text(&expired.cert_pem), text(&expired.key_pem)),
+            "mtls.backends[0].conf.cert[0]",
+            "expired",
+        ),
+        (
+            "not a CA",
+            mk_mesh_provided("prov", text(&leaf.cert_pem), text(&leaf.key_pem)),
+            "mtls.backends[0].conf.cert[0]",
+            "basic constraint 'CA'",
+        ),
+        (
+            "missing secret",
+            mk_mesh_provided(
+                "prov",
+                json!({"secret": "nope"}),
+                json!({"secret": "ca-key"}),
+            ),
+            "mtls.backends[0].conf.cert",
+            "not found",
+        ),
+        (
+            "enabledBackend names no backend",
+            json!({"type": "Mesh", "name": "prov", "mtls": {"enabledBackend": "ca-x",
+                   "backends": [{"name": "ca-1", "type": "builtin"}]}}),
+            "mtls.enabledBackend",
+            "has to be set to one of the backends",
+        ),
+    ];
+    for (what, mesh, field, reason) in cases {
+        let (status, body) = cp.put("/meshes/prov", mesh).await;
+        assert_eq!(status, 400, "{what}: {body}");
+        let fields = invalid_fields(&body);
+        assert!(
+            fields.iter().any(|(f, r)| f == field && r.contains(reason)),
+            "{what}: expected {field} ({reason}) in {fields:?}"
+        );
+    }
+    // None of the refused Meshes was written.
+    let current = cp
+        .cp
+        .store()
+        .get(&ResourceKey::global(Kind::Mesh, "prov"))
+        .await
+        .unwrap();
+    assert_eq!(current, accepted);
+    cp.cp.shutdown().await;
+}
+
+struct Ads {
+    tx: mpsc::Sender<DeltaDiscoveryRequest>,
+    rx: tonic::Streaming<DeltaDiscoveryResponse>,
+    /// type URL -> resource name -> body bytes.
+    have: BTreeMap<String, BTreeMap<String, Vec<u8>>>,
+}
+
+/// A delta ADS client subscribed the way Envoy is: clusters and listeners
+/// by wildcard, the mesh's two SDS secrets by name.
+async fn ads(cp: &Cp, mesh: &str, name: &str) -> Ads {
+    let token = {
+        let r = cp
+            .http
+            .post(format!("{}/tokens/dataplane", cp.cp.api_url()))
+            .json(&json!({"mesh": mesh, "name": name, "validFor": "1h"}))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status(), 200);
+        r.text().await.unwrap()
+    };
+    let tls = ClientTlsConfig::new()
+        .ca_certificate(Certificate::from_pem(cp.cp.dp_ca_cert_pem()))
+        .domain_name("localhost");
+    let url = format!("https://localhost:{}", cp.cp.dp_server_address().port());
+    let channel = Endpoint::from_shared(url)
+        .unwrap()
+        .tls_config(tls)
+        .unwrap()
+        .connect()
+        .await
+        .unwrap();
+    let mut client = AggregatedDiscoveryServiceClient::new(channel);
+    let (tx, rx) = mpsc::channel(16);
+    let secrets = vec![
+        format!("identity_cert:secret:{mesh}"),
+        format!("mesh_ca:secret:{mesh}"),
+    ];
+    let subscriptions = [
+        (type_url::CLUSTER, vec!["*".to_string()]),
+        (type_url::ENDPOINT, vec!["*".to_string()]),
+        (type_url::LISTENER, vec!["*".to_string()]),
+        (type_url::SECRET, secrets),
+    ];
+    for (i, (t, names)) in subscriptions.into_iter().enumerate() {
+        let node = (i == 0).then(|| Node {
+            id: format!("{mesh}.{name}"),
+            ..Node::default()
+        });
+        tx.send(DeltaDiscoveryRequest {
+            node,
+            type_url: t.to_string(),
+            resource_names_subscribe: names,
+            ..Default::default()
+        })
+        .await
+        .unwrap();
+    }
+    let mut request = tonic::Request::new(ReceiverStream::new(rx));
+    request
+        .metadata_mut()
+        .insert("authorization", format!("Bearer {token}").parse().unwrap());
+    let response = client.delta_aggregated_resources(request).await.unwrap();
+    Ads {
+        tx,
+        rx: response.into_inner(),
+        have: BTreeMap::new(),
+    }
+}
+
+impl Ads {
+    async fn next(&mut self, wait: Duration) -> Option<DeltaDiscoveryResponse> {
+        let r = tokio::time::timeout(wait, self.rx.message())
+            .await
+            .ok()?
+            .ok()??;
+        let entry = self.have.entry(r.type_url.clone()).or_default();
+        for res in &r.resources {
+            if let Some(body) = &res.resource {
+                entry.insert(res.name.clone(), body.value.clone());
+            }
+        }
+        for name in &r.removed_resources {
+            entry.remove(name);
+        }
+        self.tx
+            .send(DeltaDiscoveryRequest {
+                type_url: r.type_url.clone(),
+                response_nonce: r.nonce.clone(),
+                ..Default::default()
+            })
+            .await
+            .unwrap();
+        Some(r)
+    }
+
+    async fn until(&mut self, what: &str, within: Duration, done: impl Fn(&Ads) -> bool) {
+        let deadline = tokio::time::Instant::now() + within;
+        while !done(self) {
+            let left = deadline.saturating_duration_since(tokio::time::Instant::now());
+            assert!(
+                !left.is_zero(),
+                "timed out waiting for {what}: {:?}",
+                self.have.keys()
+            );
+            self.next(left).await;
+        }
+    }
+
+    fn secret(&self, name: &str) -> Option<Secret> {
+        let body = self.have.get(type_url::SECRET)?.get(name)?;
+        Some(Secret::decode(body.as_slice()).unwrap())
+    }
+
+    /// The identity certificate PEM and the trusted CA bundle of `mesh`.
+    fn identity(&self, mesh: &str) -> Option<(String, String)> {
+        let cert = match self
+            .secret(&format!("identity_cert:secret:{mesh}"))?
+            .r#type?
+        {
+            secret::Type::TlsCertificate(t) => inline_text(t.certificate_chain?.specifier?),
+            other => panic!("identity secret of another type: {other:?}"),
+        };
+        let ca = match self.secret(&format!("mesh_ca:secret:{mesh}"))?.r#type? {
+            secret::Type::ValidationContext(v) => inline_text(v.trusted_ca?.specifier?),
+            other => panic!("CA secret of another type: {other:?}"),
+        };
+        Some((cert, ca))
+    }
+
+    /// Whether the cluster of `service` talks TLS to its endpoints.
+    fn cluster_has_tls(&self, service: &str) -> Option<bool> {
+        let clusters = self.have.get(type_url::CLUSTER)?;
+        let (_, body) = clusters.iter().find(|(name, _)| name.contains(service))?;
+        Some(
+            Cluster::decode(body.as_slice())
+                .unwrap()
+                .transport_socket
+                .is_some(),
+        )
+    }
+}
+
+fn inline_text(specifier: Specifier) -> String {
+    match specifier {
+        Specifier::InlineString(s) => s,
+        Specifier::InlineBytes(b) => String::from_utf8(b).unwrap(),
+        other => panic!("not inline: {other:?}"),
+    }
+}
+
+#[tokio::test]
+async fn a_connected_proxy_gains_and_loses_mtls_without_reconnecting() {
+    let dir = tempfile::tempdir().unwrap();
+    let cp = Cp::start(dir.path(), StoreType::Memory).await;
+    cp.put_ok(
+        "/meshes/default/dataplanes/web",
+        mk_dataplane("default", "web", "10.0.0.1", "web", Some("backend")),
+    )
+    .await;
+    cp.put_ok(
+        "/meshes/default/dataplanes/backend-1",
+        mk_dataplane("default", "backend-1", "10.0.0.2", "backend", None),
+    )
+    .await;
+    let mut web = ads(&cp, "default", "web").await;
+    web.until("plaintext clusters", Duration::from_secs(10), |a| {
+        a.cluster_has_tls("backend") == Some(false)
+    })
+    .await;
+    assert!(web.identity("default").is_none());
+
+    cp.put_ok(
+        "/meshes/default",
+        mk_mesh_builtin("default", &["ca-1"], "ca-1", ""),
+    )
+    .await;
+    web.until(
+        "an identity and TLS clusters",
+        Duration::from_secs(20),
+        |a| a.identity("default").is_some() && a.cluster_has_tls("backend") == Some(true),
+    )
+    .await;
+    let (cert, ca) = web.identity("default").unwrap();
+    // The identity chains to the root stored for the mesh.
+    let (root_b64, _) = cp
+        .secret_data("default", "default.ca-builtin-cert-ca-1")
+        .await
+        .unwrap();
+    let root =
+        String::from_utf8(kuma_api::kinds::secret::decode_base64(&root_b64).unwrap()).unwrap();
+    assert_eq!(ca.trim(), root.trim());
+    kuma_ca::verify_chain(&cert, &ca, Utc::now()).unwrap();
+
+    cp.put_ok(
+        "/meshes/default",
+        json!({"type": "Mesh", "name": "default"}),
+    )
+    .await;
+    web.until("plaintext again", Duration::from_secs(10), |a| {
+        a.identity("default").is_none() && a.cluster_has_tls("backend") == Some(false)
+    })
+    .await;
+    cp.cp.shutdown().await;
+}
+
+#[tokio::test]
+async fn identities_rotate_and_follow_a_ca_switch_on_the_same_stream() {
+    let dir = tempfile::tempdir().unwrap();
+    let cp = Cp::start(dir.path(), StoreType::Memory).await;
+    cp.put_ok(
+        "/meshes/rot",
+        mk_mesh_builtin("rot", &["ca-1"], "ca-1", "2s"),
+    )
+    .await;
+    cp.put_ok(
+        "/meshes/rot/dataplanes/web",
+        mk_dataplane("rot", "web", "10.0.0.1", "web", None),
+    )
+    .await;
+    let mut web = ads(&cp, "rot", "web").await;
+    web.until("an identity", Duration::from_secs(10), |a| {
+        a.identity("rot").is_some()
+    })
+    .await;
+    let (first, bundle) = web.identity("rot").unwrap();
+
+    // Renewed at four fifths of two seconds, on the open stream.
+    web.until("a renewed identity", Duration::from_secs(10), |a| {
+        a.identity("rot").is_some_and(|(cert, _)| cert != first)
+    })
+    .await;
+    let (second, _) = web.identity("rot").unwrap();
+    kuma_ca::verify_chain(&second, &bundle, Utc::now()).unwrap();
+
+    // Switching to another backend reissues under its root.
+    cp.put_ok(
+        "/meshes/rot",
+        mk_mesh_builtin("rot", &["ca-2"], "ca-2", "1h"),
+    )
+    .await;
+    let ca2 = {
+        let (b64, _) = cp
+            .secret_data("rot", "rot.ca-builtin-cert-ca-2")
+            .await
+            .unwrap();
+        String::from_utf8(kuma_api::kinds::secret::decode_base64(&b64).unwrap()).unwrap()
+    };
+    web.until("an identity from ca-2", Duration::from_secs(10), |a| {
+        a.identity("rot")
+            .is_some_and(|(cert, _)| kuma_ca::verify_chain(&cert, &ca2, Utc::now()).is_ok())
+    })
+    .await;
+    // With an hour of validity nothing is renewed for a while.
+    let (settled, _) = web.identity("rot").unwrap();
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    while web.next(Duration::from_millis(200)).await.is_some() {}
+    assert_eq!(web.identity("rot").unwrap().0, settled);
+    cp.cp.shutdown().await;
+}
