@@ -17,9 +17,13 @@ use std::sync::LazyLock;
 use envoy_types::pb::envoy::config::cluster::v3::Cluster;
 use envoy_types::pb::envoy::config::endpoint::v3::ClusterLoadAssignment;
 use envoy_types::pb::envoy::config::listener::v3::Listener;
+use envoy_types::pb::envoy::config::rbac::v3::Rbac;
 use envoy_types::pb::envoy::config::route::v3::RouteConfiguration;
+use envoy_types::pb::envoy::extensions::filters::http::rbac::v3::Rbac as HttpRbac;
 use envoy_types::pb::envoy::extensions::filters::http::router::v3::Router;
+use envoy_types::pb::envoy::extensions::filters::listener::tls_inspector::v3::TlsInspector;
 use envoy_types::pb::envoy::extensions::filters::network::http_connection_manager::v3::HttpConnectionManager;
+use envoy_types::pb::envoy::extensions::filters::network::rbac::v3::Rbac as NetworkRbac;
 use envoy_types::pb::envoy::extensions::filters::network::tcp_proxy::v3::TcpProxy;
 use envoy_types::pb::envoy::extensions::transport_sockets::tls::v3::{
     DownstreamTlsContext, Secret, UpstreamTlsContext,
@@ -79,6 +83,9 @@ fn decode_any(url: &str, bytes: &[u8]) -> Option<Node> {
             DownstreamTlsContext::type_url(),
             tree::<DownstreamTlsContext>,
         ),
+        (NetworkRbac::type_url(), tree::<NetworkRbac>),
+        (HttpRbac::type_url(), tree::<HttpRbac>),
+        (TlsInspector::type_url(), tree::<TlsInspector>),
     ];
     table
         .iter()
@@ -143,6 +150,13 @@ fn enum_defaults() -> &'static HashMap<String, HashMap<String, String>> {
             of::<tls::CommonTlsContext>(),
             of::<tls::CertificateValidationContext>(),
             of::<tls::TlsParameters>(),
+            of::<tls::SubjectAltNameMatcher>(),
+            of::<listener::FilterChainMatch>(),
+            of::<listener::ListenerFilter>(),
+            of::<NetworkRbac>(),
+            of::<HttpRbac>(),
+            of::<Rbac>(),
+            of::<TlsInspector>(),
         ]
         .into_iter()
         .flatten()

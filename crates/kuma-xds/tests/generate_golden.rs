@@ -1,16 +1,34 @@
 //! Golden files: each `tests/golden/<scenario>.input.yaml` (a header
 //! document naming the proxy, then Kuma Universal resources) must generate
 //! exactly `<scenario>.golden.yaml`. Regenerate with `UPDATE_GOLDEN=1`.
+//!
+//! A header `identity: mtls/web` gives the proxy the mTLS identity
+//! `mtls/web.pem` + `mtls/web.key`, trusting `mtls/ca.pem` (test fixtures,
+//! valid for a century, so that Envoy accepts them in `generate_envoy`).
 
 use std::path::{Path, PathBuf};
 
 use kuma_api::{ResourceDocument, yaml_documents};
-use kuma_xds::generate::{MeshSnapshot, generate_proxy};
+use kuma_xds::generate::{MeshSnapshot, ProxyIdentity, generate_proxy_with_identity};
 use kuma_xds::golden::{check_golden, render_proxy};
 use serde_json::Value;
 
 fn golden_dir() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/golden")
+}
+
+/// The identity `name` (`mtls/web`) from the fixtures beside the scenarios.
+fn identity(name: &str) -> ProxyIdentity {
+    let dir = golden_dir();
+    let read = |p: std::path::PathBuf| {
+        std::fs::read_to_string(&p).unwrap_or_else(|e| panic!("{}: {e}", p.display()))
+    };
+    let ca = Path::new(name).with_file_name("ca.pem");
+    ProxyIdentity {
+        cert_chain_pem: read(dir.join(format!("{name}.pem"))),
+        private_key_pem: read(dir.join(format!("{name}.key"))),
+        ca_pems: vec![read(dir.join(ca))],
+    }
 }
 
 /// The YAML of what the scenario's proxy receives.
@@ -31,7 +49,9 @@ fn run_scenario(input: &Path) -> String {
         builder.add(doc.mesh.as_deref(), &doc.name, &doc.labels, doc.spec);
     }
     let snapshot = builder.build();
-    let resources = generate_proxy(&snapshot, &proxy).expect("generates");
+    let identity = field("identity").map(|name| identity(&name));
+    let resources =
+        generate_proxy_with_identity(&snapshot, &proxy, identity.as_ref()).expect("generates");
     render_proxy(&resources).expect("renders")
 }
 

@@ -71,28 +71,47 @@ impl Permissions {
 }
 
 /// Principals of the rules `allows` accepts, each excluding the subsets of
-/// the rules before it that it does not accept.
+/// the rules before it that it does not accept (and could overlap).
 fn allowed_principals(
     mesh: &str,
     rules: &[Rule],
     allows: impl Fn(Action) -> bool,
 ) -> Vec<Principal> {
-    let mut denied_before: Vec<Principal> = Vec::new();
+    let mut denied_before: Vec<&Subset> = Vec::new();
     let mut out = Vec::new();
     for rule in rules {
-        let who = subset_principal(mesh, &rule.subset);
         if !allows(action(rule)) {
-            denied_before.push(who);
+            denied_before.push(&rule.subset);
             continue;
         }
-        if denied_before.is_empty() {
+        let who = subset_principal(mesh, &rule.subset);
+        let overlapping: Vec<Principal> = denied_before
+            .iter()
+            .filter(|d| !disjoint(&rule.subset, d))
+            .map(|d| subset_principal(mesh, d))
+            .collect();
+        if overlapping.is_empty() {
             out.push(who);
         } else {
-            let earlier = one_of(denied_before.clone());
-            out.push(all_of(vec![who, not(earlier)]));
+            out.push(all_of(vec![who, not(one_of(overlapping))]));
         }
     }
     out
+}
+
+/// Whether no client can be in both subsets: on some key one requires a
+/// value the other requires otherwise or excludes.
+fn disjoint(a: &Subset, b: &Subset) -> bool {
+    a.tags().iter().any(|x| {
+        b.tags().iter().any(|y| {
+            x.key == y.key
+                && match (x.not, y.not) {
+                    (false, false) => x.value != y.value,
+                    (false, true) | (true, false) => x.value == y.value,
+                    (true, true) => false,
+                }
+        })
+    })
 }
 
 fn all_of(mut ids: Vec<Principal>) -> Principal {

@@ -166,3 +166,30 @@ fn an_unreadable_action_denies() {
     }];
     assert!(Permissions::from_rules("default", &rules).denies_all());
 }
+
+#[test]
+fn disjoint_subsets_are_not_excluded_again() {
+    let rules = [
+        mk_rule(vec![service("legacy")], "Deny"),
+        mk_rule(vec![Tag::not(SERVICE_TAG, "legacy")], "Allow"),
+    ];
+    let p = Permissions::from_rules("default", &rules);
+    assert_eq!(p.allowed.len(), 1);
+    assert!(matches!(
+        p.allowed[0].identifier,
+        Some(principal::Identifier::NotId(_))
+    ));
+    assert_matches_first_match(&rules);
+    assert!(disjoint(
+        &Subset(vec![service("a")]),
+        &Subset(vec![service("b")])
+    ));
+    assert!(!disjoint(
+        &Subset(vec![service("a")]),
+        &Subset(vec![Tag::new("version", "v1")])
+    ));
+    assert!(!disjoint(
+        &Subset(vec![Tag::not(SERVICE_TAG, "a")]),
+        &Subset(vec![Tag::not(SERVICE_TAG, "b")])
+    ));
+}
