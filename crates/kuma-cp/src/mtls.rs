@@ -106,10 +106,15 @@ pub async fn check_provided_backends(
         let conf_path = format!("mtls.backends[{i}].conf");
         match load_provided(store, mesh, backend, now).await {
             Ok(_) => {}
-            Err(ProvidedError::Source { field, reason }) => violations.push(Violation {
-                field: format!("{conf_path}.{field}"),
-                message: reason,
-            }),
+            // As Kuma: data that does not load is reported at both fields.
+            Err(ProvidedError::Load(reason)) => {
+                for field in ["cert", "key"] {
+                    violations.push(Violation {
+                        field: format!("{conf_path}.{field}"),
+                        message: reason.clone(),
+                    });
+                }
+            }
             Err(ProvidedError::Ca(e)) => violations.push(Violation {
                 field: match e.conf_field() {
                     Some(field) => format!("{conf_path}.{field}"),
@@ -123,11 +128,8 @@ pub async fn check_provided_backends(
 }
 
 enum ProvidedError {
-    /// A data source could not be read; `field` is `cert` or `key`.
-    Source {
-        field: &'static str,
-        reason: String,
-    },
+    /// The cert or the key could not be read.
+    Load(String),
     Ca(CaError),
 }
 
@@ -137,14 +139,11 @@ async fn load_provided(
     backend: &CaBackend,
     now: DateTime<Utc>,
 ) -> Result<CertificateAuthority, ProvidedError> {
-    let conf = backend
-        .provided_conf()
-        .map_err(|reason| ProvidedError::Source {
-            field: "cert",
-            reason: format!("could not convert backend config: {reason}"),
-        })?;
-    let cert = read_source(store, mesh, "cert", conf.cert.as_ref()).await?;
-    let key = read_source(store, mesh, "key", conf.key.as_ref()).await?;
+    let conf = backend.provided_conf().map_err(|reason| {
+        ProvidedError::Load(format!("could not convert backend config: {reason}"))
+    })?;
+    let cert = read_source(store, mesh, conf.cert.as_ref()).await?;
+    let key = read_source(store, mesh, conf.key.as_ref()).await?;
     CertificateAuthority::load(&cert, &key, now).map_err(ProvidedError::Ca)
 }
 
@@ -152,12 +151,11 @@ async fn load_provided(
 async fn read_source(
     store: &dyn ResourceStore,
     mesh: &str,
-    field: &'static str,
     source: Option<&DataSource>,
 ) -> Result<Vec<u8>, ProvidedError> {
-    let fail = |reason: String| ProvidedError::Source { field, reason };
+    let fail = |reason: String| ProvidedError::Load(format!("could not load data: {reason}"));
     let Some(source) = source else {
-        return Err(fail("has to be defined".into()));
+        return Err(ProvidedError::Load("has to be defined".into()));
     };
     if let Some(name) = &source.secret {
         let key = ResourceKey::in_mesh(Kind::Secret, mesh, name);
@@ -168,28 +166,27 @@ async fn read_source(
             }) => secret
                 .bytes()
                 .ok_or_else(|| fail(format!("secret {name:?} has no valid base64 data"))),
-            Ok(_) => Err(fail(format!("secret {name:?} is not a Secret"))),
+            Ok(_) => Err(fail(format!("{name:?} is not a Secret"))),
+            // Kuma's store wording.
             Err(StoreError::NotFound(_)) => Err(fail(format!(
-                "could not load data: secret {name:?} not found"
+                "Resource not found: type=\"Secret\" name=\"{name}\" mesh=\"{mesh}\""
             ))),
-            Err(e) => Err(fail(format!("could not load data: {e}"))),
+            Err(e) => Err(fail(e.to_string())),
         };
     }
     if let Some(b64) = &source.inline {
         return kuma_api::kinds::secret::decode_base64(b64)
-            .ok_or_else(|| fail("inline data has to be valid base64".into()));
+            .ok_or_else(|| fail("inline data is not valid base64".into()));
     }
     if let Some(text) = &source.inline_string {
         return Ok(text.as_bytes().to_vec());
     }
     if let Some(path) = &source.file {
-        return tokio::fs::read(path).await.map_err(|e| {
-            fail(format!(
-                "could not load data: could not read file {path:?}: {e}"
-            ))
-        });
+        return tokio::fs::read(path)
+            .await
+            .map_err(|e| fail(format!("open {path}: {e}")));
     }
-    Err(fail(
+    Err(ProvidedError::Load(
         "data source has to be chosen. Available sources: secret, file, inline".into(),
     ))
 }
@@ -265,10 +262,10 @@ async fn load_backend(
             .await
             .map_err(|e| match e {
                 ProvidedError::Ca(e) => ca_error(e),
-                ProvidedError::Source { field, reason } => MtlsError::Backend {
+                ProvidedError::Load(reason) => MtlsError::Backend {
                     mesh: mesh.to_string(),
                     backend: backend.name.clone(),
-                    reason: format!("conf.{field}: {reason}"),
+                    reason,
                 },
             }),
         other => Err(MtlsError::Backend {

@@ -237,6 +237,19 @@ async fn provided_ca_problems_are_refused_at_apply_time_with_field_paths() {
         ),
     )
     .await;
+    let cert_file = dir.path().join("ca.pem");
+    let key_file = dir.path().join("ca.key");
+    std::fs::write(&cert_file, &good.cert_pem).unwrap();
+    std::fs::write(&key_file, &good.key_pem).unwrap();
+    cp.put_ok(
+        "/meshes/prov",
+        mk_mesh_provided(
+            "prov",
+            json!({"file": cert_file}),
+            json!({"file": key_file}),
+        ),
+    )
+    .await;
     let accepted = cp
         .cp
         .store()
@@ -288,8 +301,18 @@ async fn provided_ca_problems_are_refused_at_apply_time_with_field_paths() {
                 json!({"secret": "nope"}),
                 json!({"secret": "ca-key"}),
             ),
+            "mtls.backends[0].conf.key",
+            r#"could not load data: Resource not found: type="Secret" name="nope" mesh="prov""#,
+        ),
+        (
+            "missing file",
+            mk_mesh_provided(
+                "prov",
+                json!({"file": "/nonexistent/ca.pem"}),
+                text(&good.key_pem),
+            ),
             "mtls.backends[0].conf.cert",
-            "not found",
+            "could not load data: open /nonexistent/ca.pem",
         ),
         (
             "enabledBackend names no backend",
