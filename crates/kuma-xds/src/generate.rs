@@ -10,7 +10,14 @@
 //!   cluster and its ClusterLoadAssignment listing the ready inbounds of
 //!   the destination in the same mesh;
 //! - with transparent proxying: the clusters and endpoints of
-//!   `reachableServices`, or of every service of the mesh when unset.
+//!   `reachableServices`, or of every service of the mesh when unset;
+//! - with the mesh's mTLS on and an identity for the proxy
+//!   ([`generate_proxy_with_identity`]): the SDS secrets
+//!   `identity_cert:secret:<mesh>` and `mesh_ca:secret:<mesh>`, clusters that
+//!   originate TLS and accept only `spiffe://<mesh>/<destination>`, inbounds
+//!   that require a mesh certificate (STRICT) or also take plaintext
+//!   (PERMISSIVE), and MeshTrafficPermission as RBAC on each inbound
+//!   (nobody allowed when no permission says so).
 //!
 //! Clusters, endpoints and outbound listeners are identical for every proxy
 //! that has them, so they are built once per snapshot and shared.
