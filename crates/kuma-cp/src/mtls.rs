@@ -2,7 +2,7 @@
 //! (builtin roots kept in Secrets, provided ones read from their data
 //! sources), the proxies' SPIFFE identities, and when to renew them.
 //!
-//! - [`check_provided_backends`] runs at apply time: a provided CA that does
+//! - [`check_ca_backends`] runs at apply time: a provided CA that does
 //!   not load is a violation under the backend's `conf`, and nothing is written.
 //! - [`resolve_mesh_ca`] is what the index calls whenever a Mesh (or a Secret
 //!   of an mTLS mesh) changes; for builtin backends it creates the CA Secrets
@@ -18,7 +18,9 @@ use kuma_api::kinds::data_source::DataSource;
 use kuma_api::kinds::mesh::{CaBackend, MeshSpec};
 use kuma_api::kinds::secret::SecretSpec;
 use kuma_api::{Kind, Resource, ResourceKey, ResourceMeta, Spec, Violation};
-use kuma_ca::{BuiltinCa, CaError, CaMaterial, CertificateAuthority, NamedSecret};
+use kuma_ca::{
+    BuiltinCa, BuiltinCaOptions, CaError, CaMaterial, CertificateAuthority, NamedSecret,
+};
 use kuma_store::{ResourceStore, StoreError};
 
 pub mod identity;
@@ -83,10 +85,11 @@ impl MeshCa {
     }
 }
 
-/// Checks every `provided` backend of a Mesh about to be written: its cert
-/// and key must load and form a usable CA at `now`. Violations use Kuma's
+/// Checks the CA backends of a Mesh about to be written: a `provided`
+/// backend's cert and key must load and form a usable CA at `now`, and a
+/// `builtin` backend's root must be one that can be generated. Violations use Kuma's
 /// paths (`mtls.backends[i].conf.cert`, `...conf.cert[j]`, `...conf.key`).
-pub async fn check_provided_backends(
+pub async fn check_ca_backends(
     store: &dyn ResourceStore,
     mesh: &str,
     spec: &MeshSpec,
@@ -100,10 +103,24 @@ pub async fn check_provided_backends(
         return violations;
     }
     for (i, backend) in mtls.backends.iter().enumerate() {
+        let conf_path = format!("mtls.backends[{i}].conf");
+        if backend.type_ == "builtin" {
+            // A root this crate cannot generate (say, RSA 1024) would only
+            // fail after the Mesh is written; refuse it now instead.
+            if let Ok(conf) = backend.builtin_conf()
+                && let Err(CaError::InvalidConfig { field, reason }) =
+                    BuiltinCaOptions::from_conf(&conf)
+            {
+                violations.push(Violation {
+                    field: format!("mtls.backends[{i}].{field}"),
+                    message: reason,
+                });
+            }
+            continue;
+        }
         if backend.type_ != "provided" {
             continue;
         }
-        let conf_path = format!("mtls.backends[{i}].conf");
         match load_provided(store, mesh, backend, now).await {
             Ok(_) => {}
             // As Kuma: data that does not load is reported at both fields.

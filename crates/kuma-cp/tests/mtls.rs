@@ -315,6 +315,14 @@ async fn provided_ca_problems_are_refused_at_apply_time_with_field_paths() {
             "could not load data: open /nonexistent/ca.pem",
         ),
         (
+            "builtin root with a key size that cannot be generated",
+            json!({"type": "Mesh", "name": "prov", "mtls": {"enabledBackend": "ca-1",
+                   "backends": [{"name": "ca-1", "type": "builtin",
+                                 "conf": {"caCert": {"RSAbits": 1024}}}]}}),
+            "mtls.backends[0].conf.caCert.RSAbits",
+            "RSA 1024",
+        ),
+        (
             "enabledBackend names no backend",
             json!({"type": "Mesh", "name": "prov", "mtls": {"enabledBackend": "ca-x",
                    "backends": [{"name": "ca-1", "type": "builtin"}]}}),

@@ -244,8 +244,7 @@ async fn put_one(
         // A provided CA that cannot sign is refused before anything is
         // written, so the running mesh keeps its current CA.
         let violations =
-            crate::mtls::check_provided_backends(state.store.as_ref(), &key.name, spec, Utc::now())
-                .await;
+            crate::mtls::check_ca_backends(state.store.as_ref(), &key.name, spec, Utc::now()).await;
         if !violations.is_empty() {
             return Err(Problem::invalid(title, &violations));
         }
