@@ -283,7 +283,7 @@ impl MeshIndex {
             .iter()
             .filter_map(|k| match k.kind {
                 Kind::Mesh => Some(k.name.clone()),
-                Kind::Secret => k.mesh.clone().filter(|m| self.has_ca(m)),
+                Kind::Secret => k.mesh.clone().filter(|m| self.has_mtls(m)),
                 _ => None,
             })
             .collect();
@@ -322,8 +322,17 @@ impl MeshIndex {
         self.recompute(&changed);
     }
 
-    fn has_ca(&self, mesh: &str) -> bool {
-        self.lock().meshes.get(mesh).is_some_and(|e| e.ca.is_some())
+    /// Whether `mesh` has mTLS on (whether or not its CA loaded yet).
+    fn has_mtls(&self, mesh: &str) -> bool {
+        let state = self.lock();
+        let Some(entry) = state.meshes.get(mesh) else {
+            return false;
+        };
+        entry.ca.is_some()
+            || matches!(
+                entry.resources.get(&(Kind::Mesh, mesh.to_string())),
+                Some(Resource { spec: Spec::Mesh(m), .. }) if m.mtls_enabled()
+            )
     }
 
     /// Installs loaded CAs; returns the meshes whose CA changed.
@@ -447,6 +456,12 @@ impl MeshIndex {
     /// silently losing mTLS.
     fn identity_for(&self, item: &Work) -> Option<Option<Arc<IssuedIdentity>>> {
         let Some(ca) = &item.ca else {
+            // mTLS is on but its CA did not load: serving plaintext would
+            // quietly drop mTLS, so the proxy keeps what it has.
+            if item.snapshot.mesh_spec().is_some_and(|m| m.mtls_enabled()) {
+                tracing::warn!(proxy = %item.id, "the mesh has mTLS but no CA is loaded");
+                return None;
+            }
             return Some(None);
         };
         let dataplane = item.snapshot.dataplane(&item.id.name)?;

@@ -360,6 +360,10 @@ struct Ads {
 /// A delta ADS client subscribed the way Envoy is: clusters and listeners
 /// by wildcard, the mesh's two SDS secrets by name.
 async fn ads(cp: &Cp, mesh: &str, name: &str) -> Ads {
+    try_ads(cp, mesh, name).await.unwrap()
+}
+
+async fn try_ads(cp: &Cp, mesh: &str, name: &str) -> Result<Ads, tonic::Status> {
     let token = {
         let r = cp
             .http
@@ -412,12 +416,12 @@ async fn ads(cp: &Cp, mesh: &str, name: &str) -> Ads {
     request
         .metadata_mut()
         .insert("authorization", format!("Bearer {token}").parse().unwrap());
-    let response = client.delta_aggregated_resources(request).await.unwrap();
-    Ads {
+    let response = client.delta_aggregated_resources(request).await?;
+    Ok(Ads {
         tx,
         rx: response.into_inner(),
         have: BTreeMap::new(),
-    }
+    })
 }
 
 impl Ads {
@@ -608,5 +612,55 @@ async fn identities_rotate_and_follow_a_ca_switch_on_the_same_stream() {
     tokio::time::sleep(Duration::from_secs(2)).await;
     while web.next(Duration::from_millis(200)).await.is_some() {}
     assert_eq!(web.identity("rot").unwrap().0, settled);
+    cp.cp.shutdown().await;
+}
+
+#[tokio::test]
+async fn a_mesh_whose_ca_does_not_load_never_serves_plaintext() {
+    let dir = tempfile::tempdir().unwrap();
+    let cp = Cp::start(dir.path(), StoreType::Memory).await;
+    // skipValidation lets a provided CA whose Secret is missing through.
+    let mut mesh = mk_mesh_provided(
+        "broken",
+        json!({"secret": "missing-cert"}),
+        json!({"secret": "missing-key"}),
+    );
+    mesh["mtls"]["skipValidation"] = json!(true);
+    cp.put_ok("/meshes/broken", mesh).await;
+    cp.put_ok(
+        "/meshes/broken/dataplanes/web",
+        mk_dataplane("broken", "web", "10.0.0.1", "web", None),
+    )
+    .await;
+    // The stream is refused rather than given a config without mTLS.
+    let status = try_ads(&cp, "broken", "web").await.err().expect("refused");
+    assert_eq!(status.code(), tonic::Code::FailedPrecondition, "{status}");
+    assert!(status.message().contains("mTLS identity"), "{status}");
+
+    // Once the Secrets appear the CA loads and the proxy gets its identity.
+    let ca = mk_ca(Utc::now(), Duration::from_secs(3600));
+    for (name, pem) in [("missing-cert", &ca.cert_pem), ("missing-key", &ca.key_pem)] {
+        use base64::Engine;
+        let data = base64::engine::general_purpose::STANDARD.encode(pem);
+        cp.put_ok(
+            &format!("/meshes/broken/secrets/{name}"),
+            json!({"type": "Secret", "mesh": "broken", "name": name, "data": data}),
+        )
+        .await;
+    }
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+    let mut web = loop {
+        match try_ads(&cp, "broken", "web").await {
+            Ok(web) => break web,
+            Err(e) => assert!(tokio::time::Instant::now() < deadline, "still refused: {e}"),
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    };
+    web.until("an identity", Duration::from_secs(10), |a| {
+        a.identity("broken").is_some()
+    })
+    .await;
+    let (cert, _) = web.identity("broken").unwrap();
+    kuma_ca::verify_chain(&cert, &ca.cert_pem, Utc::now()).unwrap();
     cp.cp.shutdown().await;
 }

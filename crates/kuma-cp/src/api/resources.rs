@@ -280,9 +280,9 @@ async fn put_one(
     }
 }
 
-/// Makes sure an mTLS Mesh just written has its CA (builtin roots are
-/// created here, so they exist once the request returns; the index would
-/// otherwise create them on the Mesh's change event).
+/// Makes sure the builtin CA roots of a Mesh just written exist, so they
+/// do once the request returns (the index would otherwise create them on the
+/// Mesh's change event). Provided CAs were checked before the write.
 async fn ensure_mesh_ca(
     state: &ApiState,
     key: &ResourceKey,
@@ -291,17 +291,20 @@ async fn ensure_mesh_ca(
     let Spec::Mesh(spec) = &mesh.spec else {
         return Ok(());
     };
-    crate::mtls::resolve_mesh_ca(state.store.as_ref(), &key.name, spec, Utc::now())
-        .await
-        .map(|_| ())
-        .map_err(|e| {
-            tracing::error!(error = %e, %key, "could not set up the mesh CA");
-            Problem::new(
-                StatusCode::INTERNAL_SERVER_ERROR,
-                "Could not set up the mesh CA",
-                e.to_string(),
-            )
-        })
+    let backends = spec.mtls.iter().flat_map(|m| m.backends.iter());
+    for backend in backends.filter(|b| b.type_ == "builtin") {
+        crate::mtls::ensure_builtin(state.store.as_ref(), &key.name, backend, Utc::now())
+            .await
+            .map_err(|e| {
+                tracing::error!(error = %e, %key, "could not set up the mesh CA");
+                Problem::new(
+                    StatusCode::INTERNAL_SERVER_ERROR,
+                    "Could not set up the mesh CA",
+                    e.to_string(),
+                )
+            })?;
+    }
+    Ok(())
 }
 
 /// JSON by default; YAML when the client says so.
