@@ -32,6 +32,9 @@ use crate::mtls::{MeshCa, resolve_mesh_ca};
 /// burst (a `kumactl apply` of many resources) recomputes proxies once.
 const DEBOUNCE: Duration = Duration::from_millis(10);
 
+/// How soon an identity that could not be issued is tried again.
+const IDENTITY_RETRY: chrono::TimeDelta = chrono::TimeDelta::seconds(10);
+
 /// The kinds snapshots are built from.
 const INDEXED: [Kind; 4] = [
     Kind::Mesh,
@@ -430,6 +433,12 @@ impl MeshIndex {
         let mut results = Vec::with_capacity(work.len());
         for item in work {
             let Some(identity) = self.identity_for(&item) else {
+                // Try again later rather than wait for the next change
+                // (unless its Dataplane is gone: nothing to issue for).
+                if item.snapshot.dataplane(&item.id.name).is_some() {
+                    self.rotation
+                        .schedule(Utc::now() + IDENTITY_RETRY, item.id.clone());
+                }
                 continue;
             };
             let proxy_identity = identity.as_ref().map(|i| &i.proxy);
