@@ -301,6 +301,59 @@ pub enum ProxyEvent {
     Met { proxy: u32, id: u64, at: Instant },
     /// The stream failed or the proxy had to NACK.
     Failed { proxy: u32, error: String },
+    /// The control plane refused the stream as unavailable; the proxy retries.
+    Retried { proxy: u32 },
+}
+
+/// Why a stream ended early.
+#[derive(Debug)]
+pub(crate) enum Failure {
+    /// Opening the stream was answered `Unavailable`: Envoy backs off and retries.
+    Unavailable(String),
+    Broken(String),
+}
+
+impl From<String> for Failure {
+    fn from(message: String) -> Self {
+        Failure::Broken(message)
+    }
+}
+
+impl Failure {
+    pub(crate) fn opening(status: tonic::Status) -> Failure {
+        let message = format!("opening the stream: {status}");
+        if status.code() == tonic::Code::Unavailable {
+            Failure::Unavailable(message)
+        } else {
+            Failure::Broken(message)
+        }
+    }
+}
+
+/// Attempts at opening a stream the control plane calls unavailable.
+const MAX_ATTEMPTS: u32 = 10;
+
+/// After attempt number `attempt` ended with `result`: whether to open the
+/// stream again. Refusals as `Unavailable` are retried with a growing,
+/// per-proxy staggered backoff, like Envoy's ADS retry; anything else ends
+/// the proxy (reported as failed unless the stream simply closed).
+pub(crate) async fn retry_after(probe: &Probe, attempt: u32, result: Result<(), Failure>) -> bool {
+    match result {
+        Ok(()) => false,
+        Err(Failure::Unavailable(_)) if attempt < MAX_ATTEMPTS => {
+            let _ = probe
+                .events
+                .send(ProxyEvent::Retried { proxy: probe.proxy });
+            let stagger = u64::from(probe.proxy % 500);
+            let wait = (500 * u64::from(attempt)).min(5000) + stagger;
+            tokio::time::sleep(std::time::Duration::from_millis(wait)).await;
+            true
+        }
+        Err(Failure::Unavailable(e) | Failure::Broken(e)) => {
+            probe.fail(e);
+            false
+        }
+    }
 }
 
 /// What a simulated proxy shares with the scenario runner.

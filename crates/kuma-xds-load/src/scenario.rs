@@ -63,6 +63,8 @@ pub struct ScenarioResult {
     pub latencies_ms: Vec<f64>,
     /// Some of what went wrong (stream failures, NACKs, stragglers).
     pub problems: Vec<String>,
+    /// Streams the control plane refused as unavailable and the proxy reopened.
+    pub retries: u64,
 }
 
 impl ScenarioResult {
@@ -74,13 +76,14 @@ impl ScenarioResult {
     pub fn line(&self, proxies: u32, services: u32) -> String {
         let l = &self.latencies_ms;
         format!(
-            "scenario={} proxies={proxies} services={services} p50_ms={:.2} p99_ms={:.2} max_ms={:.2} targets={} converged={}",
+            "scenario={} proxies={proxies} services={services} p50_ms={:.2} p99_ms={:.2} max_ms={:.2} targets={} converged={} retries={}",
             self.name,
             percentile(l, 50.0),
             percentile(l, 99.0),
             percentile(l, 100.0),
             self.targets,
             self.converged,
+            self.retries,
         )
     }
 }
@@ -164,6 +167,7 @@ pub async fn run(config: &LoadConfig) -> Result<Report, LoadError> {
                 converged: 0,
                 latencies_ms: Vec::new(),
                 problems: vec!["skipped: not every proxy was configured".into()],
+                retries: 0,
             }
         };
         scenarios.push(result);
@@ -367,6 +371,7 @@ impl Fleet {
         let mut met: BTreeMap<u32, Duration> = BTreeMap::new();
         let mut failed: BTreeMap<u32, String> = BTreeMap::new();
         let mut others_failed = Vec::new();
+        let mut retries = 0u64;
         let deadline = tokio::time::Instant::now() + self.timeout;
         while met.len() + failed.len() < targets.len() {
             let event = match tokio::time::timeout_at(deadline, self.events.recv()).await {
@@ -380,6 +385,7 @@ impl Fleet {
                         .or_insert_with(|| at.saturating_duration_since(since));
                 }
                 ProxyEvent::Met { .. } => {}
+                ProxyEvent::Retried { .. } => retries += 1,
                 ProxyEvent::Failed { proxy, error } => {
                     let error = format!("{}: {error}", self.topology.proxy_name(proxy));
                     if expectation.targets.get(proxy as usize).copied() == Some(true)
@@ -420,6 +426,7 @@ impl Fleet {
             converged,
             latencies_ms,
             problems,
+            retries,
         }
     }
 }

@@ -14,7 +14,7 @@ use tokio::sync::mpsc;
 use tokio_stream::wrappers::ReceiverStream;
 use tonic::transport::Channel;
 
-use super::{Probe, decode, type_url};
+use super::{Failure, Probe, decode, retry_after, type_url};
 use crate::stream_request;
 
 /// Named subscriptions of one type, kept in step with what the held
@@ -47,12 +47,15 @@ impl Named {
 
 /// Runs one proxy's delta stream until it ends; failures go to the probe.
 pub(crate) async fn run_delta(channel: Channel, token: Option<String>, mut probe: Probe) {
-    if let Err(e) = drive(channel, token, &mut probe).await {
-        probe.fail(e);
+    for attempt in 1.. {
+        let result = drive(channel.clone(), token.clone(), &mut probe).await;
+        if !retry_after(&probe, attempt, result).await {
+            return;
+        }
     }
 }
 
-async fn drive(channel: Channel, token: Option<String>, probe: &mut Probe) -> Result<(), String> {
+async fn drive(channel: Channel, token: Option<String>, probe: &mut Probe) -> Result<(), Failure> {
     let mut client = AggregatedDiscoveryServiceClient::new(channel)
         .max_decoding_message_size(crate::MAX_MESSAGE_BYTES);
     let (tx, rx) = mpsc::channel(16);
@@ -84,7 +87,7 @@ async fn drive(channel: Channel, token: Option<String>, probe: &mut Probe) -> Re
     let mut responses = client
         .delta_aggregated_resources(request)
         .await
-        .map_err(|s| format!("opening the stream: {s}"))?
+        .map_err(Failure::opening)?
         .into_inner();
     let mut endpoints = Named::default();
     let mut routes = Named::default();
@@ -92,7 +95,7 @@ async fn drive(channel: Channel, token: Option<String>, probe: &mut Probe) -> Re
         let response: DeltaDiscoveryResponse = match responses.message().await {
             Ok(Some(r)) => r,
             Ok(None) => return Ok(()),
-            Err(s) => return Err(format!("stream failed: {s}")),
+            Err(s) => return Err(Failure::Broken(format!("stream failed: {s}"))),
         };
         let applied = apply(probe, &response);
         // Envoy asks for what new clusters and listeners reference before

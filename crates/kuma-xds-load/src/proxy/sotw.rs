@@ -13,7 +13,7 @@ use tokio::sync::mpsc;
 use tokio_stream::wrappers::ReceiverStream;
 use tonic::transport::Channel;
 
-use super::{Decoded, Probe, decode, type_url};
+use super::{Decoded, Failure, Probe, decode, retry_after, type_url};
 use crate::stream_request;
 
 /// Per type: the names asked for and the last accepted version and nonce,
@@ -27,12 +27,15 @@ struct TypeState {
 
 /// Runs one proxy's SotW stream until it ends; failures go to the probe.
 pub(crate) async fn run_sotw(channel: Channel, token: Option<String>, mut probe: Probe) {
-    if let Err(e) = drive(channel, token, &mut probe).await {
-        probe.fail(e);
+    for attempt in 1.. {
+        let result = drive(channel.clone(), token.clone(), &mut probe).await;
+        if !retry_after(&probe, attempt, result).await {
+            return;
+        }
     }
 }
 
-async fn drive(channel: Channel, token: Option<String>, probe: &mut Probe) -> Result<(), String> {
+async fn drive(channel: Channel, token: Option<String>, probe: &mut Probe) -> Result<(), Failure> {
     let mut client = AggregatedDiscoveryServiceClient::new(channel)
         .max_decoding_message_size(crate::MAX_MESSAGE_BYTES);
     let (tx, rx) = mpsc::channel(16);
@@ -63,14 +66,14 @@ async fn drive(channel: Channel, token: Option<String>, probe: &mut Probe) -> Re
     let mut responses = client
         .stream_aggregated_resources(request)
         .await
-        .map_err(|s| format!("opening the stream: {s}"))?
+        .map_err(Failure::opening)?
         .into_inner();
     let mut types: BTreeMap<String, TypeState> = BTreeMap::new();
     loop {
         let response: DiscoveryResponse = match responses.message().await {
             Ok(Some(r)) => r,
             Ok(None) => return Ok(()),
-            Err(s) => return Err(format!("stream failed: {s}")),
+            Err(s) => return Err(Failure::Broken(format!("stream failed: {s}"))),
         };
         let applied = apply(probe, &response);
         let state = types.entry(response.type_url.clone()).or_default();

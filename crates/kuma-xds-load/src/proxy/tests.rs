@@ -192,3 +192,51 @@ fn garbage_and_wrong_types_are_refused() {
         Err(DecodeError::WrongType { .. })
     ));
 }
+
+fn mk_probe() -> (Probe, mpsc::UnboundedReceiver<ProxyEvent>) {
+    let (_, expect) = watch::channel(Arc::new(Expectation {
+        id: 0,
+        condition: Condition::Configured,
+        targets: vec![true],
+    }));
+    let (events, rx) = mpsc::unbounded_channel();
+    let probe = Probe {
+        proxy: 0,
+        topology: Arc::new(mk_topology()),
+        expect,
+        events,
+        held: Arc::default(),
+        reported: 0,
+    };
+    (probe, rx)
+}
+
+#[tokio::test]
+async fn only_unavailable_refusals_are_retried() {
+    assert!(matches!(
+        Failure::opening(tonic::Status::unavailable("store failure")),
+        Failure::Unavailable(_)
+    ));
+    assert!(matches!(
+        Failure::opening(tonic::Status::unauthenticated("bad token")),
+        Failure::Broken(_)
+    ));
+    let (probe, mut events) = mk_probe();
+    let again = retry_after(&probe, 1, Err(Failure::Broken("bad token".into()))).await;
+    assert!(!again);
+    assert!(matches!(events.try_recv(), Ok(ProxyEvent::Failed { .. })));
+    let again = retry_after(&probe, 1, Err(Failure::Unavailable("busy".into()))).await;
+    assert!(again);
+    assert!(matches!(
+        events.try_recv(),
+        Ok(ProxyEvent::Retried { proxy: 0 })
+    ));
+    let again = retry_after(
+        &probe,
+        MAX_ATTEMPTS,
+        Err(Failure::Unavailable("busy".into())),
+    )
+    .await;
+    assert!(!again, "gives up after {MAX_ATTEMPTS} attempts");
+    assert!(matches!(events.try_recv(), Ok(ProxyEvent::Failed { .. })));
+}
