@@ -187,6 +187,30 @@ async fn traffic_follows_backend_instances_as_they_join_and_leave() {
     .await;
     assert!(table.starts_with("MESH"), "{table}");
 
+    // web's live Envoy configuration, which the control plane reads from
+    // web's Envoy admin: it holds the outbound listener we just used.
+    let dump = kumactl(
+        b,
+        &config,
+        &[
+            "inspect",
+            "dataplane",
+            "web",
+            "--type=config-dump",
+            "--mesh",
+            "default",
+        ],
+    );
+    assert!(
+        dump.contains("type.googleapis.com/envoy.admin.v3.ListenersConfigDump"),
+        "not an Envoy config dump:\n{dump}"
+    );
+    assert!(
+        dump.contains(&format!(":{}", web.outbound_port)),
+        "web's outbound listener on port {} is missing from its config dump",
+        web.outbound_port
+    );
+
     // A second instance joins: traffic reaches both.
     let backend_2 = start_backend(b, &cp, "backend-2").await;
     wait_for_instances(web.outbound_port, &["backend-1", "backend-2"]).await;
