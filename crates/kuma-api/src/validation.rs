@@ -115,6 +115,43 @@ pub struct ValidationContext<'a> {
     pub mesh: Option<&'a str>,
 }
 
+/// Test support: what validating `spec` as resource `name` in `mesh` reports,
+/// as `(field, message)` pairs.
+#[cfg(test)]
+pub(crate) fn violations_of<T: Validate>(
+    spec: &T,
+    name: &str,
+    mesh: Option<&str>,
+) -> Vec<(String, String)> {
+    let mut v = Violations::new();
+    spec.validate(&ValidationContext { name, mesh }, &mut v);
+    v.into_vec()
+        .into_iter()
+        .map(|x| (x.field, x.message))
+        .collect()
+}
+
+/// Test support: reads a spec from YAML, checks that its JSON form reads back
+/// as the same spec, and returns what validating it reports.
+#[cfg(test)]
+pub(crate) fn yaml_violations<T>(
+    yaml: &str,
+    name: &str,
+    mesh: Option<&str>,
+) -> Vec<(String, String)>
+where
+    T: serde::de::DeserializeOwned + serde::Serialize + PartialEq + std::fmt::Debug + Validate,
+{
+    let spec: T = serde_yaml::from_str(yaml).expect("spec parses");
+    let json = serde_json::to_value(&spec).expect("spec encodes");
+    assert_eq!(
+        serde_json::from_value::<T>(json).expect("spec reads back"),
+        spec,
+        "spec changed in a JSON round trip"
+    );
+    violations_of(&spec, name, mesh)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -111,16 +111,7 @@ mod tests {
     use super::*;
 
     fn violations(spec: &HostnameGeneratorSpec) -> Vec<(String, String)> {
-        let ctx = ValidationContext {
-            name: "hg",
-            mesh: None,
-        };
-        let mut v = Violations::new();
-        spec.validate(&ctx, &mut v);
-        v.into_vec()
-            .into_iter()
-            .map(|x| (x.field, x.message))
-            .collect()
+        crate::validation::violations_of(spec, "hg", None)
     }
 
     #[test]

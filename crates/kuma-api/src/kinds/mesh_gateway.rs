@@ -259,22 +259,7 @@ mod tests {
     use super::*;
 
     fn violations(yaml: &str) -> Vec<(String, String)> {
-        let spec: MeshGatewaySpec = serde_yaml::from_str(yaml).unwrap();
-        let json = serde_json::to_value(&spec).unwrap();
-        assert_eq!(
-            serde_json::from_value::<MeshGatewaySpec>(json).unwrap(),
-            spec
-        );
-        let ctx = ValidationContext {
-            name: "edge-gateway",
-            mesh: Some("default"),
-        };
-        let mut v = Violations::new();
-        spec.validate(&ctx, &mut v);
-        v.into_vec()
-            .into_iter()
-            .map(|x| (x.field, x.message))
-            .collect()
+        crate::validation::yaml_violations::<MeshGatewaySpec>(yaml, "edge-gateway", Some("default"))
     }
 
     #[test]

@@ -218,22 +218,7 @@ mod tests {
     use super::*;
 
     fn violations(yaml: &str) -> Vec<(String, String)> {
-        let spec: MeshIdentitySpec = serde_yaml::from_str(yaml).unwrap();
-        let json = serde_json::to_value(&spec).unwrap();
-        assert_eq!(
-            serde_json::from_value::<MeshIdentitySpec>(json).unwrap(),
-            spec
-        );
-        let ctx = ValidationContext {
-            name: "identity",
-            mesh: Some("default"),
-        };
-        let mut v = Violations::new();
-        spec.validate(&ctx, &mut v);
-        v.into_vec()
-            .into_iter()
-            .map(|x| (x.field, x.message))
-            .collect()
+        crate::validation::yaml_violations::<MeshIdentitySpec>(yaml, "identity", Some("default"))
     }
 
     #[test]

@@ -163,16 +163,7 @@ ports:
 "#;
 
     fn violations(spec: &MeshServiceSpec, name: &str) -> Vec<(String, String)> {
-        let ctx = ValidationContext {
-            name,
-            mesh: Some("default"),
-        };
-        let mut v = Violations::new();
-        spec.validate(&ctx, &mut v);
-        v.into_vec()
-            .into_iter()
-            .map(|x| (x.field, x.message))
-            .collect()
+        crate::validation::violations_of(spec, name, Some("default"))
     }
 
     #[test]

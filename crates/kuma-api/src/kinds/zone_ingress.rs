@@ -99,16 +99,7 @@ mod tests {
     use super::*;
 
     fn violations(spec: &ZoneIngressSpec) -> Vec<(String, String)> {
-        let ctx = ValidationContext {
-            name: "zi",
-            mesh: None,
-        };
-        let mut v = Violations::new();
-        spec.validate(&ctx, &mut v);
-        v.into_vec()
-            .into_iter()
-            .map(|x| (x.field, x.message))
-            .collect()
+        crate::validation::violations_of(spec, "zi", None)
     }
 
     #[test]

@@ -1,6 +1,5 @@
 use super::*;
 use crate::kind::{Kind, Spec};
-use crate::validation::{Validate, ValidationContext, Violations};
 
 fn tags(pairs: &[(&str, &str)]) -> BTreeMap<String, String> {
     pairs
@@ -30,16 +29,7 @@ fn mk_dataplane(address: &str, inbound: Vec<Inbound>, outbound: Vec<Outbound>) -
 }
 
 fn violations(spec: &DataplaneSpec) -> Vec<(String, String)> {
-    let ctx = ValidationContext {
-        name: "dp-1",
-        mesh: Some("default"),
-    };
-    let mut v = Violations::new();
-    spec.validate(&ctx, &mut v);
-    v.into_vec()
-        .into_iter()
-        .map(|x| (x.field, x.message))
-        .collect()
+    crate::validation::violations_of(spec, "dp-1", Some("default"))
 }
 
 fn pairs(v: &[(String, String)]) -> Vec<(&str, &str)> {

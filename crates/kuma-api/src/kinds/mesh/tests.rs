@@ -1,24 +1,12 @@
 use super::*;
 use crate::kind::{Kind, Spec};
 
-fn ctx() -> ValidationContext<'static> {
-    ValidationContext {
-        name: "default",
-        mesh: None,
-    }
-}
-
 fn parse(yaml: &str) -> MeshSpec {
     serde_yaml::from_str(yaml).unwrap()
 }
 
 fn violations(spec: &MeshSpec) -> Vec<(String, String)> {
-    let mut v = Violations::new();
-    spec.validate(&ctx(), &mut v);
-    v.into_vec()
-        .into_iter()
-        .map(|x| (x.field, x.message))
-        .collect()
+    crate::validation::violations_of(spec, "default", None)
 }
 
 fn mk_builtin_backend(name: &str) -> CaBackend {
