@@ -5,22 +5,18 @@
 use std::collections::BTreeMap;
 use std::time::Duration;
 
+use ads_client::Ads;
 use base64::Engine as _;
 use envoy_types::pb::envoy::config::core::v3::Node;
 use envoy_types::pb::envoy::config::endpoint::v3::ClusterLoadAssignment;
-use envoy_types::pb::envoy::service::discovery::v3::aggregated_discovery_service_client::AggregatedDiscoveryServiceClient;
-use envoy_types::pb::envoy::service::discovery::v3::{
-    DeltaDiscoveryRequest, DeltaDiscoveryResponse,
-};
 use envoy_types::pb::google::protobuf::{Struct, Value as PbValue, value::Kind as PbKind};
-use envoy_types::pb::google::rpc::Status as RpcStatus;
 use kuma_cp::{Config, ControlPlane};
 use kuma_xds::type_url;
 use prost::Message;
 use serde_json::{Value, json};
-use tokio::sync::mpsc;
-use tokio_stream::wrappers::ReceiverStream;
-use tonic::transport::{Certificate, ClientTlsConfig, Endpoint};
+
+#[path = "support/ads.rs"]
+mod ads_client;
 
 struct Cp {
     cp: ControlPlane,
@@ -146,108 +142,30 @@ fn decode_bootstrap(body: &str) -> serde_yaml::Value {
 }
 
 /// A delta ADS client, subscribed to clusters, endpoints and listeners.
-struct Ads {
-    tx: mpsc::Sender<DeltaDiscoveryRequest>,
-    rx: tonic::Streaming<DeltaDiscoveryResponse>,
-    /// type URL -> resource name -> body bytes.
-    have: BTreeMap<String, BTreeMap<String, Vec<u8>>>,
-}
-
 async fn ads(
     cp: &Cp,
     node_id: &str,
     token: Option<&str>,
     metadata: Option<Struct>,
 ) -> Result<Ads, tonic::Status> {
-    let tls = ClientTlsConfig::new()
-        .ca_certificate(Certificate::from_pem(cp.cp.dp_ca_cert_pem()))
-        .domain_name("localhost");
-    let channel = Endpoint::from_shared(cp.dp_url(""))
-        .unwrap()
-        .tls_config(tls)
-        .unwrap()
-        .connect()
-        .await
-        .unwrap();
-    let mut client = AggregatedDiscoveryServiceClient::new(channel);
-    let (tx, rx) = mpsc::channel(16);
-    for (i, t) in [type_url::CLUSTER, type_url::ENDPOINT, type_url::LISTENER]
-        .iter()
-        .enumerate()
-    {
-        let node = (i == 0).then(|| Node {
-            id: node_id.to_string(),
-            metadata: metadata.clone(),
-            ..Node::default()
-        });
-        tx.send(DeltaDiscoveryRequest {
-            node,
-            type_url: t.to_string(),
-            resource_names_subscribe: vec!["*".into()],
-            ..Default::default()
-        })
-        .await
-        .unwrap();
-    }
-    let mut request = tonic::Request::new(ReceiverStream::new(rx));
-    if let Some(token) = token {
-        request
-            .metadata_mut()
-            .insert("authorization", format!("Bearer {token}").parse().unwrap());
-    }
-    let response = client.delta_aggregated_resources(request).await?;
-    Ok(Ads {
-        tx,
-        rx: response.into_inner(),
-        have: BTreeMap::new(),
-    })
+    let node = Node {
+        id: node_id.to_string(),
+        metadata,
+        ..Node::default()
+    };
+    let wildcard = || vec!["*".to_string()];
+    let subscriptions = vec![
+        (type_url::CLUSTER, wildcard()),
+        (type_url::ENDPOINT, wildcard()),
+        (type_url::LISTENER, wildcard()),
+    ];
+    ads_client::connect(&cp.cp, node, token, subscriptions).await
 }
 
+/// How long a test waits for the control plane to push what it expects.
+const WAIT: Duration = Duration::from_secs(10);
+
 impl Ads {
-    /// Next response within `wait`, applied and ACKed (or NACKed when `nack`).
-    async fn next(&mut self, wait: Duration, nack: Option<&str>) -> Option<DeltaDiscoveryResponse> {
-        let r = tokio::time::timeout(wait, self.rx.message())
-            .await
-            .ok()?
-            .ok()??;
-        let entry = self.have.entry(r.type_url.clone()).or_default();
-        for res in &r.resources {
-            if let Some(body) = &res.resource {
-                entry.insert(res.name.clone(), body.value.clone());
-            }
-        }
-        for name in &r.removed_resources {
-            entry.remove(name);
-        }
-        self.tx
-            .send(DeltaDiscoveryRequest {
-                type_url: r.type_url.clone(),
-                response_nonce: r.nonce.clone(),
-                error_detail: nack.map(|m| RpcStatus {
-                    code: 3,
-                    message: m.into(),
-                    details: vec![],
-                }),
-                ..Default::default()
-            })
-            .await
-            .unwrap();
-        Some(r)
-    }
-
-    /// Reads responses until `done` holds (or fails after a few seconds).
-    async fn until(&mut self, what: &str, done: impl Fn(&Ads) -> bool) {
-        let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
-        while !done(self) {
-            assert!(
-                tokio::time::Instant::now() < deadline,
-                "timed out waiting for {what}: {:?}",
-                self.have.keys()
-            );
-            self.next(Duration::from_secs(10), None).await;
-        }
-    }
-
     fn endpoints(&self) -> Vec<String> {
         let mut out = Vec::new();
         for body in self
@@ -380,7 +298,7 @@ async fn tokens_can_be_turned_off() {
     assert_eq!(status, 200, "{body}");
     let mut stream = ads(&cp, "default.web-1", None, None).await.unwrap();
     stream
-        .until("listeners", |a| a.count(type_url::LISTENER) > 0)
+        .until("listeners", WAIT, |a| a.count(type_url::LISTENER) > 0)
         .await;
 }
 
@@ -473,7 +391,7 @@ async fn ads_serves_each_proxy_its_own_config_and_follows_changes() {
     assert_eq!(err.code(), tonic::Code::Unauthenticated, "{err}");
 
     let mut web = ads(&cp, "default.web", Some(&token), None).await.unwrap();
-    web.until("listeners and clusters", |a| {
+    web.until("listeners and clusters", WAIT, |a| {
         a.count(type_url::LISTENER) >= 2 && a.count(type_url::CLUSTER) >= 2
     })
     .await;
@@ -483,7 +401,7 @@ async fn ads_serves_each_proxy_its_own_config_and_follows_changes() {
     let mut lone = ads(&cp, "other.lone", Some(&other_token), None)
         .await
         .unwrap();
-    lone.until("listeners", |a| a.count(type_url::LISTENER) >= 2)
+    lone.until("listeners", WAIT, |a| a.count(type_url::LISTENER) >= 2)
         .await;
     while lone.next(Duration::from_millis(300), None).await.is_some() {}
 
@@ -493,7 +411,7 @@ async fn ads_serves_each_proxy_its_own_config_and_follows_changes() {
         mk_dataplane("default", "backend-1", "10.0.0.2", "backend", None),
     )
     .await;
-    web.until("the backend endpoint", |a| {
+    web.until("the backend endpoint", WAIT, |a| {
         a.endpoints().iter().any(|e| e.contains("10.0.0.2"))
     })
     .await;
@@ -599,7 +517,7 @@ async fn direct_mode_registers_on_bootstrap_and_unregisters_on_disconnect() {
         .await
         .unwrap();
     stream
-        .until("listeners", |a| a.count(type_url::LISTENER) >= 1)
+        .until("listeners", WAIT, |a| a.count(type_url::LISTENER) >= 1)
         .await;
     drop(stream);
     let deadline = tokio::time::Instant::now() + Duration::from_secs(10);

@@ -2,18 +2,14 @@
 //! and reused, provided CAs refused at apply time with field paths, and a
 //! proxy on ADS gaining, rotating and losing its identity without reconnecting.
 
-use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::Duration;
 
+use ads_client::Ads;
 use chrono::Utc;
 use envoy_types::pb::envoy::config::cluster::v3::Cluster;
 use envoy_types::pb::envoy::config::core::v3::{Node, data_source::Specifier};
 use envoy_types::pb::envoy::extensions::transport_sockets::tls::v3::{Secret, secret};
-use envoy_types::pb::envoy::service::discovery::v3::aggregated_discovery_service_client::AggregatedDiscoveryServiceClient;
-use envoy_types::pb::envoy::service::discovery::v3::{
-    DeltaDiscoveryRequest, DeltaDiscoveryResponse,
-};
 use kuma_api::kinds::mesh::CaBackend;
 use kuma_api::{Kind, ResourceKey, Spec};
 use kuma_ca::{BuiltinCa, BuiltinCaOptions, CertificateAuthority, IdentityRequest, KeyAlgorithm};
@@ -23,9 +19,9 @@ use kuma_store::ResourceStore;
 use kuma_xds::type_url;
 use prost::Message;
 use serde_json::{Value, json};
-use tokio::sync::mpsc;
-use tokio_stream::wrappers::ReceiverStream;
-use tonic::transport::{Certificate, ClientTlsConfig, Endpoint};
+
+#[path = "support/ads.rs"]
+mod ads_client;
 
 struct Cp {
     cp: ControlPlane,
@@ -350,13 +346,6 @@ async fn provided_ca_problems_are_refused_at_apply_time_with_field_paths() {
     cp.cp.shutdown().await;
 }
 
-struct Ads {
-    tx: mpsc::Sender<DeltaDiscoveryRequest>,
-    rx: tonic::Streaming<DeltaDiscoveryResponse>,
-    /// type URL -> resource name -> body bytes.
-    have: BTreeMap<String, BTreeMap<String, Vec<u8>>>,
-}
-
 /// A delta ADS client subscribed the way Envoy is: clusters and listeners
 /// by wildcard, the mesh's two SDS secrets by name.
 async fn ads(cp: &Cp, mesh: &str, name: &str) -> Ads {
@@ -375,94 +364,24 @@ async fn try_ads(cp: &Cp, mesh: &str, name: &str) -> Result<Ads, tonic::Status> 
         assert_eq!(r.status(), 200);
         r.text().await.unwrap()
     };
-    let tls = ClientTlsConfig::new()
-        .ca_certificate(Certificate::from_pem(cp.cp.dp_ca_cert_pem()))
-        .domain_name("localhost");
-    let url = format!("https://localhost:{}", cp.cp.dp_server_address().port());
-    let channel = Endpoint::from_shared(url)
-        .unwrap()
-        .tls_config(tls)
-        .unwrap()
-        .connect()
-        .await
-        .unwrap();
-    let mut client = AggregatedDiscoveryServiceClient::new(channel);
-    let (tx, rx) = mpsc::channel(16);
+    let node = Node {
+        id: format!("{mesh}.{name}"),
+        ..Node::default()
+    };
     let secrets = vec![
         format!("identity_cert:secret:{mesh}"),
         format!("mesh_ca:secret:{mesh}"),
     ];
-    let subscriptions = [
+    let subscriptions = vec![
         (type_url::CLUSTER, vec!["*".to_string()]),
         (type_url::ENDPOINT, vec!["*".to_string()]),
         (type_url::LISTENER, vec!["*".to_string()]),
         (type_url::SECRET, secrets),
     ];
-    for (i, (t, names)) in subscriptions.into_iter().enumerate() {
-        let node = (i == 0).then(|| Node {
-            id: format!("{mesh}.{name}"),
-            ..Node::default()
-        });
-        tx.send(DeltaDiscoveryRequest {
-            node,
-            type_url: t.to_string(),
-            resource_names_subscribe: names,
-            ..Default::default()
-        })
-        .await
-        .unwrap();
-    }
-    let mut request = tonic::Request::new(ReceiverStream::new(rx));
-    request
-        .metadata_mut()
-        .insert("authorization", format!("Bearer {token}").parse().unwrap());
-    let response = client.delta_aggregated_resources(request).await?;
-    Ok(Ads {
-        tx,
-        rx: response.into_inner(),
-        have: BTreeMap::new(),
-    })
+    ads_client::connect(&cp.cp, node, Some(&token), subscriptions).await
 }
 
 impl Ads {
-    async fn next(&mut self, wait: Duration) -> Option<DeltaDiscoveryResponse> {
-        let r = tokio::time::timeout(wait, self.rx.message())
-            .await
-            .ok()?
-            .ok()??;
-        let entry = self.have.entry(r.type_url.clone()).or_default();
-        for res in &r.resources {
-            if let Some(body) = &res.resource {
-                entry.insert(res.name.clone(), body.value.clone());
-            }
-        }
-        for name in &r.removed_resources {
-            entry.remove(name);
-        }
-        self.tx
-            .send(DeltaDiscoveryRequest {
-                type_url: r.type_url.clone(),
-                response_nonce: r.nonce.clone(),
-                ..Default::default()
-            })
-            .await
-            .unwrap();
-        Some(r)
-    }
-
-    async fn until(&mut self, what: &str, within: Duration, done: impl Fn(&Ads) -> bool) {
-        let deadline = tokio::time::Instant::now() + within;
-        while !done(self) {
-            let left = deadline.saturating_duration_since(tokio::time::Instant::now());
-            assert!(
-                !left.is_zero(),
-                "timed out waiting for {what}: {:?}",
-                self.have.keys()
-            );
-            self.next(left).await;
-        }
-    }
-
     fn secret(&self, name: &str) -> Option<Secret> {
         let body = self.have.get(type_url::SECRET)?.get(name)?;
         Some(Secret::decode(body.as_slice()).unwrap())
@@ -610,7 +529,7 @@ async fn identities_rotate_and_follow_a_ca_switch_on_the_same_stream() {
     // With an hour of validity nothing is renewed for a while.
     let (settled, _) = web.identity("rot").unwrap();
     tokio::time::sleep(Duration::from_secs(2)).await;
-    while web.next(Duration::from_millis(200)).await.is_some() {}
+    while web.next(Duration::from_millis(200), None).await.is_some() {}
     assert_eq!(web.identity("rot").unwrap().0, settled);
     cp.cp.shutdown().await;
 }
