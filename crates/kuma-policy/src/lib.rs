@@ -11,6 +11,7 @@
 
 pub mod engine;
 pub mod inbound;
+pub mod inspect;
 pub mod matcher;
 pub mod merge;
 pub mod outbound;
