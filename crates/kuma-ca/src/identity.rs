@@ -133,7 +133,10 @@ fn check_uri_part(key: &str, value: &str, part: &str) -> Result<()> {
 /// No subject (the identity is in the SANs, which are therefore critical),
 /// not a CA, key usage digitalSignature + keyEncipherment + keyAgreement and
 /// extended key usage serverAuth + clientAuth, as Kuma issues them. Valid
-/// from a little before `now` for clock skew until `now + validity`.
+/// from a little before `now` for clock skew until `now + validity`, or
+/// until the CA expires if that comes first: a certificate outliving its CA
+/// fails verification anyway, and the shorter life brings its renewal
+/// forward. A CA that has expired issues nothing.
 pub fn issue_identity(
     ca: &CertificateAuthority,
     request: &IdentityRequest<'_>,
@@ -143,7 +146,13 @@ pub fn issue_identity(
     let key = key::generate(request.key)?;
     let now = whole_seconds(now);
     let not_before = now - ALLOWED_CLOCK_SKEW;
-    let not_after = now + chrono_duration(request.validity)?;
+    if now >= ca.not_after() {
+        return Err(CaError::Expired {
+            index: 0,
+            not_after: ca.not_after(),
+        });
+    }
+    let not_after = (now + chrono_duration(request.validity)?).min(ca.not_after());
 
     let mut params = CertificateParams::default();
     params.distinguished_name = DistinguishedName::new();

@@ -303,6 +303,29 @@ fn issued_identity_knows_when_to_rotate() {
 }
 
 #[test]
+fn an_identity_never_outlives_its_ca() {
+    let now = mk_now();
+    let options = BuiltinCaOptions {
+        key: KeyAlgorithm::EcdsaP256,
+        validity: Duration::from_secs(3600),
+    };
+    let material = BuiltinCa::generate_with("demo", &options, now).unwrap();
+    let ca = load(&material, now).unwrap();
+    let tags = mk_tags(&[("kuma.io/service", "web")]);
+    // A day asked for, ten minutes of CA left: ten minutes given, renewed
+    // at four fifths of them.
+    let late = ca.not_after() - TimeDelta::minutes(10);
+    let issued = issue_identity(&ca, &mk_request("demo", &tags), late).unwrap();
+    assert_eq!(issued.not_after, ca.not_after());
+    assert!(!issued.needs_rotation(late + TimeDelta::minutes(7)));
+    assert!(issued.needs_rotation(late + TimeDelta::minutes(9)));
+    verify_chain(&issued.cert_pem, ca.cert_pem(), late).unwrap();
+
+    let gone = issue_identity(&ca, &mk_request("demo", &tags), ca.not_after()).unwrap_err();
+    assert!(matches!(gone, CaError::Expired { .. }), "{gone}");
+}
+
+#[test]
 fn dp_cert_expiration_comes_from_the_backend() {
     let mut backend = CaBackend::default();
     assert_eq!(
