@@ -30,9 +30,12 @@ mod mtls;
 pub mod names;
 mod outbound;
 mod permissions;
+mod policies;
 mod snapshot;
 
 pub use snapshot::{Destination, Endpoint, MeshSnapshot, MeshSnapshotBuilder, Protocol};
+
+use kuma_policy::Proxy;
 
 use crate::ProxyResources;
 
@@ -86,9 +89,16 @@ pub fn generate_proxy_with_identity(
         });
     }
     let tls = mtls::MeshTls::of(snapshot, identity);
+    let proxy = Proxy {
+        name: dataplane_name,
+        labels: snapshot.dataplane_labels(dataplane_name),
+        spec: dataplane,
+        gateway: None,
+    };
+    let policies = policies::ProxyPolicies::of(snapshot, &proxy);
     let mut out = ProxyResources::default();
-    inbound::generate(snapshot, dataplane_name, dataplane, tls.as_ref(), &mut out)?;
-    outbound::generate(snapshot, dataplane, tls.as_ref(), &mut out);
+    inbound::generate(snapshot, &proxy, &policies, tls.as_ref(), &mut out)?;
+    outbound::generate(snapshot, dataplane, &policies, tls.as_ref(), &mut out);
     if let Some(tls) = &tls {
         for secret in tls.secrets() {
             out.insert(std::sync::Arc::new(secret));

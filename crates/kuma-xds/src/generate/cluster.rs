@@ -7,8 +7,8 @@ use envoy_types::pb::envoy::config::cluster::v3::cluster::{
 use envoy_types::pb::envoy::config::core::v3::config_source::ConfigSourceSpecifier;
 use envoy_types::pb::envoy::config::core::v3::socket_address::PortSpecifier;
 use envoy_types::pb::envoy::config::core::v3::{
-    Address, AggregatedConfigSource, ApiVersion, ConfigSource, Http2ProtocolOptions, SocketAddress,
-    address,
+    Address, AggregatedConfigSource, ApiVersion, ConfigSource, Http1ProtocolOptions,
+    Http2ProtocolOptions, SocketAddress, address,
 };
 use envoy_types::pb::envoy::config::endpoint::v3::{
     ClusterLoadAssignment, Endpoint, LbEndpoint, LocalityLbEndpoints, lb_endpoint,
@@ -19,6 +19,7 @@ use envoy_types::pb::envoy::extensions::upstreams::http::v3::http_protocol_optio
 };
 use envoy_types::pb::google::protobuf::Duration;
 use envoy_types::util::pack_any;
+use prost::Message;
 
 use super::snapshot::Protocol;
 
@@ -61,21 +62,41 @@ fn base(name: &str, kind: DiscoveryType, protocol: Protocol) -> Cluster {
     };
     if protocol.is_http2() {
         // gRPC and http2 services speak HTTP/2 with prior knowledge.
-        let options = HttpProtocolOptions {
-            upstream_protocol_options: Some(UpstreamProtocolOptions::ExplicitHttpConfig(
-                ExplicitHttpConfig {
-                    protocol_config: Some(ProtocolConfig::Http2ProtocolOptions(
-                        Http2ProtocolOptions::default(),
-                    )),
-                },
-            )),
-            ..HttpProtocolOptions::default()
-        };
-        cluster
-            .typed_extension_protocol_options
-            .insert(HTTP_PROTOCOL_OPTIONS.to_string(), pack_any(options));
+        update_http_options(&mut cluster, protocol, |_| {});
     }
     cluster
+}
+
+/// Changes the cluster's upstream HTTP protocol options (created on first
+/// use, speaking the destination's protocol, as Envoy requires one).
+pub(crate) fn update_http_options(
+    cluster: &mut Cluster,
+    protocol: Protocol,
+    update: impl FnOnce(&mut HttpProtocolOptions),
+) {
+    let mut options = cluster
+        .typed_extension_protocol_options
+        .get(HTTP_PROTOCOL_OPTIONS)
+        .and_then(|any| HttpProtocolOptions::decode(any.value.as_slice()).ok())
+        .unwrap_or_else(|| {
+            let config = if protocol.is_http2() {
+                ProtocolConfig::Http2ProtocolOptions(Http2ProtocolOptions::default())
+            } else {
+                ProtocolConfig::HttpProtocolOptions(Http1ProtocolOptions::default())
+            };
+            HttpProtocolOptions {
+                upstream_protocol_options: Some(UpstreamProtocolOptions::ExplicitHttpConfig(
+                    ExplicitHttpConfig {
+                        protocol_config: Some(config),
+                    },
+                )),
+                ..HttpProtocolOptions::default()
+            }
+        });
+    update(&mut options);
+    cluster
+        .typed_extension_protocol_options
+        .insert(HTTP_PROTOCOL_OPTIONS.to_string(), pack_any(options));
 }
 
 /// A destination's cluster, round robin over endpoints delivered by EDS.

@@ -6,35 +6,33 @@
 use envoy_types::pb::envoy::config::core::v3::TrafficDirection;
 use envoy_types::pb::envoy::config::listener::v3::{Filter, FilterChain};
 use envoy_types::pb::envoy::config::route::v3::RouteConfiguration;
+use envoy_types::pb::envoy::extensions::filters::network::http_connection_manager::v3::HttpFilter;
 use envoy_types::util::pack_any;
-use kuma_api::kinds::dataplane::{DataplaneSpec, InboundState};
+use kuma_api::kinds::dataplane::InboundState;
 use kuma_policy::{Proxy, ProxyRules};
 
 use super::mtls::{self, MeshTls};
 use super::permissions::{self, Permissions};
+use super::policies::{InboundPolicies, ProxyPolicies};
 use super::snapshot::{CacheKey, MeshSnapshot, Protocol};
 use super::{GenerateError, cluster, listener, names};
 use crate::{ProxyResources, XdsResource};
 
 pub(crate) fn generate(
     snapshot: &MeshSnapshot,
-    name: &str,
-    dataplane: &DataplaneSpec,
+    proxy: &Proxy<'_>,
+    policies: &ProxyPolicies,
     tls: Option<&MeshTls<'_>>,
     out: &mut ProxyResources,
 ) -> Result<(), GenerateError> {
+    let name = proxy.name;
+    let dataplane = proxy.spec;
     let networking_address = dataplane.address();
-    let proxy = Proxy {
-        name,
-        labels: snapshot.dataplane_labels(name),
-        spec: dataplane,
-        gateway: None,
-    };
     // As in Kuma, permissions only mean something once identities do.
     let rules: Option<ProxyRules> = tls.map(|_| {
         snapshot
             .traffic_permissions()
-            .rules_for(&proxy, snapshot.policy_context())
+            .rules_for(proxy, snapshot.policy_context())
     });
     for inbound in dataplane.inbounds() {
         // An ignored inbound is as if it were not declared; a not-ready one
@@ -53,18 +51,21 @@ pub(crate) fn generate(
         let service = inbound.service_tag().unwrap_or_default();
         let cluster_name = names::inbound_cluster(inbound.workload_port());
         let workload_address = inbound.workload_address();
+        let inbound_policies = policies.inbound(&proxy.inbound_key(inbound));
         let key = CacheKey::InboundCluster {
             address: workload_address.to_string(),
             port: inbound.workload_port(),
             protocol,
+            policies: inbound_policies.key(),
         };
         out.insert(snapshot.shared(key, || {
-            let c = cluster::static_cluster(
+            let mut c = cluster::static_cluster(
                 &cluster_name,
                 workload_address,
                 inbound.workload_port(),
                 protocol,
             );
+            inbound_policies.apply_cluster(&mut c, protocol);
             XdsResource::new(&cluster_name, pack_any(c))
         }));
 
@@ -77,6 +78,7 @@ pub(crate) fn generate(
             stat_prefix: &stat_prefix,
             cluster: &cluster_name,
             routes,
+            policies: &inbound_policies,
         };
         let l = match tls {
             None => listener::listener(
@@ -130,27 +132,39 @@ struct Chain<'a> {
     cluster: &'a str,
     /// HTTP inbounds: their routes; TCP inbounds: none.
     routes: Option<RouteConfiguration>,
+    /// The policies every client of the inbound gets.
+    policies: &'a InboundPolicies,
 }
 
 impl Chain<'_> {
     fn plaintext(&self) -> Filter {
+        self.forward(Vec::new())
+    }
+
+    /// The forwarding filter; `http_filters` run before the router.
+    fn forward(&self, http_filters: Vec<HttpFilter>) -> Filter {
         match &self.routes {
-            Some(routes) => listener::http_connection_manager(self.stat_prefix, routes.clone()),
-            None => listener::tcp_proxy(self.stat_prefix, self.cluster),
+            Some(routes) => {
+                let mut routes = routes.clone();
+                let mut hcm = listener::hcm(self.stat_prefix, http_filters);
+                self.policies.apply_http(&mut hcm, &mut routes);
+                listener::hcm_filter(hcm, routes)
+            }
+            None => {
+                let mut tcp = listener::tcp_proxy_config(self.stat_prefix, self.cluster);
+                self.policies.apply_tcp(&mut tcp);
+                listener::tcp_proxy_filter(tcp)
+            }
         }
     }
 
     /// The forwarding filter behind an RBAC check of the client's identity.
     fn with_permissions(&self, rbac_prefix: &str, permissions: &Permissions) -> Vec<Filter> {
         match &self.routes {
-            Some(routes) => vec![listener::http_connection_manager_with(
-                self.stat_prefix,
-                routes.clone(),
-                vec![permissions::http_filter(permissions)],
-            )],
+            Some(_) => vec![self.forward(vec![permissions::http_filter(permissions)])],
             None => vec![
                 permissions::network_filter(rbac_prefix, permissions),
-                listener::tcp_proxy(self.stat_prefix, self.cluster),
+                self.forward(Vec::new()),
             ],
         }
     }

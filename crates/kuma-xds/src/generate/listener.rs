@@ -92,32 +92,26 @@ pub(crate) fn filter_chain(
     }
 }
 
-/// All traffic of the listener to one cluster.
-pub(crate) fn tcp_proxy(stat_prefix: &str, cluster: &str) -> Filter {
-    let proxy = TcpProxy {
+/// All traffic of the listener to one cluster, before policies change it.
+pub(crate) fn tcp_proxy_config(stat_prefix: &str, cluster: &str) -> TcpProxy {
+    TcpProxy {
         stat_prefix: stat_prefix.to_string(),
         cluster_specifier: Some(tcp_proxy::ClusterSpecifier::Cluster(cluster.to_string())),
         ..TcpProxy::default()
-    };
+    }
+}
+
+pub(crate) fn tcp_proxy_filter(proxy: TcpProxy) -> Filter {
     Filter {
         name: TCP_PROXY.to_string(),
         config_type: Some(filter::ConfigType::TypedConfig(pack_any(proxy))),
     }
 }
 
-/// HTTP connection manager with the route configuration inline (as Kuma
-/// does for sidecars: no separate RDS round trip). Envoy rejects an HCM
-/// without the router filter spelled out, typed config included.
-pub(crate) fn http_connection_manager(stat_prefix: &str, routes: RouteConfiguration) -> Filter {
-    http_connection_manager_with(stat_prefix, routes, Vec::new())
-}
-
-/// An HTTP connection manager whose `filters` run before the router.
-pub(crate) fn http_connection_manager_with(
-    stat_prefix: &str,
-    routes: RouteConfiguration,
-    mut filters: Vec<HttpFilter>,
-) -> Filter {
+/// An HTTP connection manager without its routes, before policies change
+/// it; `filters` run before the router. Envoy rejects an HCM without the
+/// router filter spelled out, typed config included.
+pub(crate) fn hcm(stat_prefix: &str, mut filters: Vec<HttpFilter>) -> HttpConnectionManager {
     let router = HttpFilter {
         name: ROUTER.to_string(),
         config_type: Some(http_filter::ConfigType::TypedConfig(pack_any(
@@ -125,16 +119,19 @@ pub(crate) fn http_connection_manager_with(
         ))),
         ..HttpFilter::default()
     };
-    let hcm = HttpConnectionManager {
+    filters.push(router);
+    HttpConnectionManager {
         stat_prefix: stat_prefix.to_string(),
         codec_type: http_connection_manager::CodecType::Auto as i32,
-        http_filters: {
-            filters.push(router);
-            filters
-        },
-        route_specifier: Some(http_connection_manager::RouteSpecifier::RouteConfig(routes)),
+        http_filters: filters,
         ..HttpConnectionManager::default()
-    };
+    }
+}
+
+/// The connection manager as a network filter, `routes` inline (as Kuma
+/// does for sidecars: no separate RDS round trip).
+pub(crate) fn hcm_filter(mut hcm: HttpConnectionManager, routes: RouteConfiguration) -> Filter {
+    hcm.route_specifier = Some(http_connection_manager::RouteSpecifier::RouteConfig(routes));
     Filter {
         name: HTTP_CONNECTION_MANAGER.to_string(),
         config_type: Some(filter::ConfigType::TypedConfig(pack_any(hcm))),

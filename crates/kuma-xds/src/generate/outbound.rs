@@ -8,6 +8,7 @@ use kuma_api::kinds::dataplane::{DataplaneSpec, Outbound};
 use kuma_api::kinds::tags::SERVICE_TAG;
 
 use super::mtls::{self, MeshTls};
+use super::policies::{DestinationPolicies, DestinationRef, ProxyPolicies};
 use super::snapshot::{CacheKey, Destination, MeshSnapshot, Protocol};
 use super::{cluster, endpoints, listener, names};
 use crate::{ProxyResources, XdsResource};
@@ -20,6 +21,8 @@ struct Target<'a> {
     destination: &'a Destination,
     /// The `kuma.io/service` identities its instances may present.
     services: Vec<String>,
+    /// The `to` policy confs this proxy has for it.
+    policies: DestinationPolicies,
 }
 
 /// An outbound to a service nobody serves yet: a cluster with no endpoints,
@@ -45,39 +48,67 @@ fn served_by(destination: &Destination, name: &str) -> Vec<String> {
     services
 }
 
-fn target<'a>(snapshot: &'a MeshSnapshot, outbound: &Outbound) -> Option<Target<'a>> {
+/// How `to` entries name a port of a MeshService: its name, else its number.
+fn port_section(snapshot: &MeshSnapshot, name: &str, port: u32) -> String {
+    snapshot
+        .mesh_service(name)
+        .and_then(|s| s.ports.iter().find(|p| p.port == port))
+        .and_then(|p| p.name.clone())
+        .unwrap_or_else(|| port.to_string())
+}
+
+fn target<'a>(
+    snapshot: &'a MeshSnapshot,
+    policies: &ProxyPolicies,
+    outbound: &Outbound,
+) -> Option<Target<'a>> {
     match &outbound.backend_ref {
         Some(r) if r.kind == MESH_SERVICE => {
             // An unknown MeshService or port has nothing to route to; Kuma
             // leaves such an outbound out.
             let destination = snapshot.mesh_service_port(&r.name, r.port)?;
+            let section = port_section(snapshot, &r.name, r.port);
             Some(Target {
                 cluster: names::mesh_service_cluster(snapshot.mesh(), &r.name, r.port),
                 destination,
                 services: served_by(destination, &r.name),
+                policies: policies.destination(&DestinationRef::MeshService {
+                    name: &r.name,
+                    section,
+                }),
             })
         }
         // Other kinds (MeshExternalService, MeshMultiZoneService) are not generated yet.
         Some(_) => None,
         None => {
             let service = outbound.service()?;
-            Some(Target {
-                cluster: service.to_string(),
-                destination: snapshot.service(service).unwrap_or(&UNSERVED),
-                services: vec![service.to_string()],
-            })
+            Some(service_target(snapshot, policies, service))
         }
+    }
+}
+
+fn service_target<'a>(
+    snapshot: &'a MeshSnapshot,
+    policies: &ProxyPolicies,
+    service: &str,
+) -> Target<'a> {
+    Target {
+        cluster: service.to_string(),
+        destination: snapshot.service(service).unwrap_or(&UNSERVED),
+        services: vec![service.to_string()],
+        policies: policies.destination(&DestinationRef::Service(service)),
     }
 }
 
 pub(crate) fn generate(
     snapshot: &MeshSnapshot,
     dataplane: &DataplaneSpec,
+    policies: &ProxyPolicies,
     tls: Option<&MeshTls<'_>>,
     out: &mut ProxyResources,
 ) {
     for outbound in dataplane.outbounds() {
-        let Some(t) = target(snapshot, outbound) else {
+        let Some(t) = target(snapshot, policies, outbound) else {
             continue;
         };
         let address = outbound.address();
@@ -87,19 +118,24 @@ pub(crate) fn generate(
             port: outbound.port,
             cluster: t.cluster.clone(),
             protocol,
+            policies: t.policies.key(),
         };
         out.insert(snapshot.shared(key, || {
             let name = names::outbound_listener(address, outbound.port);
             let stat_prefix = names::stat_prefix(&t.cluster);
             let filter = if protocol.is_http() {
-                let routes = listener::route_to_cluster(
+                let mut routes = listener::route_to_cluster(
                     &names::outbound_route(&t.cluster),
                     &t.cluster,
                     &t.cluster,
                 );
-                listener::http_connection_manager(&stat_prefix, routes)
+                let mut hcm = listener::hcm(&stat_prefix, Vec::new());
+                t.policies.apply_http(&mut hcm, &mut routes);
+                listener::hcm_filter(hcm, routes)
             } else {
-                listener::tcp_proxy(&stat_prefix, &t.cluster)
+                let mut tcp = listener::tcp_proxy_config(&stat_prefix, &t.cluster);
+                t.policies.apply_tcp(&mut tcp);
+                listener::tcp_proxy_filter(tcp)
             };
             let l = listener::listener(
                 &name,
@@ -123,11 +159,7 @@ pub(crate) fn generate(
             tp.reachable_services.iter().map(String::as_str).collect()
         };
         for service in services {
-            let t = Target {
-                cluster: service.to_string(),
-                destination: snapshot.service(service).unwrap_or(&UNSERVED),
-                services: vec![service.to_string()],
-            };
+            let t = service_target(snapshot, policies, service);
             add_destination(snapshot, &t, tls, out);
         }
     }
@@ -144,12 +176,14 @@ fn add_destination(
     let protocol = t.destination.protocol;
     // The TLS settings name secrets, not their content: one cluster still
     // serves every proxy of the mesh.
-    let key = match tls {
-        Some(_) => CacheKey::MtlsCluster(t.cluster.clone()),
-        None => CacheKey::Cluster(t.cluster.clone()),
+    let key = CacheKey::Cluster {
+        name: t.cluster.clone(),
+        mtls: tls.is_some(),
+        policies: t.policies.key(),
     };
     out.insert(snapshot.shared(key, || {
         let mut c = cluster::eds_cluster(&t.cluster, protocol);
+        t.policies.apply_cluster(&mut c, protocol);
         if let Some(tls) = tls {
             let sni_service = t
                 .services

@@ -7,8 +7,9 @@ use kuma_api::kinds::dataplane::{DataplaneSpec, Inbound, InboundState};
 use kuma_api::kinds::mesh::MeshSpec;
 use kuma_api::kinds::mesh_service::{MeshServiceSpec, Port, TargetPort};
 use kuma_api::kinds::tags::SERVICE_TAG;
+use kuma_api::policies::TargetRefKind;
 use kuma_api::{Kind, Resource, ResourceMeta, Spec};
-use kuma_policy::{MeshContext, Policy, PolicyIndex};
+use kuma_policy::{Destination as PolicyDestination, MeshContext, Policy, PolicyIndex};
 
 use crate::XdsResource;
 
@@ -75,21 +76,29 @@ pub struct Destination {
 
 /// Keys of resources that many proxies receive identically.
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
+///
+/// `policies` is the text of the policy confs the resource was built with:
+/// proxies with other confs for the same destination get their own copy.
 pub(crate) enum CacheKey {
-    Cluster(String),
+    /// A destination's cluster; `mtls` clusters originate TLS.
+    Cluster {
+        name: String,
+        mtls: bool,
+        policies: String,
+    },
     LoadAssignment(String),
     InboundCluster {
         address: String,
         port: u32,
         protocol: Protocol,
+        policies: String,
     },
-    /// A destination's cluster; `mtls` clusters originate TLS.
-    MtlsCluster(String),
     OutboundListener {
         address: String,
         port: u32,
         cluster: String,
         protocol: Protocol,
+        policies: String,
     },
 }
 
@@ -104,7 +113,10 @@ pub struct MeshSnapshot {
     dataplanes: BTreeMap<String, DataplaneSpec>,
     dataplane_labels: BTreeMap<String, BTreeMap<String, String>>,
     policy_context: MeshContext,
-    traffic_permissions: PolicyIndex,
+    /// Every targetRef policy kind present in the mesh, indexed for matching.
+    policies: BTreeMap<Kind, PolicyIndex>,
+    /// Stands in for a kind with no policy in the mesh.
+    no_policies: PolicyIndex,
     policy_warnings: Vec<String>,
     mesh_services: BTreeMap<String, MeshServiceSpec>,
     services: BTreeMap<String, Destination>,
@@ -120,14 +132,16 @@ pub struct MeshSnapshotBuilder {
     mesh_spec: Option<MeshSpec>,
     dataplanes: BTreeMap<String, (BTreeMap<String, String>, DataplaneSpec)>,
     mesh_services: BTreeMap<String, MeshServiceSpec>,
+    /// Labels of MeshServices: `to` entries may select them by labels.
+    mesh_service_labels: BTreeMap<String, BTreeMap<String, String>>,
     policies: Vec<Policy>,
     warnings: Vec<String>,
 }
 
 impl MeshSnapshotBuilder {
     /// Adds a resource if it is this mesh's Mesh, or a Dataplane,
-    /// MeshService or policy generation applies (MeshTrafficPermission)
-    /// inside this mesh; ignores anything else.
+    /// MeshService or targetRef policy inside this mesh; ignores anything
+    /// else.
     pub fn add(
         &mut self,
         mesh: Option<&str>,
@@ -142,9 +156,11 @@ impl MeshSnapshotBuilder {
                     .insert(name.to_string(), (labels.clone(), d));
             }
             Spec::MeshService(s) if mesh == Some(self.mesh.as_str()) => {
+                self.mesh_service_labels
+                    .insert(name.to_string(), labels.clone());
                 self.mesh_services.insert(name.to_string(), s);
             }
-            spec @ Spec::MeshTrafficPermission(_) if mesh == Some(self.mesh.as_str()) => {
+            spec if spec.kind().is_policy() && mesh == Some(self.mesh.as_str()) => {
                 self.policy(name, labels, spec);
             }
             _ => {}
@@ -152,16 +168,16 @@ impl MeshSnapshotBuilder {
         self
     }
 
-    /// Adds a policy of this mesh. Kinds generation does not apply yet are
-    /// ignored; a policy whose targetRefs do not read is left out (and
-    /// reported by [`MeshSnapshot::policy_warnings`]).
+    /// Adds a targetRef policy of this mesh (other kinds are ignored); a
+    /// policy whose targetRefs do not read is left out (and reported by
+    /// [`MeshSnapshot::policy_warnings`]).
     pub fn policy(
         &mut self,
         name: &str,
         labels: &BTreeMap<String, String>,
         spec: Spec,
     ) -> &mut Self {
-        if spec.kind() != Kind::MeshTrafficPermission {
+        if !spec.kind().is_policy() {
             return self;
         }
         let resource = Resource {
@@ -201,12 +217,38 @@ impl MeshSnapshotBuilder {
     pub fn build(self) -> MeshSnapshot {
         let services = index_services(&self.dataplanes);
         let mesh_service_ports = index_mesh_services(&self.mesh_services, &self.dataplanes);
+        let (http_routes, others): (Vec<Policy>, Vec<Policy>) = self
+            .policies
+            .into_iter()
+            .partition(|p| p.kind == Kind::MeshHTTPRoute);
+        let destinations = self
+            .mesh_services
+            .keys()
+            .map(|name| PolicyDestination {
+                kind: TargetRefKind::MeshService,
+                name: name.clone(),
+                labels: self
+                    .mesh_service_labels
+                    .get(name)
+                    .cloned()
+                    .unwrap_or_default(),
+            })
+            .collect();
         let policy_context = MeshContext {
             mesh: self.mesh.clone(),
-            ..MeshContext::default()
+            destinations,
+            http_routes: http_routes.clone(),
         };
-        let traffic_permissions =
-            PolicyIndex::new(Kind::MeshTrafficPermission, self.policies, &policy_context);
+        let mut by_kind: BTreeMap<Kind, Vec<Policy>> = BTreeMap::new();
+        for p in others.into_iter().chain(http_routes) {
+            by_kind.entry(p.kind).or_default().push(p);
+        }
+        let policies = by_kind
+            .into_iter()
+            .map(|(kind, list)| (kind, PolicyIndex::new(kind, list, &policy_context)))
+            .collect();
+        let no_policies =
+            PolicyIndex::new(Kind::MeshTrafficPermission, Vec::new(), &policy_context);
         let mut dataplanes = BTreeMap::new();
         let mut dataplane_labels = BTreeMap::new();
         for (name, (labels, spec)) in self.dataplanes {
@@ -219,7 +261,8 @@ impl MeshSnapshotBuilder {
             dataplanes,
             dataplane_labels,
             policy_context,
-            traffic_permissions,
+            policies,
+            no_policies,
             policy_warnings: self.warnings,
             mesh_services: self.mesh_services,
             services,
@@ -271,7 +314,18 @@ impl MeshSnapshot {
 
     /// The mesh's MeshTrafficPermissions, indexed for matching.
     pub fn traffic_permissions(&self) -> &PolicyIndex {
-        &self.traffic_permissions
+        self.policy_index(Kind::MeshTrafficPermission)
+    }
+
+    /// The mesh's policies of `kind`, indexed for matching (none when the
+    /// mesh has none of that kind).
+    pub fn policy_index(&self, kind: Kind) -> &PolicyIndex {
+        self.policies.get(&kind).unwrap_or(&self.no_policies)
+    }
+
+    /// The policy kinds the mesh has at least one policy of.
+    pub fn policy_kinds(&self) -> impl Iterator<Item = Kind> + '_ {
+        self.policies.keys().copied()
     }
 
     /// Policies left out because they could not be read.

@@ -1,0 +1,216 @@
+//! Traffic policies in a proxy's Envoy configuration.
+//!
+//! [`ProxyPolicies`] holds the rules of every policy kind of the mesh for one
+//! proxy (computed once per generation by `kuma-policy`). From them come:
+//! - [`DestinationPolicies`]: the folded `to` confs for one outbound
+//!   destination, applied to its cluster and its outbound listener;
+//! - [`InboundPolicies`]: the folded `from`/`rules` confs that apply to
+//!   every client of one inbound, applied to its listener and cluster.
+//!
+//! Each policy kind has its own module that knows how its conf changes
+//! Envoy resources; the `apply_*` functions here call them in a fixed
+//! order. The confs are also part of the keys under which shared clusters
+//! and listeners are cached, so proxies given different confs for the same
+//! destination get different resources and proxies given the same share one.
+
+mod duration;
+mod mesh_timeout;
+
+use std::collections::BTreeMap;
+
+use envoy_types::pb::envoy::config::cluster::v3::Cluster;
+use envoy_types::pb::envoy::config::route::v3::RouteConfiguration;
+use envoy_types::pb::envoy::extensions::filters::network::http_connection_manager::v3::HttpConnectionManager;
+use envoy_types::pb::envoy::extensions::filters::network::tcp_proxy::v3::TcpProxy;
+use kuma_api::Kind;
+use kuma_policy::{
+    Element, InboundKey, MergeStrategy, Proxy, ProxyRules, ResourceId, inbound, rules,
+};
+use serde::de::DeserializeOwned;
+use serde_json::Value;
+
+use kuma_api::kinds::tags::SERVICE_TAG;
+
+use super::snapshot::{MeshSnapshot, Protocol};
+
+/// The rules of every policy kind of the mesh for one proxy.
+pub(crate) struct ProxyPolicies {
+    mesh: String,
+    rules: BTreeMap<Kind, ProxyRules>,
+}
+
+/// What an outbound leads to, as `to` entries name it.
+pub(crate) enum DestinationRef<'a> {
+    /// A `kuma.io/service`.
+    Service(&'a str),
+    /// A port of a MeshService: its name and the port's name (its number
+    /// when unnamed).
+    MeshService { name: &'a str, section: String },
+}
+
+impl ProxyPolicies {
+    pub(crate) fn of(snapshot: &MeshSnapshot, proxy: &Proxy<'_>) -> ProxyPolicies {
+        let rules = snapshot
+            .policy_kinds()
+            // Permissions are applied on their own (only with mTLS on).
+            .filter(|k| *k != Kind::MeshTrafficPermission)
+            .map(|kind| {
+                let rules = snapshot
+                    .policy_index(kind)
+                    .rules_for(proxy, snapshot.policy_context());
+                (kind, rules)
+            })
+            .collect();
+        ProxyPolicies {
+            mesh: snapshot.mesh().to_string(),
+            rules,
+        }
+    }
+
+    /// The `to` confs that apply to `destination`.
+    pub(crate) fn destination(&self, destination: &DestinationRef<'_>) -> DestinationPolicies {
+        let mut confs = BTreeMap::new();
+        for (kind, rules) in &self.rules {
+            let conf = match destination {
+                DestinationRef::Service(service) => {
+                    let element = Element::from([(SERVICE_TAG.to_string(), service.to_string())]);
+                    rules::compute(&rules.to, &element).map(|r| &r.conf)
+                }
+                DestinationRef::MeshService { name, section } => {
+                    let id = ResourceId::new("MeshService", name, Some(section));
+                    rules.to_resources.compute(&id, &self.mesh).map(|r| &r.conf)
+                }
+            };
+            if let Some(conf) = conf {
+                confs.insert(*kind, conf.clone());
+            }
+        }
+        DestinationPolicies(Confs(confs))
+    }
+
+    /// The `from`/`rules` confs that apply to every client of an inbound.
+    pub(crate) fn inbound(&self, key: &InboundKey) -> InboundPolicies {
+        let mut confs = BTreeMap::new();
+        for (kind, rules) in &self.rules {
+            let matched = rules.inbound.get(key).filter(|r| !r.is_empty());
+            let conf = match matched {
+                Some(matched) => {
+                    inbound::matches_all_incoming(matched, MergeStrategy::for_kind(*kind))
+                }
+                None => rules
+                    .from
+                    .get(key)
+                    .and_then(|from| rules::compute(from, &Element::new()))
+                    .map(|r| r.conf.clone()),
+            };
+            if let Some(conf) = conf {
+                confs.insert(*kind, conf);
+            }
+        }
+        InboundPolicies(Confs(confs))
+    }
+}
+
+/// Folded confs by policy kind.
+#[derive(Debug, Clone, Default, PartialEq)]
+struct Confs(BTreeMap<Kind, Value>);
+
+impl Confs {
+    /// The conf of `kind` read as its typed form. A conf that does not read
+    /// (validation keeps these out of the store) is as if absent.
+    fn get<T: DeserializeOwned>(&self, kind: Kind) -> Option<T> {
+        let value = self.0.get(&kind)?;
+        match T::deserialize(value) {
+            Ok(conf) => Some(conf),
+            Err(e) => {
+                tracing::warn!(%kind, error = %e, "policy conf does not read; ignored");
+                None
+            }
+        }
+    }
+
+    /// A compact, deterministic text of the confs, for cache keys.
+    fn key(&self) -> String {
+        if self.0.is_empty() {
+            return String::new();
+        }
+        let map: serde_json::Map<String, Value> = self
+            .0
+            .iter()
+            .map(|(k, v)| (k.name().to_string(), v.clone()))
+            .collect();
+        Value::Object(map).to_string()
+    }
+}
+
+/// The `to` confs one proxy has for one destination.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub(crate) struct DestinationPolicies(Confs);
+
+impl DestinationPolicies {
+    /// Part of the cache key of resources built with these confs.
+    pub(crate) fn key(&self) -> String {
+        self.0.key()
+    }
+
+    /// The destination's cluster.
+    pub(crate) fn apply_cluster(&self, cluster: &mut Cluster, protocol: Protocol) {
+        if let Some(conf) = self.0.get(Kind::MeshTimeout) {
+            mesh_timeout::cluster(&conf, cluster, protocol);
+        }
+    }
+
+    /// The outbound listener's HTTP connection manager and its routes.
+    pub(crate) fn apply_http(
+        &self,
+        hcm: &mut HttpConnectionManager,
+        routes: &mut RouteConfiguration,
+    ) {
+        if let Some(conf) = self.0.get(Kind::MeshTimeout) {
+            mesh_timeout::http(&conf, hcm, routes);
+        }
+    }
+
+    /// The outbound listener's TCP proxy.
+    pub(crate) fn apply_tcp(&self, tcp: &mut TcpProxy) {
+        if let Some(conf) = self.0.get(Kind::MeshTimeout) {
+            mesh_timeout::tcp(&conf, tcp);
+        }
+    }
+}
+
+/// The `from`/`rules` confs every client of one inbound gets.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub(crate) struct InboundPolicies(Confs);
+
+impl InboundPolicies {
+    /// Part of the cache key of resources built with these confs.
+    pub(crate) fn key(&self) -> String {
+        self.0.key()
+    }
+
+    /// The cluster of the local workload behind the inbound.
+    pub(crate) fn apply_cluster(&self, cluster: &mut Cluster, protocol: Protocol) {
+        if let Some(conf) = self.0.get(Kind::MeshTimeout) {
+            mesh_timeout::cluster(&conf, cluster, protocol);
+        }
+    }
+
+    /// The inbound listener's HTTP connection manager and its routes.
+    pub(crate) fn apply_http(
+        &self,
+        hcm: &mut HttpConnectionManager,
+        routes: &mut RouteConfiguration,
+    ) {
+        if let Some(conf) = self.0.get(Kind::MeshTimeout) {
+            mesh_timeout::http(&conf, hcm, routes);
+        }
+    }
+
+    /// The inbound listener's TCP proxy.
+    pub(crate) fn apply_tcp(&self, tcp: &mut TcpProxy) {
+        if let Some(conf) = self.0.get(Kind::MeshTimeout) {
+            mesh_timeout::tcp(&conf, tcp);
+        }
+    }
+}
