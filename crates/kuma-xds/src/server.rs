@@ -31,6 +31,7 @@
 //! (`tests/server.rs` runs exactly this.) Serving the router with
 //! `axum::serve` instead needs axum's `http2` feature for gRPC.
 
+mod delivery;
 mod delta;
 mod session;
 mod sotw;
@@ -207,6 +208,39 @@ pub trait ProxyRegistry: Send + Sync + 'static {
     fn on_event(&self, proxy: &ProxyId, stream: StreamId, event: StreamEvent);
 }
 
+/// Watches every stream of the server, for metrics. Unlike
+/// [`ProxyRegistry::on_event`] it is told the protocol and how long a
+/// proxy took to answer, and nothing about which proxy it was, so an
+/// implementation can count without keeping per-proxy state.
+///
+/// Called inline on the stream's task: keep it short and never block.
+/// Every method does nothing by default.
+pub trait StreamObserver: Send + Sync + 'static {
+    /// An authenticated stream starts serving.
+    fn on_connect(&self, _protocol: Protocol) {}
+
+    /// A stream [`on_connect`](Self::on_connect) announced has ended.
+    fn on_disconnect(&self, _protocol: Protocol) {}
+
+    /// A response of `type_url` was handed to the stream.
+    fn on_push(&self, _protocol: Protocol, _type_url: &str) {}
+
+    /// The proxy accepted a response. `delivery` is the time from handing
+    /// the response to the stream to receiving the ACK; `None` when the
+    /// response is no longer remembered (the stream had many unanswered).
+    fn on_ack(&self, _protocol: Protocol, _type_url: &str, _delivery: Option<Duration>) {}
+
+    /// The proxy rejected a response; `delivery` as for
+    /// [`on_ack`](Self::on_ack).
+    fn on_nack(&self, _protocol: Protocol, _type_url: &str, _delivery: Option<Duration>) {}
+}
+
+/// The observer of a server nobody watches.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct NoObserver;
+
+impl StreamObserver for NoObserver {}
+
 /// Errors a stream ends with; mapped to a gRPC status at the edge.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum StreamError {
@@ -259,6 +293,7 @@ impl NonceSource {
 /// The ADS gRPC service. Build it with [`ads_service`].
 pub struct AdsServer {
     registry: Arc<dyn ProxyRegistry>,
+    observer: Arc<dyn StreamObserver>,
     nonces: NonceSource,
     streams: AtomicU64,
 }
@@ -276,8 +311,17 @@ impl fmt::Debug for AdsServer {
 pub fn ads_service(
     registry: Arc<dyn ProxyRegistry>,
 ) -> AggregatedDiscoveryServiceServer<AdsServer> {
+    ads_service_observed(registry, Arc::new(NoObserver))
+}
+
+/// Like [`ads_service`], reporting every stream's traffic to `observer`.
+pub fn ads_service_observed(
+    registry: Arc<dyn ProxyRegistry>,
+    observer: Arc<dyn StreamObserver>,
+) -> AggregatedDiscoveryServiceServer<AdsServer> {
     AggregatedDiscoveryServiceServer::new(AdsServer {
         registry,
+        observer,
         nonces: NonceSource::default(),
         streams: AtomicU64::new(0),
     })
@@ -340,6 +384,8 @@ impl AdsServer {
         } = watch;
         let served = session::Served {
             registry: Arc::clone(&self.registry),
+            observer: Arc::clone(&self.observer),
+            deliveries: Default::default(),
             stream,
             node_id: node.id,
             proxy,

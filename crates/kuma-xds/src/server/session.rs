@@ -6,12 +6,14 @@
 //! moves requests, config changes and responses between them and the wire.
 
 use std::sync::Arc;
+use std::time::Instant;
 
 use envoy_types::pb::envoy::config::core::v3::Node;
 use tokio::sync::{mpsc, watch};
 use tonic::{Status, Streaming};
 
-use super::{Protocol, ProxyId, ProxyRegistry, StreamError, StreamEvent, StreamId};
+use super::delivery::Deliveries;
+use super::{Protocol, ProxyId, ProxyRegistry, StreamError, StreamEvent, StreamId, StreamObserver};
 use crate::ProxyResources;
 use crate::type_url;
 
@@ -74,6 +76,12 @@ pub(crate) trait Session: Send + 'static {
     /// The node; Envoy sends it on a stream's first request only.
     fn node(request: &Self::Request) -> Option<&Node>;
 
+    /// The nonce of the response a request answers (empty if none).
+    fn answered_nonce(request: &Self::Request) -> &str;
+
+    /// A response's type and nonce, for timing its delivery.
+    fn pushed(response: &Self::Response) -> (&str, &str);
+
     /// A request from the proxy: subscription change, ACK or NACK.
     fn on_request(
         &mut self,
@@ -89,6 +97,8 @@ pub(crate) trait Session: Send + 'static {
 /// Everything a served stream owns besides its state machine.
 pub(crate) struct Served<R> {
     pub(crate) registry: Arc<dyn ProxyRegistry>,
+    pub(crate) observer: Arc<dyn StreamObserver>,
+    pub(crate) deliveries: Deliveries,
     pub(crate) stream: StreamId,
     pub(crate) node_id: String,
     pub(crate) proxy: ProxyId,
@@ -101,13 +111,37 @@ impl<R> Served<R> {
         self.registry.on_event(&self.proxy, self.stream, event);
     }
 
-    /// Reports events, then sends responses in order. `false` once the
-    /// client is gone.
-    async fn flush(&self, out: &mut Outbox<R>) -> bool {
+    /// Reports events, then sends responses in order. `answered` is the
+    /// nonce the request that produced `out` answered, if any: an ACK or
+    /// NACK among the events refers to it. `false` once the client is gone.
+    async fn flush<S: Session<Response = R>>(
+        &mut self,
+        out: &mut Outbox<R>,
+        answered: Option<&str>,
+    ) -> bool {
+        let now = Instant::now();
         for event in out.events.drain(..) {
-            self.report(event);
+            match &event {
+                StreamEvent::Acked { type_url, .. } => {
+                    let delivery =
+                        answered.and_then(|n| self.deliveries.answered(type_url, n, now));
+                    self.observer.on_ack(S::PROTOCOL, type_url, delivery);
+                }
+                StreamEvent::Nacked { type_url, .. } => {
+                    let delivery =
+                        answered.and_then(|n| self.deliveries.answered(type_url, n, now));
+                    self.observer.on_nack(S::PROTOCOL, type_url, delivery);
+                }
+                _ => {}
+            }
+            self.registry.on_event(&self.proxy, self.stream, event);
         }
         for response in out.responses.drain(..) {
+            let (type_url, nonce) = S::pushed(&response);
+            // Timed from the hand-over: a slow client's full queue is part
+            // of what delivery measures.
+            self.deliveries.pushed(type_url, nonce, Instant::now());
+            self.observer.on_push(S::PROTOCOL, type_url);
             if self.tx.send(Ok(response)).await.is_err() {
                 return false;
             }
@@ -129,6 +163,7 @@ pub(crate) async fn serve<S: Session>(
     served.report(StreamEvent::Connected {
         protocol: S::PROTOCOL,
     });
+    served.observer.on_connect(S::PROTOCOL);
     let result = drive(&mut session, &mut served, first, &mut inbound).await;
     match result {
         Ok(()) => tracing::debug!("stream ended"),
@@ -139,6 +174,7 @@ pub(crate) async fn serve<S: Session>(
         }
     }
     served.report(StreamEvent::Disconnected);
+    served.observer.on_disconnect(S::PROTOCOL);
     // Tells the registry the stream has ended.
     drop(guard);
 }
@@ -151,11 +187,15 @@ async fn drive<S: Session>(
 ) -> Result<(), StreamError> {
     let mut config: Arc<ProxyResources> = served.config.borrow_and_update().clone();
     let mut out = Outbox::default();
+    let answered = S::answered_nonce(&first).to_string();
     session.on_request(first, &config, &mut out)?;
-    if !served.flush(&mut out).await {
+    if !served.flush::<S>(&mut out, Some(&answered)).await {
         return Ok(());
     }
     loop {
+        // The nonce the request handled in this turn answers; none for a
+        // config change.
+        let mut answered = None;
         tokio::select! {
             message = inbound.message() => {
                 let request = match message {
@@ -176,6 +216,7 @@ async fn drive<S: Session>(
                         });
                     }
                 }
+                answered = Some(S::answered_nonce(&request).to_string());
                 session.on_request(request, &config, &mut out)?;
             }
             changed = served.config.changed() => {
@@ -186,7 +227,7 @@ async fn drive<S: Session>(
                 session.on_config(&config, &mut out);
             }
         }
-        if !served.flush(&mut out).await {
+        if !served.flush::<S>(&mut out, answered.as_deref()).await {
             return Ok(());
         }
     }

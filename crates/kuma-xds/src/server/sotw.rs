@@ -154,6 +154,14 @@ impl Session for SotwSession {
         request.node.as_ref()
     }
 
+    fn answered_nonce(request: &Self::Request) -> &str {
+        &request.response_nonce
+    }
+
+    fn pushed(response: &Self::Response) -> (&str, &str) {
+        (&response.type_url, &response.nonce)
+    }
+
     fn on_request(
         &mut self,
         request: DiscoveryRequest,
