@@ -2,6 +2,7 @@
 //!
 //! `kuma-bench api-writes` drives the REST API with concurrent clients, each
 //! creating its own MeshTimeout policies, and prints throughput and latency.
+//! `kuma-bench generation` times Envoy config generation in process (CPU time).
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -9,6 +10,9 @@ use std::time::{Duration, Instant};
 
 use anyhow::{Context, bail};
 use clap::{Parser, Subcommand};
+
+mod cpu;
+mod generation;
 
 #[derive(Parser)]
 #[command(name = "kuma-bench", about = "Benchmarks of the control plane")]
@@ -21,6 +25,8 @@ struct Cli {
 enum Command {
     /// Concurrent API writes: throughput and latency.
     ApiWrites(ApiWrites),
+    /// CPU time to generate one proxy's config: cold, encode-only, after a change.
+    Generation(generation::Args),
 }
 
 #[derive(clap::Args)]
@@ -49,6 +55,7 @@ struct ApiWrites {
 async fn main() -> anyhow::Result<()> {
     match Cli::parse().command {
         Command::ApiWrites(args) => api_writes(args).await,
+        Command::Generation(args) => generation::run(args),
     }
 }
 

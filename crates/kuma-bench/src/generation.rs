@@ -1,0 +1,354 @@
+//! `kuma-bench generation`: CPU time to build one proxy's Envoy configuration
+//! with kuma-xds's generators, no control plane or network involved.
+//!
+//! - cold: a fresh [`MeshSnapshot`] (nothing cached) and the configuration of
+//!   the transparent proxy that may reach all S services (S clusters, S load
+//!   assignments, its inbound);
+//! - encode: prost-encoding exactly those resources, the floor any generator
+//!   pays; cold over encode is the overhead of generation itself;
+//! - change: one service gains an endpoint; the snapshot is rebuilt and every
+//!   affected proxy (the service's callers) regenerated. `warm` is one
+//!   affected proxy regenerated once a first one filled the shared cache;
+//!   `first`, `rebuild` and `per_affected` show what the change costs in all.
+//!
+//! Times are the thread's CPU time, not wall time (the machine is shared).
+
+mod mesh;
+
+use std::time::Duration;
+
+use anyhow::{Context, bail};
+use envoy_types::pb::envoy::config::cluster::v3::Cluster;
+use envoy_types::pb::envoy::config::endpoint::v3::ClusterLoadAssignment;
+use envoy_types::pb::envoy::config::listener::v3::Listener;
+use envoy_types::pb::envoy::config::route::v3::RouteConfiguration;
+use envoy_types::pb::envoy::extensions::transport_sockets::tls::v3::Secret;
+use envoy_types::pb::google::protobuf::Any;
+use kuma_api::Resource;
+use kuma_xds::generate::{MeshSnapshot, generate_proxy};
+use kuma_xds::{ProxyResources, type_url};
+use prost::Message;
+
+use crate::cpu::{measure, percentile};
+use mesh::{ALL_SERVICES_PROXY, MESH, Shape};
+
+#[derive(clap::Args)]
+pub struct Args {
+    /// Service counts to measure, comma separated.
+    #[arg(long, value_delimiter = ',', default_value = "100,1000,10000")]
+    services: Vec<u32>,
+    /// Dataplanes per service (each declares outbounds to the next 3 services).
+    #[arg(long, default_value_t = 2)]
+    instances: u32,
+    /// targetRef policies of mixed kinds, comma separated; each count after
+    /// the first is also printed as a ratio to the first (usually 0).
+    #[arg(long, value_delimiter = ',', default_value = "0")]
+    policies: Vec<u32>,
+    /// Cold generations per point (default: fewer for more services).
+    #[arg(long)]
+    iterations: Option<usize>,
+    /// One-service changes per point.
+    #[arg(long, default_value_t = 30)]
+    changes: u32,
+}
+
+/// What one point (S services, P policies) measured; durations are CPU time.
+#[derive(Debug, Clone)]
+pub struct Point {
+    pub shape: Shape,
+    pub resources: usize,
+    pub snapshot: Vec<Duration>,
+    pub cold: Vec<Duration>,
+    pub encode: Vec<Duration>,
+    pub rebuild: Vec<Duration>,
+    pub first: Vec<Duration>,
+    pub warm: Vec<Duration>,
+    /// The all-services proxy after a change (its cache mostly cold).
+    pub all_after_change: Vec<Duration>,
+    /// The all-services proxy again on the same snapshot (everything cached).
+    pub all_cached: Vec<Duration>,
+    /// (rebuild + every affected generation) / affected proxies, per change.
+    pub per_affected: Vec<Duration>,
+}
+
+pub fn run(args: Args) -> anyhow::Result<()> {
+    if args.services.contains(&0) || args.instances == 0 || args.policies.is_empty() {
+        bail!("--services and --instances must be at least 1, --policies must list a count");
+    }
+    let cores = std::thread::available_parallelism().map_or(1, usize::from);
+    for &services in &args.services {
+        let mut baseline: Option<Duration> = None;
+        for &policies in &args.policies {
+            let shape = Shape {
+                services,
+                instances: args.instances,
+                policies,
+            };
+            let iterations = args
+                .iterations
+                .unwrap_or_else(|| (20_000 / services as usize).clamp(3, 50));
+            let mut point = measure_point(shape, iterations, args.changes)?;
+            point.sort();
+            println!("{}", point.cold_line(cores));
+            println!("{}", point.change_line(cores));
+            let cold = percentile(&point.cold, 0.5);
+            match baseline {
+                None => baseline = Some(cold),
+                Some(base) => println!(
+                    "generation-policies services={services} policies={policies} baseline_policies={} cold_p50_us={:.1} ratio={:.2}x",
+                    args.policies[0],
+                    us(cold),
+                    cold.as_secs_f64() / base.as_secs_f64().max(f64::EPSILON)
+                ),
+            }
+        }
+    }
+    Ok(())
+}
+
+/// Measures one point; public for the smoke test.
+pub fn measure_point(shape: Shape, iterations: usize, changes: u32) -> anyhow::Result<Point> {
+    let resources = mesh::build(shape)?;
+    let mut point = Point {
+        shape,
+        resources: 0,
+        snapshot: Vec::new(),
+        cold: Vec::new(),
+        encode: Vec::new(),
+        rebuild: Vec::new(),
+        first: Vec::new(),
+        warm: Vec::new(),
+        all_after_change: Vec::new(),
+        all_cached: Vec::new(),
+        per_affected: Vec::new(),
+    };
+    let mut typed = Vec::new();
+    for _ in 0..iterations.max(1) {
+        let input = resources.clone();
+        let (snapshot, t) = measure(|| MeshSnapshot::from_resources(MESH, input));
+        point.snapshot.push(t);
+        let (config, t) = measure(|| generate_proxy(&snapshot, ALL_SERVICES_PROXY));
+        let config = config.context("generating the all-services proxy")?;
+        point.cold.push(t);
+        if typed.is_empty() {
+            point.resources = config.by_type.values().map(|m| m.len()).sum();
+            check_covers_every_service(&config, shape.services)?;
+            typed = decode_all(&config)?;
+        }
+        let (bytes, t) = measure(|| encode_all(&typed));
+        std::hint::black_box(bytes);
+        point.encode.push(t);
+    }
+    for c in 0..changes {
+        measure_change(&resources, shape, c, &mut point)?;
+    }
+    Ok(point)
+}
+
+fn check_covers_every_service(config: &ProxyResources, services: u32) -> anyhow::Result<()> {
+    let clusters = config.of_type(type_url::CLUSTER).count();
+    // Every service's cluster plus the inbound's own.
+    if clusters < services as usize {
+        bail!("the all-services proxy has {clusters} clusters for {services} services");
+    }
+    Ok(())
+}
+
+fn measure_change(
+    base: &[Resource],
+    shape: Shape,
+    change: u32,
+    point: &mut Point,
+) -> anyhow::Result<()> {
+    // Spread the changed services over the mesh.
+    let s = change.wrapping_mul(7919) % shape.services;
+    let mut input = base.to_vec();
+    input.push(mesh::extra_instance(change, s)?);
+    let (snapshot, rebuild) = measure(|| MeshSnapshot::from_resources(MESH, input));
+    point.rebuild.push(rebuild);
+    let callers = mesh::callers(shape, s);
+    let mut total = rebuild;
+    for (i, name) in callers.iter().enumerate() {
+        let (config, t) = measure(|| generate_proxy(&snapshot, name));
+        let config = config.with_context(|| format!("generating {name}"))?;
+        let holds = config
+            .of_type(type_url::ENDPOINT)
+            .any(|r| r.name == mesh::service(s));
+        if !holds {
+            bail!(
+                "{name} calls {} but holds no load assignment of it",
+                mesh::service(s)
+            );
+        }
+        total += t;
+        if i == 0 {
+            point.first.push(t);
+        } else {
+            point.warm.push(t);
+        }
+    }
+    let (config, t) = measure(|| generate_proxy(&snapshot, ALL_SERVICES_PROXY));
+    config.context("generating the all-services proxy")?;
+    point.all_after_change.push(t);
+    total += t;
+    let (config, t) = measure(|| generate_proxy(&snapshot, ALL_SERVICES_PROXY));
+    config.context("generating the all-services proxy")?;
+    point.all_cached.push(t);
+    let affected = callers.len() as u32 + 1;
+    point.per_affected.push(total / affected);
+    Ok(())
+}
+
+/// A resource decoded to its Envoy message, ready to be encoded again.
+enum Typed {
+    Cluster(Box<Cluster>),
+    Endpoints(ClusterLoadAssignment),
+    Listener(Box<Listener>),
+    Route(RouteConfiguration),
+    Secret(Secret),
+}
+
+fn decode_all(config: &ProxyResources) -> anyhow::Result<Vec<(String, Typed)>> {
+    let mut out = Vec::new();
+    for (url, resources) in &config.by_type {
+        for r in resources.values() {
+            let bytes = r.body.value.as_slice();
+            let typed = match url.as_str() {
+                type_url::CLUSTER => Typed::Cluster(Box::new(Cluster::decode(bytes)?)),
+                type_url::ENDPOINT => Typed::Endpoints(ClusterLoadAssignment::decode(bytes)?),
+                type_url::LISTENER => Typed::Listener(Box::new(Listener::decode(bytes)?)),
+                type_url::ROUTE => Typed::Route(RouteConfiguration::decode(bytes)?),
+                type_url::SECRET => Typed::Secret(Secret::decode(bytes)?),
+                other => bail!("unexpected resource type {other}"),
+            };
+            out.push((url.clone(), typed));
+        }
+    }
+    Ok(out)
+}
+
+/// Encodes every message into an `Any`, as a generator must at least do.
+fn encode_all(typed: &[(String, Typed)]) -> Vec<Any> {
+    typed
+        .iter()
+        .map(|(url, t)| Any {
+            type_url: url.clone(),
+            value: match t {
+                Typed::Cluster(m) => m.encode_to_vec(),
+                Typed::Endpoints(m) => m.encode_to_vec(),
+                Typed::Listener(m) => m.encode_to_vec(),
+                Typed::Route(m) => m.encode_to_vec(),
+                Typed::Secret(m) => m.encode_to_vec(),
+            },
+        })
+        .collect()
+}
+
+fn us(d: Duration) -> f64 {
+    d.as_secs_f64() * 1e6
+}
+
+fn ms(d: Duration) -> f64 {
+    d.as_secs_f64() * 1e3
+}
+
+impl Point {
+    fn sort(&mut self) {
+        for v in [
+            &mut self.snapshot,
+            &mut self.cold,
+            &mut self.encode,
+            &mut self.rebuild,
+            &mut self.first,
+            &mut self.warm,
+            &mut self.all_after_change,
+            &mut self.all_cached,
+            &mut self.per_affected,
+        ] {
+            v.sort_unstable();
+        }
+    }
+
+    /// Cold generation against encoding alone.
+    pub fn cold_line(&self, cores: usize) -> String {
+        let cold = percentile(&self.cold, 0.5);
+        let encode = percentile(&self.encode, 0.5);
+        format!(
+            "generation-cold services={} policies={} resources={} cold_p50_us={:.1} encode_p50_us={:.1} cold_vs_encode={:.2}x snapshot_p50_ms={:.2} samples={} cores={cores}",
+            self.shape.services,
+            self.shape.policies,
+            self.resources,
+            us(cold),
+            us(encode),
+            cold.as_secs_f64() / encode.as_secs_f64().max(f64::EPSILON),
+            ms(percentile(&self.snapshot, 0.5)),
+            self.cold.len(),
+        )
+    }
+
+    /// One service's endpoint change, per affected proxy.
+    pub fn change_line(&self, cores: usize) -> String {
+        format!(
+            "generation-change services={} policies={} warm_p50_us={:.1} warm_p99_us={:.1} first_p50_us={:.1} rebuild_p50_ms={:.2} all_services_after_change_p50_us={:.1} all_services_cached_p50_us={:.1} per_affected_p50_us={:.1} affected={} changes={} cores={cores}",
+            self.shape.services,
+            self.shape.policies,
+            us(percentile(&self.warm, 0.5)),
+            us(percentile(&self.warm, 0.99)),
+            us(percentile(&self.first, 0.5)),
+            ms(percentile(&self.rebuild, 0.5)),
+            us(percentile(&self.all_after_change, 0.5)),
+            us(percentile(&self.all_cached, 0.5)),
+            us(percentile(&self.per_affected, 0.5)),
+            mesh::callers(self.shape, 0).len() + 1,
+            self.rebuild.len(),
+        )
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_small_point_measures_every_phase() {
+        let shape = Shape {
+            services: 20,
+            instances: 2,
+            policies: 12,
+        };
+        let mut point = measure_point(shape, 3, 4).expect("measured");
+        point.sort();
+        // 20 services: a cluster and a load assignment each, plus the
+        // inbound's listener and cluster.
+        assert!(point.resources >= 2 * 20 + 2, "{}", point.resources);
+        assert_eq!(point.cold.len(), 3);
+        assert_eq!(point.rebuild.len(), 4);
+        // 3 callers of 2 instances each: one fills the cache, 5 are warm.
+        assert_eq!(point.first.len(), 4);
+        assert_eq!(point.warm.len(), 4 * 5);
+        assert!(point.cold.iter().all(|d| !d.is_zero()));
+        assert!(point.cold_line(2).contains("services=20 policies=12"));
+    }
+
+    #[test]
+    fn encoding_the_decoded_resources_gives_the_same_bytes() {
+        let shape = Shape {
+            services: 5,
+            instances: 1,
+            policies: 0,
+        };
+        let snapshot = MeshSnapshot::from_resources(MESH, mesh::build(shape).unwrap());
+        let config = generate_proxy(&snapshot, ALL_SERVICES_PROXY).unwrap();
+        let typed = decode_all(&config).unwrap();
+        let again = encode_all(&typed);
+        let original: Vec<&Any> = config
+            .by_type
+            .values()
+            .flat_map(|m| m.values().map(|r| &r.body))
+            .collect();
+        assert_eq!(again.len(), original.len());
+        for (a, b) in again.iter().zip(original) {
+            assert_eq!(a, b);
+        }
+    }
+}
