@@ -22,6 +22,7 @@ pub mod insights;
 pub mod labels;
 pub mod mtls;
 pub mod store;
+pub mod tls;
 pub mod tokens;
 
 pub use config::{Config, ConfigError, EnvSource, ProcessEnv, StoreType};
@@ -206,7 +207,7 @@ async fn start_dp_server(
         },
     };
     let work_dir = general.effective_work_dir();
-    let tls = dp_server::DpServerTls::load_or_generate(user_pair, &work_dir)
+    let tls = dp_server::tls::load_or_generate(user_pair, &work_dir)
         .context("could not set up TLS for the data plane server")?;
     let ip: std::net::IpAddr = dp
         .interface

@@ -1,228 +1,26 @@
 //! The data plane server's TLS identity: the user's certificate and key, or
 //! a CA and server certificate generated on first start and kept in
-//! `<workDir>/dp-server/` so restarts (and proxies holding the CA) keep
-//! working.
+//! `<workDir>/dp-server/` (see [`crate::tls`], shared with the HTTPS API).
 
-use std::path::{Path, PathBuf};
-use std::sync::Arc;
+use std::path::Path;
 
-use rcgen::{BasicConstraints, CertificateParams, DnType, IsCa, KeyPair, KeyUsagePurpose, SanType};
-use rustls_pki_types::pem::PemObject;
-use rustls_pki_types::{CertificateDer, PrivateKeyDer};
+pub use crate::tls::{CA_CERT_FILE, CA_KEY_FILE, CERT_FILE, KEY_FILE, TlsError};
 
 /// Folder of the generated files inside the work dir.
 pub const DIR: &str = "dp-server";
-pub const CA_CERT_FILE: &str = "ca.crt";
-pub const CA_KEY_FILE: &str = "ca.key";
-pub const CERT_FILE: &str = "tls.crt";
-pub const KEY_FILE: &str = "tls.key";
-
-#[derive(Debug, thiserror::Error)]
-pub enum TlsError {
-    #[error("could not read {path}")]
-    Read {
-        path: PathBuf,
-        #[source]
-        source: std::io::Error,
-    },
-    #[error("could not write {path}")]
-    Write {
-        path: PathBuf,
-        #[source]
-        source: std::io::Error,
-    },
-    #[error("{path} holds no PEM {what}")]
-    Pem { path: PathBuf, what: &'static str },
-    #[error("could not generate the data plane server certificate")]
-    Generate(#[from] rcgen::Error),
-    #[error("the TLS certificate and key do not make a usable server identity")]
-    Rustls(#[from] rustls::Error),
-}
+/// Common name of the generated CA.
+pub const CA_NAME: &str = "kuma-cp data plane server CA";
 
 /// What the data plane server presents, and the CA proxies should trust.
-#[derive(Debug, Clone)]
-pub struct DpServerTls {
-    /// PEM of the certificate proxies verify the server with: the generated
-    /// CA, or for a user's certificate the last certificate of its chain.
-    pub ca_cert_pem: String,
-    /// Where that CA lives on disk (for `kuma-dp --ca-cert-file`).
-    pub ca_cert_path: PathBuf,
-    chain: Vec<CertificateDer<'static>>,
-    key_pem: Vec<u8>,
-}
+pub type DpServerTls = crate::tls::ServerTls;
 
-impl DpServerTls {
-    /// The user's files when given, else the generated ones in `work_dir`
-    /// (created on first use).
-    pub fn load_or_generate(
-        cert_and_key: Option<(&Path, &Path)>,
-        work_dir: &Path,
-    ) -> Result<Self, TlsError> {
-        match cert_and_key {
-            Some((cert, key)) => Self::from_files(cert, key, None),
-            None => {
-                let dir = work_dir.join(DIR);
-                if !dir.join(KEY_FILE).exists() {
-                    generate_into(&dir)?;
-                }
-                Self::from_files(
-                    &dir.join(CERT_FILE),
-                    &dir.join(KEY_FILE),
-                    Some(&dir.join(CA_CERT_FILE)),
-                )
-            }
-        }
-    }
-
-    fn from_files(cert: &Path, key: &Path, ca: Option<&Path>) -> Result<Self, TlsError> {
-        let cert_pem = read(cert)?;
-        let key_pem = read(key)?;
-        let chain = CertificateDer::pem_slice_iter(&cert_pem)
-            .collect::<Result<Vec<_>, _>>()
-            .ok()
-            .filter(|c| !c.is_empty())
-            .ok_or_else(|| TlsError::Pem {
-                path: cert.to_path_buf(),
-                what: "certificate",
-            })?;
-        PrivateKeyDer::from_pem_slice(&key_pem).map_err(|_| TlsError::Pem {
-            path: key.to_path_buf(),
-            what: "private key",
-        })?;
-        let (ca_cert_pem, ca_cert_path) = match ca {
-            Some(ca) => (String::from_utf8_lossy(&read(ca)?).into_owned(), ca.into()),
-            None => {
-                // A user's chain ends with the certificate closest to the
-                // root they gave: that is what proxies are told to trust.
-                let last = chain.last().map(|c| pem_of(c)).unwrap_or_default();
-                (last, cert.to_path_buf())
-            }
-        };
-        Ok(Self {
-            ca_cert_pem,
-            ca_cert_path,
-            chain,
-            key_pem,
-        })
-    }
-
-    /// A rustls server config offering HTTP/2 (ADS) and HTTP/1.1 (kuma-dp's
-    /// bootstrap request) on the same port.
-    pub fn server_config(&self) -> Result<Arc<rustls::ServerConfig>, TlsError> {
-        let key = PrivateKeyDer::from_pem_slice(&self.key_pem).map_err(|_| TlsError::Pem {
-            path: PathBuf::from(KEY_FILE),
-            what: "private key",
-        })?;
-        // An explicit provider: the process default is ambiguous when some
-        // other crate in the build enables a second rustls backend.
-        let provider = Arc::new(rustls::crypto::ring::default_provider());
-        let mut config = rustls::ServerConfig::builder_with_provider(provider)
-            .with_safe_default_protocol_versions()?
-            .with_no_client_auth()
-            .with_single_cert(self.chain.clone(), key)?;
-        config.alpn_protocols = vec![b"h2".to_vec(), b"http/1.1".to_vec()];
-        Ok(Arc::new(config))
-    }
-}
-
-fn read(path: &Path) -> Result<Vec<u8>, TlsError> {
-    std::fs::read(path).map_err(|source| TlsError::Read {
-        path: path.to_path_buf(),
-        source,
-    })
-}
-
-fn pem_of(cert: &CertificateDer<'_>) -> String {
-    use base64::Engine as _;
-    let b64 = base64::engine::general_purpose::STANDARD.encode(cert.as_ref());
-    let mut out = String::from("-----BEGIN CERTIFICATE-----\n");
-    for line in b64.as_bytes().chunks(64) {
-        out.push_str(&String::from_utf8_lossy(line));
-        out.push('\n');
-    }
-    out.push_str("-----END CERTIFICATE-----\n");
-    out
-}
-
-/// Names proxies may use to reach this control plane.
-fn server_names() -> Vec<String> {
-    let mut names = vec!["localhost".to_string()];
-    if let Some(host) = std::fs::read_to_string("/proc/sys/kernel/hostname")
-        .ok()
-        .map(|h| h.trim().to_string())
-        .filter(|h| !h.is_empty() && h != "localhost")
-    {
-        names.push(host);
-    }
-    names
-}
-
-/// Writes a fresh CA and server certificate into `dir`. Built in a sibling
-/// folder and renamed into place, so two control planes starting at once on
-/// one work dir end with one consistent set (the loser uses the winner's).
-fn generate_into(dir: &Path) -> Result<(), TlsError> {
-    let parent = dir.parent().unwrap_or(Path::new("."));
-    std::fs::create_dir_all(parent).map_err(|source| TlsError::Write {
-        path: parent.to_path_buf(),
-        source,
-    })?;
-    let staging = parent.join(format!(".{DIR}.{}.tmp", std::process::id()));
-    let _ = std::fs::remove_dir_all(&staging);
-    let write = |name: &str, text: &str| {
-        let path = staging.join(name);
-        std::fs::write(&path, text).map_err(|source| TlsError::Write { path, source })
-    };
-    std::fs::create_dir_all(&staging).map_err(|source| TlsError::Write {
-        path: staging.clone(),
-        source,
-    })?;
-
-    let ca_key = KeyPair::generate()?;
-    let mut ca_params = CertificateParams::default();
-    ca_params
-        .distinguished_name
-        .push(DnType::CommonName, "kuma-cp data plane server CA");
-    ca_params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
-    ca_params.key_usages = vec![KeyUsagePurpose::KeyCertSign, KeyUsagePurpose::CrlSign];
-    ca_params.not_after = rcgen::date_time_ymd(2036, 1, 1);
-    let ca_cert = ca_params.self_signed(&ca_key)?;
-    let issuer = rcgen::Issuer::new(ca_params, &ca_key);
-
-    let key = KeyPair::generate()?;
-    let mut params = CertificateParams::new(server_names())?;
-    params.subject_alt_names.extend([
-        SanType::IpAddress(std::net::Ipv4Addr::LOCALHOST.into()),
-        SanType::IpAddress(std::net::Ipv6Addr::LOCALHOST.into()),
-    ]);
-    params
-        .distinguished_name
-        .push(DnType::CommonName, "kuma-control-plane");
-    params.not_after = rcgen::date_time_ymd(2036, 1, 1);
-    let cert = params.signed_by(&key, &issuer)?;
-
-    write(CA_CERT_FILE, &ca_cert.pem())?;
-    write(CA_KEY_FILE, &ca_key.serialize_pem())?;
-    write(CERT_FILE, &cert.pem())?;
-    write(KEY_FILE, &key.serialize_pem())?;
-    restrict(&staging.join(CA_KEY_FILE));
-    restrict(&staging.join(KEY_FILE));
-    if std::fs::rename(&staging, dir).is_err() {
-        // Someone else's set won the race (or the folder exists without a
-        // key, which loading will report).
-        let _ = std::fs::remove_dir_all(&staging);
-    } else {
-        tracing::info!(dir = %dir.display(), "generated the data plane server CA and certificate");
-    }
-    Ok(())
-}
-
-/// Private keys readable by the owner only.
-fn restrict(path: &Path) {
-    #[cfg(unix)]
-    {
-        use std::os::unix::fs::PermissionsExt;
-        let _ = std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o600));
-    }
+/// The user's files when given, else the generated ones in
+/// `<work_dir>/dp-server/` (created on first use).
+pub fn load_or_generate(
+    cert_and_key: Option<(&Path, &Path)>,
+    work_dir: &Path,
+) -> Result<DpServerTls, TlsError> {
+    DpServerTls::load_or_generate(cert_and_key, &work_dir.join(DIR), CA_NAME)
 }
 
 #[cfg(test)]
@@ -230,43 +28,9 @@ mod tests {
     use super::*;
 
     #[test]
-    fn generated_once_then_reused() {
+    fn generated_under_the_dp_server_folder() {
         let dir = tempfile::tempdir().unwrap();
-        let first = DpServerTls::load_or_generate(None, dir.path()).unwrap();
-        assert!(first.ca_cert_pem.starts_with("-----BEGIN CERTIFICATE-----"));
-        assert_eq!(first.ca_cert_path, dir.path().join(DIR).join(CA_CERT_FILE));
-        let second = DpServerTls::load_or_generate(None, dir.path()).unwrap();
-        assert_eq!(first.ca_cert_pem, second.ca_cert_pem);
-        assert_eq!(first.chain, second.chain);
-        let config = second.server_config().unwrap();
-        assert_eq!(config.alpn_protocols[0], b"h2");
-    }
-
-    #[test]
-    fn user_files_are_used_and_checked() {
-        let dir = tempfile::tempdir().unwrap();
-        let generated = DpServerTls::load_or_generate(None, dir.path()).unwrap();
-        let d = dir.path().join(DIR);
-        let user = DpServerTls::load_or_generate(
-            Some((&d.join(CERT_FILE), &d.join(KEY_FILE))),
-            Path::new("/nonexistent"),
-        )
-        .unwrap();
-        assert_eq!(user.chain, generated.chain);
-        let err = DpServerTls::load_or_generate(
-            Some((&d.join(CA_CERT_FILE), &d.join(CA_CERT_FILE))),
-            dir.path(),
-        )
-        .unwrap_err();
-        assert!(
-            matches!(
-                err,
-                TlsError::Pem {
-                    what: "private key",
-                    ..
-                }
-            ),
-            "{err}"
-        );
+        let tls = load_or_generate(None, dir.path()).unwrap();
+        assert_eq!(tls.ca_cert_path, dir.path().join(DIR).join(CA_CERT_FILE));
     }
 }
