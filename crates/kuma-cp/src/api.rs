@@ -1,4 +1,5 @@
-//! The REST API (port 5681): Kuma's paths, bodies and error shapes.
+//! The REST API (HTTP 5681, HTTPS 5682): Kuma's paths, bodies, error shapes
+//! and access rules (see [`auth`]).
 
 use std::sync::Arc;
 
@@ -12,10 +13,12 @@ use crate::config::Config;
 use crate::insights::Insights;
 use crate::tokens::DataplaneTokens;
 
+pub mod auth;
 mod error;
 mod index;
 mod insights;
 mod list;
+pub mod listeners;
 mod resources;
 mod tokens;
 
@@ -33,6 +36,7 @@ pub struct ApiState {
     pub config: Arc<Config>,
     pub info: Arc<index::ServerInfo>,
     pub tokens: Arc<DataplaneTokens>,
+    pub user_tokens: Arc<auth::UserTokens>,
     pub insights: Arc<Insights>,
 }
 
@@ -42,6 +46,7 @@ impl ApiState {
         let info = Arc::new(index::ServerInfo::detect());
         Self {
             tokens: Arc::new(DataplaneTokens::new(store.clone())),
+            user_tokens: Arc::new(auth::UserTokens::new(store.clone())),
             insights: Arc::new(Insights::new(info.instance_id.clone())),
             store,
             config: Arc::new(config),
@@ -50,6 +55,9 @@ impl ApiState {
     }
 }
 
+/// Every route, behind authentication and Kuma's access rules. Serve it
+/// with `ConnectInfo<SocketAddr>` so loopback callers are recognized;
+/// without it every caller is treated as remote.
 pub fn router(state: ApiState) -> Router {
     Router::new()
         .route("/", get(index::index))
@@ -57,6 +65,7 @@ pub fn router(state: ApiState) -> Router {
         .route("/_resources", get(index::resource_types))
         .route("/policies", get(index::policies))
         .route("/tokens/dataplane", post(tokens::generate_dataplane_token))
+        .route("/tokens/user", post(tokens::generate_user_token))
         .route("/meshes/{mesh}/dataplanes+insights", get(insights::list))
         .route("/meshes/{mesh}/dataplanes/_overview", get(insights::list))
         .route(
@@ -82,8 +91,14 @@ pub fn router(state: ApiState) -> Router {
                 .put(resources::put_in_mesh)
                 .delete(resources::delete_in_mesh),
         )
+        // Applies to the routes above only: add new routes above this line.
+        .route_layer(axum::middleware::from_fn(auth::authorize))
         .method_not_allowed_fallback(method_not_allowed)
         .fallback(not_found)
+        .layer(axum::middleware::from_fn_with_state(
+            state.clone(),
+            auth::authenticate,
+        ))
         .with_state(state)
 }
 

@@ -11,8 +11,13 @@ use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
 
+mod api_server;
 mod dp_server;
 
+pub use api_server::{
+    ApiServerAuthn, ApiServerAuthnTokens, ApiServerConfig, ApiServerHttpConfig,
+    ApiServerHttpsConfig,
+};
 pub use dp_server::{
     BootstrapParamsConfig, BootstrapServerConfig, DpProxyAuthn, DpProxyAuthnType, DpServerAuthn,
     DpServerConfig,
@@ -205,31 +210,6 @@ impl Default for PostgresStoreConfig {
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, Default)]
 #[serde(rename_all = "camelCase", default)]
-pub struct ApiServerConfig {
-    pub http: ApiServerHttpConfig,
-}
-
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-#[serde(rename_all = "camelCase", default)]
-pub struct ApiServerHttpConfig {
-    pub enabled: bool,
-    pub interface: String,
-    /// 0 picks a free port (tests).
-    pub port: u16,
-}
-
-impl Default for ApiServerHttpConfig {
-    fn default() -> Self {
-        Self {
-            enabled: true,
-            interface: "0.0.0.0".into(),
-            port: 5681,
-        }
-    }
-}
-
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, Default)]
-#[serde(rename_all = "camelCase", default)]
 pub struct DefaultsConfig {
     /// Do not create the `default` Mesh on start.
     pub skip_mesh_creation: bool,
@@ -349,16 +329,7 @@ impl Config {
         if let Some(v) = env.get("KUMA_STORE_POSTGRES_MAX_OPEN_CONNECTIONS") {
             pg.max_open_connections = parse_num("KUMA_STORE_POSTGRES_MAX_OPEN_CONNECTIONS", v)?;
         }
-        let http = &mut self.api_server.http;
-        if let Some(v) = env.get("KUMA_API_SERVER_HTTP_ENABLED") {
-            http.enabled = parse_bool("KUMA_API_SERVER_HTTP_ENABLED", v)?;
-        }
-        if let Some(v) = env.get("KUMA_API_SERVER_HTTP_INTERFACE") {
-            http.interface = v;
-        }
-        if let Some(v) = env.get("KUMA_API_SERVER_HTTP_PORT") {
-            http.port = parse_num("KUMA_API_SERVER_HTTP_PORT", v)?;
-        }
+        api_server::apply_env(&mut self.api_server, env)?;
         dp_server::apply_env(&mut self.dp_server, &mut self.bootstrap_server, env)?;
         if let Some(v) = env.get("KUMA_DEFAULTS_SKIP_MESH_CREATION") {
             self.defaults.skip_mesh_creation = parse_bool("KUMA_DEFAULTS_SKIP_MESH_CREATION", v)?;
@@ -380,12 +351,7 @@ impl Config {
                 reason: "only \"zone\" is supported".into(),
             });
         }
-        if self.api_server.http.interface.parse::<IpAddr>().is_err() {
-            return Err(ConfigError::Invalid {
-                setting: "apiServer.http.interface",
-                reason: format!("{:?} is not an IP address", self.api_server.http.interface),
-            });
-        }
+        api_server::validate(&self.api_server)?;
         if self.dp_server.interface.parse::<IpAddr>().is_err() {
             return Err(ConfigError::Invalid {
                 setting: "dpServer.interface",
@@ -449,6 +415,11 @@ impl Config {
         config.store.store_type = StoreType::Memory;
         config.api_server.http.interface = "127.0.0.1".into();
         config.api_server.http.port = 0;
+        config.api_server.https.interface = "127.0.0.1".into();
+        config.api_server.https.port = 0;
+        // Issuing the admin token costs an RSA key per start; tests that
+        // need it turn it on.
+        config.api_server.authn.tokens.bootstrap_admin_token = false;
         config.dp_server.interface = "127.0.0.1".into();
         config.dp_server.port = 0;
         config

@@ -10,8 +10,6 @@ use std::sync::Arc;
 use anyhow::Context;
 use kuma_store::ResourceStore;
 use tokio::sync::watch;
-use tokio::task::JoinHandle;
-use tracing::Instrument;
 
 pub mod api;
 pub mod config;
@@ -29,10 +27,9 @@ pub use config::{Config, ConfigError, EnvSource, ProcessEnv, StoreType};
 
 /// A running control plane.
 pub struct ControlPlane {
-    api_address: SocketAddr,
+    api: api::listeners::ApiListeners,
     store: Arc<dyn ResourceStore>,
     stop: watch::Sender<bool>,
-    server: Option<JoinHandle<std::io::Result<()>>>,
     dp_server: dp_server::DpServer,
 }
 
@@ -55,7 +52,7 @@ impl ControlPlane {
                 .await
                 .context("could not create the default Mesh")?;
         }
-        let (stop, mut stopped) = watch::channel(false);
+        let (stop, stopped) = watch::channel(false);
         let info = Arc::new(api::ServerInfo::detect());
         let tokens = Arc::new(tokens::DataplaneTokens::new(store.clone()));
         let insights = Arc::new(insights::Insights::new(info.instance_id.clone()));
@@ -71,51 +68,23 @@ impl ControlPlane {
             stopped.clone(),
         )
         .await?;
-        let http = &config.api_server.http;
-        let (api_address, server) = if http.enabled {
-            let ip: std::net::IpAddr = http.interface.parse().with_context(|| {
-                format!(
-                    "apiServer.http.interface {:?} is not an IP address",
-                    http.interface
-                )
-            })?;
-            let listener = tokio::net::TcpListener::bind((ip, http.port))
-                .await
-                .with_context(|| {
-                    format!("could not listen on {ip}:{} for the API server", http.port)
-                })?;
-            let address = listener.local_addr()?;
-            let state = api::ApiState {
-                store: store.clone(),
-                config: Arc::new(config.clone()),
-                info,
-                tokens,
-                insights,
-            };
-            let app =
-                api::router(state).layer(axum::extract::DefaultBodyLimit::max(api::MAX_BODY_BYTES));
-            tracing::info!(%address, "API server listening");
-            let server = tokio::spawn(
-                async move {
-                    axum::serve(listener, app)
-                        .with_graceful_shutdown(async move {
-                            // Either a stop request or the sender dropping ends serving.
-                            let _ = stopped.wait_for(|s| *s).await;
-                        })
-                        .await
-                }
-                .instrument(tracing::info_span!("api_server")),
-            );
-            (address, Some(server))
-        } else {
-            let address = SocketAddr::from(([0, 0, 0, 0], 0));
-            (address, None)
+        let user_tokens = Arc::new(api::auth::UserTokens::new(store.clone()));
+        if config.api_server.authn.tokens.bootstrap_admin_token {
+            bootstrap_admin_token(&user_tokens, &config).await;
+        }
+        let state = api::ApiState {
+            store: store.clone(),
+            config: Arc::new(config.clone()),
+            info,
+            tokens,
+            user_tokens,
+            insights,
         };
+        let api = api::listeners::ApiListeners::start(&config, state, stopped).await?;
         Ok(ControlPlane {
-            api_address,
+            api,
             store,
             stop,
-            server,
             dp_server,
         })
     }
@@ -150,18 +119,35 @@ impl ControlPlane {
         &self.dp_server.state.tokens
     }
 
-    /// Where the API server listens (the real port when configured with 0).
+    /// Where the HTTP API listens (the real port when configured with 0);
+    /// `0.0.0.0:0` when it is disabled.
     pub fn api_address(&self) -> SocketAddr {
-        self.api_address
+        self.api
+            .http_address
+            .unwrap_or_else(|| SocketAddr::from(([0, 0, 0, 0], 0)))
     }
 
     /// `http://127.0.0.1:<port>` when bound to all interfaces; for clients.
     pub fn api_url(&self) -> String {
-        let mut addr = self.api_address;
-        if addr.ip().is_unspecified() {
-            addr.set_ip(std::net::Ipv4Addr::LOCALHOST.into());
-        }
-        format!("http://{addr}")
+        format!("http://{}", client_address(self.api_address()))
+    }
+
+    /// Where the HTTPS API listens, when enabled.
+    pub fn api_https_address(&self) -> Option<SocketAddr> {
+        self.api.https_address
+    }
+
+    /// `https://127.0.0.1:<port>` when bound to all interfaces; for clients.
+    pub fn api_https_url(&self) -> Option<String> {
+        self.api
+            .https_address
+            .map(|a| format!("https://{}", client_address(a)))
+    }
+
+    /// The CA file HTTPS API clients verify the server with
+    /// (`kumactl config control-planes add --ca-cert-file`).
+    pub fn api_ca_cert_path(&self) -> Option<&std::path::Path> {
+        self.api.https_ca_cert_path.as_deref()
     }
 
     pub fn store(&self) -> &Arc<dyn ResourceStore> {
@@ -177,13 +163,7 @@ impl ControlPlane {
             .shutting_down
             .store(true, std::sync::atomic::Ordering::SeqCst);
         let _ = self.stop.send(true);
-        if let Some(server) = self.server.take() {
-            match server.await {
-                Ok(Ok(())) => {}
-                Ok(Err(e)) => tracing::warn!(error = %e, "API server stopped with an error"),
-                Err(e) => tracing::warn!(error = %e, "API server task failed"),
-            }
-        }
+        self.api.stopped().await;
         self.dp_server.stopped().await;
         tracing::info!("control plane stopped");
     }
@@ -245,4 +225,26 @@ async fn start_dp_server(
         "data plane server listening (TLS); kuma-dp can verify it with --ca-cert-file"
     );
     Ok(server)
+}
+
+/// A loopback address in place of an unspecified one, for clients.
+fn client_address(mut addr: SocketAddr) -> SocketAddr {
+    if addr.ip().is_unspecified() {
+        addr.set_ip(std::net::Ipv4Addr::LOCALHOST.into());
+    }
+    addr
+}
+
+/// Kuma's admin user token bootstrap: failure is logged, not fatal, so the
+/// control plane still serves (localhost stays admin by default).
+async fn bootstrap_admin_token(tokens: &api::auth::UserTokens, config: &Config) {
+    match tokens.bootstrap_admin_token().await {
+        Ok(created) => tracing::info!(
+            created,
+            "bootstrap of Admin User Token is enabled. To extract admin credentials execute 'curl http://localhost:{}/global-secrets/{} | jq -r .data | base64 -d'. You configure kumactl with them 'kumactl config control-planes add --auth-type=tokens --auth-conf token=YOUR_TOKEN'. To disable bootstrap of Admin User Token set KUMA_API_SERVER_AUTHN_TOKENS_BOOTSTRAP_ADMIN_TOKEN to false.",
+            config.api_server.http.port,
+            api::auth::user_token::ADMIN_USER_TOKEN
+        ),
+        Err(e) => tracing::error!(error = %e, "could not generate Admin User Token"),
+    }
 }

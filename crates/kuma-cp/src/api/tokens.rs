@@ -1,5 +1,6 @@
-//! `POST /tokens/dataplane`: issues a dataplane token (Kuma's request body,
-//! the token as plain text).
+//! `POST /tokens/dataplane` and `POST /tokens/user`: issue a token (Kuma's
+//! request bodies, the token as plain text). Both are admin-only, which
+//! [`super::auth`] enforces before these handlers run.
 
 use std::collections::{BTreeMap, BTreeSet};
 
@@ -9,6 +10,7 @@ use axum::http::{StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use serde::Deserialize;
 
+use super::auth::User;
 use super::{ApiState, Problem};
 use crate::tokens::{DEFAULT_VALID_FOR, DataplaneIdentity, TokenError};
 
@@ -79,6 +81,69 @@ pub async fn generate_dataplane_token(State(state): State<ApiState>, body: Bytes
         .into_response(),
         Err(e) => {
             tracing::error!(error = %e, "could not issue a dataplane token");
+            Problem::new(
+                StatusCode::INTERNAL_SERVER_ERROR,
+                TITLE,
+                "Internal Server Error",
+            )
+            .into_response()
+        }
+    }
+}
+
+/// Kuma's UserTokenRequest.
+#[derive(Debug, Default, Deserialize)]
+#[serde(default)]
+struct UserTokenRequest {
+    name: String,
+    groups: Vec<String>,
+    #[serde(rename = "validFor")]
+    valid_for: String,
+}
+
+pub async fn generate_user_token(State(state): State<ApiState>, body: Bytes) -> Response {
+    if !state.config.api_server.authn.tokens.enable_issuer {
+        return Problem::new(
+            StatusCode::BAD_REQUEST,
+            TITLE,
+            "issuing tokens using the control plane is disabled.",
+        )
+        .into_response();
+    }
+    let Ok(req) = serde_json::from_slice::<UserTokenRequest>(&body) else {
+        return Problem::bad_request("could not parse the token request").into_response();
+    };
+    let mut problem = Problem::new(
+        StatusCode::BAD_REQUEST,
+        "Invalid request",
+        "Resource is not valid",
+    );
+    if req.name.is_empty() {
+        problem = problem.with_parameter("name", "cannot be empty");
+    }
+    let mut valid_for = None;
+    if req.valid_for.is_empty() {
+        problem = problem.with_parameter("validFor", "cannot be empty");
+    } else {
+        match kuma_api::duration::parse_duration(&req.valid_for) {
+            Ok(d) if d.is_zero() => {
+                problem = problem.with_parameter("validFor", "cannot be empty or nil");
+            }
+            Ok(d) => valid_for = Some(d),
+            Err(e) => problem = problem.with_parameter("validFor", &format!("is invalid: {e}")),
+        }
+    }
+    let Some(valid_for) = valid_for.filter(|_| problem.invalid_parameters.is_empty()) else {
+        return problem.into_response();
+    };
+    let user = User {
+        name: req.name,
+        groups: req.groups,
+    };
+    match state.user_tokens.issue(&user, valid_for).await {
+        Ok(token) => ([(header::CONTENT_TYPE, "text/plain")], token).into_response(),
+        Err(e) => {
+            tracing::error!(error = %e, "could not issue a user token");
             Problem::new(
                 StatusCode::INTERNAL_SERVER_ERROR,
                 TITLE,
