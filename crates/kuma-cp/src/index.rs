@@ -2,9 +2,10 @@
 //! change events, and the live configuration of every connected proxy.
 //!
 //! Per mesh it keeps the resources generation needs (the Mesh, Dataplanes,
-//! MeshServices) and a [`MeshSnapshot`] built from them. A change rebuilds
-//! only its mesh's snapshot and recomputes only that mesh's connected
-//! proxies; a proxy's `watch` is written only when its resources changed.
+//! MeshServices, policies) and a [`MeshSnapshot`] built from them. A change
+//! rebuilds only its mesh's snapshot and regenerates only the connected
+//! proxies it can reach ([`affected`]); a proxy's `watch` is written only
+//! when its resources changed.
 //!
 //! An mTLS mesh also has its CA here ([`crate::mtls::resolve_mesh_ca`]),
 //! reloaded when the Mesh or one of its Secrets changes, and every connected
@@ -28,6 +29,10 @@ use tracing::Instrument;
 use crate::mtls::identity::{self, IssuedIdentity, RotationQueue};
 use crate::mtls::{MeshCa, resolve_mesh_ca};
 
+mod affected;
+
+use affected::{Affected, Change, Reach};
+
 /// Events arriving this close together are applied as one change, so a
 /// burst (a `kumactl apply` of many resources) recomputes proxies once.
 const DEBOUNCE: Duration = Duration::from_millis(10);
@@ -35,17 +40,26 @@ const DEBOUNCE: Duration = Duration::from_millis(10);
 /// How soon an identity that could not be issued is tried again.
 const IDENTITY_RETRY: chrono::TimeDelta = chrono::TimeDelta::seconds(10);
 
-/// The kinds snapshots are built from.
-const INDEXED: [Kind; 4] = [
-    Kind::Mesh,
-    Kind::Dataplane,
-    Kind::MeshService,
-    Kind::MeshTrafficPermission,
-];
-
 /// Whether the index cares about a kind: what snapshots are built from.
+/// Every policy kind is kept, whether or not generation applies it yet: the
+/// snapshot decides which it uses.
 fn indexed(kind: Kind) -> bool {
-    INDEXED.contains(&kind)
+    matches!(kind, Kind::Mesh | Kind::Dataplane | Kind::MeshService) || kind.is_policy()
+}
+
+/// The kinds snapshots are built from.
+fn indexed_kinds() -> impl Iterator<Item = Kind> {
+    Kind::ALL.iter().copied().filter(|k| indexed(*k))
+}
+
+/// Per mesh, which of its proxies to regenerate.
+type Targets = BTreeMap<String, Affected>;
+
+fn everyone(meshes: impl IntoIterator<Item = String>) -> Targets {
+    meshes
+        .into_iter()
+        .map(|m| (m, Affected::Everyone))
+        .collect()
 }
 
 /// The mesh a resource belongs to (a Mesh belongs to itself).
@@ -62,6 +76,8 @@ struct MeshEntry {
     snapshot: Option<Arc<MeshSnapshot>>,
     /// The CA signing this mesh's identities; `None` without mTLS.
     ca: Option<Arc<MeshCa>>,
+    /// Which Dataplanes reach which destinations, kept with `resources`.
+    reach: Reach,
 }
 
 impl MeshEntry {
@@ -92,6 +108,44 @@ struct Work {
     snapshot: Arc<MeshSnapshot>,
     ca: Option<Arc<MeshCa>>,
     identity: Option<Arc<IssuedIdentity>>,
+}
+
+/// A proxy's new configuration and the identity it was generated with.
+type Generated = (ProxyId, ProxyResources, Option<Arc<IssuedIdentity>>);
+
+/// Below this many proxies per thread, spreading generation over threads
+/// costs more than it saves.
+const PER_THREAD_MIN: usize = 64;
+
+/// The one place a proxy's configuration is generated (connects and
+/// recomputes alike).
+fn generate(
+    item: &Work,
+    identity: Option<&IssuedIdentity>,
+) -> Result<ProxyResources, GenerateError> {
+    generate_proxy_with_identity(&item.snapshot, &item.id.name, identity.map(|i| &i.proxy))
+}
+
+fn dataplane_spec(
+    resource: Option<&Resource>,
+) -> Option<&kuma_api::kinds::dataplane::DataplaneSpec> {
+    match resource.map(|r| &r.spec) {
+        Some(Spec::Dataplane(d)) => Some(d),
+        _ => None,
+    }
+}
+
+/// The MeshServices among a mesh's resources.
+fn mesh_services(
+    resources: &BTreeMap<(Kind, String), Resource>,
+) -> impl Iterator<Item = (&str, &kuma_api::kinds::mesh_service::MeshServiceSpec)> {
+    resources
+        .range((Kind::MeshService, String::new())..)
+        .take_while(|((kind, _), _)| *kind == Kind::MeshService)
+        .filter_map(|((_, name), r)| match &r.spec {
+            Spec::MeshService(s) => Some((name.as_str(), s)),
+            _ => None,
+        })
 }
 
 /// Why a proxy could not be given its configuration.
@@ -167,10 +221,15 @@ impl MeshIndex {
     async fn rotate_forever(&self) {
         loop {
             let due = self.rotation.next_due().await;
-            let meshes: BTreeSet<String> = due.iter().map(|p| p.mesh.clone()).collect();
-            let due: BTreeSet<ProxyId> = due.into_iter().collect();
             tracing::debug!(proxies = due.len(), "identity rotation due");
-            self.recompute_proxies(&meshes, Some(&due));
+            let mut targets = Targets::new();
+            for proxy in due {
+                targets
+                    .entry(proxy.mesh)
+                    .or_default()
+                    .merge(Affected::Only([proxy.name].into()));
+            }
+            self.recompute(&targets);
         }
     }
 
@@ -206,7 +265,7 @@ impl MeshIndex {
     /// Reloads everything from the store (at start, and after missing events).
     async fn resync(&self) -> Result<(), StoreError> {
         let mut all = Vec::new();
-        for kind in INDEXED {
+        for kind in indexed_kinds() {
             all.extend(self.store.list(&ListQuery::all(kind)).await?.items);
         }
         let mut meshes: HashMap<String, MeshEntry> = HashMap::new();
@@ -222,11 +281,11 @@ impl MeshIndex {
         }
         for r in all {
             if let Some(mesh) = mesh_of(&r.key()).map(str::to_string) {
-                meshes
-                    .entry(mesh)
-                    .or_default()
-                    .resources
-                    .insert((r.kind(), r.meta.name.clone()), r);
+                let entry = meshes.entry(mesh).or_default();
+                if let Spec::Dataplane(d) = &r.spec {
+                    entry.reach.update(&r.meta.name, None, Some(d));
+                }
+                entry.resources.insert((r.kind(), r.meta.name.clone()), r);
             }
         }
         let changed: BTreeSet<String> = {
@@ -236,7 +295,7 @@ impl MeshIndex {
             state.meshes = meshes;
             changed
         };
-        self.recompute(&changed);
+        self.recompute(&everyone(changed));
         Ok(())
     }
 
@@ -320,9 +379,11 @@ impl MeshIndex {
                 }
             }
         }
-        let mut changed = self.apply(current);
-        changed.extend(self.set_cas(cas));
-        self.recompute(&changed);
+        let mut targets = self.apply(current);
+        for mesh in self.set_cas(cas) {
+            targets.insert(mesh, Affected::Everyone);
+        }
+        self.recompute(&targets);
     }
 
     /// Whether `mesh` has mTLS on (whether or not its CA loaded yet).
@@ -361,53 +422,81 @@ impl MeshIndex {
         changed
     }
 
-    /// Applies current states under the lock; returns the meshes touched.
-    fn apply(&self, changes: Vec<(ResourceKey, Option<Resource>)>) -> BTreeSet<String> {
+    /// Applies current states under the lock; returns, per mesh touched,
+    /// the proxies the changes can reach.
+    fn apply(&self, changes: Vec<(ResourceKey, Option<Resource>)>) -> Targets {
         let mut state = self.lock();
-        let mut changed = BTreeSet::new();
+        let mut targets = Targets::new();
         for (key, resource) in changes {
             let Some(mesh) = mesh_of(&key).map(str::to_string) else {
                 continue;
             };
-            match resource {
-                Some(r) => {
-                    let entry = state.meshes.entry(mesh.clone()).or_default();
-                    entry.resources.insert((key.kind, key.name.clone()), r);
-                    entry.snapshot = None;
+            // A deleted Mesh takes everything inside it along.
+            if key.kind == Kind::Mesh && resource.is_none() {
+                if state.meshes.remove(&mesh).is_some() {
+                    targets.insert(mesh, Affected::Everyone);
                 }
-                // A deleted Mesh takes everything inside it along.
-                None if key.kind == Kind::Mesh => {
-                    state.meshes.remove(&mesh);
-                }
-                None => {
-                    if let Some(entry) = state.meshes.get_mut(&mesh) {
-                        entry.resources.remove(&(key.kind, key.name.clone()));
-                        entry.snapshot = None;
-                    }
-                }
+                continue;
             }
-            changed.insert(mesh);
+            let entry = match &resource {
+                Some(_) => state.meshes.entry(mesh.clone()).or_default(),
+                None => match state.meshes.get_mut(&mesh) {
+                    Some(entry) => entry,
+                    None => continue,
+                },
+            };
+            let slot = (key.kind, key.name.clone());
+            let old = match resource {
+                Some(r) => {
+                    // Its own event after an `upsert`, or a write that
+                    // changed nothing: no proxy needs it.
+                    if entry.resources.get(&slot) == Some(&r) {
+                        continue;
+                    }
+                    entry.resources.insert(slot.clone(), r)
+                }
+                None => match entry.resources.remove(&slot) {
+                    Some(old) => Some(old),
+                    None => continue,
+                },
+            };
+            entry.snapshot = None;
+            let new = entry.resources.get(&slot);
+            if key.kind == Kind::Dataplane {
+                entry
+                    .reach
+                    .update(&key.name, dataplane_spec(old.as_ref()), dataplane_spec(new));
+            }
+            let change = Change {
+                kind: key.kind,
+                name: &key.name,
+                old: old.as_ref(),
+                new,
+            };
+            let reached =
+                affected::affected(&change, &entry.reach, mesh_services(&entry.resources));
+            targets.entry(mesh).or_default().merge(reached);
         }
-        changed
+        targets
     }
 
-    /// Recomputes the connected proxies of `meshes` and publishes changes.
-    fn recompute(&self, meshes: &BTreeSet<String>) {
-        self.recompute_proxies(meshes, None);
-    }
-
-    /// Recomputes the connected proxies of `meshes` (only those in `only`,
-    /// when given) and publishes changes. Generation runs outside the state
-    /// lock but under the generation lock, so results are published in the
-    /// order they were computed; a connecting proxy registers under both, so
-    /// it either sees the new snapshot or is part of this round.
-    fn recompute_proxies(&self, meshes: &BTreeSet<String>, only: Option<&BTreeSet<ProxyId>>) {
+    /// Regenerates, per mesh, the connected proxies in `targets` and
+    /// publishes what changed. Generation runs outside the state lock but
+    /// under the generation lock, so results are published in the order they
+    /// were computed; a connecting proxy registers under both, so it either
+    /// sees the new snapshot or is part of this round.
+    fn recompute(&self, targets: &Targets) {
         let _generation = self.guard_generation();
         let work: Vec<Work> = {
             let mut state = self.lock();
             let state = &mut *state;
             let mut work = Vec::new();
-            for mesh in meshes {
+            for (mesh, affected) in targets {
+                // A mesh whose snapshot is still current and none of whose
+                // proxies are affected needs nothing (not even a rebuild).
+                if affected.is_empty() {
+                    continue;
+                }
                 let (snapshot, ca) = match state.meshes.get_mut(mesh) {
                     Some(e) => (e.snapshot(mesh), e.ca.clone()),
                     None => (Arc::new(MeshSnapshot::builder(mesh.clone()).build()), None),
@@ -417,7 +506,7 @@ impl MeshIndex {
                     if &id.mesh != mesh {
                         break;
                     }
-                    if only.is_some_and(|only| !only.contains(id)) {
+                    if !affected.contains(&id.name) {
                         continue;
                     }
                     work.push(Work {
@@ -430,31 +519,78 @@ impl MeshIndex {
             }
             work
         };
-        let mut results = Vec::with_capacity(work.len());
-        for item in work {
-            let Some(identity) = self.identity_for(&item) else {
-                // Try again later rather than wait for the next change
-                // (unless its Dataplane is gone: nothing to issue for).
-                if item.snapshot.dataplane(&item.id.name).is_some() {
-                    self.rotation
-                        .schedule(Utc::now() + IDENTITY_RETRY, item.id.clone());
-                }
-                continue;
-            };
-            let proxy_identity = identity.as_ref().map(|i| &i.proxy);
-            match generate_proxy_with_identity(&item.snapshot, &item.id.name, proxy_identity) {
-                Ok(resources) => results.push((item.id, resources, identity)),
-                // The proxy keeps what it has (its Dataplane may be gone).
-                Err(e) => {
-                    tracing::warn!(proxy = %item.id, error = %e, "could not generate proxy configuration")
-                }
-            }
+        if !work.is_empty() {
+            tracing::debug!(proxies = work.len(), "regenerating affected proxies");
         }
+        let results = self.generate_all(work);
         let mut state = self.lock();
         for (id, resources, identity) in results {
             // It may have disconnected meanwhile.
             if let Some(entry) = state.proxies.get_mut(&id) {
                 self.publish(&id, entry, resources, identity);
+            }
+        }
+    }
+
+    /// Generates every item, on as many threads as the machine has cores
+    /// when there is enough work to share.
+    fn generate_all(&self, work: Vec<Work>) -> Vec<Generated> {
+        let threads = std::thread::available_parallelism()
+            .map_or(1, std::num::NonZero::get)
+            .min(work.len() / PER_THREAD_MIN)
+            .max(1);
+        if threads == 1 {
+            return work
+                .into_iter()
+                .filter_map(|w| self.regenerate(w))
+                .collect();
+        }
+        let chunk = work.len().div_ceil(threads);
+        let mut chunks: Vec<Vec<Work>> = Vec::with_capacity(threads);
+        let mut rest = work.into_iter();
+        for _ in 0..threads {
+            chunks.push(rest.by_ref().take(chunk).collect());
+        }
+        std::thread::scope(|scope| {
+            let handles: Vec<_> = chunks
+                .into_iter()
+                .map(|chunk| {
+                    scope.spawn(move || {
+                        chunk
+                            .into_iter()
+                            .filter_map(|w| self.regenerate(w))
+                            .collect::<Vec<_>>()
+                    })
+                })
+                .collect();
+            handles
+                .into_iter()
+                .flat_map(|h| match h.join() {
+                    Ok(done) => done,
+                    Err(panic) => std::panic::resume_unwind(panic),
+                })
+                .collect()
+        })
+    }
+
+    /// One proxy of a recompute: its identity, then its configuration.
+    /// `None` leaves the proxy with what it has.
+    fn regenerate(&self, item: Work) -> Option<Generated> {
+        let Some(identity) = self.identity_for(&item) else {
+            // Try again later rather than wait for the next change
+            // (unless its Dataplane is gone: nothing to issue for).
+            if item.snapshot.dataplane(&item.id.name).is_some() {
+                self.rotation
+                    .schedule(Utc::now() + IDENTITY_RETRY, item.id.clone());
+            }
+            return None;
+        };
+        match generate(&item, identity.as_deref()) {
+            Ok(resources) => Some((item.id, resources, identity)),
+            // The proxy keeps what it has (its Dataplane may be gone).
+            Err(e) => {
+                tracing::warn!(proxy = %item.id, error = %e, "could not generate proxy configuration");
+                None
             }
         }
     }
@@ -537,8 +673,8 @@ impl MeshIndex {
     /// Puts a resource just written to the store into the index now, instead
     /// of waiting for its event (which then changes nothing).
     pub fn upsert(&self, resource: Resource) {
-        let changed = self.apply(vec![(resource.key(), Some(resource))]);
-        self.recompute(&changed);
+        let targets = self.apply(vec![(resource.key(), Some(resource))]);
+        self.recompute(&targets);
     }
 
     /// Registers one stream of `proxy` and returns its configuration watch,
@@ -571,11 +707,7 @@ impl MeshIndex {
             None if item.snapshot.dataplane(&proxy.name).is_none() => None,
             None => return Err(ConnectError::Identity(proxy.clone())),
         };
-        let resources = generate_proxy_with_identity(
-            &item.snapshot,
-            &proxy.name,
-            identity.as_ref().map(|i| &i.proxy),
-        )?;
+        let resources = generate(&item, identity.as_deref())?;
         let mut state = self.lock();
         let entry = state
             .proxies
