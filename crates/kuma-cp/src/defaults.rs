@@ -1,6 +1,13 @@
 //! What a fresh control plane and a fresh Mesh start with: the `default`
-//! Mesh, and the mesh-wide default policies Kuma 2.14 creates for every new
-//! Mesh (timeouts, circuit breaker, retries; no allow-all permission).
+//! Mesh, and the mesh-wide default policies of every new Mesh: Kuma 2.14's
+//! timeouts, circuit breaker and retries, plus `allow-all-<mesh>`, a
+//! MeshTrafficPermission letting every identity call every proxy.
+//!
+//! Kuma stopped creating the allow-all permission in 2.6; this product keeps
+//! it so that turning mTLS on does not cut a mesh's traffic (without mTLS
+//! traffic permissions do not apply at all). A mesh that wants deny by
+//! default lists `MeshTrafficPermission` (or `*`) in
+//! `skipCreatingInitialPolicies`, or deletes the policy.
 
 use chrono::Utc;
 use kuma_api::{Kind, Resource, ResourceDocument, ResourceKey};
@@ -85,10 +92,19 @@ fn skipped_policies(mesh_spec: &Value) -> Vec<String> {
         .unwrap_or_default()
 }
 
-/// Name prefix, kind and spec of each default policy, as in Kuma 2.14.
+/// Name prefix, kind and spec of each default policy: Kuma 2.14's, and the
+/// allow-all permission.
 fn default_policies() -> Vec<(&'static str, Kind, Value)> {
     let mesh = json!({"kind": "Mesh"});
     vec![
+        (
+            "allow-all",
+            Kind::MeshTrafficPermission,
+            json!({
+                "targetRef": mesh,
+                "from": [{"targetRef": mesh, "default": {"action": "Allow"}}]
+            }),
+        ),
         (
             "mesh-gateways-timeout-all",
             Kind::MeshTimeout,
@@ -173,5 +189,19 @@ mod tests {
             vec!["*"]
         );
         assert!(skipped_policies(&json!({})).is_empty());
+    }
+
+    #[test]
+    fn the_allow_all_permission_allows_every_identity() {
+        let (_, kind, spec) = default_policies()
+            .into_iter()
+            .find(|(prefix, _, _)| *prefix == "allow-all")
+            .expect("an allow-all default");
+        assert_eq!(kind, Kind::MeshTrafficPermission);
+        assert_eq!(spec["targetRef"], json!({"kind": "Mesh"}));
+        assert_eq!(
+            spec["from"],
+            json!([{"targetRef": {"kind": "Mesh"}, "default": {"action": "Allow"}}])
+        );
     }
 }
