@@ -9,8 +9,12 @@
 //!   when missing, so whichever control plane sees the Mesh first makes them.
 //! - [`identity`] issues proxy certificates and keeps the one queue of
 //!   rotation deadlines.
+//! - A CA past four fifths of its validity is logged as a warning when it
+//!   is loaded and when identities are issued under it
+//!   ([`MeshCa::warn_if_expiring`]).
 
 use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
 use chrono::{DateTime, Utc};
@@ -62,6 +66,9 @@ pub struct MeshCa {
     pub trusted: Vec<String>,
     /// `dpCert.rotation.expiration` of the enabled backend.
     pub identity_validity: Duration,
+    /// Whether the warning that this CA nears its end was logged: once per
+    /// loaded CA, not once per identity issued under it.
+    expiry_warned: AtomicBool,
 }
 
 impl std::fmt::Debug for MeshCa {
@@ -82,6 +89,26 @@ impl MeshCa {
             self.authority.cert_pem().to_string(),
             self.identity_validity,
         )
+    }
+
+    /// Past four fifths of its life (the point where a proxy identity
+    /// would be renewed) a CA needs the operator: nothing rotates a root by
+    /// itself, and once it expires every identity it signed stops working.
+    pub fn is_expiring(&self, now: DateTime<Utc>) -> bool {
+        kuma_ca::needs_rotation(self.authority.not_before(), self.authority.not_after(), now)
+    }
+
+    /// Logs a warning, once for this CA, when it [is expiring](Self::is_expiring).
+    pub fn warn_if_expiring(&self, mesh: &str, now: DateTime<Utc>) {
+        if self.is_expiring(now) && !self.expiry_warned.swap(true, Ordering::Relaxed) {
+            tracing::warn!(
+                %mesh,
+                backend = %self.backend,
+                not_after = %self.authority.not_after(),
+                "the mesh CA is past four fifths of its validity; add a new backend and switch \
+                 mtls.enabledBackend to it before it expires"
+            );
+        }
     }
 }
 
@@ -246,12 +273,15 @@ pub async fn resolve_mesh_ca(
     let Some(authority) = authority else {
         return Ok(None);
     };
-    Ok(Some(Arc::new(MeshCa {
+    let ca = MeshCa {
         backend: enabled.name.clone(),
         authority,
         trusted,
         identity_validity,
-    })))
+        expiry_warned: AtomicBool::new(false),
+    };
+    ca.warn_if_expiring(mesh, now);
+    Ok(Some(Arc::new(ca)))
 }
 
 async fn load_backend(
@@ -426,3 +456,6 @@ fn secret_resource(secret: NamedSecret, now: DateTime<Utc>) -> Resource {
         }),
     })
 }
+
+#[cfg(test)]
+mod tests;

@@ -1,6 +1,7 @@
 //! Mesh mTLS through a running control plane: builtin CA Secrets made once
-//! and reused, provided CAs refused at apply time with field paths, and a
-//! proxy on ADS gaining, rotating and losing its identity without reconnecting.
+//! and reused, provided CAs refused at apply time with field paths (and the
+//! running mesh left alone), a proxy on ADS gaining, rotating and losing its
+//! identity without reconnecting, and the default allow-all permission.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -257,6 +258,7 @@ async fn provided_ca_problems_are_refused_at_apply_time_with_field_paths() {
         now - chrono::TimeDelta::days(2),
         Duration::from_secs(24 * 3600),
     );
+    let future = mk_ca(now + chrono::TimeDelta::days(1), Duration::from_secs(3600));
     let leaf_tags = [("kuma.io/service".to_string(), ["web".to_string()].into())].into();
     let authority =
         CertificateAuthority::load(good.cert_pem.as_bytes(), good.key_pem.as_bytes(), now).unwrap();
@@ -283,6 +285,12 @@ async fn provided_ca_problems_are_refused_at_apply_time_with_field_paths() {
             mk_mesh_provided("prov", text(&expired.cert_pem), text(&expired.key_pem)),
             "mtls.backends[0].conf.cert[0]",
             "expired",
+        ),
+        (
+            "not valid yet",
+            mk_mesh_provided("prov", text(&future.cert_pem), text(&future.key_pem)),
+            "mtls.backends[0].conf.cert[0]",
+            "is not valid before",
         ),
         (
             "not a CA",
@@ -581,5 +589,162 @@ async fn a_mesh_whose_ca_does_not_load_never_serves_plaintext() {
     .await;
     let (cert, _) = web.identity("broken").unwrap();
     kuma_ca::verify_chain(&cert, &ca.cert_pem, Utc::now()).unwrap();
+    cp.cp.shutdown().await;
+}
+
+#[tokio::test]
+async fn a_new_mesh_gets_an_allow_all_permission_unless_skipped() {
+    let dir = tempfile::tempdir().unwrap();
+    let cp = Cp::start(dir.path(), StoreType::Memory).await;
+    let get = |path: String| {
+        let http = cp.http.clone();
+        let url = format!("{}{path}", cp.cp.api_url());
+        async move {
+            let r = http.get(url).send().await.unwrap();
+            (r.status().as_u16(), r.json::<Value>().await.unwrap())
+        }
+    };
+    // The default Mesh made at start has it too.
+    let (status, body) =
+        get("/meshes/default/meshtrafficpermissions/allow-all-default".into()).await;
+    assert_eq!(status, 200, "{body}");
+
+    cp.put_ok("/meshes/open", json!({"type": "Mesh", "name": "open"}))
+        .await;
+    let (status, mtp) = get("/meshes/open/meshtrafficpermissions/allow-all-open".into()).await;
+    assert_eq!(status, 200, "{mtp}");
+    assert_eq!(mtp["spec"]["targetRef"], json!({"kind": "Mesh"}));
+    assert_eq!(
+        mtp["spec"]["from"],
+        json!([{"targetRef": {"kind": "Mesh"}, "default": {"action": "Allow"}}])
+    );
+
+    // Deny by default: skip the permission (the other defaults stay).
+    cp.put_ok(
+        "/meshes/closed",
+        json!({"type": "Mesh", "name": "closed",
+               "skipCreatingInitialPolicies": ["MeshTrafficPermission"]}),
+    )
+    .await;
+    let (_, mtps) = get("/meshes/closed/meshtrafficpermissions".into()).await;
+    assert_eq!(mtps["total"], 0, "{mtps}");
+    let (_, retries) = get("/meshes/closed/meshretries".into()).await;
+    assert_eq!(retries["total"], 1, "{retries}");
+
+    cp.put_ok(
+        "/meshes/bare",
+        json!({"type": "Mesh", "name": "bare", "skipCreatingInitialPolicies": ["*"]}),
+    )
+    .await;
+    let (_, mtps) = get("/meshes/bare/meshtrafficpermissions".into()).await;
+    assert_eq!(mtps["total"], 0, "{mtps}");
+
+    // Only a new Mesh gets it: a deleted default stays deleted across updates.
+    let r = cp
+        .http
+        .delete(format!(
+            "{}/meshes/open/meshtrafficpermissions/allow-all-open",
+            cp.cp.api_url()
+        ))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
+    cp.put_ok(
+        "/meshes/open",
+        json!({"type": "Mesh", "name": "open", "labels": {"team": "a"}}),
+    )
+    .await;
+    let (_, mtps) = get("/meshes/open/meshtrafficpermissions".into()).await;
+    assert_eq!(mtps["total"], 0, "{mtps}");
+    cp.cp.shutdown().await;
+}
+
+#[tokio::test]
+async fn a_refused_mesh_update_leaves_the_running_mesh_and_its_proxies_alone() {
+    let dir = tempfile::tempdir().unwrap();
+    let cp = Cp::start(dir.path(), StoreType::Memory).await;
+    cp.put_ok(
+        "/meshes/live",
+        mk_mesh_builtin("live", &["ca-1"], "ca-1", "1h"),
+    )
+    .await;
+    cp.put_ok(
+        "/meshes/live/dataplanes/web",
+        mk_dataplane("live", "web", "10.0.0.1", "web", Some("backend")),
+    )
+    .await;
+    cp.put_ok(
+        "/meshes/live/dataplanes/backend-1",
+        mk_dataplane("live", "backend-1", "10.0.0.2", "backend", None),
+    )
+    .await;
+    let mut web = ads(&cp, "live", "web").await;
+    web.until(
+        "an identity and TLS clusters",
+        Duration::from_secs(20),
+        |a| a.identity("live").is_some() && a.cluster_has_tls("backend") == Some(true),
+    )
+    .await;
+    // Let the initial burst settle before taking the reference.
+    while web.next(Duration::from_millis(500), None).await.is_some() {}
+    let before = web.have.clone();
+    let mesh_key = ResourceKey::global(Kind::Mesh, "live");
+    let stored = cp.cp.store().get(&mesh_key).await.unwrap();
+
+    let now = Utc::now();
+    let good = mk_ca(now, Duration::from_secs(3600));
+    let other = mk_ca(now, Duration::from_secs(3600));
+    let expired = mk_ca(now - chrono::TimeDelta::days(2), Duration::from_secs(3600));
+    let future = mk_ca(now + chrono::TimeDelta::days(1), Duration::from_secs(3600));
+    let text = |s: &str| json!({"inlineString": s});
+    let provided = |cert: &str, key: &str| mk_mesh_provided("live", text(cert), text(key));
+    let bad = [
+        (
+            "enabledBackend names no backend",
+            mk_mesh_builtin("live", &["ca-1"], "ca-9", "1h"),
+            "mtls.enabledBackend",
+        ),
+        (
+            "key of another CA",
+            provided(&good.cert_pem, &other.key_pem),
+            "mtls.backends[0].conf.cert",
+        ),
+        (
+            "expired CA",
+            provided(&expired.cert_pem, &expired.key_pem),
+            "mtls.backends[0].conf.cert[0]",
+        ),
+        (
+            "CA not valid yet",
+            provided(&future.cert_pem, &future.key_pem),
+            "mtls.backends[0].conf.cert[0]",
+        ),
+    ];
+    for (what, mesh, field) in bad {
+        let (status, body) = cp.put("/meshes/live", mesh).await;
+        assert_eq!(status, 400, "{what}: {body}");
+        assert!(
+            invalid_fields(&body).iter().any(|(f, _)| f == field),
+            "{what}: expected {field} in {body}"
+        );
+    }
+    assert_eq!(cp.cp.store().get(&mesh_key).await.unwrap(), stored);
+    // The proxy is sent nothing: same identity, same clusters, same listeners.
+    if let Some(update) = web.next(Duration::from_secs(2), None).await {
+        panic!("a refused update reached the proxy: {update:?}");
+    }
+    assert_eq!(web.have, before);
+
+    // The mesh still works: a proxy connecting now gets an identity from the same root.
+    let mut backend = ads(&cp, "live", "backend-1").await;
+    backend
+        .until("backend's identity", Duration::from_secs(20), |a| {
+            a.identity("live").is_some()
+        })
+        .await;
+    let (cert, _) = backend.identity("live").unwrap();
+    let (_, bundle) = web.identity("live").unwrap();
+    kuma_ca::verify_chain(&cert, &bundle, Utc::now()).unwrap();
     cp.cp.shutdown().await;
 }

@@ -76,6 +76,9 @@ pub fn issue(
         validity: ca.identity_validity,
         key: KeyAlgorithm::EcdsaP256,
     };
+    // Issuing happens at every rotation, so a CA that crosses into its last
+    // fifth while the control plane runs is noticed here.
+    ca.warn_if_expiring(mesh, now);
     let cert = kuma_ca::issue_identity(&ca.authority, &request, now)?;
     let proxy = ProxyIdentity {
         cert_chain_pem: cert.cert_pem.clone(),
