@@ -14,6 +14,10 @@
 //! destination get different resources and proxies given the same share one.
 
 mod duration;
+pub(crate) mod mesh_http_route;
+pub(crate) mod mesh_tcp_route;
+mod mesh_load_balancing_strategy;
+mod mesh_retry;
 mod mesh_timeout;
 
 use std::collections::BTreeMap;
@@ -34,7 +38,8 @@ use kuma_api::kinds::tags::SERVICE_TAG;
 use super::snapshot::{MeshSnapshot, Protocol};
 
 /// The rules of every policy kind of the mesh for one proxy.
-pub(crate) struct ProxyPolicies {
+pub(crate) struct ProxyPolicies<'a> {
+    snapshot: &'a MeshSnapshot,
     mesh: String,
     rules: BTreeMap<Kind, ProxyRules>,
 }
@@ -48,8 +53,8 @@ pub(crate) enum DestinationRef<'a> {
     MeshService { name: &'a str, section: String },
 }
 
-impl ProxyPolicies {
-    pub(crate) fn of(snapshot: &MeshSnapshot, proxy: &Proxy<'_>) -> ProxyPolicies {
+impl<'a> ProxyPolicies<'a> {
+    pub(crate) fn of(snapshot: &'a MeshSnapshot, proxy: &Proxy<'_>) -> ProxyPolicies<'a> {
         let rules = snapshot
             .policy_kinds()
             // Permissions are applied on their own (only with mTLS on).
@@ -62,6 +67,7 @@ impl ProxyPolicies {
             })
             .collect();
         ProxyPolicies {
+            snapshot,
             mesh: snapshot.mesh().to_string(),
             rules,
         }
@@ -85,7 +91,30 @@ impl ProxyPolicies {
                 confs.insert(*kind, conf.clone());
             }
         }
-        DestinationPolicies(Confs(confs))
+        DestinationPolicies {
+            confs: Confs(confs),
+            protocol: self.destination_protocol(destination),
+        }
+    }
+
+    /// The protocol of what `destination` leads to; some policies (MeshRetry)
+    /// configure HTTP and gRPC routes differently.
+    fn destination_protocol(&self, destination: &DestinationRef<'_>) -> Protocol {
+        match destination {
+            DestinationRef::Service(service) => self.snapshot.service(service).map(|d| d.protocol),
+            DestinationRef::MeshService { name, section } => self
+                .snapshot
+                .mesh_service(name)
+                .and_then(|s| {
+                    s.ports.iter().find(|p| {
+                        p.name.as_deref() == Some(section.as_str())
+                            || p.port.to_string() == *section
+                    })
+                })
+                .and_then(|p| self.snapshot.mesh_service_port(name, p.port))
+                .map(|d| d.protocol),
+        }
+        .unwrap_or(Protocol::Tcp)
     }
 
     /// The `from`/`rules` confs that apply to every client of an inbound.
@@ -144,19 +173,25 @@ impl Confs {
 }
 
 /// The `to` confs one proxy has for one destination.
-#[derive(Debug, Clone, Default, PartialEq)]
-pub(crate) struct DestinationPolicies(Confs);
+#[derive(Debug, Clone, PartialEq)]
+pub(crate) struct DestinationPolicies {
+    confs: Confs,
+    protocol: Protocol,
+}
 
 impl DestinationPolicies {
     /// Part of the cache key of resources built with these confs.
     pub(crate) fn key(&self) -> String {
-        self.0.key()
+        self.confs.key()
     }
 
     /// The destination's cluster.
     pub(crate) fn apply_cluster(&self, cluster: &mut Cluster, protocol: Protocol) {
-        if let Some(conf) = self.0.get(Kind::MeshTimeout) {
+        if let Some(conf) = self.confs.get(Kind::MeshTimeout) {
             mesh_timeout::cluster(&conf, cluster, protocol);
+        }
+        if let Some(conf) = self.confs.get(Kind::MeshLoadBalancingStrategy) {
+            mesh_load_balancing_strategy::cluster(&conf, cluster);
         }
     }
 
@@ -166,15 +201,39 @@ impl DestinationPolicies {
         hcm: &mut HttpConnectionManager,
         routes: &mut RouteConfiguration,
     ) {
-        if let Some(conf) = self.0.get(Kind::MeshTimeout) {
+        if let Some(conf) = self.confs.get(Kind::MeshTimeout) {
             mesh_timeout::http(&conf, hcm, routes);
+        }
+        if let Some(conf) = self.confs.get(Kind::MeshRetry) {
+            mesh_retry::routes(&conf, self.protocol, routes);
+        }
+        if let Some(conf) = self.confs.get(Kind::MeshLoadBalancingStrategy) {
+            mesh_load_balancing_strategy::routes(&conf, routes);
         }
     }
 
     /// The outbound listener's TCP proxy.
     pub(crate) fn apply_tcp(&self, tcp: &mut TcpProxy) {
-        if let Some(conf) = self.0.get(Kind::MeshTimeout) {
+        if let Some(conf) = self.confs.get(Kind::MeshTimeout) {
             mesh_timeout::tcp(&conf, tcp);
+        }
+        if let Some(conf) = self.confs.get(Kind::MeshRetry) {
+            mesh_retry::tcp(&conf, tcp);
+        }
+    }
+
+    /// The Envoy routes of one MeshHTTPRoute rule (in a route table of
+    /// their own), with the confs of `to` entries aimed at that
+    /// MeshHTTPRoute (see `ProxyPolicies::route`); applied after the
+    /// destination's confs, so they win.
+    pub(crate) fn apply_route(&self, routes: &mut RouteConfiguration) {
+        if let Some(conf) = self.confs.get(Kind::MeshTimeout) {
+            // Connection manager settings cannot differ per route.
+            let mut scratch = HttpConnectionManager::default();
+            mesh_timeout::http(&conf, &mut scratch, routes);
+        }
+        if let Some(conf) = self.confs.get(Kind::MeshRetry) {
+            mesh_retry::routes(&conf, self.protocol, routes);
         }
     }
 }
