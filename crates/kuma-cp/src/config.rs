@@ -12,12 +12,14 @@ use std::path::{Path, PathBuf};
 use serde::{Deserialize, Serialize};
 
 mod api_server;
+mod diagnostics;
 mod dp_server;
 
 pub use api_server::{
     ApiServerAuthn, ApiServerAuthnTokens, ApiServerConfig, ApiServerHttpConfig,
     ApiServerHttpsConfig,
 };
+pub use diagnostics::DiagnosticsConfig;
 pub use dp_server::{
     BootstrapParamsConfig, BootstrapServerConfig, DpProxyAuthn, DpProxyAuthnType, DpServerAuthn,
     DpServerConfig,
@@ -108,6 +110,7 @@ pub struct Config {
     pub dp_server: DpServerConfig,
     pub bootstrap_server: BootstrapServerConfig,
     pub defaults: DefaultsConfig,
+    pub diagnostics: DiagnosticsConfig,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]
@@ -331,6 +334,7 @@ impl Config {
         }
         api_server::apply_env(&mut self.api_server, env)?;
         dp_server::apply_env(&mut self.dp_server, &mut self.bootstrap_server, env)?;
+        diagnostics::apply_env(&mut self.diagnostics, env)?;
         if let Some(v) = env.get("KUMA_DEFAULTS_SKIP_MESH_CREATION") {
             self.defaults.skip_mesh_creation = parse_bool("KUMA_DEFAULTS_SKIP_MESH_CREATION", v)?;
         }
@@ -358,6 +362,7 @@ impl Config {
                 reason: format!("{:?} is not an IP address", self.dp_server.interface),
             });
         }
+        diagnostics::validate(&self.diagnostics)?;
         let general = &self.general;
         if general.tls_cert_file.is_some() != general.tls_key_file.is_some() {
             return Err(ConfigError::Invalid {
@@ -422,6 +427,8 @@ impl Config {
         config.api_server.authn.tokens.bootstrap_admin_token = false;
         config.dp_server.interface = "127.0.0.1".into();
         config.dp_server.port = 0;
+        config.diagnostics.interface = "127.0.0.1".into();
+        config.diagnostics.server_port = 0;
         config
     }
 }

@@ -152,10 +152,12 @@ pub struct DpServer {
 }
 
 impl DpServer {
-    /// Binds the port and starts serving.
+    /// Binds the port and starts serving; every ADS stream's traffic is
+    /// reported to `observer` (the control plane's metrics).
     pub async fn start(
         state_parts: impl FnOnce(u16) -> DpServerState,
         listener: TcpListener,
+        observer: Arc<dyn kuma_xds::server::StreamObserver>,
         mut stop: watch::Receiver<bool>,
     ) -> std::io::Result<DpServer> {
         let address = listener.local_addr()?;
@@ -165,7 +167,8 @@ impl DpServer {
             .server_config()
             .map_err(|e| std::io::Error::other(e.to_string()))?;
         let acceptor = tokio_rustls::TlsAcceptor::from(tls);
-        let ads = kuma_xds::server::ads_service(Arc::new(Registry(state.clone())));
+        let ads =
+            kuma_xds::server::ads_service_observed(Arc::new(Registry(state.clone())), observer);
         let app = tonic::service::Routes::new(ads)
             .into_axum_router()
             .merge(bootstrap::router(state.clone()));

@@ -18,6 +18,7 @@ pub mod dp_server;
 pub mod index;
 pub mod insights;
 pub mod labels;
+pub mod metrics;
 pub mod mtls;
 pub mod store;
 pub mod tls;
@@ -31,6 +32,8 @@ pub struct ControlPlane {
     store: Arc<dyn ResourceStore>,
     stop: watch::Sender<bool>,
     dp_server: dp_server::DpServer,
+    metrics: metrics::Metrics,
+    diagnostics: metrics::DiagnosticsServer,
 }
 
 impl ControlPlane {
@@ -47,12 +50,18 @@ impl ControlPlane {
         config: Config,
         store: Arc<dyn ResourceStore>,
     ) -> anyhow::Result<ControlPlane> {
+        let metrics = metrics::Metrics::new();
+        let store: Arc<dyn ResourceStore> =
+            Arc::new(store::MeteredStore::new(store, metrics.clone()));
         if !config.defaults.skip_mesh_creation {
             defaults::ensure_default_mesh(store.as_ref())
                 .await
                 .context("could not create the default Mesh")?;
         }
         let (stop, stopped) = watch::channel(false);
+        let readiness = metrics::Readiness::default();
+        let diagnostics =
+            start_diagnostics(&config, metrics.clone(), readiness.clone(), stopped.clone()).await?;
         let info = Arc::new(api::ServerInfo::detect());
         let tokens = Arc::new(tokens::DataplaneTokens::new(store.clone()));
         let insights = Arc::new(insights::Insights::new(info.instance_id.clone()));
@@ -65,6 +74,7 @@ impl ControlPlane {
             index,
             tokens.clone(),
             insights.clone(),
+            Arc::new(metrics.clone()),
             stopped.clone(),
         )
         .await?;
@@ -81,12 +91,26 @@ impl ControlPlane {
             insights,
         };
         let api = api::listeners::ApiListeners::start(&config, state, stopped).await?;
+        // Store open, mesh index loaded, every server listening.
+        readiness.set_ready();
         Ok(ControlPlane {
             api,
             store,
             stop,
             dp_server,
+            metrics,
+            diagnostics,
         })
+    }
+
+    /// Where the diagnostics server (`/healthy`, `/ready`, `/metrics`) listens.
+    pub fn diagnostics_address(&self) -> SocketAddr {
+        self.diagnostics.address
+    }
+
+    /// The control plane's metrics, as `/metrics` exposes them.
+    pub fn metrics(&self) -> &metrics::Metrics {
+        &self.metrics
     }
 
     /// Where the data plane server (bootstrap + ADS, TLS) listens.
@@ -165,6 +189,7 @@ impl ControlPlane {
         let _ = self.stop.send(true);
         self.api.stopped().await;
         self.dp_server.stopped().await;
+        self.diagnostics.stopped().await;
         tracing::info!("control plane stopped");
     }
 }
@@ -175,6 +200,7 @@ async fn start_dp_server(
     index: index::MeshIndex,
     tokens: Arc<tokens::DataplaneTokens>,
     insights: Arc<insights::Insights>,
+    observer: Arc<dyn kuma_xds::server::StreamObserver>,
     stopped: watch::Receiver<bool>,
 ) -> anyhow::Result<dp_server::DpServer> {
     let dp = &config.dp_server;
@@ -215,6 +241,7 @@ async fn start_dp_server(
             shutting_down: Default::default(),
         },
         listener,
+        observer,
         stopped,
     )
     .await
@@ -224,6 +251,32 @@ async fn start_dp_server(
         ca_cert = %ca_path.display(),
         "data plane server listening (TLS); kuma-dp can verify it with --ca-cert-file"
     );
+    Ok(server)
+}
+
+async fn start_diagnostics(
+    config: &Config,
+    metrics: metrics::Metrics,
+    readiness: metrics::Readiness,
+    stopped: watch::Receiver<bool>,
+) -> anyhow::Result<metrics::DiagnosticsServer> {
+    let diag = &config.diagnostics;
+    let ip: std::net::IpAddr = diag.interface.parse().with_context(|| {
+        format!(
+            "diagnostics.interface {:?} is not an IP address",
+            diag.interface
+        )
+    })?;
+    let listener = tokio::net::TcpListener::bind((ip, diag.server_port))
+        .await
+        .with_context(|| {
+            format!(
+                "could not listen on {ip}:{} for the diagnostics server",
+                diag.server_port
+            )
+        })?;
+    let server = metrics::DiagnosticsServer::start(listener, metrics, readiness, stopped)?;
+    tracing::info!(address = %server.address, "diagnostics server listening (/healthy, /ready, /metrics)");
     Ok(server)
 }
 

@@ -7,6 +7,10 @@ use kuma_store::{PostgresConfig, PostgresStore, ResourceStore, SqliteStore, Stor
 
 use crate::config::{Config, PostgresStoreConfig, StoreType};
 
+mod metered;
+
+pub use metered::MeteredStore;
+
 /// The embedded store's file inside the work dir.
 pub const EMBEDDED_DB_FILE: &str = "kuma.db";
 
