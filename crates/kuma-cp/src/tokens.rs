@@ -15,6 +15,7 @@ use kuma_api::{Kind, Resource, ResourceKey};
 use kuma_store::{ResourceStore, StoreError};
 use serde::{Deserialize, Serialize};
 
+mod key_cache;
 pub mod signing;
 
 pub use signing::DEFAULT_KEY_ID;
@@ -86,12 +87,15 @@ pub struct DataplaneTokens {
     store: Arc<dyn ResourceStore>,
     /// Parsed keys, with the store version they came from.
     keys: SigningKeys,
+    /// Keys token checks found, kept until their Secret changes.
+    verifying: key_cache::KeyCache,
 }
 
 impl DataplaneTokens {
     pub fn new(store: Arc<dyn ResourceStore>) -> Self {
         Self {
             keys: SigningKeys::new(store.clone()),
+            verifying: key_cache::KeyCache::new(store.subscribe()),
             store,
         }
     }
@@ -141,18 +145,22 @@ impl DataplaneTokens {
             .kid
             .ok_or_else(|| TokenError::Invalid("JWT token must have kid header".into()))?;
         let name = signing_key_name(mesh, &kid);
-        let key = match self
-            .store
-            .get(&ResourceKey::in_mesh(Kind::Secret, mesh, &name))
-            .await
-        {
-            Ok(secret) => self.parse_key(mesh, &kid, &secret)?,
-            Err(StoreError::NotFound(_) | StoreError::MeshNotFound(_)) => {
-                return Err(TokenError::Invalid(format!(
-                    "there is no signing key with KID {kid}. Secret of name {name:?} in mesh {mesh:?} is not found. If signing key was rotated, regenerate the token"
-                )));
-            }
-            Err(e) => return Err(TokenError::Store(e)),
+        let secret_key = ResourceKey::in_mesh(Kind::Secret, mesh, &name);
+        let key = match self.verifying.lookup(&secret_key) {
+            key_cache::Lookup::Hit(key) => key,
+            key_cache::Lookup::Miss(ticket) => match self.store.get(&secret_key).await {
+                Ok(secret) => {
+                    let key = self.parse_key(mesh, &kid, &secret)?;
+                    self.verifying.remember(secret_key, key.clone(), ticket);
+                    key
+                }
+                Err(StoreError::NotFound(_) | StoreError::MeshNotFound(_)) => {
+                    return Err(TokenError::Invalid(format!(
+                        "there is no signing key with KID {kid}. Secret of name {name:?} in mesh {mesh:?} is not found. If signing key was rotated, regenerate the token"
+                    )));
+                }
+                Err(e) => return Err(TokenError::Store(e)),
+            },
         };
         let mut validation = Validation::new(Algorithm::RS256);
         validation.validate_nbf = true;
