@@ -12,7 +12,9 @@ use url::Url;
 use crate::config::ApiServer;
 
 mod proxies;
+mod user_tokens;
 pub use proxies::DataplaneTokenRequest;
+pub use user_tokens::UserTokenRequest;
 
 #[derive(Debug, thiserror::Error)]
 pub enum ClientError {

@@ -99,8 +99,12 @@ pub async fn authenticate(State(state): State<ApiState>, mut req: Request, next:
         .extensions()
         .get::<ConnectInfo<SocketAddr>>()
         .map(|c| c.0);
-    let local_admin =
-        state.config.api_server.authn.localhost_is_admin && is_direct_loopback(peer, req.headers());
+    let local_admin = state.config.api_server.authn.localhost_is_admin
+        && is_direct_loopback(
+            peer,
+            req.headers(),
+            req.uri().authority().map(|a| a.as_str()),
+        );
     let user = if local_admin {
         User::admin().authenticated()
     } else {
@@ -150,8 +154,13 @@ fn bearer_token(headers: &HeaderMap) -> Option<&str> {
 /// A request made on this machine straight to the API, as Kuma judges it:
 /// from a loopback address, through no proxy, naming a loopback host, and
 /// not sent by a browser on behalf of another site (a page elsewhere must
-/// not borrow the local admin's rights).
-pub fn is_direct_loopback(peer: Option<SocketAddr>, headers: &HeaderMap) -> bool {
+/// not borrow the local admin's rights). HTTP/2 names the host in the URI's
+/// authority instead of a `Host` header.
+pub fn is_direct_loopback(
+    peer: Option<SocketAddr>,
+    headers: &HeaderMap,
+    uri_authority: Option<&str>,
+) -> bool {
     if !peer.is_some_and(|p| p.ip().is_loopback() || is_mapped_loopback(p)) {
         return false;
     }
@@ -159,8 +168,12 @@ pub fn is_direct_loopback(peer: Option<SocketAddr>, headers: &HeaderMap) -> bool
     if has("forwarded") || has("x-forwarded-for") || has("x-real-ip") {
         return false;
     }
-    let Some(host) = headers.get(header::HOST).and_then(|h| h.to_str().ok()) else {
-        // HTTP/1.0 or HTTP/2 without a Host header: nothing claims otherwise.
+    let host = headers
+        .get(header::HOST)
+        .and_then(|h| h.to_str().ok())
+        .or(uri_authority);
+    let Some(host) = host else {
+        // HTTP/1.0 without a Host header: nothing names another host.
         return true;
     };
     if !is_loopback_host(host_of(host)) {

@@ -1,4 +1,4 @@
-//! `kumactl generate dataplane-token`.
+//! `kumactl generate dataplane-token` and `kumactl generate user-token`.
 
 use std::collections::BTreeMap;
 
@@ -6,7 +6,7 @@ use anyhow::Context as _;
 use clap::{Args, Subcommand};
 
 use super::{Io, Session};
-use crate::client::DataplaneTokenRequest;
+use crate::client::{DataplaneTokenRequest, UserTokenRequest};
 
 #[derive(Debug, Subcommand)]
 pub enum GenerateCommand {
@@ -16,6 +16,25 @@ pub enum GenerateCommand {
         after_help = "Examples:\n  kumactl generate dataplane-token --mesh demo --name demo-01 --valid-for 24h\n  kumactl generate dataplane-token --mesh demo --tag kuma.io/service=web,web-api --valid-for 24h"
     )]
     DataplaneToken(DataplaneTokenArgs),
+    /// Generate User Token that is used to prove User identity
+    #[command(
+        name = "user-token",
+        after_help = "Examples:\n  kumactl generate user-token --name john.doe@example.com --group users --valid-for 24h"
+    )]
+    UserToken(UserTokenArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct UserTokenArgs {
+    /// name of the user
+    #[arg(long, required = true)]
+    pub name: String,
+    /// group of the user (repeat or separate by comma for several)
+    #[arg(long = "group", value_delimiter = ',')]
+    pub groups: Vec<String>,
+    /// how long the token will be valid (for example "24h")
+    #[arg(long, required = true, value_parser = valid_for)]
+    pub valid_for: String,
 }
 
 #[derive(Debug, Args)]
@@ -85,6 +104,19 @@ pub fn run(session: &Session, command: &GenerateCommand, io: &mut Io<'_>) -> any
                 .client()?
                 .generate_dataplane_token(&request)
                 .context("failed to generate a dataplane token")?;
+            io.stdout.write_all(token.as_bytes())?;
+            Ok(())
+        }
+        GenerateCommand::UserToken(args) => {
+            let request = UserTokenRequest {
+                name: args.name.clone(),
+                groups: args.groups.clone(),
+                valid_for: args.valid_for.clone(),
+            };
+            let token = session
+                .client()?
+                .generate_user_token(&request)
+                .context("failed to generate a user token")?;
             io.stdout.write_all(token.as_bytes())?;
             Ok(())
         }

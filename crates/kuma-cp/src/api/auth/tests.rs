@@ -391,59 +391,81 @@ fn direct_loopback_is_judged_like_kuma() {
     let remote = Some(REMOTE.parse().unwrap());
     assert!(is_direct_loopback(
         local,
-        &headers(&[("host", "localhost:5681")])
+        &headers(&[("host", "localhost:5681")]),
+        None
     ));
     assert!(is_direct_loopback(
         local6,
-        &headers(&[("host", "[::1]:5681")])
+        &headers(&[("host", "[::1]:5681")]),
+        None
     ));
     assert!(is_direct_loopback(
         local,
-        &headers(&[("host", "127.0.0.1")])
+        &headers(&[("host", "127.0.0.1")]),
+        None
     ));
     assert!(!is_direct_loopback(
         None,
-        &headers(&[("host", "localhost")])
+        &headers(&[("host", "localhost")]),
+        None
     ));
     assert!(!is_direct_loopback(
         remote,
-        &headers(&[("host", "localhost")])
+        &headers(&[("host", "localhost")]),
+        None
     ));
     // Through a proxy on this machine.
     assert!(!is_direct_loopback(
         local,
-        &headers(&[("host", "localhost"), ("x-forwarded-for", "10.0.0.1")])
+        &headers(&[("host", "localhost"), ("x-forwarded-for", "10.0.0.1")]),
+        None
     ));
     // A name that resolves here but is not a loopback name (DNS rebinding).
     assert!(!is_direct_loopback(
         local,
-        &headers(&[("host", "evil.example.com")])
+        &headers(&[("host", "evil.example.com")]),
+        None
+    ));
+    // HTTP/2: the authority is in the URI.
+    assert!(is_direct_loopback(
+        local,
+        &headers(&[]),
+        Some("127.0.0.1:5682")
+    ));
+    assert!(!is_direct_loopback(
+        local,
+        &headers(&[]),
+        Some("evil.example.com:5682")
     ));
     // A browser sent it for another site.
     assert!(!is_direct_loopback(
         local,
-        &headers(&[("host", "localhost:5681"), ("sec-fetch-site", "cross-site")])
+        &headers(&[("host", "localhost:5681"), ("sec-fetch-site", "cross-site")]),
+        None
     ));
     assert!(!is_direct_loopback(
         local,
         &headers(&[
             ("host", "localhost:5681"),
             ("origin", "http://evil.example.com")
-        ])
+        ]),
+        None
     ));
     assert!(!is_direct_loopback(
         local,
         &headers(&[
             ("host", "localhost:5681"),
             ("origin", "http://localhost:3000")
-        ])
+        ]),
+        None
     ));
     assert!(is_direct_loopback(
         local,
         &headers(&[
             ("host", "localhost:5681"),
             ("origin", "http://localhost:5681")
-        ])
+        ]),
+        None
     ));
 }
 
