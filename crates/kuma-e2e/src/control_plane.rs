@@ -56,7 +56,13 @@ impl ControlPlane {
             .env("KUMA_API_SERVER_HTTPS_PORT", "0")
             .env("KUMA_API_SERVER_HTTPS_INTERFACE", "127.0.0.1")
             .env("KUMA_DP_SERVER_PORT", self.dp_port.to_string())
-            .env("KUMA_DP_SERVER_INTERFACE", "127.0.0.1");
+            .env("KUMA_DP_SERVER_INTERFACE", "127.0.0.1")
+            // Control planes of tests running side by side must not meet on
+            // the fixed HTTPS API (5682) and diagnostics (5680) ports.
+            .env("KUMA_API_SERVER_HTTPS_PORT", free_port().to_string())
+            .env("KUMA_API_SERVER_HTTPS_INTERFACE", "127.0.0.1")
+            .env("KUMA_DIAGNOSTICS_SERVER_PORT", free_port().to_string())
+            .env("KUMA_DIAGNOSTICS_INTERFACE", "127.0.0.1");
         let log = self.dir.path().join(format!("kuma-cp.{}.log", self.starts));
         self.proc = Some(Proc::spawn("kuma-cp", command, &log).expect("kuma-cp starts"));
         let url = self.api("/");
