@@ -222,6 +222,9 @@ pub fn command() -> clap::Command {
         .mut_subcommand("delete", |c| {
             c.after_help(format!("Available types:\n{kinds}"))
         })
+        .mut_subcommand("inspect", |c| {
+            c.after_help(crate::commands::inspect::policy_kinds_help())
+        })
 }
 
 pub fn parse_from<I, T>(args: I) -> Result<Cli, clap::Error>

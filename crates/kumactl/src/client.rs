@@ -11,6 +11,7 @@ use url::Url;
 
 use crate::config::ApiServer;
 
+mod inspect;
 mod proxies;
 mod user_tokens;
 pub use proxies::DataplaneTokenRequest;
