@@ -49,7 +49,11 @@ impl ApiClient {
 
     /// Deletes a mesh and everything in it; a mesh that is not there is fine.
     pub async fn delete_mesh(&self, mesh: &str) -> Result<(), LoadError> {
-        let path = format!("/meshes/{mesh}");
+        self.delete(&format!("/meshes/{mesh}")).await
+    }
+
+    /// `DELETE` a resource; one that is not there is fine.
+    pub async fn delete(&self, path: &str) -> Result<(), LoadError> {
         let r = self
             .http
             .delete(format!("{}{path}", self.base))

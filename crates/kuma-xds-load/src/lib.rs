@@ -17,7 +17,7 @@ pub mod topology;
 use std::sync::Arc;
 use std::time::Duration;
 
-pub use scenario::{Report, Scenario, ScenarioResult, run};
+pub use scenario::{Memory, Report, Scenario, ScenarioResult, run};
 
 /// The largest xDS response a simulated proxy accepts (Envoy has no small limit).
 pub(crate) const MAX_MESSAGE_BYTES: usize = 256 * 1024 * 1024;
@@ -53,6 +53,18 @@ pub struct LoadConfig {
     pub timeout: Duration,
     /// Concurrent API requests while building the mesh.
     pub api_concurrency: usize,
+    /// The control plane's process: its resident memory is read (Linux
+    /// `/proc/<pid>/status`) before and after the proxies connect.
+    pub cp_pid: Option<u32>,
+    /// How long the mesh idles before the steady-state memory is read.
+    pub settle: Duration,
+    /// The reconnect scenario sends one message here when every proxy is
+    /// converged and the control plane should now be restarted (on the same
+    /// addresses and data); without it that scenario is skipped.
+    pub restart: Option<tokio::sync::mpsc::UnboundedSender<()>>,
+    /// Churn: endpoint changes per second to attempt, and for how long.
+    pub churn_rate: u32,
+    pub churn_seconds: u64,
 }
 
 impl LoadConfig {
@@ -70,6 +82,11 @@ impl LoadConfig {
             streams_per_connection: 100,
             timeout: Duration::from_secs(300),
             api_concurrency: 32,
+            cp_pid: None,
+            settle: Duration::from_secs(2),
+            restart: None,
+            churn_rate: 500,
+            churn_seconds: 20,
         }
     }
 }

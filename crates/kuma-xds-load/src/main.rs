@@ -33,9 +33,25 @@ struct Args {
     /// Services the proxies are spread over.
     #[arg(long, default_value_t = 100)]
     services: u32,
-    /// mesh-wide, route (alias timeout), endpoint or all.
+    /// Comma-separated: mesh-wide, route (alias timeout), endpoint, all (those
+    /// three), churn, reconnect. Reconnect prints a line starting with
+    /// `restart-control-plane` when whoever runs this must restart kuma-cp
+    /// (same addresses and data).
     #[arg(long, default_value = "all")]
     scenario: String,
+    /// kuma-cp's process id: its resident memory is read from /proc before
+    /// and after the proxies connect, and printed per proxy.
+    #[arg(long)]
+    cp_pid: Option<u32>,
+    /// Seconds the converged mesh idles before its memory is read.
+    #[arg(long, default_value_t = 2)]
+    settle_seconds: u64,
+    /// Churn: endpoint changes (Dataplane adds and removals) per second.
+    #[arg(long, default_value_t = 500)]
+    churn_rate: u32,
+    /// Churn: for how long.
+    #[arg(long, default_value_t = 20)]
+    churn_seconds: u64,
     /// Incremental xDS (the default, as kuma-dp configures Envoy).
     #[arg(long, conflicts_with = "sotw")]
     delta: bool,
@@ -72,7 +88,7 @@ async fn main() -> anyhow::Result<()> {
     let args = Args::parse();
     let Some(scenarios) = Scenario::parse(&args.scenario) else {
         bail!(
-            "unknown scenario {:?} (known: mesh-wide, route, endpoint, all)",
+            "unknown scenario in {:?} (known: mesh-wide, route, endpoint, all, churn, reconnect)",
             args.scenario
         );
     };
@@ -92,6 +108,18 @@ async fn main() -> anyhow::Result<()> {
     config.mesh = args.mesh;
     config.streams_per_connection = args.streams_per_connection;
     config.timeout = Duration::from_secs(args.timeout_seconds);
+    config.cp_pid = args.cp_pid;
+    config.settle = Duration::from_secs(args.settle_seconds);
+    config.churn_rate = args.churn_rate;
+    config.churn_seconds = args.churn_seconds;
+    let (restart, mut restart_requests) = tokio::sync::mpsc::unbounded_channel();
+    config.restart = Some(restart);
+    // Whoever started us restarts the control plane on this line.
+    tokio::spawn(async move {
+        while restart_requests.recv().await.is_some() {
+            println!("restart-control-plane: every proxy is converged; restart kuma-cp now");
+        }
+    });
     if let Some(path) = &args.ca_cert_file {
         config.ca_cert_pem = Some(
             std::fs::read_to_string(path)
@@ -107,6 +135,9 @@ async fn main() -> anyhow::Result<()> {
         report.services,
         report.setup.as_secs_f64()
     );
+    if let Some(m) = &report.memory {
+        println!("{}", m.line(report.proxies, report.services));
+    }
     for r in std::iter::once(&report.connect).chain(&report.scenarios) {
         println!("{}", r.line(report.proxies, report.services));
         for p in &r.problems {

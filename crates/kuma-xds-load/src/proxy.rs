@@ -3,6 +3,7 @@
 //! scenario expects.
 
 mod delta;
+mod retry;
 mod sotw;
 
 use std::collections::{BTreeMap, BTreeSet};
@@ -27,6 +28,7 @@ use prost::Message;
 use tokio::sync::{mpsc, watch};
 
 pub(crate) use delta::run_delta;
+pub(crate) use retry::{Attempts, Failure};
 pub(crate) use sotw::run_sotw;
 
 use crate::topology::Topology;
@@ -182,10 +184,17 @@ pub fn decode(type_url: &str, name: &str, any: &Any) -> Result<Decoded, DecodeEr
     })
 }
 
-/// Everything one proxy holds, by type URL and name.
+/// Everything one proxy holds, by type URL and name, and how its current
+/// stream stands. What it holds outlives a stream, as Envoy's config does.
 #[derive(Debug, Default)]
 pub struct Held {
     by_type: BTreeMap<String, BTreeMap<String, Decoded>>,
+    /// Delta: the version of each held resource, reported when reconnecting.
+    versions: BTreeMap<String, BTreeMap<String, String>>,
+    /// Streams the control plane accepted so far.
+    pub streams: u32,
+    /// Types asked for on the current stream and not answered yet.
+    awaiting: BTreeSet<String>,
 }
 
 impl Held {
@@ -196,15 +205,49 @@ impl Held {
             .insert(name, resource);
     }
 
+    pub fn set_version(&mut self, type_url: &str, name: &str, version: &str) {
+        self.versions
+            .entry(type_url.to_string())
+            .or_default()
+            .insert(name.to_string(), version.to_string());
+    }
+
+    /// Delta: what a reconnecting proxy tells it holds of one type.
+    pub fn versions(&self, type_url: &str) -> std::collections::HashMap<String, String> {
+        self.versions
+            .get(type_url)
+            .map(|m| m.iter().map(|(k, v)| (k.clone(), v.clone())).collect())
+            .unwrap_or_default()
+    }
+
     pub fn remove(&mut self, type_url: &str, name: &str) {
         if let Some(m) = self.by_type.get_mut(type_url) {
             m.remove(name);
         }
+        if let Some(m) = self.versions.get_mut(type_url) {
+            m.remove(name);
+        }
+    }
+
+    /// A new stream was accepted; `awaiting` are the types it must answer
+    /// before the proxy is back in sync.
+    pub fn stream_opened(&mut self, awaiting: impl IntoIterator<Item = String>) {
+        self.streams += 1;
+        self.awaiting = awaiting.into_iter().collect();
+    }
+
+    pub fn answered(&mut self, type_url: &str) {
+        self.awaiting.remove(type_url);
     }
 
     /// State of the world: the response is the whole type.
     pub fn replace(&mut self, type_url: &str, all: BTreeMap<String, Decoded>) {
         self.by_type.insert(type_url.to_string(), all);
+    }
+
+    /// Names held of one type.
+    pub fn names(&self, type_url: &str) -> impl Iterator<Item = &String> {
+        self.of(type_url).map(|(n, _)| n)
     }
 
     fn of(&self, type_url: &str) -> impl Iterator<Item = (&String, &Decoded)> {
@@ -264,6 +307,13 @@ pub enum Condition {
     Endpoint { cluster: String, address: String },
     /// Every outbound listener of the proxy towards `service` is HTTP.
     HttpOutbound { service: String },
+    /// Back in sync on a stream opened after the one it had (`baseline`,
+    /// by proxy, is the count of streams it had then): every type asked
+    /// for on it answered, and the whole configuration held.
+    Resynced { baseline: Arc<Vec<u32>> },
+    /// Nothing to wait for: every ACK of load assignments is reported as
+    /// [`ProxyEvent::Endpoints`] and the runner judges.
+    Observe,
 }
 
 impl Condition {
@@ -282,6 +332,12 @@ impl Condition {
                         .iter()
                         .all(|p| held.listeners().any(|l| l.port == Some(*p) && l.http))
             }
+            Condition::Resynced { baseline } => {
+                held.streams > baseline.get(proxy as usize).copied().unwrap_or(u32::MAX)
+                    && held.awaiting.is_empty()
+                    && held.configured(topology.expected_listeners())
+            }
+            Condition::Observe => false,
         }
     }
 }
@@ -303,57 +359,17 @@ pub enum ProxyEvent {
     Failed { proxy: u32, error: String },
     /// The control plane refused the stream as unavailable; the proxy retries.
     Retried { proxy: u32 },
-}
-
-/// Why a stream ended early.
-#[derive(Debug)]
-pub(crate) enum Failure {
-    /// Opening the stream was answered `Unavailable`: Envoy backs off and retries.
-    Unavailable(String),
-    Broken(String),
-}
-
-impl From<String> for Failure {
-    fn from(message: String) -> Self {
-        Failure::Broken(message)
-    }
-}
-
-impl Failure {
-    pub(crate) fn opening(status: tonic::Status) -> Failure {
-        let message = format!("opening the stream: {status}");
-        if status.code() == tonic::Code::Unavailable {
-            Failure::Unavailable(message)
-        } else {
-            Failure::Broken(message)
-        }
-    }
-}
-
-/// Attempts at opening a stream the control plane calls unavailable.
-const MAX_ATTEMPTS: u32 = 10;
-
-/// After attempt number `attempt` ended with `result`: whether to open the
-/// stream again. Refusals as `Unavailable` are retried with a growing,
-/// per-proxy staggered backoff, like Envoy's ADS retry; anything else ends
-/// the proxy (reported as failed unless the stream simply closed).
-pub(crate) async fn retry_after(probe: &Probe, attempt: u32, result: Result<(), Failure>) -> bool {
-    match result {
-        Ok(()) => false,
-        Err(Failure::Unavailable(_)) if attempt < MAX_ATTEMPTS => {
-            let _ = probe
-                .events
-                .send(ProxyEvent::Retried { proxy: probe.proxy });
-            let stagger = u64::from(probe.proxy % 500);
-            let wait = (500 * u64::from(attempt)).min(5000) + stagger;
-            tokio::time::sleep(std::time::Duration::from_millis(wait)).await;
-            true
-        }
-        Err(Failure::Unavailable(e) | Failure::Broken(e)) => {
-            probe.fail(e);
-            false
-        }
-    }
+    /// An established stream ended; the proxy reconnects, as Envoy does.
+    Disconnected { proxy: u32, at: Instant },
+    /// The proxy NACKed a response (it keeps what it had).
+    Nacked { proxy: u32, error: String },
+    /// Observing: the proxy ACKed these load assignments (cluster, endpoint
+    /// addresses; `None` when removed).
+    Endpoints {
+        proxy: u32,
+        at: Instant,
+        clusters: Vec<(String, Option<Vec<String>>)>,
+    },
 }
 
 /// What a simulated proxy shares with the scenario runner.
@@ -376,9 +392,17 @@ impl Probe {
             .unwrap_or_else(std::sync::PoisonError::into_inner)
     }
 
-    /// Called right after an ACK: reports meeting the current expectation.
-    pub fn after_ack(&mut self, at: Instant) {
+    /// Called right after an ACK of `acked` (type URL and resource names;
+    /// `None` right after a stream opened): reports meeting the current
+    /// expectation, or what it observes.
+    pub fn after_ack(&mut self, at: Instant, acked: Option<(&str, &[String])>) {
         let expectation = self.expect.borrow().clone();
+        if expectation.condition == Condition::Observe {
+            if let Some((type_url::ENDPOINT, names)) = acked {
+                self.observe(at, names);
+            }
+            return;
+        }
         if expectation.id == self.reported
             || !expectation
                 .targets
@@ -399,6 +423,28 @@ impl Probe {
                 at,
             });
         }
+    }
+
+    fn observe(&self, at: Instant, names: &[String]) {
+        let clusters = {
+            let held = self.held();
+            names
+                .iter()
+                .map(|n| (n.clone(), held.endpoints(n).cloned()))
+                .collect()
+        };
+        let _ = self.events.send(ProxyEvent::Endpoints {
+            proxy: self.proxy,
+            at,
+            clusters,
+        });
+    }
+
+    pub fn nack(&self, error: String) {
+        let _ = self.events.send(ProxyEvent::Nacked {
+            proxy: self.proxy,
+            error,
+        });
     }
 
     pub fn fail(&self, error: String) {

@@ -1,6 +1,9 @@
 //! One load run: build the mesh, connect every proxy, wait for it to be
 //! configured, then time each scenario's change from API write to ACK.
 
+mod churn;
+mod reconnect;
+
 use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
@@ -12,7 +15,7 @@ use tokio::task::JoinSet;
 
 use crate::api::ApiClient;
 use crate::proxy::{Condition, Expectation, Held, Probe, ProxyEvent, run_delta, run_sotw};
-use crate::stats::{cores, percentile, process_cpu_seconds};
+use crate::stats::{cores, percentile, process_cpu_seconds, rss_kib};
 use crate::topology::{MESH_WIDE_SERVICE, Topology};
 use crate::{LoadConfig, LoadError, XdsVariant, connect};
 
@@ -27,6 +30,13 @@ pub enum Scenario {
     Route,
     /// One more instance of `svc-1`: its callers receive the endpoint.
     Endpoint,
+    /// The control plane restarts (someone else restarts it when asked
+    /// through [`LoadConfig::restart`]); every proxy reconnects as Envoy
+    /// would and must be back in sync.
+    Reconnect,
+    /// Instances of services come and go at a steady rate; each change is
+    /// timed to the last of its callers' ACKs.
+    Churn,
 }
 
 impl Scenario {
@@ -37,18 +47,27 @@ impl Scenario {
             Scenario::MeshWide => "mesh-wide",
             Scenario::Route => "route",
             Scenario::Endpoint => "endpoint",
+            Scenario::Reconnect => "reconnect",
+            Scenario::Churn => "churn",
         }
     }
 
-    /// `mesh-wide`, `route` (or `timeout`), `endpoint`, or `all`.
-    pub fn parse(name: &str) -> Option<Vec<Scenario>> {
-        Some(match name {
-            "mesh-wide" => vec![Scenario::MeshWide],
-            "route" | "timeout" => vec![Scenario::Route],
-            "endpoint" => vec![Scenario::Endpoint],
-            "all" => Scenario::ALL.to_vec(),
-            _ => return None,
-        })
+    /// A comma-separated list of `mesh-wide`, `route` (or `timeout`),
+    /// `endpoint`, `reconnect`, `churn`, and `all` (the first three).
+    pub fn parse(names: &str) -> Option<Vec<Scenario>> {
+        let mut out = Vec::new();
+        for name in names.split(',').map(str::trim) {
+            match name {
+                "mesh-wide" => out.push(Scenario::MeshWide),
+                "route" | "timeout" => out.push(Scenario::Route),
+                "endpoint" => out.push(Scenario::Endpoint),
+                "reconnect" => out.push(Scenario::Reconnect),
+                "churn" => out.push(Scenario::Churn),
+                "all" => out.extend(Scenario::ALL),
+                _ => return None,
+            }
+        }
+        (!out.is_empty()).then_some(out)
     }
 }
 
@@ -65,6 +84,10 @@ pub struct ScenarioResult {
     pub problems: Vec<String>,
     /// Streams the control plane refused as unavailable and the proxy reopened.
     pub retries: u64,
+    /// Responses a proxy could not apply (each also a problem).
+    pub nacks: u64,
+    /// More figures of the scenario, printed after the common ones.
+    pub extra: Vec<(String, String)>,
 }
 
 impl ScenarioResult {
@@ -76,7 +99,7 @@ impl ScenarioResult {
     pub fn line(&self, proxies: u32, services: u32) -> String {
         let l = &self.latencies_ms;
         format!(
-            "scenario={} proxies={proxies} services={services} p50_ms={:.2} p99_ms={:.2} max_ms={:.2} targets={} converged={} retries={}",
+            "scenario={} proxies={proxies} services={services} p50_ms={:.2} p99_ms={:.2} max_ms={:.2} targets={} converged={} retries={} nacks={}{}",
             self.name,
             percentile(l, 50.0),
             percentile(l, 99.0),
@@ -84,7 +107,25 @@ impl ScenarioResult {
             self.targets,
             self.converged,
             self.retries,
+            self.nacks,
+            self.extra
+                .iter()
+                .map(|(k, v)| format!(" {k}={v}"))
+                .collect::<String>(),
         )
+    }
+
+    fn skipped(name: &str, why: &str) -> ScenarioResult {
+        ScenarioResult {
+            name: name.to_string(),
+            targets: 0,
+            converged: 0,
+            latencies_ms: Vec::new(),
+            problems: vec![format!("skipped: {why}")],
+            retries: 0,
+            nacks: 0,
+            extra: Vec::new(),
+        }
     }
 }
 
@@ -102,6 +143,32 @@ pub struct Report {
     pub wall: Duration,
     /// CPU the load generator's process used during the run.
     pub cpu_seconds: Option<f64>,
+    /// The control plane's memory, when its process id was given.
+    pub memory: Option<Memory>,
+}
+
+/// Resident memory of the control plane with the mesh built, before and
+/// after every proxy connected and converged (the mesh idle both times).
+#[derive(Debug, Clone, Copy)]
+pub struct Memory {
+    pub base_kib: u64,
+    pub steady_kib: u64,
+}
+
+impl Memory {
+    /// What each connected proxy costs the control plane, in KiB.
+    pub fn per_proxy_kib(&self, proxies: u32) -> f64 {
+        self.steady_kib.saturating_sub(self.base_kib) as f64 / f64::from(proxies.max(1))
+    }
+
+    pub fn line(&self, proxies: u32, services: u32) -> String {
+        format!(
+            "memory proxies={proxies} services={services} base_rss_mib={:.1} rss_mib={:.1} per_proxy_kb={:.1}",
+            self.base_kib as f64 / 1024.0,
+            self.steady_kib as f64 / 1024.0,
+            self.per_proxy_kib(proxies),
+        )
+    }
 }
 
 impl Report {
@@ -147,13 +214,25 @@ pub async fn run(config: &LoadConfig) -> Result<Report, LoadError> {
     });
     let tokens = build_mesh(config, &api, &topology).await?;
     let setup = started.elapsed();
+    let base_kib = config.cp_pid.and_then(rss_kib);
 
     let per = config.streams_per_connection.max(1);
     let channels = connect(config, config.proxies.div_ceil(per)).await?;
     let mut fleet = Fleet::start(config, topology.clone(), channels, tokens);
     let connect_started = Instant::now();
     // The expectation published at start: every proxy fully configured.
-    let connect = fleet.collect("connect", connect_started).await;
+    let connect = fleet.collect("connect", Some(connect_started)).await;
+    let memory = match (base_kib, config.cp_pid) {
+        (Some(base_kib), Some(pid)) if connect.all_converged() => {
+            // Let the control plane finish what the connections started.
+            tokio::time::sleep(config.settle).await;
+            rss_kib(pid).map(|steady_kib| Memory {
+                base_kib,
+                steady_kib,
+            })
+        }
+        _ => None,
+    };
 
     let mut scenarios = Vec::new();
     for scenario in &config.scenarios {
@@ -161,14 +240,7 @@ pub async fn run(config: &LoadConfig) -> Result<Report, LoadError> {
             run_scenario(*scenario, config, &api, &mut fleet).await?
         } else {
             // Timing a change against half-configured proxies means nothing.
-            ScenarioResult {
-                name: scenario.name().to_string(),
-                targets: 0,
-                converged: 0,
-                latencies_ms: Vec::new(),
-                problems: vec!["skipped: not every proxy was configured".into()],
-                retries: 0,
-            }
+            ScenarioResult::skipped(scenario.name(), "not every proxy was configured")
         };
         scenarios.push(result);
     }
@@ -192,6 +264,7 @@ pub async fn run(config: &LoadConfig) -> Result<Report, LoadError> {
         cores: cores(),
         wall,
         cpu_seconds,
+        memory,
     })
 }
 
@@ -255,7 +328,7 @@ async fn run_scenario(
             let dp = topology.extra_dataplane("mesh-wide-1", address, MESH_WIDE_SERVICE);
             api.put(&format!("/meshes/{mesh}/dataplanes/mesh-wide-1"), &dp)
                 .await?;
-            fleet.collect(name, Instant::now()).await
+            fleet.collect(name, Some(Instant::now())).await
         }
         Scenario::Route => {
             let service = topology.service_name(0);
@@ -284,7 +357,7 @@ async fn run_scenario(
                 .buffer_unordered(config.api_concurrency)
                 .try_collect::<()>()
                 .await?;
-            fleet.collect(name, Instant::now()).await
+            fleet.collect(name, Some(Instant::now())).await
         }
         Scenario::Endpoint => {
             let service = topology.service_name(1 % topology.services);
@@ -298,8 +371,10 @@ async fn run_scenario(
             let dp = topology.extra_dataplane("endpoint-1", address, &service);
             api.put(&format!("/meshes/{mesh}/dataplanes/endpoint-1"), &dp)
                 .await?;
-            fleet.collect(name, Instant::now()).await
+            fleet.collect(name, Some(Instant::now())).await
         }
+        Scenario::Reconnect => reconnect::run(config, fleet).await,
+        Scenario::Churn => churn::run(config, api, fleet).await?,
     })
 }
 
@@ -362,8 +437,13 @@ impl Fleet {
 
     /// Collects the current expectation's reports, timed from `since`, until
     /// every target met it, failed, or the timeout passed; then checks what
-    /// each target holds now.
-    async fn collect(&mut self, name: &str, since: Instant) -> ScenarioResult {
+    /// each target holds now. With no `since`, streams are expected to drop
+    /// (the control plane restarts) and times start at the first drop.
+    async fn collect(&mut self, name: &str, since: Option<Instant>) -> ScenarioResult {
+        let restarting = since.is_none();
+        let mut since = since;
+        let mut nacks = 0u64;
+        let mut disconnects = 0u64;
         let expectation = self.expect.borrow().clone();
         let targets: Vec<u32> = (0..self.topology.proxies)
             .filter(|i| expectation.targets[*i as usize])
@@ -381,11 +461,37 @@ impl Fleet {
             match event {
                 ProxyEvent::Met { proxy, id, at } if id == expectation.id => {
                     // An ACK racing the API reply counts as immediate.
+                    let from = since.unwrap_or(at);
                     met.entry(proxy)
-                        .or_insert_with(|| at.saturating_duration_since(since));
+                        .or_insert_with(|| at.saturating_duration_since(from));
                 }
-                ProxyEvent::Met { .. } => {}
+                ProxyEvent::Met { .. } | ProxyEvent::Endpoints { .. } => {}
                 ProxyEvent::Retried { .. } => retries += 1,
+                ProxyEvent::Disconnected { at, .. } if restarting => {
+                    disconnects += 1;
+                    since.get_or_insert(at);
+                }
+                ProxyEvent::Disconnected { proxy, .. } => {
+                    let error = format!("{}: the stream dropped", self.topology.proxy_name(proxy));
+                    if expectation.targets.get(proxy as usize).copied() == Some(true)
+                        && !met.contains_key(&proxy)
+                    {
+                        failed.entry(proxy).or_insert(error);
+                    } else {
+                        others_failed.push(error);
+                    }
+                }
+                ProxyEvent::Nacked { proxy, error } => {
+                    nacks += 1;
+                    let error = format!("{}: NACK: {error}", self.topology.proxy_name(proxy));
+                    if expectation.targets.get(proxy as usize).copied() == Some(true)
+                        && !met.contains_key(&proxy)
+                    {
+                        failed.entry(proxy).or_insert(error);
+                    } else {
+                        others_failed.push(error);
+                    }
+                }
                 ProxyEvent::Failed { proxy, error } => {
                     let error = format!("{}: {error}", self.topology.proxy_name(proxy));
                     if expectation.targets.get(proxy as usize).copied() == Some(true)
@@ -420,6 +526,14 @@ impl Fleet {
         }
         let mut latencies_ms: Vec<f64> = met.values().map(|d| d.as_secs_f64() * 1e3).collect();
         latencies_ms.sort_by(f64::total_cmp);
+        let mut extra = Vec::new();
+        if restarting {
+            extra.push(("disconnects".to_string(), disconnects.to_string()));
+            extra.push((
+                "unconfigured".to_string(),
+                (targets.len() - converged).to_string(),
+            ));
+        }
         ScenarioResult {
             name: name.to_string(),
             targets: targets.len(),
@@ -427,6 +541,8 @@ impl Fleet {
             latencies_ms,
             problems,
             retries,
+            nacks,
+            extra,
         }
     }
 }

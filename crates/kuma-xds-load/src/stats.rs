@@ -28,6 +28,26 @@ fn parse_cpu_seconds(stat: &str) -> Option<f64> {
     Some((utime + stime) / USER_HZ)
 }
 
+/// Resident memory (VmRSS) of process `pid` in KiB; `None` when unknown.
+pub fn rss_kib(pid: u32) -> Option<u64> {
+    status_kib(pid, "VmRSS:")
+}
+
+/// Peak resident memory (VmHWM) of process `pid` in KiB.
+pub fn peak_rss_kib(pid: u32) -> Option<u64> {
+    status_kib(pid, "VmHWM:")
+}
+
+fn status_kib(pid: u32, field: &str) -> Option<u64> {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
+    parse_status_kib(&status, field)
+}
+
+fn parse_status_kib(status: &str, field: &str) -> Option<u64> {
+    let line = status.lines().find(|l| l.starts_with(field))?;
+    line[field.len()..].split_whitespace().next()?.parse().ok()
+}
+
 /// Cores this process may run on.
 pub fn cores() -> usize {
     std::thread::available_parallelism().map_or(1, usize::from)
@@ -52,6 +72,16 @@ mod tests {
         let stat = "1234 (my (odd) name) S 1 2 3 4 5 6 7 8 9 10 250 50 0 0 20 0 1 0";
         assert_eq!(parse_cpu_seconds(stat), Some(3.0));
         assert_eq!(parse_cpu_seconds("garbage"), None);
+    }
+
+    #[test]
+    fn memory_comes_from_proc_status() {
+        let status = "Name:\tkuma-cp\nVmHWM:\t  93224 kB\nVmRSS:\t   81000 kB\n";
+        assert_eq!(parse_status_kib(status, "VmRSS:"), Some(81000));
+        assert_eq!(parse_status_kib(status, "VmHWM:"), Some(93224));
+        assert_eq!(parse_status_kib(status, "VmSwap:"), None);
+        let own = rss_kib(std::process::id()).expect("Linux /proc");
+        assert!(own > 0 && peak_rss_kib(std::process::id()).unwrap() >= own);
     }
 
     #[test]

@@ -1,5 +1,7 @@
 //! A delta xDS stream driven the way Envoy drives it: wildcard clusters and
 //! listeners, then endpoints and routes by name for what those reference.
+//! A reconnecting proxy resubscribes to what it had and reports the version
+//! of every resource it holds, with no nonce.
 
 use std::collections::BTreeSet;
 use std::time::Instant;
@@ -14,7 +16,7 @@ use tokio::sync::mpsc;
 use tokio_stream::wrappers::ReceiverStream;
 use tonic::transport::Channel;
 
-use super::{Failure, Probe, decode, retry_after, type_url};
+use super::{Attempts, Failure, Probe, decode, type_url};
 use crate::stream_request;
 
 /// Named subscriptions of one type, kept in step with what the held
@@ -45,17 +47,35 @@ impl Named {
     }
 }
 
-/// Runs one proxy's delta stream until it ends; failures go to the probe.
+/// Runs one proxy's delta streams, reconnecting as Envoy does, until one
+/// fails for good; failures go to the probe.
 pub(crate) async fn run_delta(channel: Channel, token: Option<String>, mut probe: Probe) {
-    for attempt in 1.. {
-        let result = drive(channel.clone(), token.clone(), &mut probe).await;
-        if !retry_after(&probe, attempt, result).await {
+    let mut attempts = Attempts::new(probe.proxy);
+    // Subscriptions outlive a stream: a reconnect asks for them again.
+    let mut endpoints = Named::default();
+    let mut routes = Named::default();
+    loop {
+        let result = drive(
+            channel.clone(),
+            token.clone(),
+            &mut probe,
+            &mut endpoints,
+            &mut routes,
+        )
+        .await;
+        if !attempts.retry_after(&probe, result).await {
             return;
         }
     }
 }
 
-async fn drive(channel: Channel, token: Option<String>, probe: &mut Probe) -> Result<(), Failure> {
+async fn drive(
+    channel: Channel,
+    token: Option<String>,
+    probe: &mut Probe,
+    endpoints: &mut Named,
+    routes: &mut Named,
+) -> Result<(), Failure> {
     let mut client = AggregatedDiscoveryServiceClient::new(channel)
         .max_decoding_message_size(crate::MAX_MESSAGE_BYTES);
     let (tx, rx) = mpsc::channel(16);
@@ -64,38 +84,49 @@ async fn drive(channel: Channel, token: Option<String>, probe: &mut Probe) -> Re
         async move {
             tx.send(r)
                 .await
-                .map_err(|_| "request stream closed".to_string())
+                .map_err(|_| Failure::Dropped("request stream closed".to_string()))
         }
     };
     let node = Node {
         id: probe.topology.node_id(probe.proxy),
         ..Node::default()
     };
-    // Envoy opens with the wildcard types; nothing named yet.
-    send(DeltaDiscoveryRequest {
-        node: Some(node),
-        type_url: type_url::CLUSTER.to_string(),
-        ..Default::default()
-    })
-    .await?;
-    send(DeltaDiscoveryRequest {
-        type_url: type_url::LISTENER.to_string(),
-        ..Default::default()
-    })
-    .await?;
+    // Envoy opens with the wildcard types, then (reconnecting) the named
+    // ones it had; each tells the versions it holds.
+    let mut first = Vec::new();
+    for (type_url, names) in [
+        (type_url::CLUSTER, None),
+        (type_url::LISTENER, None),
+        (type_url::ENDPOINT, Some(&endpoints.subscribed)),
+        (type_url::ROUTE, Some(&routes.subscribed)),
+    ] {
+        if names.is_some_and(BTreeSet::is_empty) {
+            continue;
+        }
+        first.push(DeltaDiscoveryRequest {
+            type_url: type_url.to_string(),
+            resource_names_subscribe: names.into_iter().flatten().cloned().collect(),
+            initial_resource_versions: probe.held().versions(type_url),
+            ..Default::default()
+        });
+    }
+    first[0].node = Some(node);
+    let awaiting: Vec<String> = first.iter().map(|r| r.type_url.clone()).collect();
+    for r in first {
+        send(r).await?;
+    }
     let request = stream_request(ReceiverStream::new(rx), token.as_deref())?;
     let mut responses = client
         .delta_aggregated_resources(request)
         .await
         .map_err(Failure::opening)?
         .into_inner();
-    let mut endpoints = Named::default();
-    let mut routes = Named::default();
+    probe.held().stream_opened(awaiting);
     loop {
         let response: DeltaDiscoveryResponse = match responses.message().await {
             Ok(Some(r)) => r,
-            Ok(None) => return Ok(()),
-            Err(s) => return Err(Failure::Broken(format!("stream failed: {s}"))),
+            Ok(None) => return Err(Failure::Dropped("the stream ended".into())),
+            Err(s) => return Err(Failure::Dropped(format!("stream failed: {s}"))),
         };
         let applied = apply(probe, &response);
         // Envoy asks for what new clusters and listeners reference before
@@ -133,8 +164,16 @@ async fn drive(channel: Channel, token: Option<String>, probe: &mut Probe) -> Re
         })
         .await?;
         match applied {
-            Ok(()) => probe.after_ack(Instant::now()),
-            Err(e) => probe.fail(format!("NACK: {e}")),
+            Ok(()) => {
+                let names: Vec<String> = response
+                    .resources
+                    .iter()
+                    .map(|r| r.name.clone())
+                    .chain(response.removed_resources.iter().cloned())
+                    .collect();
+                probe.after_ack(Instant::now(), Some((&response.type_url, &names)));
+            }
+            Err(e) => probe.nack(e),
         }
     }
 }
@@ -150,8 +189,12 @@ fn apply(probe: &Probe, response: &DeltaDiscoveryResponse) -> Result<(), String>
         decoded.push((r.name.clone(), d));
     }
     let mut held = probe.held();
+    held.answered(&response.type_url);
     for (name, d) in decoded {
         held.upsert(&response.type_url, name, d);
+    }
+    for r in &response.resources {
+        held.set_version(&response.type_url, &r.name, &r.version);
     }
     for name in &response.removed_resources {
         held.remove(&response.type_url, name);

@@ -1,6 +1,7 @@
 //! A state-of-the-world xDS stream driven the way Envoy drives it: clusters
 //! and listeners as a whole, endpoints and routes by the names those use;
-//! every response replaces the whole type.
+//! every response replaces the whole type. A reconnecting proxy asks again
+//! for every type with the version it last accepted and no nonce.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::time::Instant;
@@ -13,7 +14,7 @@ use tokio::sync::mpsc;
 use tokio_stream::wrappers::ReceiverStream;
 use tonic::transport::Channel;
 
-use super::{Decoded, Failure, Probe, decode, retry_after, type_url};
+use super::{Attempts, Decoded, Failure, Probe, decode, type_url};
 use crate::stream_request;
 
 /// Per type: the names asked for and the last accepted version and nonce,
@@ -25,17 +26,26 @@ struct TypeState {
     nonce: String,
 }
 
-/// Runs one proxy's SotW stream until it ends; failures go to the probe.
+/// Runs one proxy's SotW streams, reconnecting as Envoy does, until one
+/// fails for good; failures go to the probe.
 pub(crate) async fn run_sotw(channel: Channel, token: Option<String>, mut probe: Probe) {
-    for attempt in 1.. {
-        let result = drive(channel.clone(), token.clone(), &mut probe).await;
-        if !retry_after(&probe, attempt, result).await {
+    let mut attempts = Attempts::new(probe.proxy);
+    // What was accepted outlives a stream: a reconnect reports it.
+    let mut types: BTreeMap<String, TypeState> = BTreeMap::new();
+    loop {
+        let result = drive(channel.clone(), token.clone(), &mut probe, &mut types).await;
+        if !attempts.retry_after(&probe, result).await {
             return;
         }
     }
 }
 
-async fn drive(channel: Channel, token: Option<String>, probe: &mut Probe) -> Result<(), Failure> {
+async fn drive(
+    channel: Channel,
+    token: Option<String>,
+    probe: &mut Probe,
+    types: &mut BTreeMap<String, TypeState>,
+) -> Result<(), Failure> {
     let mut client = AggregatedDiscoveryServiceClient::new(channel)
         .max_decoding_message_size(crate::MAX_MESSAGE_BYTES);
     let (tx, rx) = mpsc::channel(16);
@@ -44,36 +54,52 @@ async fn drive(channel: Channel, token: Option<String>, probe: &mut Probe) -> Re
         async move {
             tx.send(r)
                 .await
-                .map_err(|_| "request stream closed".to_string())
+                .map_err(|_| Failure::Dropped("request stream closed".to_string()))
         }
     };
     let node = Node {
         id: probe.topology.node_id(probe.proxy),
         ..Node::default()
     };
-    send(DiscoveryRequest {
-        node: Some(node),
-        type_url: type_url::CLUSTER.to_string(),
-        ..Default::default()
-    })
-    .await?;
-    send(DiscoveryRequest {
-        type_url: type_url::LISTENER.to_string(),
-        ..Default::default()
-    })
-    .await?;
+    let mut first = true;
+    for t in [
+        type_url::CLUSTER,
+        type_url::LISTENER,
+        type_url::ENDPOINT,
+        type_url::ROUTE,
+    ] {
+        let state = types.entry(t.to_string()).or_default();
+        let named = t == type_url::ENDPOINT || t == type_url::ROUTE;
+        if named && state.names.is_empty() {
+            continue;
+        }
+        // A new stream has no nonce to answer.
+        state.nonce.clear();
+        send(DiscoveryRequest {
+            node: first.then(|| node.clone()),
+            type_url: t.to_string(),
+            version_info: state.version.clone(),
+            resource_names: state.names.iter().cloned().collect(),
+            ..Default::default()
+        })
+        .await?;
+        first = false;
+    }
     let request = stream_request(ReceiverStream::new(rx), token.as_deref())?;
     let mut responses = client
         .stream_aggregated_resources(request)
         .await
         .map_err(Failure::opening)?
         .into_inner();
-    let mut types: BTreeMap<String, TypeState> = BTreeMap::new();
+    // A control plane that already has what the proxy reports sends
+    // nothing back, so being accepted is all a SotW proxy can wait for.
+    probe.held().stream_opened([]);
+    probe.after_ack(Instant::now(), None);
     loop {
         let response: DiscoveryResponse = match responses.message().await {
             Ok(Some(r)) => r,
-            Ok(None) => return Ok(()),
-            Err(s) => return Err(Failure::Broken(format!("stream failed: {s}"))),
+            Ok(None) => return Err(Failure::Dropped("the stream ended".into())),
+            Err(s) => return Err(Failure::Dropped(format!("stream failed: {s}"))),
         };
         let applied = apply(probe, &response);
         let state = types.entry(response.type_url.clone()).or_default();
@@ -121,8 +147,11 @@ async fn drive(channel: Channel, token: Option<String>, probe: &mut Probe) -> Re
             .await?;
         }
         match applied {
-            Ok(()) => probe.after_ack(Instant::now()),
-            Err(e) => probe.fail(format!("NACK: {e}")),
+            Ok(()) => {
+                let names: Vec<String> = probe.held().names(&response.type_url).cloned().collect();
+                probe.after_ack(Instant::now(), Some((&response.type_url, &names)));
+            }
+            Err(e) => probe.nack(e),
         }
     }
 }

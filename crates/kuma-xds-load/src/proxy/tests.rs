@@ -212,7 +212,7 @@ fn mk_probe() -> (Probe, mpsc::UnboundedReceiver<ProxyEvent>) {
 }
 
 #[tokio::test]
-async fn only_unavailable_refusals_are_retried() {
+async fn refusals_and_drops_are_retried_and_the_rest_ends_the_proxy() {
     assert!(matches!(
         Failure::opening(tonic::Status::unavailable("store failure")),
         Failure::Unavailable(_)
@@ -222,21 +222,91 @@ async fn only_unavailable_refusals_are_retried() {
         Failure::Broken(_)
     ));
     let (probe, mut events) = mk_probe();
-    let again = retry_after(&probe, 1, Err(Failure::Broken("bad token".into()))).await;
-    assert!(!again);
+    let mut attempts = Attempts::new(0);
+    attempts.base = std::time::Duration::from_micros(1);
+    assert!(
+        !attempts
+            .retry_after(&probe, Err(Failure::Broken("bad token".into())))
+            .await
+    );
     assert!(matches!(events.try_recv(), Ok(ProxyEvent::Failed { .. })));
-    let again = retry_after(&probe, 1, Err(Failure::Unavailable("busy".into()))).await;
-    assert!(again);
+    assert!(
+        attempts
+            .retry_after(&probe, Err(Failure::Unavailable("busy".into())))
+            .await
+    );
     assert!(matches!(
         events.try_recv(),
         Ok(ProxyEvent::Retried { proxy: 0 })
     ));
-    let again = retry_after(
-        &probe,
-        MAX_ATTEMPTS,
-        Err(Failure::Unavailable("busy".into())),
-    )
-    .await;
-    assert!(!again, "gives up after {MAX_ATTEMPTS} attempts");
-    assert!(matches!(events.try_recv(), Ok(ProxyEvent::Failed { .. })));
+    assert!(
+        attempts
+            .retry_after(&probe, Err(Failure::Dropped("gone".into())))
+            .await
+    );
+    assert!(matches!(
+        events.try_recv(),
+        Ok(ProxyEvent::Disconnected { proxy: 0, .. })
+    ));
+    let mut given_up = false;
+    for _ in 0..retry::MAX_REFUSALS {
+        if !attempts
+            .retry_after(&probe, Err(Failure::Unavailable("busy".into())))
+            .await
+        {
+            given_up = true;
+            break;
+        }
+    }
+    assert!(given_up, "gives up after {} refusals", retry::MAX_REFUSALS);
+    let last = std::iter::from_fn(|| events.try_recv().ok()).last();
+    assert!(matches!(last, Some(ProxyEvent::Failed { .. })));
+}
+
+#[test]
+fn resynced_needs_a_new_stream_with_every_type_answered() {
+    let topology = Topology {
+        mesh: "m".into(),
+        proxies: 1,
+        services: 1,
+    };
+    let mut held = Held::default();
+    held.stream_opened([]);
+    // Inbound and 4 outbound listeners (TCP), the clusters warm.
+    for port in [8080, 10000, 10001, 10002, 10003] {
+        put(
+            &mut held,
+            type_url::LISTENER,
+            &format!("l{port}"),
+            &mk_listener(port, mk_any(type_url::TCP_PROXY, &TcpProxy::default())),
+        );
+    }
+    let condition = Condition::Resynced {
+        baseline: Arc::new(vec![1]),
+    };
+    assert!(!condition.holds(&held, &topology, 0), "same stream");
+    held.stream_opened([
+        type_url::CLUSTER.to_string(),
+        type_url::LISTENER.to_string(),
+    ]);
+    assert!(
+        !condition.holds(&held, &topology, 0),
+        "nothing answered yet"
+    );
+    held.answered(type_url::CLUSTER);
+    held.answered(type_url::LISTENER);
+    assert!(condition.holds(&held, &topology, 0));
+}
+
+#[test]
+fn held_versions_follow_upserts_and_removals() {
+    let mut held = Held::default();
+    held.upsert(type_url::CLUSTER, "a".into(), Decoded::Secret);
+    held.set_version(type_url::CLUSTER, "a", "01");
+    held.set_version(type_url::CLUSTER, "b", "02");
+    held.remove(type_url::CLUSTER, "b");
+    let versions = held.versions(type_url::CLUSTER);
+    assert_eq!(versions.len(), 1);
+    assert_eq!(versions["a"], "01");
+    assert!(held.versions(type_url::LISTENER).is_empty());
 }
