@@ -3,7 +3,9 @@
 use serde::{Deserialize, Serialize};
 
 use crate::policies::target_ref::{TargetRef, TargetRefKind as K, TargetRefRules, top_level};
-use crate::policies::values::{GoDuration, IntOrString, TargetedConf, check_percentage};
+use crate::policies::values::{
+    GoDuration, IntOrString, TargetedConf, check_one_of, check_percentage,
+};
 use crate::validation::{FieldPath, Validate, ValidationContext, Violations};
 
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
@@ -256,6 +258,7 @@ fn check_conf(conf: &Conf, to: &TargetRef, path: &FieldPath, v: &mut Violations)
     }
     if let Some(lb) = &conf.load_balancer {
         let lp = path.field("loadBalancer");
+        check_load_balancer(lb, &lp, v);
         match lb.kind.as_str() {
             "RingHash" => {
                 let hp = lp.field("ringHash").field("hashPolicies");
@@ -331,6 +334,75 @@ fn check_conf(conf: &Conf, to: &TargetRef, path: &FieldPath, v: &mut Violations)
     }
 }
 
+/// Envoy's bounds: a ring of at most 8M entries (minimum not above the
+/// maximum), a prime Maglev table of at most 5000011 entries, at least two
+/// choices for least request.
+fn check_load_balancer(lb: &LoadBalancer, path: &FieldPath, v: &mut Violations) {
+    check_one_of(
+        &lb.kind,
+        &["RoundRobin", "LeastRequest", "RingHash", "Random", "Maglev"],
+        &path.field("type"),
+        v,
+    );
+    if let Some(n) = lb.least_request.as_ref().and_then(|l| l.choice_count)
+        && n < 2
+    {
+        v.add(
+            &path.field("leastRequest").field("choiceCount"),
+            "must be greater or equal then: 2",
+        );
+    }
+    if let Some(rh) = &lb.ring_hash {
+        let rp = path.field("ringHash");
+        if let Some(f) = &rh.hash_function {
+            check_one_of(f, &["XXHash", "MurmurHash2"], &rp.field("hashFunction"), v);
+        }
+        for (field, size) in [
+            ("minRingSize", rh.min_ring_size),
+            ("maxRingSize", rh.max_ring_size),
+        ] {
+            match size {
+                Some(0) => v.add(&rp.field(field), "must be greater than 0"),
+                Some(n) if n > MAX_RING_SIZE => v.add(
+                    &rp.field(field),
+                    format!("must be less or equal than: {MAX_RING_SIZE}"),
+                ),
+                _ => {}
+            }
+        }
+        if let (Some(min), Some(max)) = (rh.min_ring_size, rh.max_ring_size)
+            && min > max
+        {
+            v.add(
+                &rp.field("minRingSize"),
+                "must not be greater than maxRingSize",
+            );
+        }
+    }
+    if let Some(size) = lb.maglev.as_ref().and_then(|m| m.table_size) {
+        let tp = path.field("maglev").field("tableSize");
+        if size > MAX_MAGLEV_TABLE {
+            v.add(
+                &tp,
+                format!("must be less or equal than: {MAX_MAGLEV_TABLE}"),
+            );
+        } else if !is_prime(size) {
+            v.add(&tp, "must be a prime number");
+        }
+    }
+}
+
+const MAX_RING_SIZE: u32 = 8_388_608;
+const MAX_MAGLEV_TABLE: u32 = 5_000_011;
+
+fn is_prime(n: u32) -> bool {
+    if n < 2 {
+        return false;
+    }
+    let n = u64::from(n);
+    (2..).take_while(|d| d * d <= n).all(|d| n % d != 0)
+}
+
 fn check_locality(la: &LocalityAwareness, to: &TargetRef, path: &FieldPath, v: &mut Violations) {
     if let Some(lz) = &la.local_zone {
         let tags = lz.affinity_tags.as_deref().unwrap_or_default();
@@ -402,10 +474,33 @@ fn check_hash_policies(policies: Option<&[HashPolicy]>, path: &FieldPath, v: &mu
             "QueryParameter" => p.query_parameter.is_none().then_some("queryParameter"),
             "FilterState" => p.filter_state.is_none().then_some("filterState"),
             "Connection" | "SourceIP" => p.connection.is_none().then_some("connection"),
-            _ => None,
+            _ => {
+                v.add(&pp.field("type"), "unrecognized type");
+                None
+            }
         };
         if let Some(field) = missing {
             v.add(&pp.field(field), "must be defined");
+        }
+        // Envoy refuses empty names and keys.
+        let names = [
+            ("header", "name", p.header.as_ref().map(|h| &h.name)),
+            ("cookie", "name", p.cookie.as_ref().map(|c| &c.name)),
+            (
+                "queryParameter",
+                "name",
+                p.query_parameter.as_ref().map(|q| &q.name),
+            ),
+            (
+                "filterState",
+                "key",
+                p.filter_state.as_ref().map(|f| &f.key),
+            ),
+        ];
+        for (section, field, value) in names {
+            if value.is_some_and(|s| s.is_empty()) {
+                v.add(&pp.field(section).field(field), "must not be empty");
+            }
         }
         if let Some(path) = p.cookie.as_ref().and_then(|c| c.path.as_deref())
             && !path.starts_with('/')
@@ -541,6 +636,87 @@ spec:
                 (
                     "spec.to[0].default.loadBalancer.maglev.hashPolicies",
                     "hashPolicies already specified in the root level"
+                ),
+            ]
+        );
+    }
+
+    #[test]
+    fn refuses_what_envoy_would_reject() {
+        let got = violations(
+            r#"
+type: MeshLoadBalancingStrategy
+name: bad
+mesh: default
+spec:
+  targetRef:
+    kind: Mesh
+  to:
+    - targetRef:
+        kind: Mesh
+      default:
+        loadBalancer:
+          type: RingHash
+          ringHash:
+            hashFunction: SHA1
+            minRingSize: 2048
+            maxRingSize: 1024
+            hashPolicies:
+              - type: Header
+                header:
+                  name: ""
+              - type: Body
+    - targetRef:
+        kind: Mesh
+      default:
+        loadBalancer:
+          type: Maglev
+          maglev:
+            tableSize: 65536
+    - targetRef:
+        kind: Mesh
+      default:
+        loadBalancer:
+          type: LeastRequest
+          leastRequest:
+            choiceCount: 1
+    - targetRef:
+        kind: Mesh
+      default:
+        loadBalancer:
+          type: Fastest
+"#,
+        );
+        assert_eq!(
+            got,
+            vec![
+                (
+                    "spec.to[0].default.loadBalancer.ringHash.hashFunction",
+                    "hashFunction must be one of: XXHash, MurmurHash2"
+                ),
+                (
+                    "spec.to[0].default.loadBalancer.ringHash.minRingSize",
+                    "must not be greater than maxRingSize"
+                ),
+                (
+                    "spec.to[0].default.loadBalancer.ringHash.hashPolicies[0].header.name",
+                    "must not be empty"
+                ),
+                (
+                    "spec.to[0].default.loadBalancer.ringHash.hashPolicies[1].type",
+                    "unrecognized type"
+                ),
+                (
+                    "spec.to[1].default.loadBalancer.maglev.tableSize",
+                    "must be a prime number"
+                ),
+                (
+                    "spec.to[2].default.loadBalancer.leastRequest.choiceCount",
+                    "must be greater or equal then: 2"
+                ),
+                (
+                    "spec.to[3].default.loadBalancer.type",
+                    "type must be one of: RoundRobin, LeastRequest, RingHash, Random, Maglev"
                 ),
             ]
         );

@@ -5,7 +5,10 @@ use std::collections::BTreeMap;
 use serde::{Deserialize, Serialize};
 
 use crate::policies::target_ref::{TargetRef, TargetRefKind as K, TargetRefRules, top_level};
-use crate::policies::values::{GoDuration, HeaderMatch, TargetedConf};
+use crate::policies::values::{
+    GoDuration, HeaderMatch, TargetedConf, check_non_negative_duration, check_one_of,
+    check_positive_duration, check_regex,
+};
 use crate::validation::{FieldPath, Validate, ValidationContext, Violations};
 
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
@@ -220,6 +223,14 @@ fn check_conf(conf: &Conf, path: &FieldPath, v: &mut Violations) {
         }
         check_durations(h.per_try_timeout.as_ref(), h.back_off.as_ref(), &hp, v);
         check_rate_limited(h.rate_limited_back_off.as_ref(), &hp, v);
+        for (field, headers) in [
+            ("retriableResponseHeaders", &h.retriable_response_headers),
+            ("retriableRequestHeaders", &h.retriable_request_headers),
+        ] {
+            for (i, header) in headers.iter().flatten().enumerate() {
+                check_header(header, &hp.field(field).index(i), v);
+            }
+        }
         for (i, item) in h.retry_on.iter().flatten().enumerate() {
             if !HTTP_RETRY_ON.contains(&item.as_str()) && !is_known_status(item) {
                 v.add(
@@ -281,26 +292,50 @@ fn check_conf(conf: &Conf, path: &FieldPath, v: &mut Violations) {
     }
 }
 
-/// Kuma only checks these parse (its JSON decoder would refuse them).
+/// Kuma checks these parse; Envoy also refuses a negative timeout, a
+/// back-off interval that is not positive and a maximum below the base.
 fn check_durations(
     per_try: Option<&GoDuration>,
     back_off: Option<&BackOff>,
     path: &FieldPath,
     v: &mut Violations,
 ) {
-    let parse = |d: Option<&GoDuration>, p: FieldPath, v: &mut Violations| {
-        if d.is_some_and(|d| d.nanos().is_none()) {
-            v.add(&p, "must be a valid duration");
-        }
-    };
-    parse(per_try, path.field("perTryTimeout"), v);
+    check_non_negative_duration(per_try, &path.field("perTryTimeout"), v);
     if let Some(b) = back_off {
         let bp = path.field("backOff");
         if b.base_interval.is_none() && b.max_interval.is_none() {
             v.add(&bp, "must not be empty");
         }
-        parse(b.base_interval.as_ref(), bp.field("baseInterval"), v);
-        parse(b.max_interval.as_ref(), bp.field("maxInterval"), v);
+        check_positive_duration(b.base_interval.as_ref(), &bp.field("baseInterval"), v);
+        check_positive_duration(b.max_interval.as_ref(), &bp.field("maxInterval"), v);
+        let nanos = |d: &Option<GoDuration>| d.as_ref().and_then(GoDuration::nanos);
+        if let (Some(base), Some(max)) = (nanos(&b.base_interval), nanos(&b.max_interval))
+            && base > 0
+            && max < base
+        {
+            v.add(
+                &bp.field("maxInterval"),
+                "must be greater than or equal to baseInterval",
+            );
+        }
+    }
+}
+
+/// A header condition Envoy accepts: a name, a known type, a regex that
+/// compiles.
+fn check_header(h: &HeaderMatch, path: &FieldPath, v: &mut Violations) {
+    if h.name.is_empty() {
+        v.add(&path.field("name"), "must not be empty");
+    }
+    let kind = h.kind.as_deref().unwrap_or("Exact");
+    check_one_of(
+        kind,
+        &["Exact", "Present", "RegularExpression", "Absent", "Prefix"],
+        &path.field("type"),
+        v,
+    );
+    if kind == "RegularExpression" {
+        check_regex(&h.value, &path.field("value"), v);
     }
 }
 
@@ -317,14 +352,22 @@ fn check_rate_limited(r: Option<&RateLimitedBackOff>, path: &FieldPath, v: &mut 
     }
     match &r.reset_headers {
         None => v.add(&rp.field("resetHeaders"), "must be defined"),
+        // Envoy needs at least one header to read the reset time from.
+        Some(headers) if headers.is_empty() => {
+            v.add(&rp.field("resetHeaders"), "must not be empty")
+        }
         Some(headers) => {
             for (i, h) in headers.iter().enumerate() {
+                let hp = rp.field("resetHeaders").index(i);
                 if h.name.is_empty() {
-                    v.add(
-                        &rp.field("resetHeaders").index(i).field("name"),
-                        "must be defined",
-                    );
+                    v.add(&hp.field("name"), "must be defined");
                 }
+                check_one_of(
+                    &h.format,
+                    &["Seconds", "UnixTimestamp"],
+                    &hp.field("format"),
+                    v,
+                );
             }
         }
     }
@@ -424,6 +467,75 @@ spec:
                 (
                     "spec.to[1].default.conf",
                     "at least one of the 'tcp', 'http', 'grpc' must be specified"
+                ),
+            ]
+        );
+    }
+
+    #[test]
+    fn refuses_what_envoy_would_reject() {
+        let got = violations(
+            r#"
+type: MeshRetry
+name: bad
+mesh: default
+spec:
+  targetRef:
+    kind: Mesh
+  to:
+    - targetRef:
+        kind: Mesh
+      default:
+        http:
+          perTryTimeout: -1s
+          backOff:
+            baseInterval: 1s
+            maxInterval: 100ms
+          rateLimitedBackOff:
+            resetHeaders:
+              - name: retry-after
+                format: Minutes
+          retriableResponseHeaders:
+            - name: x-retry
+              type: RegularExpression
+              value: "(unclosed"
+            - name: ""
+              type: Suffix
+        grpc:
+          backOff:
+            baseInterval: 0s
+"#,
+        );
+        assert_eq!(
+            got,
+            vec![
+                (
+                    "spec.to[0].default.conf.http.perTryTimeout",
+                    "must not be negative when defined"
+                ),
+                (
+                    "spec.to[0].default.conf.http.backOff.maxInterval",
+                    "must be greater than or equal to baseInterval"
+                ),
+                (
+                    "spec.to[0].default.conf.http.rateLimitedBackOff.resetHeaders[0].format",
+                    "format must be one of: Seconds, UnixTimestamp"
+                ),
+                (
+                    "spec.to[0].default.conf.http.retriableResponseHeaders[0].value",
+                    "must be a valid regular expression"
+                ),
+                (
+                    "spec.to[0].default.conf.http.retriableResponseHeaders[1].name",
+                    "must not be empty"
+                ),
+                (
+                    "spec.to[0].default.conf.http.retriableResponseHeaders[1].type",
+                    "type must be one of: Exact, Present, RegularExpression, Absent, Prefix"
+                ),
+                (
+                    "spec.to[0].default.conf.grpc.backOff.baseInterval",
+                    "must be greater than zero when defined"
                 ),
             ]
         );

@@ -183,7 +183,6 @@ fn http_retry_on(item: &str) -> Option<&'static str> {
         "5xx" => "5xx",
         "GatewayError" => "gateway-error",
         "Reset" => "reset",
-        "ResetBeforeRequest" => "reset-before-request",
         "Retriable4xx" => "retriable-4xx",
         "ConnectFailure" => "connect-failure",
         "EnvoyRatelimited" => "envoy-ratelimited",
