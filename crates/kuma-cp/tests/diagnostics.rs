@@ -10,6 +10,8 @@ use kuma_cp::config::DpProxyAuthnType;
 use kuma_cp::{Config, ControlPlane};
 use kuma_xds::type_url;
 
+// Shared with tests that use every helper; this one needs only a few.
+#[allow(dead_code)]
 #[path = "support/ads.rs"]
 mod ads_client;
 
