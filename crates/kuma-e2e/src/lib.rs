@@ -7,6 +7,8 @@ pub mod control_plane;
 pub mod dataplane;
 pub mod process;
 pub mod service;
+pub mod sidecar_pair;
+pub mod traffic;
 
 use std::future::Future;
 use std::time::{Duration, Instant};
