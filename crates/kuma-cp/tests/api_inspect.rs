@@ -309,3 +309,31 @@ async fn the_default_mesh_shows_its_initial_policies() {
         assert!(kinds.contains(&kind), "{kind} missing from {kinds:?}");
     }
 }
+
+#[tokio::test]
+async fn a_mesh_gateway_has_rules_too() {
+    let gateway = json!({"type": "MeshGateway", "mesh": "demo", "name": "edge",
+        "selectors": [{"match": {"kuma.io/service": "edge"}}],
+        "conf": {"listeners": [{"port": 8080, "protocol": "HTTP"}]}});
+    let bare = json!({"type": "MeshGateway", "mesh": "demo", "name": "bare",
+        "selectors": [{"match": {"kuma.io/service": "bare"}}],
+        "conf": {"listeners": [{"port": 8080, "protocol": "HTTP"}]}});
+    let timeout = mk_policy(
+        "MeshTimeout",
+        "gw",
+        json!({"targetRef": {"kind": "MeshSubset", "tags": {"kuma.io/service": "edge"}},
+            "to": [{"targetRef": {"kind": "Mesh"}, "default": {"idleTimeout": "7s"}}]}),
+    );
+    let s = Server::with(&[gateway, bare, timeout]).await;
+    let (status, body) = s.get("/meshes/demo/meshgateways/edge/_rules").await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    assert_eq!(unlabelled(&body["resource"]), meta("MeshGateway", "edge"));
+    assert_eq!(
+        body["rules"][0]["toResourceRules"][0]["conf"],
+        json!([{"idleTimeout": "7s"}])
+    );
+    let (_, body) = s.get("/meshes/demo/meshgateways/bare/_rules").await;
+    assert_eq!(body["rules"], json!([]));
+    let (status, _) = s.get("/meshes/demo/meshgateways/nope/_rules").await;
+    assert_eq!(status, StatusCode::NOT_FOUND);
+}

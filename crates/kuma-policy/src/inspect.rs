@@ -10,6 +10,7 @@ use std::collections::{BTreeMap, HashMap};
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
+use kuma_api::kinds::dataplane::DataplaneSpec;
 use kuma_api::kinds::mesh_gateway::MeshGatewaySpec;
 use kuma_api::policies::TargetRef;
 use kuma_api::policies::TargetRefKind;
@@ -229,19 +230,44 @@ impl MeshInspector {
     /// Kuma's `_rules` answer for `dataplane`.
     pub fn rules(&self, dataplane: &Resource) -> Result<InspectRules, PolicyError> {
         let proxy = self.proxy(dataplane)?;
+        Ok(self.rules_of(&proxy, Meta::of(dataplane)))
+    }
+
+    /// Kuma's `_rules` answer for a MeshGateway: the rules of a builtin
+    /// gateway proxy carrying the tags of its first selector. `None` when
+    /// `gateway` is not a MeshGateway or has no selector.
+    pub fn gateway_rules(&self, gateway: &Resource) -> Option<InspectRules> {
+        let Spec::MeshGateway(spec) = &gateway.spec else {
+            return None;
+        };
+        let tags = &spec.selectors.first()?.match_;
+        let dataplane: DataplaneSpec = serde_json::from_value(serde_json::json!({
+            "networking": {"address": "", "gateway": {"type": "BUILTIN", "tags": tags}}
+        }))
+        .ok()?;
+        let proxy = Proxy {
+            name: &gateway.meta.name,
+            labels: &gateway.meta.labels,
+            spec: &dataplane,
+            gateway: Some((&gateway.meta.name, spec)),
+        };
+        Some(self.rules_of(&proxy, Meta::of(gateway)))
+    }
+
+    fn rules_of(&self, proxy: &Proxy<'_>, resource: Meta) -> InspectRules {
         let rules = self
             .indexes
             .iter()
             .filter_map(|index| {
-                let rules = index.rules_for(&proxy, &self.ctx);
-                self.inspect_rule(index.kind(), &rules, &proxy)
+                let rules = index.rules_for(proxy, &self.ctx);
+                self.inspect_rule(index.kind(), &rules, proxy)
             })
             .collect();
-        Ok(InspectRules {
-            resource: Meta::of(dataplane),
+        InspectRules {
+            resource,
             rules,
             http_matches: Vec::new(),
-        })
+        }
     }
 
     /// The Dataplanes among `dataplanes` that `policy`'s top-level

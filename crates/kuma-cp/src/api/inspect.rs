@@ -1,5 +1,6 @@
 //! Policy inspection: `GET /meshes/{mesh}/dataplanes/{name}/_rules` (what
-//! every targetRef policy means for one proxy) and
+//! every targetRef policy means for one proxy; `meshgateways/{name}/_rules`
+//! for a builtin gateway) and
 //! `GET /meshes/{mesh}/{policies}/{name}/_resources/dataplanes` (the proxies
 //! one policy selects). The computation is kuma-policy's; this reads the
 //! mesh's resources from the store and speaks HTTP.
@@ -99,6 +100,29 @@ pub async fn rules(
             StatusCode::INTERNAL_SERVER_ERROR,
             "Unsupported resource type",
             e.to_string(),
+        )
+    })?;
+    Ok(Json(rules).into_response())
+}
+
+/// `GET /meshes/{mesh}/meshgateways/{name}/_rules`: the rules of a builtin
+/// gateway proxy the MeshGateway's first selector describes.
+pub async fn gateway_rules(
+    State(state): State<ApiState>,
+    Path((mesh, name)): Path<(String, String)>,
+) -> ApiResult {
+    require_mesh(&state, &mesh).await?;
+    let gateway = state
+        .store
+        .get(&ResourceKey::new(Kind::MeshGateway, Some(&mesh), &name))
+        .await
+        .map_err(|e| Problem::from_store("Could not retrieve MeshGateway", e))?;
+    let inspector = inspector(&state, &mesh).await?;
+    let rules = inspector.gateway_rules(&gateway).ok_or_else(|| {
+        Problem::new(
+            StatusCode::BAD_REQUEST,
+            "Invalid MeshGateway",
+            "no selectors on MeshGateway this is not supported",
         )
     })?;
     Ok(Json(rules).into_response())

@@ -323,3 +323,35 @@ fn policies_select_dataplanes_by_their_top_level_target_ref() {
     let not_policy = mk_dataplane("x", "y");
     assert!(inspector.selected_by(&not_policy, &dps).is_err());
 }
+
+#[test]
+fn a_mesh_gateway_is_inspected_as_the_builtin_gateway_it_describes() {
+    let gateway = mk(json!({"type": "MeshGateway", "name": "edge",
+        "selectors": [{"match": {"kuma.io/service": "edge"}}],
+        "conf": {"listeners": [{"port": 8080, "protocol": "HTTP", "tags": {"port": "http"}}]}}));
+    let timeout = mk_timeout(
+        "gw",
+        json!({"targetRef": {"kind": "MeshGateway", "name": "edge"},
+               "to": [{"targetRef": {"kind": "Mesh"}, "default": {"idleTimeout": "7s"}}]}),
+    );
+    let other = mk_timeout(
+        "other-gw",
+        json!({"targetRef": {"kind": "MeshGateway", "name": "nope"},
+               "to": [{"targetRef": {"kind": "Mesh"}, "default": {"idleTimeout": "9s"}}]}),
+    );
+    let resources = vec![gateway.clone(), timeout, other];
+    let inspector = MeshInspector::new("default", false, &resources);
+    let got = serde_json::to_value(inspector.gateway_rules(&gateway).unwrap()).unwrap();
+    assert_eq!(got["resource"]["type"], "MeshGateway");
+    assert_eq!(got["rules"][0]["type"], "MeshTimeout");
+    let origins = &got["rules"][0]["toResourceRules"][0]["origin"];
+    assert_eq!(origins, &json!([origin("MeshTimeout", "gw", 0)]));
+    assert_eq!(
+        got["rules"][0]["toResourceRules"][0]["conf"],
+        json!([{"idleTimeout": "7s"}])
+    );
+
+    let no_selector = mk(json!({"type": "MeshGateway", "name": "bare",
+        "conf": {"listeners": [{"port": 8080, "protocol": "HTTP"}]}}));
+    assert!(inspector.gateway_rules(&no_selector).is_none());
+}
