@@ -17,6 +17,7 @@ pub mod auth;
 mod error;
 mod index;
 mod insights;
+mod inspect;
 mod list;
 pub mod listeners;
 mod resources;
@@ -77,6 +78,18 @@ pub fn router(state: ApiState) -> Router {
             get(insights::get),
         )
         .route("/meshes/{mesh}/dataplanes/{name}/xds", get(insights::xds))
+        .route(
+            "/meshes/{mesh}/dataplanes/{name}/_rules",
+            get(inspect::rules),
+        )
+        .route(
+            "/meshes/{mesh}/meshgateways/{name}/_rules",
+            get(inspect::gateway_rules),
+        )
+        .route(
+            "/meshes/{mesh}/{plural}/{name}/_resources/dataplanes",
+            get(inspect::dataplanes_for_policy),
+        )
         .route("/{plural}", get(resources::list_top))
         .route(
             "/{plural}/{name}",
