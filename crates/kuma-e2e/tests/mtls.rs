@@ -1,5 +1,6 @@
 //! Mutual TLS and MeshTrafficPermission on real Envoys: the control plane
-//! issues the identities, the proxies enforce STRICT / PERMISSIVE and RBAC.
+//! issues the identities, the proxies enforce STRICT / PERMISSIVE and RBAC
+//! (the mesh's default allow-all permission, deny without any, per identity).
 
 use std::time::Duration;
 
@@ -166,6 +167,20 @@ impl Mesh {
             .await;
     }
 
+    async fn delete_permission(&self, name: &str) {
+        let path = format!("/meshes/default/meshtrafficpermissions/{name}");
+        let response = reqwest::Client::new()
+            .delete(self.cp.api(&path))
+            .send()
+            .await
+            .unwrap_or_else(|e| panic!("DELETE {path}: {e}"));
+        assert!(
+            response.status().is_success(),
+            "DELETE {path}: {}",
+            response.status()
+        );
+    }
+
     async fn expect_mesh_traffic(&self, what: &str) {
         wait_for_answer(what, self.web_outbound, (200, "backend-1")).await;
     }
@@ -233,10 +248,19 @@ async fn strict_mtls_refuses_plaintext_and_permissive_takes_it() {
 async fn traffic_permission_denies_and_allows_web_by_identity() {
     let b = binaries::get();
     let mesh = start_mesh(b).await;
-    mesh.set_permission("allow-all", allow_all()).await;
+    // The mesh's default allow-all-default permission is all it takes.
     mesh.set_mtls("STRICT").await;
     mesh.expect_mesh_traffic("traffic through web's outbound under STRICT mTLS")
         .await;
+
+    // Without any permission an mTLS mesh denies by default.
+    mesh.delete_permission("allow-all-default").await;
+    wait_for_answer(
+        "backend to answer web with 403 once no permission is left",
+        mesh.web_outbound,
+        (403, ""),
+    )
+    .await;
 
     // Deny web: backend's inbound (HTTP) answers web's identity with 403.
     mesh.set_permission("allow-all", deny_web()).await;
