@@ -107,3 +107,45 @@ impl DiagnosticsServer {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use axum::body::Body;
+    use axum::http::Request;
+    use tower::ServiceExt;
+
+    use super::*;
+
+    async fn status(app: &Router, path: &str) -> StatusCode {
+        let request = Request::get(path).body(Body::empty()).unwrap();
+        app.clone().oneshot(request).await.unwrap().status()
+    }
+
+    #[tokio::test]
+    async fn ready_only_once_told_while_healthy_throughout() {
+        let readiness = Readiness::default();
+        let app = router(Metrics::new(), readiness.clone());
+        assert_eq!(status(&app, "/healthy").await, StatusCode::OK);
+        assert_eq!(
+            status(&app, "/ready").await,
+            StatusCode::SERVICE_UNAVAILABLE
+        );
+        readiness.set_ready();
+        assert_eq!(status(&app, "/ready").await, StatusCode::OK);
+        assert_eq!(status(&app, "/healthy").await, StatusCode::OK);
+    }
+
+    #[tokio::test]
+    async fn metrics_are_served_as_openmetrics_text() {
+        let app = router(Metrics::new(), Readiness::default());
+        let request = Request::get("/metrics").body(Body::empty()).unwrap();
+        let response = app.oneshot(request).await.unwrap();
+        assert_eq!(response.status(), StatusCode::OK);
+        assert_eq!(response.headers()[header::CONTENT_TYPE], CONTENT_TYPE);
+        let body = axum::body::to_bytes(response.into_body(), 1 << 20)
+            .await
+            .unwrap();
+        let text = String::from_utf8(body.to_vec()).unwrap();
+        assert!(text.contains("xds_streams_active 0"), "{text}");
+    }
+}
