@@ -373,6 +373,29 @@ async fn user_token_requests_are_validated_like_kuma() {
     );
 }
 
+#[tokio::test]
+async fn the_issuer_can_be_disabled_and_the_config_names_the_settings() {
+    let mut api = Api::start(true).await;
+    let r = api.get(LOCAL, "/config", None).await;
+    assert_eq!(r.body["apiServer"]["https"]["port"], 0, "{}", r.text);
+    assert_eq!(r.body["apiServer"]["authn"]["type"], "tokens");
+    assert_eq!(r.body["apiServer"]["authn"]["localhostIsAdmin"], true);
+
+    let mut config = (*api.state.config).clone();
+    config.api_server.authn.tokens.enable_issuer = false;
+    api.state.config = Arc::new(config);
+    let body = serde_json::json!({"name": "jane", "validFor": "24h"});
+    let r = api
+        .call(LOCAL, Method::POST, "/tokens/user", None, Some(body))
+        .await;
+    assert_eq!(r.status, StatusCode::BAD_REQUEST);
+    assert_eq!(r.body["title"], "Could not issue a token");
+    assert_eq!(
+        r.body["detail"],
+        "issuing tokens using the control plane is disabled."
+    );
+}
+
 fn headers(pairs: &[(&str, &str)]) -> HeaderMap {
     let mut h = HeaderMap::new();
     for (k, v) in pairs {
