@@ -5,6 +5,9 @@
 use std::time::Duration;
 
 use envoy_types::pb::envoy::config::core::v3::Node;
+use envoy_types::pb::envoy::service::discovery::v3::DiscoveryRequest;
+use envoy_types::pb::envoy::service::discovery::v3::aggregated_discovery_service_client::AggregatedDiscoveryServiceClient;
+use envoy_types::pb::google::rpc::Status as RpcStatus;
 use kuma_api::ResourceDocument;
 use kuma_cp::config::DpProxyAuthnType;
 use kuma_cp::{Config, ControlPlane};
@@ -80,6 +83,16 @@ impl Cp {
     }
 }
 
+/// Creates Dataplane `name` in mesh `default` straight in the store.
+async fn mk_dataplane(cp: &ControlPlane, name: &str) {
+    let dp = ResourceDocument::from_yaml(&format!(
+        "type: Dataplane\nmesh: default\nname: {name}\nnetworking:\n  address: 127.0.0.1\n  inbound:\n  - port: 8080\n    servicePort: 18080\n    tags:\n      kuma.io/service: web\n"
+    ))
+    .unwrap()
+    .into_resource(chrono::Utc::now());
+    cp.store().create(dp).await.unwrap();
+}
+
 /// The sum of the samples of `metric` whose label set contains every one
 /// of `labels` (`key="value"`).
 fn sum(text: &str, metric: &str, labels: &[&str]) -> f64 {
@@ -135,12 +148,7 @@ async fn metrics_follow_store_operations_and_an_ads_stream() {
         "{text}"
     );
 
-    let dp = ResourceDocument::from_yaml(
-        "type: Dataplane\nmesh: default\nname: web-1\nnetworking:\n  address: 127.0.0.1\n  inbound:\n  - port: 8080\n    servicePort: 18080\n    tags:\n      kuma.io/service: web\n",
-    )
-    .unwrap()
-    .into_resource(chrono::Utc::now());
-    cp.cp.store().create(dp).await.unwrap();
+    mk_dataplane(&cp.cp, "web-1").await;
     cp.wait_for(
         "store_count",
         &["operation=\"create\"", "resource_type=\"Dataplane\""],
@@ -210,5 +218,84 @@ async fn metrics_follow_store_operations_and_an_ads_stream() {
     drop(ads);
     cp.wait_for("delta_xds_streams_active", &[], |v| v == 0.0)
         .await;
+    cp.cp.shutdown().await;
+}
+
+#[tokio::test]
+async fn state_of_the_world_streams_have_their_own_series() {
+    let cp = Cp::start().await;
+    mk_dataplane(&cp.cp, "web-2").await;
+    let tls = tonic::transport::ClientTlsConfig::new()
+        .ca_certificate(tonic::transport::Certificate::from_pem(
+            cp.cp.dp_ca_cert_pem(),
+        ))
+        .domain_name("localhost");
+    let channel = tonic::transport::Endpoint::from_shared(format!(
+        "https://localhost:{}",
+        cp.cp.dp_server_address().port()
+    ))
+    .unwrap()
+    .tls_config(tls)
+    .unwrap()
+    .connect()
+    .await
+    .unwrap();
+    let (tx, rx) = tokio::sync::mpsc::channel(4);
+    tx.send(DiscoveryRequest {
+        node: Some(Node {
+            id: "default.web-2".into(),
+            ..Node::default()
+        }),
+        type_url: type_url::CLUSTER.into(),
+        ..Default::default()
+    })
+    .await
+    .unwrap();
+    let mut client = AggregatedDiscoveryServiceClient::new(channel);
+    let mut responses = client
+        .stream_aggregated_resources(tokio_stream::wrappers::ReceiverStream::new(rx))
+        .await
+        .unwrap()
+        .into_inner();
+    let first = tokio::time::timeout(WAIT, responses.message())
+        .await
+        .unwrap()
+        .unwrap()
+        .unwrap();
+    // A NACK: the proxy keeps its previous (empty) version.
+    tx.send(DiscoveryRequest {
+        type_url: first.type_url.clone(),
+        response_nonce: first.nonce.clone(),
+        error_detail: Some(RpcStatus {
+            code: 3,
+            message: "rejected by the test".into(),
+            details: vec![],
+        }),
+        ..Default::default()
+    })
+    .await
+    .unwrap();
+
+    let cds = format!("type_url=\"{}\"", type_url::CLUSTER);
+    cp.wait_for("xds_streams_active", &[], |v| v == 1.0).await;
+    cp.wait_for(
+        "xds_requests_received_total",
+        &["confirmation=\"NACK\"", &cds],
+        |v| v == 1.0,
+    )
+    .await;
+    cp.wait_for("xds_delivery_count", &[&cds], |v| v == 1.0)
+        .await;
+    let text = cp.scrape().await;
+    assert_eq!(
+        sum(&text, "xds_responses_sent_total", &[&cds]),
+        1.0,
+        "{text}"
+    );
+    assert_eq!(sum(&text, "delta_xds_streams_active", &[]), 0.0, "{text}");
+
+    drop(tx);
+    drop(responses);
+    cp.wait_for("xds_streams_active", &[], |v| v == 0.0).await;
     cp.cp.shutdown().await;
 }
