@@ -5,7 +5,8 @@ use serde::{Deserialize, Serialize};
 use crate::policies::mesh_tcp_route::{BACKEND_KINDS, ROUTE_TOP_KINDS, route_to_kinds};
 use crate::policies::target_ref::{TargetRef, TargetRefKind as K, TargetRefRules, top_level};
 use crate::policies::values::{
-    BackendRef, HeaderMatch, HeaderModifier, IntOrString, check_backend_ref, check_regex,
+    BackendRef, HeaderMatch, HeaderModifier, IntOrString, check_backend_ref, check_percentage,
+    check_regex,
 };
 use crate::validation::{FieldPath, Validate, ValidationContext, Violations};
 
@@ -145,6 +146,24 @@ pub struct RequestMirror {
     pub backend_ref: BackendRef,
 }
 
+/// The folded `to` conf one destination gets: every route rule of the
+/// MeshHTTPRoutes aimed at it (rules with equal `matches` folded into one).
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct Conf {
+    #[serde(default)]
+    pub rules: Vec<Rule>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub hostnames: Option<Vec<String>>,
+}
+
+/// HTTP methods a match may name (Kuma's enum).
+const METHODS: &[&str] = &[
+    "CONNECT", "DELETE", "GET", "HEAD", "OPTIONS", "PATCH", "POST", "PUT", "TRACE",
+];
+
+/// Redirect status codes Envoy has a response code for.
+const REDIRECT_CODES: &[i32] = &[301, 302, 303, 307, 308];
+
 /// Kuma lets routes point at this placeholder while a backend is unresolved.
 const UNRESOLVED_BACKEND: &str = "kuma.io/unresolved-backend";
 
@@ -173,6 +192,10 @@ impl Validate for MeshHttpRouteSpec {
 }
 
 fn check_rule(rule: &Rule, top: &K, path: &FieldPath, v: &mut Violations) {
+    // A rule without matches would never be routed to.
+    if rule.matches.is_empty() {
+        v.add(&path.field("matches"), "must not be empty");
+    }
     for (i, m) in rule.matches.iter().enumerate() {
         let mp = path.field("matches").index(i);
         if let Some(p) = &m.path {
@@ -189,8 +212,20 @@ fn check_rule(rule: &Rule, top: &K, path: &FieldPath, v: &mut Violations) {
                     }
                 }
                 "Exact" if !p.value.starts_with('/') => v.add(&vp, "must be an absolute path"),
-                _ => {}
+                "Exact" => {}
+                other => v.add(
+                    &mp.field("path").field("type"),
+                    format!("value '{other}' is not supported"),
+                ),
             }
+        }
+        if let Some(method) = &m.method
+            && !METHODS.contains(&method.as_str())
+        {
+            v.add(
+                &mp.field("method"),
+                format!("value '{method}' is not supported"),
+            );
         }
         let mut seen = std::collections::HashSet::new();
         for (j, q) in m.query_params.iter().flatten().enumerate() {
@@ -201,8 +236,13 @@ fn check_rule(rule: &Rule, top: &K, path: &FieldPath, v: &mut Violations) {
                     format!("multiple entries for name {}", q.name),
                 );
             }
-            if q.kind == "RegularExpression" {
-                check_regex(&q.value, &qp.field("value"), v);
+            match q.kind.as_str() {
+                "RegularExpression" => check_regex(&q.value, &qp.field("value"), v),
+                "Exact" => {}
+                other => v.add(
+                    &qp.field("type"),
+                    format!("value '{other}' is not supported"),
+                ),
             }
         }
         for (j, h) in m.headers.iter().flatten().enumerate() {
@@ -210,7 +250,11 @@ fn check_rule(rule: &Rule, top: &K, path: &FieldPath, v: &mut Violations) {
             match h.kind.as_deref().unwrap_or("Exact") {
                 "Present" | "Absent" if !h.value.is_empty() => v.add(&hp, "must not be defined"),
                 "RegularExpression" => check_regex(&h.value, &hp, v),
-                _ => {}
+                "Exact" | "Present" | "Absent" | "Prefix" => {}
+                other => v.add(
+                    &mp.field("headers").index(j).field("type"),
+                    format!("value '{other}' is not supported"),
+                ),
             }
         }
     }
@@ -250,6 +294,20 @@ fn check_rule(rule: &Rule, top: &K, path: &FieldPath, v: &mut Violations) {
                     );
                 }
                 check_hostname(r.hostname.as_deref(), &rp.field("hostname"), v);
+                if let Some(code) = r.status_code
+                    && !REDIRECT_CODES.contains(&code)
+                {
+                    v.add(
+                        &rp.field("statusCode"),
+                        "must be one of 301, 302, 303, 307, 308",
+                    );
+                }
+                if let Some(port) = r.port
+                    && !(1..=65535).contains(&port)
+                {
+                    v.add(&rp.field("port"), "must be in inclusive range [1, 65535]");
+                }
+                check_path_rewrite(r.path.as_ref(), &rp.field("path"), v);
             }
             "URLRewrite" => {
                 let up = p.field("urlRewrite");
@@ -268,6 +326,7 @@ fn check_rule(rule: &Rule, top: &K, path: &FieldPath, v: &mut Violations) {
                     );
                 }
                 check_hostname(u.hostname.as_deref(), &up.field("hostname"), v);
+                check_path_rewrite(u.path.as_ref(), &up.field("path"), v);
                 if u.host_to_backend_hostname == Some(true) {
                     if *top != K::MeshGateway {
                         v.add(
@@ -290,6 +349,13 @@ fn check_rule(rule: &Rule, top: &K, path: &FieldPath, v: &mut Violations) {
                     continue;
                 };
                 let bp = mp.field("backendRef");
+                check_percentage(
+                    m.percentage.as_ref(),
+                    &mp.field("percentage"),
+                    false,
+                    true,
+                    v,
+                );
                 TargetRefRules::kinds(BACKEND_KINDS).check(&m.backend_ref.target_ref, &bp, v);
                 check_backend_ref(&m.backend_ref, &bp, v);
             }
@@ -349,6 +415,25 @@ fn check_modifier(m: Option<&HeaderModifier>, path: &FieldPath, v: &mut Violatio
                 "duplicate header name",
             );
         }
+    }
+}
+
+/// A path rewrite names its kind and carries the value of that kind: Envoy
+/// has nothing to rewrite with otherwise.
+fn check_path_rewrite(p: Option<&PathRewrite>, path: &FieldPath, v: &mut Violations) {
+    let Some(p) = p else { return };
+    match p.kind.as_str() {
+        "ReplaceFullPath" if p.replace_full_path.is_none() => {
+            v.add(&path.field("replaceFullPath"), "must be defined")
+        }
+        "ReplacePrefixMatch" if p.replace_prefix_match.is_none() => {
+            v.add(&path.field("replacePrefixMatch"), "must be defined")
+        }
+        "ReplaceFullPath" | "ReplacePrefixMatch" => {}
+        other => v.add(
+            &path.field("type"),
+            format!("value '{other}' is not supported"),
+        ),
     }
 }
 
@@ -423,6 +508,89 @@ spec:
                 port: 8080
                 weight: 100
 "#,
+        );
+    }
+
+    #[test]
+    fn refuses_what_envoy_could_not_route() {
+        let got = violations(
+            r#"
+type: MeshHTTPRoute
+name: bad
+mesh: default
+spec:
+  to:
+    - targetRef:
+        kind: MeshService
+        name: backend
+      rules:
+        - default: {}
+        - matches:
+            - method: FETCH
+              path:
+                type: Suffix
+                value: /x
+              headers:
+                - type: Contains
+                  name: a
+                  value: b
+              queryParams:
+                - type: Prefix
+                  name: q
+                  value: "1"
+          default:
+            filters:
+              - type: RequestRedirect
+                requestRedirect:
+                  statusCode: 200
+                  port: 70000
+                  path:
+                    type: ReplaceFullPath
+              - type: RequestMirror
+                requestMirror:
+                  percentage: 150
+                  backendRef:
+                    kind: MeshService
+                    name: backend
+"#,
+        );
+        assert_eq!(
+            got,
+            vec![
+                ("spec.to[0].rules[0].matches", "must not be empty"),
+                (
+                    "spec.to[0].rules[1].matches[0].path.type",
+                    "value 'Suffix' is not supported"
+                ),
+                (
+                    "spec.to[0].rules[1].matches[0].method",
+                    "value 'FETCH' is not supported"
+                ),
+                (
+                    "spec.to[0].rules[1].matches[0].queryParams[0].type",
+                    "value 'Prefix' is not supported"
+                ),
+                (
+                    "spec.to[0].rules[1].matches[0].headers[0].type",
+                    "value 'Contains' is not supported"
+                ),
+                (
+                    "spec.to[0].rules[1].default.filters[0].requestRedirect.statusCode",
+                    "must be one of 301, 302, 303, 307, 308"
+                ),
+                (
+                    "spec.to[0].rules[1].default.filters[0].requestRedirect.port",
+                    "must be in inclusive range [1, 65535]"
+                ),
+                (
+                    "spec.to[0].rules[1].default.filters[0].requestRedirect.path.replaceFullPath",
+                    "must be defined"
+                ),
+                (
+                    "spec.to[0].rules[1].default.filters[1].requestMirror.percentage",
+                    "must be in inclusive range [0.0, 100.0]"
+                ),
+            ]
         );
     }
 

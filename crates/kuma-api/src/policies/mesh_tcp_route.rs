@@ -37,6 +37,25 @@ pub struct RuleConf {
     pub backend_refs: Option<Vec<BackendRef>>,
 }
 
+/// The folded `to` conf one destination gets. Kuma reads only the first
+/// rule of a `to` entry (and a later policy's entry replaces the list).
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct Conf {
+    #[serde(default)]
+    pub rules: Vec<Rule>,
+}
+
+impl Conf {
+    /// Where traffic goes: the first rule's backends (none: the destination
+    /// itself).
+    pub fn backend_refs(&self) -> &[BackendRef] {
+        self.rules
+            .first()
+            .and_then(|r| r.default.backend_refs.as_deref())
+            .unwrap_or_default()
+    }
+}
+
 /// The kinds a route's `to[].targetRef` may name, by top-level kind.
 pub(crate) fn route_to_kinds(top: &K) -> &'static [K] {
     match top {

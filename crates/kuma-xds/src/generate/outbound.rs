@@ -1,28 +1,48 @@
 //! Outbound side of a sidecar: what the proxy may call, each destination a
 //! cluster whose endpoints arrive by EDS. With mTLS, each cluster originates
 //! TLS and accepts only the destination's own identities.
+//!
+//! Routes (MeshHTTPRoute, MeshTCPRoute) may send an outbound's traffic to
+//! other clusters: other services, or subsets of one by tags. Those
+//! clusters are added beside the destination's own (see [`backends`]).
+
+mod backends;
+
+use std::borrow::Cow;
+use std::collections::BTreeMap;
 
 use envoy_types::pb::envoy::config::core::v3::TrafficDirection;
+use envoy_types::pb::envoy::config::listener::v3::Filter;
+use envoy_types::pb::envoy::config::route::v3::{Route, RouteConfiguration, VirtualHost};
 use envoy_types::util::pack_any;
 use kuma_api::kinds::dataplane::{DataplaneSpec, Outbound};
 use kuma_api::kinds::tags::SERVICE_TAG;
 
 use super::mtls::{self, MeshTls};
+use super::policies::mesh_http_route::{self, RouteEntry};
+use super::policies::mesh_tcp_route;
 use super::policies::{DestinationPolicies, DestinationRef, ProxyPolicies};
 use super::snapshot::{CacheKey, Destination, MeshSnapshot, Protocol};
 use super::{cluster, endpoints, listener, names};
 use crate::{ProxyResources, XdsResource};
+use backends::Resolver;
 
 const MESH_SERVICE: &str = "MeshService";
 
 /// A destination the proxy declared: the cluster name it goes by and what is behind it.
 struct Target<'a> {
     cluster: String,
-    destination: &'a Destination,
+    /// A subset of a service is a filtered copy of its instances.
+    destination: Cow<'a, Destination>,
     /// The `kuma.io/service` identities its instances may present.
     services: Vec<String>,
+    /// Tags a subset selects by (none for a whole destination): they go into
+    /// the SNI as Kuma spells it.
+    subset: BTreeMap<String, String>,
     /// The `to` policy confs this proxy has for it.
     policies: DestinationPolicies,
+    /// The MeshHTTPRoutes that shaped its route table, in fold order.
+    route_origins: Vec<String>,
 }
 
 /// An outbound to a service nobody serves yet: a cluster with no endpoints,
@@ -66,17 +86,7 @@ fn target<'a>(
         Some(r) if r.kind == MESH_SERVICE => {
             // An unknown MeshService or port has nothing to route to; Kuma
             // leaves such an outbound out.
-            let destination = snapshot.mesh_service_port(&r.name, r.port)?;
-            let section = port_section(snapshot, &r.name, r.port);
-            Some(Target {
-                cluster: names::mesh_service_cluster(snapshot.mesh(), &r.name, r.port),
-                destination,
-                services: served_by(destination, &r.name),
-                policies: policies.destination(&DestinationRef::MeshService {
-                    name: &r.name,
-                    section,
-                }),
-            })
+            Some(mesh_service_target(snapshot, policies, &r.name, r.port)?)
         }
         // Other kinds (MeshExternalService, MeshMultiZoneService) are not generated yet.
         Some(_) => None,
@@ -87,16 +97,40 @@ fn target<'a>(
     }
 }
 
+fn mesh_service_target<'a>(
+    snapshot: &'a MeshSnapshot,
+    policies: &ProxyPolicies,
+    name: &str,
+    port: u32,
+) -> Option<Target<'a>> {
+    let destination = snapshot.mesh_service_port(name, port)?;
+    let r = DestinationRef::MeshService {
+        name,
+        section: port_section(snapshot, name, port),
+    };
+    Some(Target {
+        cluster: names::mesh_service_cluster(snapshot.mesh(), name, port),
+        destination: Cow::Borrowed(destination),
+        services: served_by(destination, name),
+        subset: BTreeMap::new(),
+        policies: policies.destination(&r),
+        route_origins: policies.http_route_origins(&r),
+    })
+}
+
 fn service_target<'a>(
     snapshot: &'a MeshSnapshot,
     policies: &ProxyPolicies,
     service: &str,
 ) -> Target<'a> {
+    let r = DestinationRef::Service(service);
     Target {
         cluster: service.to_string(),
-        destination: snapshot.service(service).unwrap_or(&UNSERVED),
+        destination: Cow::Borrowed(snapshot.service(service).unwrap_or(&UNSERVED)),
         services: vec![service.to_string()],
-        policies: policies.destination(&DestinationRef::Service(service)),
+        subset: BTreeMap::new(),
+        policies: policies.destination(&r),
+        route_origins: policies.http_route_origins(&r),
     }
 }
 
@@ -113,30 +147,18 @@ pub(crate) fn generate(
         };
         let address = outbound.address();
         let protocol = t.destination.protocol;
+        let mut resolver = Resolver::new(snapshot, policies, &t);
+        let shape = Shape::of(&t, &mut resolver, policies);
         let key = CacheKey::OutboundListener {
             address: address.to_string(),
             port: outbound.port,
             cluster: t.cluster.clone(),
             protocol,
-            policies: t.policies.key(),
+            policies: format!("{}{}", t.policies.key(), shape.key()),
         };
         out.insert(snapshot.shared(key, || {
             let name = names::outbound_listener(address, outbound.port);
-            let stat_prefix = names::stat_prefix(&t.cluster);
-            let filter = if protocol.is_http() {
-                let mut routes = listener::route_to_cluster(
-                    &names::outbound_route(&t.cluster),
-                    &t.cluster,
-                    &t.cluster,
-                );
-                let mut hcm = listener::hcm(&stat_prefix, Vec::new());
-                t.policies.apply_http(&mut hcm, &mut routes);
-                listener::hcm_filter(hcm, routes)
-            } else {
-                let mut tcp = listener::tcp_proxy_config(&stat_prefix, &t.cluster);
-                t.policies.apply_tcp(&mut tcp);
-                listener::tcp_proxy_filter(tcp)
-            };
+            let filter = shape.filter(&t);
             let l = listener::listener(
                 &name,
                 address,
@@ -147,6 +169,9 @@ pub(crate) fn generate(
             XdsResource::new(name, pack_any(l))
         }));
         add_destination(snapshot, &t, tls, out);
+        for backend in resolver.into_backends() {
+            add_destination(snapshot, &backend, tls, out);
+        }
     }
 
     // Transparent proxying redirects any connection, so the proxy needs the
@@ -189,11 +214,12 @@ fn add_destination(
                 .services
                 .first()
                 .map_or(t.cluster.as_str(), String::as_str);
-            c.transport_socket = Some(mtls::upstream(
-                tls.mesh,
-                &names::sni(sni_service, tls.mesh),
-                &t.services,
-            ));
+            let sni = if t.subset.is_empty() {
+                names::sni(sni_service, tls.mesh)
+            } else {
+                backends::subset_sni(sni_service, tls.mesh, &t.subset)
+            };
+            c.transport_socket = Some(mtls::upstream(tls.mesh, &sni, &t.services));
         }
         XdsResource::new(&t.cluster, pack_any(c))
     }));
@@ -201,8 +227,131 @@ fn add_destination(
         snapshot.shared(CacheKey::LoadAssignment(t.cluster.clone()), || {
             XdsResource::new(
                 &t.cluster,
-                endpoints::load_assignment(&t.cluster, t.destination),
+                endpoints::load_assignment(&t.cluster, &t.destination),
             )
         }),
     );
+}
+
+/// A route table of one catch-all virtual host, as outbounds have.
+fn route_config(name: &str, virtual_host: &str, routes: Vec<Route>) -> RouteConfiguration {
+    RouteConfiguration {
+        name: name.to_string(),
+        virtual_hosts: vec![VirtualHost {
+            name: virtual_host.to_string(),
+            domains: vec!["*".to_string()],
+            routes,
+            ..VirtualHost::default()
+        }],
+        ..RouteConfiguration::default()
+    }
+}
+
+/// What an outbound listener does with its traffic, per the routes aimed
+/// at its destination.
+enum Shape {
+    /// Everything to the destination's own cluster (no route).
+    Http,
+    /// A MeshHTTPRoute's table, with the per-route policy confs of each
+    /// MeshHTTPRoute it names.
+    HttpRoutes {
+        entries: Vec<RouteEntry>,
+        per_route: BTreeMap<String, DestinationPolicies>,
+    },
+    /// A TCP proxy, split by a MeshTCPRoute when one applies.
+    Tcp(Vec<mesh_http_route::Split>),
+}
+
+impl Shape {
+    /// An HTTP route wins over a TCP route on an HTTP outbound (as in Kuma);
+    /// a TCP route alone turns any outbound into a TCP proxy.
+    fn of(t: &Target<'_>, resolver: &mut Resolver<'_, '_>, policies: &ProxyPolicies) -> Shape {
+        let protocol = t.destination.protocol;
+        if protocol.is_http()
+            && let Some(conf) = t.policies.http_route()
+        {
+            resolver.require_http(true);
+            let entries = mesh_http_route::route_table(&conf, &t.cluster, resolver);
+            let per_route = entries
+                .iter()
+                .filter_map(|e| e.origin.as_deref())
+                .map(|name| (name.to_string(), policies.route(name, &t.policies)))
+                .collect();
+            return Shape::HttpRoutes { entries, per_route };
+        }
+        if let Some(conf) = t.policies.tcp_route() {
+            resolver.require_http(false);
+            let split = backends::tcp_split(&conf, resolver);
+            return Shape::Tcp(split);
+        }
+        if protocol.is_http() {
+            Shape::Http
+        } else {
+            Shape::Tcp(Vec::new())
+        }
+    }
+
+    /// Part of the listener's cache key beyond the destination's confs.
+    fn key(&self) -> String {
+        match self {
+            Shape::HttpRoutes { per_route, .. } => per_route
+                .iter()
+                .map(|(name, p)| format!("|{name}={}", p.key()))
+                .collect(),
+            _ => String::new(),
+        }
+    }
+
+    fn filter(&self, t: &Target<'_>) -> Filter {
+        let stat_prefix = names::stat_prefix(&t.cluster);
+        let route_name = names::outbound_route(&t.cluster);
+        match self {
+            Shape::Http => {
+                let mut routes = listener::route_to_cluster(&route_name, &t.cluster, &t.cluster);
+                let mut hcm = listener::hcm(&stat_prefix, Vec::new());
+                t.policies.apply_http(&mut hcm, &mut routes);
+                listener::hcm_filter(hcm, routes)
+            }
+            Shape::HttpRoutes { entries, per_route } => {
+                let groups: Vec<Vec<Route>> =
+                    entries.iter().map(mesh_http_route::envoy_routes).collect();
+                let sizes: Vec<usize> = groups.iter().map(Vec::len).collect();
+                let all = groups.into_iter().flatten().collect();
+                let mut routes = route_config(&route_name, &t.cluster, all);
+                let mut hcm = listener::hcm(&stat_prefix, Vec::new());
+                t.policies.apply_http(&mut hcm, &mut routes);
+                // Confs aimed at one MeshHTTPRoute change only its rules'
+                // routes, after the destination's: each rule's routes get a
+                // table of their own for them.
+                let mut rest = routes
+                    .virtual_hosts
+                    .first_mut()
+                    .map(|vh| std::mem::take(&mut vh.routes))
+                    .unwrap_or_default()
+                    .into_iter();
+                let mut applied = Vec::new();
+                for (entry, size) in entries.iter().zip(sizes) {
+                    let chunk: Vec<Route> = rest.by_ref().take(size).collect();
+                    match entry.origin.as_ref().and_then(|o| per_route.get(o)) {
+                        Some(p) => {
+                            let mut own = route_config(&route_name, &t.cluster, chunk);
+                            p.apply_route(&mut own);
+                            applied.extend(own.virtual_hosts.into_iter().flat_map(|v| v.routes));
+                        }
+                        None => applied.extend(chunk),
+                    }
+                }
+                if let Some(vh) = routes.virtual_hosts.first_mut() {
+                    vh.routes = applied;
+                }
+                listener::hcm_filter(hcm, routes)
+            }
+            Shape::Tcp(split) => {
+                let mut tcp = listener::tcp_proxy_config(&stat_prefix, &t.cluster);
+                mesh_tcp_route::split(&mut tcp, split);
+                t.policies.apply_tcp(&mut tcp);
+                listener::tcp_proxy_filter(tcp)
+            }
+        }
+    }
 }

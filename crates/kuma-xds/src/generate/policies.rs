@@ -15,9 +15,9 @@
 
 mod duration;
 pub(crate) mod mesh_http_route;
-pub(crate) mod mesh_tcp_route;
 mod mesh_load_balancing_strategy;
 mod mesh_retry;
+pub(crate) mod mesh_tcp_route;
 mod mesh_timeout;
 
 use std::collections::BTreeMap;

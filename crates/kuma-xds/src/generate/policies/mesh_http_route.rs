@@ -1,0 +1,471 @@
+//! MeshHTTPRoute: the route table of an HTTP outbound.
+//!
+//! The folded `rules` of the destination become Envoy routes the way Kuma
+//! builds them: one route per match (two for a path prefix, see
+//! [`path_matches`]), ordered by Gateway API precedence ([`compare_match`]),
+//! filters turned into header changes, redirects, rewrites and mirrors,
+//! backendRefs into a cluster or weighted clusters, and a catch-all route
+//! to the destination itself last unless a rule already catches all.
+//!
+//! Which cluster a backendRef leads to is the outbound's business (it may
+//! have to create the cluster): [`route_table`] asks a resolver.
+
+mod filters;
+
+use std::cmp::Ordering;
+use std::collections::BTreeMap;
+
+use base64::Engine;
+use envoy_types::pb::envoy::config::core::v3::RuntimeFractionalPercent;
+use envoy_types::pb::envoy::config::route::v3::{
+    DirectResponseAction, HeaderMatcher, QueryParameterMatcher, Route, RouteAction, RouteMatch,
+    WeightedCluster, header_matcher, query_parameter_matcher, route, route_action, route_match,
+    weighted_cluster,
+};
+use envoy_types::pb::envoy::r#type::matcher::v3::{RegexMatcher, StringMatcher, string_matcher};
+use envoy_types::pb::envoy::r#type::v3::{FractionalPercent, fractional_percent};
+use envoy_types::pb::google::protobuf::UInt32Value;
+use kuma_api::Kind;
+use kuma_api::kinds::tags::SERVICE_TAG;
+use kuma_api::policies::mesh_http_route::{Conf, Filter, Match, PathMatch};
+use kuma_api::policies::values::BackendRef;
+use kuma_policy::{Element, Policy, ResourceId, rules};
+use serde::Deserialize;
+use serde_json::Value;
+use sha2::{Digest, Sha256};
+
+use super::{Confs, DestinationPolicies, DestinationRef, ProxyPolicies};
+
+const EXACT: &str = "Exact";
+const PATH_PREFIX: &str = "PathPrefix";
+const REGULAR_EXPRESSION: &str = "RegularExpression";
+
+/// How `to` entries of other policies name a MeshHTTPRoute.
+const ROUTE_KIND: &str = "MeshHTTPRoute";
+
+impl ProxyPolicies<'_> {
+    /// The confs of `to` entries aimed at the MeshHTTPRoute `name`, for the
+    /// routes of one of its rules towards `destination`.
+    pub(crate) fn route(
+        &self,
+        name: &str,
+        destination: &DestinationPolicies,
+    ) -> DestinationPolicies {
+        let id = ResourceId::new(ROUTE_KIND, name, None);
+        let confs = self
+            .rules
+            .iter()
+            .filter(|(kind, _)| **kind != Kind::MeshHTTPRoute)
+            .filter_map(|(kind, rules)| Some((*kind, rules.to_resources.0.get(&id)?.conf.clone())))
+            .collect();
+        DestinationPolicies {
+            confs: Confs(confs),
+            ..destination.clone()
+        }
+    }
+
+    /// The MeshHTTPRoutes whose `to` entries shaped the route table of
+    /// `destination`, in fold order (the last one wins).
+    pub(crate) fn http_route_origins(&self, destination: &DestinationRef<'_>) -> Vec<String> {
+        let Some(rules) = self.rules.get(&Kind::MeshHTTPRoute) else {
+            return Vec::new();
+        };
+        let origins = match destination {
+            DestinationRef::Service(service) => {
+                let element = Element::from([(SERVICE_TAG.to_string(), service.to_string())]);
+                rules::compute(&rules.to, &element).map(|r| &r.origins)
+            }
+            DestinationRef::MeshService { name, section } => {
+                let id = ResourceId::new("MeshService", name, Some(section));
+                rules
+                    .to_resources
+                    .compute(&id, &self.mesh)
+                    .map(|r| &r.origins)
+            }
+        };
+        origins
+            .into_iter()
+            .flatten()
+            .map(|o| o.name.clone())
+            .collect()
+    }
+}
+
+impl DestinationPolicies {
+    /// The destination's folded MeshHTTPRoute rules, if any route aims at it.
+    pub(crate) fn http_route(&self) -> Option<Conf> {
+        self.confs.get(Kind::MeshHTTPRoute)
+    }
+}
+
+/// The MeshHTTPRoute (of `candidates`, in fold order) whose rule with
+/// `matches` won the fold: the last one that has such a rule.
+pub(crate) fn origin_of<'p>(
+    matches: &[Match],
+    candidates: &[String],
+    routes: &'p [Policy],
+) -> Option<&'p str> {
+    // Compared as typed matches: the policy's text may spell defaults out.
+    let same = |rule: &Value| {
+        rule.get("matches")
+            .and_then(|m| Vec::<Match>::deserialize(m).ok())
+            .is_some_and(|m| m == matches)
+    };
+    candidates.iter().rev().find_map(|name| {
+        let policy = routes.iter().find(|p| p.name == *name)?;
+        let has_rule = policy.to.iter().any(|entry| {
+            entry
+                .conf
+                .get("rules")
+                .and_then(Value::as_array)
+                .is_some_and(|rules| rules.iter().any(same))
+        });
+        has_rule.then_some(policy.name.as_str())
+    })
+}
+
+/// A cluster traffic is split to, with its share.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct Split {
+    pub cluster: String,
+    pub weight: u32,
+}
+
+/// One match of one rule, ready to become Envoy routes.
+#[derive(Debug, Clone, PartialEq)]
+pub(crate) struct RouteEntry {
+    /// Envoy route name: the hash of the rule's matches, as Kuma names it.
+    pub name: String,
+    /// The MeshHTTPRoute the rule came from (none for the catch-all):
+    /// per-route policies are looked up by it.
+    pub origin: Option<String>,
+    pub matched: Match,
+    pub filters: Vec<Filter>,
+    /// Empty with `unresolved`: every backendRef named nothing routable.
+    pub split: Vec<Split>,
+    /// Clusters of RequestMirror filters, by filter index.
+    pub mirrors: BTreeMap<usize, String>,
+    pub unresolved: bool,
+}
+
+/// What the route table needs from the outbound it belongs to.
+pub(crate) trait Backends {
+    /// The cluster a backendRef leads to (creating it if needed); `None`
+    /// when it names nothing this proxy can route HTTP to.
+    fn cluster(&mut self, backend: &BackendRef) -> Option<String>;
+    /// The MeshHTTPRoute whose rule with these `matches` won the fold.
+    fn origin(&self, matches: &[Match]) -> Option<String>;
+}
+
+/// The routes of an outbound whose own cluster is `default_cluster`.
+pub(crate) fn route_table(
+    conf: &Conf,
+    default_cluster: &str,
+    backends: &mut dyn Backends,
+) -> Vec<RouteEntry> {
+    let mut entries = Vec::new();
+    for rule in &conf.rules {
+        let name = hash_matches(&rule.matches);
+        let origin = backends.origin(&rule.matches);
+        let filters = rule.default.filters.clone().unwrap_or_default();
+        let refs = rule.default.backend_refs.as_deref().unwrap_or_default();
+        let split: Vec<Split> = refs
+            .iter()
+            .filter_map(|b| {
+                // A weight of 0 takes no traffic; Kuma leaves it out.
+                let weight = b.weight.unwrap_or(1);
+                let cluster = backends.cluster(b)?;
+                (weight > 0).then_some(Split { cluster, weight })
+            })
+            .collect();
+        let unresolved = !refs.is_empty() && split.is_empty();
+        let split = if refs.is_empty() {
+            vec![Split {
+                cluster: default_cluster.to_string(),
+                weight: 1,
+            }]
+        } else {
+            split
+        };
+        let mirrors = filters
+            .iter()
+            .enumerate()
+            .filter_map(|(i, f)| {
+                let mirror = f
+                    .request_mirror
+                    .as_ref()
+                    .filter(|_| f.kind == "RequestMirror")?;
+                Some((i, backends.cluster(&mirror.backend_ref)?))
+            })
+            .collect();
+        for m in &rule.matches {
+            entries.push(RouteEntry {
+                name: name.clone(),
+                origin: origin.clone(),
+                matched: m.clone(),
+                filters: filters.clone(),
+                split: split.clone(),
+                mirrors: BTreeMap::clone(&mirrors),
+                unresolved,
+            });
+        }
+    }
+    // Stable: equally specific matches keep the fold's order.
+    entries.sort_by(|a, b| compare_match(&a.matched, &b.matched));
+    let catch_all = Match {
+        path: Some(PathMatch {
+            value: "/".to_string(),
+            kind: PATH_PREFIX.to_string(),
+        }),
+        ..Match::default()
+    };
+    if !entries.iter().any(|e| e.matched == catch_all) {
+        entries.push(RouteEntry {
+            name: hash_matches(std::slice::from_ref(&catch_all)),
+            origin: None,
+            matched: catch_all,
+            filters: Vec::new(),
+            split: vec![Split {
+                cluster: default_cluster.to_string(),
+                weight: 1,
+            }],
+            mirrors: BTreeMap::new(),
+            unresolved: false,
+        });
+    }
+    entries
+}
+
+/// Kuma's route name: base64 of the SHA-256 of the matches' JSON.
+fn hash_matches(matches: &[Match]) -> String {
+    let json = serde_json::to_string(matches).unwrap_or_default();
+    base64::engine::general_purpose::STANDARD.encode(Sha256::digest(json.as_bytes()))
+}
+
+/// Gateway API precedence: a path beats none, Exact beats PathPrefix beats
+/// RegularExpression, a longer prefix or regex beats a shorter one; then a
+/// method beats none; then more header matches, then more query matches,
+/// come first.
+pub(crate) fn compare_match(a: &Match, b: &Match) -> Ordering {
+    compare_path(a.path.as_ref(), b.path.as_ref())
+        .then_with(|| b.method.is_some().cmp(&a.method.is_some()))
+        .then_with(|| {
+            let len = |m: &Match| m.headers.as_ref().map_or(0, Vec::len);
+            len(b).cmp(&len(a))
+        })
+        .then_with(|| {
+            let len = |m: &Match| m.query_params.as_ref().map_or(0, Vec::len);
+            len(b).cmp(&len(a))
+        })
+}
+
+fn compare_path(a: Option<&PathMatch>, b: Option<&PathMatch>) -> Ordering {
+    let (a, b) = match (a, b) {
+        (Some(a), Some(b)) => (a, b),
+        (Some(_), None) => return Ordering::Less,
+        (None, Some(_)) => return Ordering::Greater,
+        (None, None) => return Ordering::Equal,
+    };
+    let rank = |p: &PathMatch| match p.kind.as_str() {
+        EXACT => 0,
+        PATH_PREFIX => 1,
+        _ => 2,
+    };
+    rank(a).cmp(&rank(b)).then_with(|| {
+        if a.kind == EXACT {
+            Ordering::Equal
+        } else {
+            b.value.len().cmp(&a.value.len())
+        }
+    })
+}
+
+/// The Envoy routes of one entry (two for a path prefix other than `/`).
+pub(crate) fn envoy_routes(entry: &RouteEntry) -> Vec<Route> {
+    let prefix = entry
+        .matched
+        .path
+        .as_ref()
+        .is_some_and(|p| p.kind == PATH_PREFIX);
+    path_matches(entry.matched.path.as_ref())
+        .into_iter()
+        .map(|mut m| {
+            if let Some(method) = &entry.matched.method {
+                m.headers.push(string_header(":method", exact(method)));
+            }
+            add_query_matches(&mut m, &entry.matched);
+            add_header_matches(&mut m, &entry.matched);
+            let action = if entry.unresolved {
+                // The Gateway API answers a rule with no usable backend with 500.
+                route::Action::DirectResponse(DirectResponseAction {
+                    status: 500,
+                    ..DirectResponseAction::default()
+                })
+            } else {
+                route::Action::Route(route_action(&entry.split))
+            };
+            let mut r = Route {
+                name: entry.name.clone(),
+                r#match: Some(m),
+                action: Some(action),
+                ..Route::default()
+            };
+            if !entry.unresolved {
+                filters::apply(&entry.filters, &entry.mirrors, prefix, &mut r);
+            }
+            r
+        })
+        .collect()
+}
+
+/// A path prefix matches the path itself or what follows a `/` after it:
+/// two Envoy matches, as Kuma makes them (Envoy's `path_separated_prefix`
+/// would rewrite `/prefix/x` to `//x` when the prefix is replaced by `/`).
+fn path_matches(path: Option<&PathMatch>) -> Vec<RouteMatch> {
+    let with = |p: route_match::PathSpecifier| RouteMatch {
+        path_specifier: Some(p),
+        ..RouteMatch::default()
+    };
+    use route_match::PathSpecifier as P;
+    let Some(path) = path else {
+        return vec![with(P::Prefix("/".to_string()))];
+    };
+    match path.kind.as_str() {
+        EXACT => vec![with(P::Path(path.value.clone()))],
+        PATH_PREFIX if path.value == "/" => vec![with(P::Prefix("/".to_string()))],
+        PATH_PREFIX => {
+            let trimmed = path.value.trim_end_matches('/');
+            vec![
+                with(P::Path(trimmed.to_string())),
+                with(P::Prefix(format!("{trimmed}/"))),
+            ]
+        }
+        _ => vec![with(P::SafeRegex(regex(&path.value)))],
+    }
+}
+
+pub(super) fn regex(value: &str) -> RegexMatcher {
+    RegexMatcher {
+        regex: value.to_string(),
+        ..RegexMatcher::default()
+    }
+}
+
+fn exact(value: &str) -> string_matcher::MatchPattern {
+    string_matcher::MatchPattern::Exact(value.to_string())
+}
+
+fn string_header(name: &str, pattern: string_matcher::MatchPattern) -> HeaderMatcher {
+    HeaderMatcher {
+        name: name.to_string(),
+        header_match_specifier: Some(header_matcher::HeaderMatchSpecifier::StringMatch(
+            StringMatcher {
+                match_pattern: Some(pattern),
+                ..StringMatcher::default()
+            },
+        )),
+        ..HeaderMatcher::default()
+    }
+}
+
+fn present_header(name: &str, present: bool) -> HeaderMatcher {
+    HeaderMatcher {
+        name: name.to_string(),
+        header_match_specifier: Some(header_matcher::HeaderMatchSpecifier::PresentMatch(present)),
+        ..HeaderMatcher::default()
+    }
+}
+
+/// Query matches, the first per name only (validation refuses repeats).
+fn add_query_matches(m: &mut RouteMatch, matched: &Match) {
+    let mut seen = std::collections::HashSet::new();
+    for q in matched.query_params.iter().flatten() {
+        if !seen.insert(q.name.as_str()) {
+            continue;
+        }
+        let pattern = if q.kind == REGULAR_EXPRESSION {
+            string_matcher::MatchPattern::SafeRegex(regex(&q.value))
+        } else {
+            exact(&q.value)
+        };
+        m.query_parameters.push(QueryParameterMatcher {
+            name: q.name.clone(),
+            query_parameter_match_specifier: Some(
+                query_parameter_matcher::QueryParameterMatchSpecifier::StringMatch(StringMatcher {
+                    match_pattern: Some(pattern),
+                    ..StringMatcher::default()
+                }),
+            ),
+        });
+    }
+}
+
+/// Header matches, the first per name only.
+fn add_header_matches(m: &mut RouteMatch, matched: &Match) {
+    let mut seen = std::collections::HashSet::new();
+    for h in matched.headers.iter().flatten() {
+        if !seen.insert(h.name.as_str()) {
+            continue;
+        }
+        let matcher = match h.kind.as_deref().unwrap_or(EXACT) {
+            "Present" => present_header(&h.name, true),
+            "Absent" => present_header(&h.name, false),
+            REGULAR_EXPRESSION => string_header(
+                &h.name,
+                string_matcher::MatchPattern::SafeRegex(regex(&h.value)),
+            ),
+            // Envoy refuses an empty prefix; any value has one.
+            "Prefix" if h.value.is_empty() => present_header(&h.name, true),
+            "Prefix" => string_header(
+                &h.name,
+                string_matcher::MatchPattern::Prefix(h.value.clone()),
+            ),
+            _ => string_header(&h.name, exact(&h.value)),
+        };
+        m.headers.push(matcher);
+    }
+}
+
+fn route_action(split: &[Split]) -> RouteAction {
+    let cluster_specifier = match split {
+        [one] => route_action::ClusterSpecifier::Cluster(one.cluster.clone()),
+        many => route_action::ClusterSpecifier::WeightedClusters(WeightedCluster {
+            clusters: many
+                .iter()
+                .map(|s| weighted_cluster::ClusterWeight {
+                    name: s.cluster.clone(),
+                    weight: Some(UInt32Value { value: s.weight }),
+                    ..weighted_cluster::ClusterWeight::default()
+                })
+                .collect(),
+            ..WeightedCluster::default()
+        }),
+    };
+    RouteAction {
+        cluster_specifier: Some(cluster_specifier),
+        ..RouteAction::default()
+    }
+}
+
+/// A percentage as Envoy's fraction, in the coarsest denominator that holds
+/// it exactly (Kuma's conversion).
+pub(super) fn fraction(percent: f64) -> RuntimeFractionalPercent {
+    use fractional_percent::DenominatorType as D;
+    let (numerator, denominator) = if percent.fract() == 0.0 {
+        (percent, D::Hundred)
+    } else if (percent * 100.0).fract() == 0.0 {
+        (percent * 100.0, D::TenThousand)
+    } else {
+        ((percent * 10_000.0).round(), D::Million)
+    };
+    RuntimeFractionalPercent {
+        default_value: Some(FractionalPercent {
+            numerator: numerator as u32,
+            denominator: denominator as i32,
+        }),
+        ..RuntimeFractionalPercent::default()
+    }
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,246 @@
+use super::*;
+use kuma_api::policies::mesh_http_route::{PathRewrite, Rule, RuleConf, UrlRewrite};
+use kuma_api::policies::target_ref::TargetRef;
+use kuma_api::policies::values::HeaderMatch;
+
+/// Resolves `MeshService <name>` to the cluster `<name>` when it is in the
+/// list; every rule comes from `route-1`.
+struct Known(Vec<&'static str>);
+
+impl Backends for Known {
+    fn cluster(&mut self, backend: &BackendRef) -> Option<String> {
+        let name = backend.target_ref.name.clone()?;
+        self.0.contains(&name.as_str()).then_some(name)
+    }
+    fn origin(&self, _: &[Match]) -> Option<String> {
+        Some("route-1".to_string())
+    }
+}
+
+fn path(kind: &str, value: &str) -> Match {
+    Match {
+        path: Some(PathMatch {
+            value: value.into(),
+            kind: kind.into(),
+        }),
+        ..Match::default()
+    }
+}
+
+fn to(name: &str, weight: Option<u32>) -> BackendRef {
+    BackendRef {
+        target_ref: TargetRef {
+            name: Some(name.into()),
+            ..TargetRef::of_kind(kuma_api::policies::TargetRefKind::MeshService)
+        },
+        weight,
+        port: None,
+    }
+}
+
+fn rule(matches: Vec<Match>, backends: Vec<BackendRef>, filters: Vec<Filter>) -> Rule {
+    Rule {
+        matches,
+        default: RuleConf {
+            filters: Some(filters),
+            backend_refs: Some(backends),
+        },
+    }
+}
+
+fn paths(entries: &[RouteEntry]) -> Vec<String> {
+    entries
+        .iter()
+        .map(|e| {
+            let p = e.matched.path.as_ref().expect("path");
+            format!("{} {}", p.kind, p.value)
+        })
+        .collect()
+}
+
+#[test]
+fn route_names_are_kumas_hashes() {
+    let conf = Conf::default();
+    let entries = route_table(&conf, "backend", &mut Known(vec![]));
+    assert_eq!(entries.len(), 1, "only the catch-all");
+    // As in Kuma's own golden files.
+    assert_eq!(
+        entries[0].name,
+        "9Zuf5Tg79OuZcQITwBbQykxAk2u4fRKrwYn3//AL4Yo="
+    );
+    assert_eq!(
+        hash_matches(&[path(PATH_PREFIX, "/v1")]),
+        "bzv64o+joRk33jfDADgGv5ar4QyONO0NEVKnoBfJW/E="
+    );
+}
+
+#[test]
+fn rules_are_ordered_by_precedence_and_the_catch_all_stays_last() {
+    let with_header = Match {
+        headers: Some(vec![HeaderMatch {
+            kind: None,
+            name: "x-version".into(),
+            value: "v2".into(),
+        }]),
+        ..Match::default()
+    };
+    let conf = Conf {
+        rules: vec![
+            rule(vec![path(REGULAR_EXPRESSION, "^/a.*$")], vec![], vec![]),
+            rule(vec![with_header], vec![], vec![]),
+            rule(vec![path(PATH_PREFIX, "/a")], vec![], vec![]),
+            rule(vec![path(PATH_PREFIX, "/abc")], vec![], vec![]),
+            rule(vec![path(EXACT, "/z")], vec![], vec![]),
+        ],
+        hostnames: None,
+    };
+    let entries = route_table(&conf, "backend", &mut Known(vec![]));
+    assert_eq!(
+        paths(&entries[..4]),
+        [
+            "Exact /z",
+            "PathPrefix /abc",
+            "PathPrefix /a",
+            "RegularExpression ^/a.*$"
+        ]
+    );
+    assert!(entries[4].matched.path.is_none(), "no path after any path");
+    assert_eq!(paths(&entries[5..]), ["PathPrefix /"]);
+    assert_eq!(entries[5].origin, None);
+    assert!(
+        entries[..5]
+            .iter()
+            .all(|e| e.origin.as_deref() == Some("route-1"))
+    );
+}
+
+#[test]
+fn a_rule_catching_all_replaces_the_default_catch_all() {
+    let conf = Conf {
+        rules: vec![rule(
+            vec![path(PATH_PREFIX, "/")],
+            vec![to("v2", Some(1))],
+            vec![],
+        )],
+        hostnames: None,
+    };
+    let entries = route_table(&conf, "backend", &mut Known(vec!["v2"]));
+    assert_eq!(entries.len(), 1);
+    assert_eq!(entries[0].split[0].cluster, "v2");
+}
+
+#[test]
+fn weights_split_unknown_backends_drop_and_none_known_answers_500() {
+    let conf = Conf {
+        rules: vec![
+            rule(
+                vec![path(EXACT, "/split")],
+                vec![
+                    to("v1", Some(90)),
+                    to("v2", Some(10)),
+                    to("gone", Some(5)),
+                    to("v1", Some(0)),
+                ],
+                vec![],
+            ),
+            rule(vec![path(EXACT, "/broken")], vec![to("gone", None)], vec![]),
+        ],
+        hostnames: None,
+    };
+    let entries = route_table(&conf, "backend", &mut Known(vec!["v1", "v2"]));
+    let split = entries.iter().find(|e| e.matched == path(EXACT, "/split"));
+    let Some(route::Action::Route(action)) = &envoy_routes(split.expect("split rule"))[0].action
+    else {
+        panic!("route action expected");
+    };
+    let Some(route_action::ClusterSpecifier::WeightedClusters(w)) = &action.cluster_specifier
+    else {
+        panic!("weighted clusters expected");
+    };
+    let got: Vec<(&str, u32)> = w
+        .clusters
+        .iter()
+        .map(|c| (c.name.as_str(), c.weight.as_ref().map_or(0, |w| w.value)))
+        .collect();
+    assert_eq!(got, [("v1", 90), ("v2", 10)]);
+
+    let broken = entries.iter().find(|e| e.matched == path(EXACT, "/broken"));
+    let routes = envoy_routes(broken.expect("broken rule"));
+    let Some(route::Action::DirectResponse(d)) = &routes[0].action else {
+        panic!("direct response expected");
+    };
+    assert_eq!(d.status, 500);
+}
+
+#[test]
+fn a_prefix_is_two_matches_and_its_rewrite_keeps_the_separator() {
+    let rewrite = Filter {
+        kind: "URLRewrite".into(),
+        url_rewrite: Some(UrlRewrite {
+            path: Some(PathRewrite {
+                kind: "ReplacePrefixMatch".into(),
+                replace_prefix_match: Some("/v2".into()),
+                ..PathRewrite::default()
+            }),
+            ..UrlRewrite::default()
+        }),
+        ..Filter::default()
+    };
+    let conf = Conf {
+        rules: vec![rule(
+            vec![path(PATH_PREFIX, "/api/")],
+            vec![],
+            vec![rewrite],
+        )],
+        hostnames: None,
+    };
+    let entries = route_table(&conf, "backend", &mut Known(vec![]));
+    let routes = envoy_routes(&entries[0]);
+    let specs: Vec<_> = routes
+        .iter()
+        .map(|r| r.r#match.as_ref().and_then(|m| m.path_specifier.clone()))
+        .collect();
+    assert_eq!(
+        specs,
+        [
+            Some(route_match::PathSpecifier::Path("/api".into())),
+            Some(route_match::PathSpecifier::Prefix("/api/".into())),
+        ]
+    );
+    let actions: Vec<&RouteAction> = routes
+        .iter()
+        .filter_map(|r| match &r.action {
+            Some(route::Action::Route(a)) => Some(a),
+            _ => None,
+        })
+        .collect();
+    // `/api` becomes `/v2`; `/api/x` becomes `/v2/x`.
+    assert_eq!(
+        actions[0]
+            .regex_rewrite
+            .as_ref()
+            .map(|r| r.substitution.as_str()),
+        Some("/v2")
+    );
+    assert_eq!(actions[1].prefix_rewrite, "/v2/");
+    assert_eq!(
+        actions[0].cluster_specifier,
+        Some(route_action::ClusterSpecifier::Cluster("backend".into())),
+        "no backendRefs: the destination itself"
+    );
+}
+
+#[test]
+fn percentages_take_the_coarsest_exact_denominator() {
+    use fractional_percent::DenominatorType as D;
+    let f = |p: f64| {
+        let v = fraction(p).default_value.expect("value");
+        (
+            v.numerator,
+            D::try_from(v.denominator).expect("denominator"),
+        )
+    };
+    assert_eq!(f(25.0), (25, D::Hundred));
+    assert_eq!(f(0.5), (50, D::TenThousand));
+    assert_eq!(f(0.125), (1250, D::Million));
+}
