@@ -14,6 +14,8 @@
 //! destination get different resources and proxies given the same share one.
 
 mod duration;
+mod mesh_circuit_breaker;
+mod mesh_health_check;
 pub(crate) mod mesh_http_route;
 mod mesh_load_balancing_strategy;
 mod mesh_retry;
@@ -193,6 +195,14 @@ impl DestinationPolicies {
         if let Some(conf) = self.confs.get(Kind::MeshLoadBalancingStrategy) {
             mesh_load_balancing_strategy::cluster(&conf, cluster);
         }
+        // Health checks before the circuit breaker, as Kuma orders them:
+        // both may set the healthy panic threshold and the breaker wins.
+        if let Some(conf) = self.confs.get(Kind::MeshHealthCheck) {
+            mesh_health_check::cluster(&conf, cluster, protocol);
+        }
+        if let Some(conf) = self.confs.get(Kind::MeshCircuitBreaker) {
+            mesh_circuit_breaker::cluster(&conf, cluster);
+        }
     }
 
     /// The outbound listener's HTTP connection manager and its routes.
@@ -252,6 +262,9 @@ impl InboundPolicies {
     pub(crate) fn apply_cluster(&self, cluster: &mut Cluster, protocol: Protocol) {
         if let Some(conf) = self.0.get(Kind::MeshTimeout) {
             mesh_timeout::cluster(&conf, cluster, protocol);
+        }
+        if let Some(conf) = self.0.get(Kind::MeshCircuitBreaker) {
+            mesh_circuit_breaker::cluster(&conf, cluster);
         }
     }
 
