@@ -13,7 +13,7 @@
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::sync::{Arc, Mutex, MutexGuard};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use chrono::Utc;
 use kuma_api::{Kind, Resource, ResourceKey, Spec};
@@ -36,6 +36,13 @@ use affected::{Affected, Change, Reach};
 /// Events arriving this close together are applied as one change, so a
 /// burst (a `kumactl apply` of many resources) recomputes proxies once.
 const DEBOUNCE: Duration = Duration::from_millis(10);
+
+/// The longest a change waits for others to join it: a steady stream of
+/// changes (endpoint churn) must not postpone every one of them forever.
+const MAX_BATCH_WAIT: Duration = Duration::from_millis(50);
+
+/// A recompute taking this long is logged at info level with where its time went.
+const SLOW_RECOMPUTE: Duration = Duration::from_millis(50);
 
 /// How soon an identity that could not be issued is tried again.
 const IDENTITY_RETRY: chrono::TimeDelta = chrono::TimeDelta::seconds(10);
@@ -314,7 +321,16 @@ impl MeshIndex {
             keys.insert(first.key().clone());
             let mut lagged = false;
             // Coalesce the rest of a burst; no timer runs while idle.
-            while let Ok(next) = tokio::time::timeout(DEBOUNCE, events.recv()).await {
+            let deadline = tokio::time::Instant::now() + MAX_BATCH_WAIT;
+            loop {
+                let wait =
+                    DEBOUNCE.min(deadline.saturating_duration_since(tokio::time::Instant::now()));
+                if wait.is_zero() {
+                    break;
+                }
+                let Ok(next) = tokio::time::timeout(wait, events.recv()).await else {
+                    break;
+                };
                 match next {
                     Ok(e) => {
                         keys.insert(e.key().clone());
@@ -487,6 +503,7 @@ impl MeshIndex {
     /// sees the new snapshot or is part of this round.
     fn recompute(&self, targets: &Targets) {
         let _generation = self.guard_generation();
+        let started = Instant::now();
         let work: Vec<Work> = {
             let mut state = self.lock();
             let state = &mut *state;
@@ -519,16 +536,35 @@ impl MeshIndex {
             }
             work
         };
-        if !work.is_empty() {
-            tracing::debug!(proxies = work.len(), "regenerating affected proxies");
+        if work.is_empty() {
+            return;
         }
+        let proxies = work.len();
+        let prepared = Instant::now();
         let results = self.generate_all(work);
+        let generated = Instant::now();
         let mut state = self.lock();
         for (id, resources, identity) in results {
             // It may have disconnected meanwhile.
             if let Some(entry) = state.proxies.get_mut(&id) {
                 self.publish(&id, entry, resources, identity);
             }
+        }
+        drop(state);
+        let took = started.elapsed();
+        let ms = |d: Duration| d.as_secs_f64() * 1000.0;
+        let (snapshot_ms, generate_ms) = (ms(prepared - started), ms(generated - prepared));
+        let publish_ms = ms(took) - snapshot_ms - generate_ms;
+        if took >= SLOW_RECOMPUTE {
+            tracing::info!(
+                proxies,
+                snapshot_ms,
+                generate_ms,
+                publish_ms,
+                "slow recompute"
+            );
+        } else {
+            tracing::debug!(proxies, snapshot_ms, generate_ms, publish_ms, "recomputed");
         }
     }
 
