@@ -528,6 +528,10 @@ impl Fleet {
         latencies_ms.sort_by(f64::total_cmp);
         let mut extra = Vec::new();
         if restarting {
+            // The first proxy back shows when the restarted control plane
+            // began serving; the rest is the proxies' backoff and the storm.
+            let first = latencies_ms.first().copied().unwrap_or_default();
+            extra.push(("first_ms".to_string(), format!("{first:.2}")));
             extra.push(("disconnects".to_string(), disconnects.to_string()));
             extra.push((
                 "unconfigured".to_string(),

@@ -74,6 +74,9 @@ async fn restart_and_churn(variant: XdsVariant) {
     assert_eq!(reconnect.converged, 200);
     assert_eq!(reconnect.nacks, 0);
     assert_eq!(extra(reconnect, "unconfigured"), "0");
+    assert!(
+        extra(reconnect, "first_ms").parse::<f64>().unwrap() <= reconnect.latencies_ms[0] + 0.01
+    );
     assert!(extra(reconnect, "disconnects").parse::<u32>().unwrap() >= 200);
     assert!(
         reconnect
