@@ -20,6 +20,8 @@ pub struct SidecarPair {
     pub web_outbound: u16,
     /// backend's inbound listener: a request here skips web's proxy.
     pub backend_inbound: u16,
+    /// backend's application itself: no proxy at all.
+    pub backend_app_port: u16,
     _apps: (TestService, TestService),
 }
 
@@ -62,6 +64,7 @@ impl SidecarPair {
             backend,
             web_outbound,
             backend_inbound,
+            backend_app_port: backend_app.port(),
             _apps: (web_app, backend_app),
         }
     }
