@@ -1,10 +1,20 @@
-//! A TLS server identity of the control plane (data plane server, HTTPS API):
-//! the user's certificate and key, or a CA and server certificate generated
-//! on first start and kept in a folder of the work dir, so restarts (and
-//! clients holding the CA) keep working.
+//! TLS for the control plane's servers (data plane server, HTTPS API).
+//!
+//! The identity is the user's certificate and key, or a CA and server
+//! certificate generated on first start and kept in a folder of the work
+//! dir, so restarts (and clients holding the CA) keep working. [`serve`]
+//! runs an axum router over it.
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
+use std::time::Duration;
+
+use axum::Router;
+use axum::extract::ConnectInfo;
+use tokio::net::TcpListener;
+use tokio::sync::watch;
+use tokio::task::JoinSet;
+use tracing::Instrument;
 
 use rcgen::{BasicConstraints, CertificateParams, DnType, IsCa, KeyPair, KeyUsagePurpose, SanType};
 use rustls_pki_types::pem::PemObject;
@@ -14,6 +24,8 @@ pub const CA_CERT_FILE: &str = "ca.crt";
 pub const CA_KEY_FILE: &str = "ca.key";
 pub const CERT_FILE: &str = "tls.crt";
 pub const KEY_FILE: &str = "tls.key";
+/// A TLS handshake slower than this is dropped.
+const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
 
 #[derive(Debug, thiserror::Error)]
 pub enum TlsError {
@@ -226,6 +238,68 @@ fn restrict(path: &Path) {
         use std::os::unix::fs::PermissionsExt;
         let _ = std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o600));
     }
+}
+
+/// Serves `app` over TLS until `stop`, offering HTTP/2 and HTTP/1.1; each
+/// request carries the peer's address as `ConnectInfo`, as
+/// `axum::serve` with connect info does for plain HTTP.
+pub async fn serve(
+    listener: TcpListener,
+    tls: Arc<rustls::ServerConfig>,
+    app: Router,
+    mut stop: watch::Receiver<bool>,
+) {
+    let acceptor = tokio_rustls::TlsAcceptor::from(tls);
+    let mut connections = JoinSet::new();
+    loop {
+        let accepted = tokio::select! {
+            a = listener.accept() => a,
+            _ = stop.wait_for(|s| *s) => break,
+            Some(_) = connections.join_next(), if !connections.is_empty() => continue,
+        };
+        let (tcp, peer) = match accepted {
+            Ok(a) => a,
+            Err(e) => {
+                tracing::warn!(error = %e, "could not accept a connection");
+                continue;
+            }
+        };
+        let acceptor = acceptor.clone();
+        let app = app.clone();
+        connections.spawn(
+            async move {
+                let tls = match tokio::time::timeout(HANDSHAKE_TIMEOUT, acceptor.accept(tcp)).await
+                {
+                    Ok(Ok(tls)) => tls,
+                    Ok(Err(e)) => {
+                        tracing::debug!(error = %e, "TLS handshake failed");
+                        return;
+                    }
+                    Err(_) => return,
+                };
+                let app = tower::ServiceExt::map_request(
+                    app,
+                    move |mut req: axum::http::Request<hyper::body::Incoming>| {
+                        req.extensions_mut().insert(ConnectInfo(peer));
+                        req
+                    },
+                );
+                let service = hyper_util::service::TowerToHyperService::new(app);
+                let builder = hyper_util::server::conn::auto::Builder::new(
+                    hyper_util::rt::TokioExecutor::new(),
+                );
+                if let Err(e) = builder
+                    .serve_connection(hyper_util::rt::TokioIo::new(tls), service)
+                    .await
+                {
+                    tracing::debug!(error = %e, "connection ended with an error");
+                }
+            }
+            .instrument(tracing::debug_span!("tls_connection", %peer)),
+        );
+    }
+    // In-flight requests end with the server.
+    connections.shutdown().await;
 }
 
 #[cfg(test)]

@@ -4,15 +4,11 @@
 
 use std::net::{IpAddr, SocketAddr};
 use std::path::PathBuf;
-use std::sync::Arc;
-use std::time::Duration;
 
 use anyhow::Context;
-use axum::Router;
-use axum::extract::ConnectInfo;
 use tokio::net::TcpListener;
 use tokio::sync::watch;
-use tokio::task::{JoinHandle, JoinSet};
+use tokio::task::JoinHandle;
 use tracing::Instrument;
 
 use super::ApiState;
@@ -23,8 +19,6 @@ use crate::tls::ServerTls;
 pub const TLS_DIR: &str = "api-server";
 /// Common name of the generated CA.
 pub const TLS_CA_NAME: &str = "kuma-cp API server CA";
-/// A TLS handshake slower than this is dropped.
-const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
 
 /// The running listeners.
 pub struct ApiListeners {
@@ -83,7 +77,7 @@ impl ApiListeners {
             let address = listener.local_addr()?;
             tracing::info!(%address, ca_cert = %tls.ca_cert_path.display(), "API server listening (HTTPS)");
             out.https = Some(tokio::spawn(
-                serve_tls(listener, server_config, app, stopped)
+                crate::tls::serve(listener, server_config, app, stopped)
                     .instrument(tracing::info_span!("api_server_https", %address)),
             ));
             out.https_address = Some(address);
@@ -132,65 +126,4 @@ async fn bind(setting: &str, interface: &str, port: u16) -> anyhow::Result<TcpLi
     TcpListener::bind((ip, port))
         .await
         .with_context(|| format!("could not listen on {ip}:{port} for the API server"))
-}
-
-/// Accepts TLS connections until `stop`; each request carries the peer's
-/// address as `ConnectInfo`, as the HTTP listener's do.
-async fn serve_tls(
-    listener: TcpListener,
-    tls: Arc<rustls::ServerConfig>,
-    app: Router,
-    mut stop: watch::Receiver<bool>,
-) {
-    let acceptor = tokio_rustls::TlsAcceptor::from(tls);
-    let mut connections = JoinSet::new();
-    loop {
-        let accepted = tokio::select! {
-            a = listener.accept() => a,
-            _ = stop.wait_for(|s| *s) => break,
-            Some(_) = connections.join_next(), if !connections.is_empty() => continue,
-        };
-        let (tcp, peer) = match accepted {
-            Ok(a) => a,
-            Err(e) => {
-                tracing::warn!(error = %e, "could not accept a connection");
-                continue;
-            }
-        };
-        let acceptor = acceptor.clone();
-        let app = app.clone();
-        connections.spawn(
-            async move {
-                let tls = match tokio::time::timeout(HANDSHAKE_TIMEOUT, acceptor.accept(tcp)).await
-                {
-                    Ok(Ok(tls)) => tls,
-                    Ok(Err(e)) => {
-                        tracing::debug!(error = %e, "TLS handshake failed");
-                        return;
-                    }
-                    Err(_) => return,
-                };
-                let app = tower::ServiceExt::map_request(
-                    app,
-                    move |mut req: axum::http::Request<hyper::body::Incoming>| {
-                        req.extensions_mut().insert(ConnectInfo(peer));
-                        req
-                    },
-                );
-                let service = hyper_util::service::TowerToHyperService::new(app);
-                let builder = hyper_util::server::conn::auto::Builder::new(
-                    hyper_util::rt::TokioExecutor::new(),
-                );
-                if let Err(e) = builder
-                    .serve_connection(hyper_util::rt::TokioIo::new(tls), service)
-                    .await
-                {
-                    tracing::debug!(error = %e, "connection ended with an error");
-                }
-            }
-            .instrument(tracing::debug_span!("api_connection", %peer)),
-        );
-    }
-    // In-flight API calls are short; they end with the control plane.
-    connections.shutdown().await;
 }
