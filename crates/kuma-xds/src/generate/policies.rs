@@ -245,6 +245,9 @@ impl DestinationPolicies {
         if let Some(conf) = self.confs.get(Kind::MeshRetry) {
             mesh_retry::routes(&conf, self.protocol, routes);
         }
+        if let Some(conf) = self.confs.get(Kind::MeshLoadBalancingStrategy) {
+            mesh_load_balancing_strategy::routes(&conf, routes);
+        }
     }
 }
 

@@ -5,7 +5,8 @@
 //! cluster's policy (RoundRobin, LeastRequest, RingHash, Random, Maglev)
 //! with its settings; for RingHash and Maglev the hash policies go to every
 //! route of the outbound listener (root-level `hashPolicies`, Kuma's form
-//! for MeshHTTPRoute targets, take precedence). Locality awareness
+//! for `to` entries aimed at a MeshHTTPRoute, take precedence and apply to
+//! that route's rules only). Locality awareness
 //! (priorities and weights by zone or tags) is not generated yet.
 
 use envoy_types::pb::envoy::config::cluster::v3::Cluster;
@@ -101,8 +102,10 @@ pub(crate) fn routes(conf: &Conf, routes: &mut RouteConfiguration) {
             Some(route::Action::Route(action)) => Some(action),
             _ => None,
         });
+    // Set, not added to: a MeshHTTPRoute rule's own conf, applied after
+    // the destination's, replaces the destination's hash policies.
     for action in actions {
-        action.hash_policy.extend(policies.iter().cloned());
+        action.hash_policy = policies.clone();
     }
 }
 
@@ -249,5 +252,38 @@ mod tests {
         cluster(&random, &mut c);
         assert_eq!(c.lb_policy, LbPolicy::Random as i32);
         assert!(c.lb_config.is_none());
+    }
+
+    #[test]
+    fn a_routes_own_hash_policies_replace_the_destinations() {
+        let destination = Conf {
+            load_balancer: Some(LoadBalancer {
+                maglev: Some(Maglev {
+                    table_size: None,
+                    hash_policies: Some(vec![header("x-a"), header("x-b")]),
+                }),
+                ..lb("Maglev")
+            }),
+            ..Conf::default()
+        };
+        let route = Conf {
+            hash_policies: Some(vec![header("x-route")]),
+            ..Conf::default()
+        };
+        let mut r = route_to_cluster("r", "backend", "backend");
+        routes(&destination, &mut r);
+        routes(&route, &mut r);
+        let Some(route::Action::Route(action)) = &r.virtual_hosts[0].routes[0].action else {
+            panic!("route action expected");
+        };
+        let names: Vec<_> = action
+            .hash_policy
+            .iter()
+            .filter_map(|p| match &p.policy_specifier {
+                Some(hash_policy::PolicySpecifier::Header(h)) => Some(h.header_name.as_str()),
+                _ => None,
+            })
+            .collect();
+        assert_eq!(names, vec!["x-route"]);
     }
 }
