@@ -1,0 +1,322 @@
+//! MeshHTTPRoute and MeshTCPRoute on real Envoys: a 90/10 canary split
+//! between the v1 and v2 instances of backend, routing by header to v2,
+//! and a MeshTCPRoute moving every connection to v2.
+//!
+//! Before any route, web's calls reach both instances (round robin), so
+//! each assertion below fails unless the route took effect.
+
+use std::collections::BTreeMap;
+use std::time::Duration;
+
+use kuma_e2e::binaries::{self, Binaries};
+use kuma_e2e::control_plane::ControlPlane;
+use kuma_e2e::dataplane::Dataplane;
+use kuma_e2e::service::TestService;
+use kuma_e2e::{eventually, free_port};
+use serde_json::{Value, json};
+
+const PROPAGATION: Duration = Duration::from_secs(20);
+
+/// One GET through web's outbound; the body names the instance reached
+/// (or, for `/headers`, echoes the request's headers).
+async fn get(
+    client: &reqwest::Client,
+    port: u16,
+    path: &str,
+    header: Option<&str>,
+) -> Result<String, String> {
+    let mut request = client.get(format!("http://127.0.0.1:{port}{path}"));
+    if let Some(version) = header {
+        request = request.header("x-version", version);
+    }
+    let response = request.send().await.map_err(|e| e.to_string())?;
+    let status = response.status();
+    let body = response.text().await.map_err(|e| e.to_string())?;
+    if status.is_success() {
+        Ok(body)
+    } else {
+        Err(format!("{status}: {body}"))
+    }
+}
+
+/// Counts the instances `n` requests reach.
+async fn spread(
+    client: &reqwest::Client,
+    port: u16,
+    n: usize,
+    header: Option<&str>,
+) -> Result<BTreeMap<String, usize>, String> {
+    let mut seen = BTreeMap::new();
+    for _ in 0..n {
+        *seen
+            .entry(get(client, port, "/", header).await?)
+            .or_insert(0) += 1;
+    }
+    Ok(seen)
+}
+
+/// A client opening a new connection per request: a TCP route splits
+/// connections, and every request should see the current listener.
+fn fresh_connections() -> reqwest::Client {
+    reqwest::Client::builder()
+        .timeout(Duration::from_secs(3))
+        .pool_max_idle_per_host(0)
+        .build()
+        .expect("HTTP client")
+}
+
+/// A Dataplane on 127.0.0.1 with one HTTP inbound tagged with `tags` and
+/// outbounds to `outbounds` (service, port).
+fn dataplane_yaml(
+    name: &str,
+    service: &str,
+    inbound: (u16, u16),
+    tags: &[(&str, &str)],
+    outbounds: &[(&str, u16)],
+) -> String {
+    let mut yaml = format!(
+        "type: Dataplane\nmesh: default\nname: {name}\nnetworking:\n  address: 127.0.0.1\n  inbound:\n  - port: {}\n    servicePort: {}\n    tags:\n      kuma.io/service: {service}\n      kuma.io/protocol: http\n",
+        inbound.0, inbound.1
+    );
+    for (k, v) in tags {
+        yaml.push_str(&format!("      {k}: {v}\n"));
+    }
+    if !outbounds.is_empty() {
+        yaml.push_str("  outbound:\n");
+        for (service, port) in outbounds {
+            yaml.push_str(&format!(
+                "  - port: {port}\n    tags:\n      kuma.io/service: {service}\n"
+            ));
+        }
+    }
+    yaml
+}
+
+/// backend-v1 and backend-v2 (tags `version: v1/v2`) and web calling
+/// backend through its outbound.
+struct Mesh {
+    _proxies: Vec<Dataplane>,
+    _apps: Vec<TestService>,
+    outbound: u16,
+}
+
+async fn start_mesh(b: &Binaries, cp: &ControlPlane) -> Mesh {
+    let mut proxies = Vec::new();
+    let mut apps = Vec::new();
+    for version in ["v1", "v2"] {
+        let name = format!("backend-{version}");
+        let app = TestService::start(&name).await.expect("backend app");
+        let yaml = dataplane_yaml(
+            &name,
+            "backend",
+            (free_port(), app.port()),
+            &[("version", version)],
+            &[],
+        );
+        proxies.push(Dataplane::start(b, cp, &name, &yaml).await);
+        apps.push(app);
+    }
+    let web = TestService::start("web").await.expect("web app");
+    let outbound = free_port();
+    let yaml = dataplane_yaml(
+        "web",
+        "web",
+        (free_port(), web.port()),
+        &[],
+        &[("backend", outbound)],
+    );
+    proxies.push(Dataplane::start(b, cp, "web", &yaml).await);
+    apps.push(web);
+    let mesh = Mesh {
+        _proxies: proxies,
+        _apps: apps,
+        outbound,
+    };
+    // Without routes, both instances take calls.
+    let client = fresh_connections();
+    eventually("web to reach both backends", PROPAGATION, || async {
+        let seen = spread(&client, mesh.outbound, 20, None).await?;
+        if seen.len() == 2 {
+            Ok(())
+        } else {
+            Err(format!("reached {seen:?}"))
+        }
+    })
+    .await;
+    mesh
+}
+
+fn subset(version: &str, weight: u32) -> Value {
+    json!({
+        "kind": "MeshServiceSubset",
+        "name": "backend",
+        "tags": { "version": version },
+        "weight": weight,
+    })
+}
+
+async fn apply(cp: &ControlPlane, plural: &str, name: &str, kind: &str, to: Value) {
+    let body = json!({
+        "type": kind,
+        "mesh": "default",
+        "name": name,
+        "spec": {
+            "targetRef": { "kind": "Mesh" },
+            "to": [to],
+        },
+    });
+    cp.put(&format!("/meshes/default/{plural}/{name}"), &body)
+        .await;
+}
+
+/// Waits until `n` requests (with `header`) all reach `instance`.
+async fn wait_only(client: &reqwest::Client, port: u16, header: Option<&str>, instance: &str) {
+    eventually(
+        &format!("requests with x-version {header:?} to reach only {instance}"),
+        PROPAGATION,
+        || async {
+            let seen = spread(client, port, 20, header).await?;
+            if seen.keys().eq([instance]) {
+                Ok(())
+            } else {
+                Err(format!("reached {seen:?}"))
+            }
+        },
+    )
+    .await
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn http_route_splits_90_10_then_routes_by_header() {
+    let b = binaries::get();
+    let cp = ControlPlane::start(b).await;
+    let mesh = start_mesh(b, &cp).await;
+    let client = fresh_connections();
+
+    // 1. Canary: 90% to v1, 10% to v2, for every path.
+    apply(
+        &cp,
+        "meshhttproutes",
+        "canary",
+        "MeshHTTPRoute",
+        json!({
+            "targetRef": { "kind": "MeshService", "name": "backend" },
+            "rules": [{
+                "matches": [{ "path": { "type": "PathPrefix", "value": "/" } }],
+                "default": { "backendRefs": [subset("v1", 90), subset("v2", 10)] },
+            }],
+        }),
+    )
+    .await;
+    // The split is in place once web's Envoy has the subset clusters.
+    let web_admin = &mesh._proxies[2];
+    eventually("web's Envoy to get the split", PROPAGATION, || async {
+        let dump = web_admin.admin("/config_dump").await?;
+        if dump.contains("weighted_clusters") {
+            Ok(())
+        } else {
+            Err("no weighted clusters yet".to_string())
+        }
+    })
+    .await;
+    let total = 300;
+    let seen = spread(&client, mesh.outbound, total, None)
+        .await
+        .expect("every request answered");
+    let v2 = seen.get("backend-v2").copied().unwrap_or(0);
+    let v1 = seen.get("backend-v1").copied().unwrap_or(0);
+    assert_eq!(v1 + v2, total, "only backend instances answer: {seen:?}");
+    // 10% of 300 is 30; 12..=54 is far outside what chance gives (p < 1e-4)
+    // and far from the 50% of round robin.
+    assert!(
+        (12..=54).contains(&v2),
+        "v2 share should be about 10%: {seen:?}"
+    );
+
+    // 2. By header: `x-version: v2` to v2 only (with a header added on the
+    // way), everything else to v1 only. Replacing the route's rules.
+    apply(
+        &cp,
+        "meshhttproutes",
+        "canary",
+        "MeshHTTPRoute",
+        json!({
+            "targetRef": { "kind": "MeshService", "name": "backend" },
+            "rules": [
+                {
+                    // With the path too: a match with a path goes before
+                    // one without (Gateway API precedence), so a header-only
+                    // match would lose to the `/` rule below.
+                    "matches": [{
+                        "path": { "type": "PathPrefix", "value": "/" },
+                        "headers": [{ "type": "Exact", "name": "x-version", "value": "v2" }],
+                    }],
+                    "default": {
+                        "filters": [{
+                            "type": "RequestHeaderModifier",
+                            "requestHeaderModifier": { "set": [{ "name": "x-routed-by", "value": "canary" }] },
+                        }],
+                        "backendRefs": [subset("v2", 1)],
+                    },
+                },
+                {
+                    "matches": [{ "path": { "type": "PathPrefix", "value": "/" } }],
+                    "default": { "backendRefs": [subset("v1", 1)] },
+                },
+            ],
+        }),
+    )
+    .await;
+    wait_only(&client, mesh.outbound, Some("v2"), "backend-v2").await;
+    wait_only(&client, mesh.outbound, None, "backend-v1").await;
+    wait_only(&client, mesh.outbound, Some("v1"), "backend-v1").await;
+    let headers = get(&client, mesh.outbound, "/headers", Some("v2"))
+        .await
+        .expect("headers echoed");
+    assert!(
+        headers.to_lowercase().contains("x-routed-by: canary"),
+        "the matching rule's header modifier ran: {headers}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn tcp_route_moves_connections_to_a_subset() {
+    let b = binaries::get();
+    let cp = ControlPlane::start(b).await;
+    let mesh = start_mesh(b, &cp).await;
+    let client = fresh_connections();
+
+    apply(
+        &cp,
+        "meshtcproutes",
+        "to-v2",
+        "MeshTCPRoute",
+        json!({
+            "targetRef": { "kind": "MeshService", "name": "backend" },
+            "rules": [{ "default": { "backendRefs": [subset("v2", 1)] } }],
+        }),
+    )
+    .await;
+    wait_only(&client, mesh.outbound, None, "backend-v2").await;
+    // A split: over fresh connections both subsets take traffic again.
+    apply(
+        &cp,
+        "meshtcproutes",
+        "to-v2",
+        "MeshTCPRoute",
+        json!({
+            "targetRef": { "kind": "MeshService", "name": "backend" },
+            "rules": [{ "default": { "backendRefs": [subset("v1", 50), subset("v2", 50)] } }],
+        }),
+    )
+    .await;
+    eventually("connections to reach both subsets", PROPAGATION, || async {
+        let seen = spread(&client, mesh.outbound, 40, None).await?;
+        if seen.len() == 2 {
+            Ok(())
+        } else {
+            Err(format!("reached {seen:?}"))
+        }
+    })
+    .await;
+}
