@@ -245,6 +245,11 @@ fn check_conf(conf: Option<&Conf>, path: &FieldPath, v: &mut Violations) {
                 &sp.field("standardDeviationFactor"),
                 "must be greater than 0",
             ),
+            // Envoy takes the factor in thousandths, as a 32-bit integer.
+            Some(Some(f)) if f * 1000.0 > f64::from(u32::MAX) => v.add(
+                &sp.field("standardDeviationFactor"),
+                "must be at most 4294967.295",
+            ),
             _ => {}
         }
     }
@@ -346,6 +351,35 @@ spec:
                     "must have at least one defined: totalFailures, gatewayFailures, localOriginFailures, successRate, failurePercentage"
                 ),
             ]
+        );
+    }
+
+    #[test]
+    fn refuses_a_deviation_factor_envoy_cannot_hold() {
+        let got = violations(
+            r#"
+type: MeshCircuitBreaker
+name: bad
+mesh: default
+spec:
+  targetRef:
+    kind: Mesh
+  to:
+    - targetRef:
+        kind: Mesh
+      default:
+        outlierDetection:
+          detectors:
+            successRate:
+              standardDeviationFactor: "5000000"
+"#,
+        );
+        assert_eq!(
+            got,
+            vec![(
+                "spec.to[0].default.outlierDetection.detectors.successRate.standardDeviationFactor",
+                "must be at most 4294967.295"
+            )]
         );
     }
 }

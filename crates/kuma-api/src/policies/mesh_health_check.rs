@@ -173,6 +173,9 @@ fn check_conf(c: &Conf, path: &FieldPath, v: &mut Violations) {
         if h.path.as_deref() == Some("") {
             v.add(&hp.field("path"), "must be defined");
         }
+        if h.path.as_deref().is_some_and(has_line_break) {
+            v.add(&hp.field("path"), NO_LINE_BREAKS);
+        }
         for (i, status) in h.expected_statuses.iter().flatten().enumerate() {
             if !(100..600).contains(status) {
                 v.add(
@@ -181,9 +184,54 @@ fn check_conf(c: &Conf, path: &FieldPath, v: &mut Violations) {
                 );
             }
         }
+        if let Some(headers) = &h.request_headers_to_add {
+            check_headers(headers, &hp.field("requestHeadersToAdd"), v);
+        }
+    }
+    if let Some(t) = &c.tcp {
+        // Envoy refuses an empty payload; a connect-only check leaves them out.
+        let tp = path.field("tcp");
+        if t.send.as_deref() == Some("") {
+            v.add(&tp.field("send"), "must not be empty when defined");
+        }
+        for (i, r) in t.receive.iter().flatten().enumerate() {
+            if r.is_empty() {
+                v.add(&tp.field("receive").index(i), "must not be empty");
+            }
+        }
     }
     if c.http.is_none() && c.tcp.is_none() && c.grpc.is_none() {
         v.add(path, "must have at least one defined: http, tcp, grpc");
+    }
+}
+
+const NO_LINE_BREAKS: &str = "must not contain CR, LF or NUL characters";
+
+/// Text Envoy puts into a request as is: a line break would end it.
+fn has_line_break(s: &str) -> bool {
+    s.contains(['\r', '\n', '\0'])
+}
+
+/// Headers Envoy adds to its own check requests: it refuses empty names,
+/// line breaks, pseudo-headers and `host` (the check's host is its own).
+fn check_headers(m: &HeaderModifier, path: &FieldPath, v: &mut Violations) {
+    for (field, list) in [("add", &m.add), ("set", &m.set)] {
+        for (i, h) in list.iter().flatten().enumerate() {
+            let hp = path.field(field).index(i);
+            if h.name.is_empty() {
+                v.add(&hp.field("name"), "must not be empty");
+            } else if has_line_break(&h.name) {
+                v.add(&hp.field("name"), NO_LINE_BREAKS);
+            } else if h.name.starts_with(':') || h.name.eq_ignore_ascii_case("host") {
+                v.add(
+                    &hp.field("name"),
+                    "pseudo-headers and host cannot be modified",
+                );
+            }
+            if has_line_break(&h.value) {
+                v.add(&hp.field("value"), NO_LINE_BREAKS);
+            }
+        }
     }
 }
 
@@ -280,6 +328,70 @@ spec:
                     "spec.to[0].default.http.expectedStatuses[0]",
                     "must be in inclusive range [100, 599]"
                 ),
+            ]
+        );
+    }
+
+    #[test]
+    fn refuses_what_envoy_would_reject() {
+        let got = violations(
+            r#"
+type: MeshHealthCheck
+name: bad
+mesh: default
+spec:
+  targetRef:
+    kind: Mesh
+  to:
+    - targetRef:
+        kind: Mesh
+      default:
+        http:
+          path: "/health\r\nx: y"
+          requestHeadersToAdd:
+            add:
+              - name: ""
+                value: a
+              - name: ":authority"
+                value: b
+            set:
+              - name: Host
+                value: c
+              - name: x-ok
+                value: "d\ne"
+        tcp:
+          send: ""
+          receive: ["ok", ""]
+"#,
+        );
+        assert_eq!(
+            got,
+            vec![
+                (
+                    "spec.to[0].default.http.path",
+                    "must not contain CR, LF or NUL characters"
+                ),
+                (
+                    "spec.to[0].default.http.requestHeadersToAdd.add[0].name",
+                    "must not be empty"
+                ),
+                (
+                    "spec.to[0].default.http.requestHeadersToAdd.add[1].name",
+                    "pseudo-headers and host cannot be modified"
+                ),
+                (
+                    "spec.to[0].default.http.requestHeadersToAdd.set[0].name",
+                    "pseudo-headers and host cannot be modified"
+                ),
+                (
+                    "spec.to[0].default.http.requestHeadersToAdd.set[1].value",
+                    "must not contain CR, LF or NUL characters"
+                ),
+                (
+                    "spec.to[0].default.tcp.send",
+                    "must not be empty when defined"
+                ),
+                ("spec.to[0].default.tcp.receive[1]", "must not be empty"),
             ]
         );
     }
