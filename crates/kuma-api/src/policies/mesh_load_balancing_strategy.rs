@@ -4,7 +4,8 @@ use serde::{Deserialize, Serialize};
 
 use crate::policies::target_ref::{TargetRef, TargetRefKind as K, TargetRefRules, top_level};
 use crate::policies::values::{
-    GoDuration, IntOrString, TargetedConf, check_one_of, check_percentage,
+    GoDuration, IntOrString, TargetedConf, check_non_negative_duration, check_one_of,
+    check_percentage,
 };
 use crate::validation::{FieldPath, Validate, ValidationContext, Violations};
 
@@ -502,6 +503,11 @@ fn check_hash_policies(policies: Option<&[HashPolicy]>, path: &FieldPath, v: &mu
                 v.add(&pp.field(section).field(field), "must not be empty");
             }
         }
+        check_non_negative_duration(
+            p.cookie.as_ref().and_then(|c| c.ttl.as_ref()),
+            &pp.field("cookie").field("ttl"),
+            v,
+        );
         if let Some(path) = p.cookie.as_ref().and_then(|c| c.path.as_deref())
             && !path.starts_with('/')
         {
@@ -666,6 +672,10 @@ spec:
                 header:
                   name: ""
               - type: Body
+              - type: Cookie
+                cookie:
+                  name: session
+                  ttl: -1h
     - targetRef:
         kind: Mesh
       default:
@@ -705,6 +715,10 @@ spec:
                 (
                     "spec.to[0].default.loadBalancer.ringHash.hashPolicies[1].type",
                     "unrecognized type"
+                ),
+                (
+                    "spec.to[0].default.loadBalancer.ringHash.hashPolicies[2].cookie.ttl",
+                    "must not be negative when defined"
                 ),
                 (
                     "spec.to[1].default.loadBalancer.maglev.tableSize",
