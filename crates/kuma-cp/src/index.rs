@@ -85,6 +85,9 @@ struct MeshEntry {
     ca: Option<Arc<MeshCa>>,
     /// Which Dataplanes reach which destinations, kept with `resources`.
     reach: Reach,
+    /// The last snapshot built, while its shared resources may still be
+    /// carried to the next one.
+    carry_from: Option<Arc<MeshSnapshot>>,
 }
 
 impl MeshEntry {
@@ -96,8 +99,34 @@ impl MeshEntry {
             mesh,
             self.resources.values().cloned(),
         ));
+        if let Some(previous) = self.carry_from.take() {
+            let carried = s.carry_shared_from(&previous);
+            tracing::trace!(%mesh, carried, "shared resources carried to the new snapshot");
+        }
         self.snapshot = Some(s.clone());
         s
+    }
+
+    /// The snapshot is out of date after a change of `kind`. Its encoded
+    /// resources may be carried to the next one only when what they are
+    /// built from besides their destination is unchanged: no Mesh, CA or
+    /// policy change, and no route policy in the mesh (routes resolve their
+    /// backends against the snapshot, which their cache keys do not show).
+    fn invalidate(&mut self, kind: Kind) {
+        let carry = matches!(kind, Kind::Dataplane | Kind::MeshService) && !self.has_routes();
+        let previous = self.snapshot.take().or_else(|| self.carry_from.take());
+        self.carry_from = previous.filter(|_| carry);
+    }
+
+    fn has_routes(&self) -> bool {
+        [Kind::MeshHTTPRoute, Kind::MeshTCPRoute]
+            .into_iter()
+            .any(|kind| {
+                self.resources
+                    .range((kind, String::new())..)
+                    .next()
+                    .is_some_and(|((k, _), _)| *k == kind)
+            })
     }
 }
 
@@ -476,7 +505,7 @@ impl MeshIndex {
                     None => continue,
                 },
             };
-            entry.snapshot = None;
+            entry.invalidate(key.kind);
             let new = entry.resources.get(&slot);
             if key.kind == Kind::Dataplane {
                 entry
@@ -788,3 +817,6 @@ impl MeshIndex {
         self.lock().proxies.keys().cloned().collect()
     }
 }
+
+#[cfg(test)]
+mod tests;

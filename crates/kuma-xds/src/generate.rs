@@ -22,6 +22,7 @@
 //! Clusters, endpoints and outbound listeners are identical for every proxy
 //! that has them, so they are built once per snapshot and shared.
 
+mod carry;
 mod cluster;
 mod endpoints;
 mod inbound;

@@ -121,7 +121,7 @@ pub struct MeshSnapshot {
     mesh_services: BTreeMap<String, MeshServiceSpec>,
     services: BTreeMap<String, Destination>,
     mesh_service_ports: BTreeMap<(String, u32), Destination>,
-    shared: Mutex<HashMap<CacheKey, Arc<XdsResource>>>,
+    pub(super) shared: Mutex<HashMap<CacheKey, Arc<XdsResource>>>,
 }
 
 /// Collects one mesh's resources; everything of another mesh is dropped,

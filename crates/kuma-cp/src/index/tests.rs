@@ -1,0 +1,66 @@
+use std::collections::BTreeMap;
+
+use kuma_api::policies::mesh_http_route::MeshHttpRouteSpec;
+use kuma_api::{ResourceMeta, Spec};
+
+use super::*;
+
+fn mk_resource(name: &str, spec: Spec) -> Resource {
+    Resource {
+        meta: ResourceMeta {
+            mesh: Some("default".into()),
+            name: name.into(),
+            labels: BTreeMap::new(),
+            creation_time: Default::default(),
+            modification_time: Default::default(),
+            version: 1,
+        },
+        spec,
+    }
+}
+
+fn mk_entry() -> MeshEntry {
+    let mut entry = MeshEntry::default();
+    let dp = mk_resource("web-1", Spec::Dataplane(Default::default()));
+    entry
+        .resources
+        .insert((Kind::Dataplane, "web-1".into()), dp);
+    entry.snapshot("default");
+    entry
+}
+
+#[test]
+fn endpoint_changes_carry_the_snapshot_policy_changes_do_not() {
+    let mut entry = mk_entry();
+    entry.invalidate(Kind::Dataplane);
+    assert!(entry.snapshot.is_none());
+    assert!(entry.carry_from.is_some());
+    // Still carried through further endpoint changes before the next build.
+    entry.invalidate(Kind::MeshService);
+    assert!(entry.carry_from.is_some());
+    // A policy change in the same batch rules it out.
+    entry.invalidate(Kind::MeshTimeout);
+    assert!(entry.carry_from.is_none());
+    entry.invalidate(Kind::Dataplane);
+    assert!(entry.carry_from.is_none());
+    // The next build starts afresh and is carried from again afterwards.
+    entry.snapshot("default");
+    assert!(entry.carry_from.is_none());
+    entry.invalidate(Kind::Dataplane);
+    assert!(entry.carry_from.is_some());
+    entry.snapshot("default");
+    assert!(entry.carry_from.is_none());
+    entry.invalidate(Kind::Mesh);
+    assert!(entry.carry_from.is_none());
+}
+
+#[test]
+fn nothing_is_carried_in_a_mesh_with_routes() {
+    let mut entry = mk_entry();
+    let route = mk_resource("r", Spec::MeshHTTPRoute(MeshHttpRouteSpec::default()));
+    entry
+        .resources
+        .insert((Kind::MeshHTTPRoute, "r".into()), route);
+    entry.invalidate(Kind::Dataplane);
+    assert!(entry.carry_from.is_none());
+}
