@@ -1,4 +1,5 @@
-//! MeshTimeout and MeshRetry change what real Envoys do to real requests.
+//! MeshTimeout, MeshRetry and MeshLoadBalancingStrategy change what real
+//! Envoys do to real requests.
 //!
 //! Each test runs in its own mesh created with
 //! `skipCreatingInitialPolicies: ["*"]`, so that Kuma's default timeout and
@@ -226,4 +227,90 @@ async fn retries_turn_a_flaky_backends_failures_into_success() {
         },
     )
     .await;
+}
+
+/// The bodies (instance names) of `n` GETs carrying `x-user: user`.
+async fn instances_reached(port: u16, user: &str, n: usize) -> Result<Vec<String>, String> {
+    let client = reqwest::Client::builder()
+        .timeout(Duration::from_secs(5))
+        .build()
+        .map_err(|e| e.to_string())?;
+    let mut seen = Vec::new();
+    for _ in 0..n {
+        let response = client
+            .get(format!("http://127.0.0.1:{port}/"))
+            .header("x-user", user)
+            .send()
+            .await
+            .map_err(|e| e.to_string())?;
+        if !response.status().is_success() {
+            return Err(format!("answered {}", response.status()));
+        }
+        seen.push(response.text().await.map_err(|e| e.to_string())?);
+    }
+    seen.sort();
+    seen.dedup();
+    Ok(seen)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn ring_hash_on_a_header_keeps_a_user_on_one_instance() {
+    let b = binaries::get();
+    let cp = ControlPlane::start(b).await;
+    let mesh = "balancing";
+    // backend-1 and web come from the pair; backend-2 joins the service.
+    let pair = start_pair(b, &cp, mesh).await;
+    let app_2 = TestService::start("backend-2")
+        .await
+        .expect("backend-2 app");
+    let yaml = dataplane_yaml(
+        mesh,
+        "backend-2",
+        &[Inbound {
+            port: free_port(),
+            service_port: app_2.port(),
+            service: "backend".into(),
+        }],
+        &[],
+    );
+    let _backend_2 = start_dataplane(b, &cp, mesh, "backend-2", &yaml).await;
+
+    // Round robin (Envoy's default) spreads one user over both.
+    let both = vec!["backend-1".to_string(), "backend-2".to_string()];
+    eventually("round robin to reach both instances", WAIT, || async {
+        match instances_reached(pair.outbound_port, "alice", 10).await {
+            Ok(seen) if seen == both => Ok(()),
+            other => Err(format!("{other:?}")),
+        }
+    })
+    .await;
+
+    let body = policy(
+        "MeshLoadBalancingStrategy",
+        mesh,
+        "sticky-users",
+        json!({"loadBalancer": {
+            "type": "RingHash",
+            "ringHash": {"hashPolicies": [{"type": "Header", "header": {"name": "x-user"}}]},
+        }}),
+    );
+    cp.put(
+        &format!("/meshes/{mesh}/meshloadbalancingstrategies/sticky-users"),
+        &body,
+    )
+    .await;
+    eventually("ring hash to keep alice on one instance", WAIT, || async {
+        match instances_reached(pair.outbound_port, "alice", 20).await {
+            Ok(seen) if seen.len() == 1 => Ok(()),
+            other => Err(format!("{other:?}")),
+        }
+    })
+    .await;
+    // And it stays so: every one of many more requests lands there too.
+    assert_eq!(
+        instances_reached(pair.outbound_port, "alice", 50)
+            .await
+            .map(|s| s.len()),
+        Ok(1)
+    );
 }
