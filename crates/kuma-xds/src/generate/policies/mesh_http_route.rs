@@ -143,6 +143,9 @@ pub(crate) struct RouteEntry {
     pub filters: Vec<Filter>,
     /// Empty with `unresolved`: every backendRef named nothing routable.
     pub split: Vec<Split>,
+    /// The summed weight of backendRefs that named nothing routable: that
+    /// share of requests is answered with 500, as Kuma does.
+    pub unresolved_weight: u32,
     /// Clusters of RequestMirror filters, by filter index.
     pub mirrors: BTreeMap<usize, String>,
     pub unresolved: bool,
@@ -169,24 +172,31 @@ pub(crate) fn route_table(
         let origin = backends.origin(&rule.matches);
         let filters = rule.default.filters.clone().unwrap_or_default();
         let refs = rule.default.backend_refs.as_deref().unwrap_or_default();
-        let split: Vec<Split> = refs
-            .iter()
-            .filter_map(|b| {
-                // A weight of 0 takes no traffic; Kuma leaves it out.
-                let weight = b.weight.unwrap_or(1);
-                let cluster = backends.cluster(b)?;
-                (weight > 0).then_some(Split { cluster, weight })
-            })
-            .collect();
-        let unresolved = !refs.is_empty() && split.is_empty();
-        let split = if refs.is_empty() {
-            vec![Split {
+        let mut split = Vec::new();
+        let mut unresolved_weight = 0u32;
+        for b in refs {
+            // A weight of 0 takes no traffic; Kuma leaves it out.
+            let weight = b.weight.unwrap_or(1);
+            if weight == 0 {
+                continue;
+            }
+            match backends.cluster(b) {
+                Some(cluster) => split.push(Split { cluster, weight }),
+                None => unresolved_weight = unresolved_weight.saturating_add(weight),
+            }
+        }
+        // A redirect answers without any backend.
+        let redirect = filters.iter().any(|f| f.kind == "RequestRedirect");
+        let unresolved = !redirect && !refs.is_empty() && split.is_empty();
+        if redirect {
+            unresolved_weight = 0;
+        }
+        if refs.is_empty() || (redirect && split.is_empty()) {
+            split = vec![Split {
                 cluster: default_cluster.to_string(),
                 weight: 1,
-            }]
-        } else {
-            split
-        };
+            }];
+        }
         let mirrors = filters
             .iter()
             .enumerate()
@@ -206,6 +216,7 @@ pub(crate) fn route_table(
                 filters: filters.clone(),
                 split: split.clone(),
                 mirrors: BTreeMap::clone(&mirrors),
+                unresolved_weight,
                 unresolved,
             });
         }
@@ -230,6 +241,7 @@ pub(crate) fn route_table(
                 weight: 1,
             }],
             mirrors: BTreeMap::new(),
+            unresolved_weight: 0,
             unresolved: false,
         });
     }
@@ -280,42 +292,57 @@ fn compare_path(a: Option<&PathMatch>, b: Option<&PathMatch>) -> Ordering {
     })
 }
 
-/// The Envoy routes of one entry (two for a path prefix other than `/`).
+/// The Envoy routes of one entry: two for a path prefix other than `/`,
+/// each preceded by a route answering 500 to the share of requests meant
+/// for backends that do not exist.
 pub(crate) fn envoy_routes(entry: &RouteEntry) -> Vec<Route> {
     let prefix = entry
         .matched
         .path
         .as_ref()
         .is_some_and(|p| p.kind == PATH_PREFIX);
-    path_matches(entry.matched.path.as_ref())
-        .into_iter()
-        .map(|mut m| {
-            if let Some(method) = &entry.matched.method {
-                m.headers.push(string_header(":method", exact(method)));
-            }
-            add_query_matches(&mut m, &entry.matched);
-            add_header_matches(&mut m, &entry.matched);
-            let action = if entry.unresolved {
-                // The Gateway API answers a rule with no usable backend with 500.
-                route::Action::DirectResponse(DirectResponseAction {
-                    status: 500,
-                    ..DirectResponseAction::default()
-                })
-            } else {
-                route::Action::Route(route_action(&entry.split))
-            };
-            let mut r = Route {
-                name: entry.name.clone(),
-                r#match: Some(m),
-                action: Some(action),
-                ..Route::default()
-            };
-            if !entry.unresolved {
-                filters::apply(&entry.filters, &entry.mirrors, prefix, &mut r);
-            }
-            r
-        })
-        .collect()
+    let mut out = Vec::new();
+    for mut m in path_matches(entry.matched.path.as_ref()) {
+        if let Some(method) = &entry.matched.method {
+            m.headers.push(string_header(":method", exact(method)));
+        }
+        add_query_matches(&mut m, &entry.matched);
+        add_header_matches(&mut m, &entry.matched);
+        if entry.unresolved {
+            // The Gateway API answers a rule with no usable backend with 500.
+            out.push(server_error(&entry.name, m));
+            continue;
+        }
+        if entry.unresolved_weight > 0 {
+            let total: u32 = entry.split.iter().map(|s| s.weight).sum();
+            let total = f64::from(total) + f64::from(entry.unresolved_weight);
+            let mut share = m.clone();
+            share.runtime_fraction =
+                Some(fraction(f64::from(entry.unresolved_weight) * 100.0 / total));
+            out.push(server_error(&entry.name, share));
+        }
+        let mut r = Route {
+            name: entry.name.clone(),
+            r#match: Some(m),
+            action: Some(route::Action::Route(route_action(&entry.split))),
+            ..Route::default()
+        };
+        filters::apply(&entry.filters, &entry.mirrors, prefix, &mut r);
+        out.push(r);
+    }
+    out
+}
+
+fn server_error(name: &str, m: RouteMatch) -> Route {
+    Route {
+        name: name.to_string(),
+        r#match: Some(m),
+        action: Some(route::Action::DirectResponse(DirectResponseAction {
+            status: 500,
+            ..DirectResponseAction::default()
+        })),
+        ..Route::default()
+    }
 }
 
 /// A path prefix matches the path itself or what follows a `/` after it:

@@ -130,7 +130,7 @@ fn a_rule_catching_all_replaces_the_default_catch_all() {
 }
 
 #[test]
-fn weights_split_unknown_backends_drop_and_none_known_answers_500() {
+fn weights_split_unknown_backends_get_500_for_their_share_and_all_unknown_answers_500() {
     let conf = Conf {
         rules: vec![
             rule(
@@ -149,8 +149,23 @@ fn weights_split_unknown_backends_drop_and_none_known_answers_500() {
     };
     let entries = route_table(&conf, "backend", &mut Known(vec!["v1", "v2"]));
     let split = entries.iter().find(|e| e.matched == path(EXACT, "/split"));
-    let Some(route::Action::Route(action)) = &envoy_routes(split.expect("split rule"))[0].action
-    else {
+    let routes = envoy_routes(split.expect("split rule"));
+    assert_eq!(routes.len(), 2);
+    // The missing backend's share (5 of 105) is answered with 500 first.
+    let Some(route::Action::DirectResponse(d)) = &routes[0].action else {
+        panic!("direct response expected");
+    };
+    assert_eq!(d.status, 500);
+    let share = routes[0]
+        .r#match
+        .as_ref()
+        .and_then(|m| m.runtime_fraction.as_ref())
+        .and_then(|f| f.default_value);
+    assert_eq!(
+        share.map(|f| (f.numerator, f.denominator)),
+        Some((47619, fractional_percent::DenominatorType::Million as i32))
+    );
+    let Some(route::Action::Route(action)) = &routes[1].action else {
         panic!("route action expected");
     };
     let Some(route_action::ClusterSpecifier::WeightedClusters(w)) = &action.cluster_specifier
@@ -243,4 +258,36 @@ fn percentages_take_the_coarsest_exact_denominator() {
     assert_eq!(f(25.0), (25, D::Hundred));
     assert_eq!(f(0.5), (50, D::TenThousand));
     assert_eq!(f(0.125), (1250, D::Million));
+}
+
+#[test]
+fn a_redirect_needs_no_backend() {
+    let redirect = Filter {
+        kind: "RequestRedirect".into(),
+        request_redirect: Some(kuma_api::policies::mesh_http_route::RequestRedirect {
+            scheme: Some("https".into()),
+            status_code: Some(308),
+            ..Default::default()
+        }),
+        ..Filter::default()
+    };
+    let conf = Conf {
+        rules: vec![rule(
+            vec![path(EXACT, "/old")],
+            vec![to("gone", None)],
+            vec![redirect],
+        )],
+        hostnames: None,
+    };
+    let entries = route_table(&conf, "backend", &mut Known(vec![]));
+    let routes = envoy_routes(&entries[0]);
+    assert_eq!(routes.len(), 1);
+    let Some(route::Action::Redirect(r)) = &routes[0].action else {
+        panic!("redirect expected: {:?}", routes[0].action);
+    };
+    assert_eq!(
+        r.response_code,
+        envoy_types::pb::envoy::config::route::v3::redirect_action::RedirectResponseCode::PermanentRedirect
+            as i32
+    );
 }
