@@ -6,10 +6,12 @@
 //!   assignments, its inbound);
 //! - encode: prost-encoding exactly those resources, the floor any generator
 //!   pays; cold over encode is the overhead of generation itself;
-//! - change: one service gains an endpoint; the snapshot is rebuilt and every
-//!   affected proxy (the service's callers) regenerated. `warm` is one
-//!   affected proxy regenerated once a first one filled the shared cache;
-//!   `first`, `rebuild` and `per_affected` show what the change costs in all.
+//! - change: one service gains an endpoint; the snapshot is rebuilt (taking
+//!   over the previous snapshot's encoded resources the change did not touch,
+//!   as kuma-cp does) and every affected proxy (the service's callers)
+//!   regenerated. `warm` is one affected proxy regenerated once a first one
+//!   filled the shared cache; `first`, `rebuild` and `per_affected` show what
+//!   the change costs in all.
 //!
 //! Times are the thread's CPU time, not wall time (the machine is shared).
 
@@ -139,8 +141,18 @@ pub fn measure_point(shape: Shape, iterations: usize, changes: u32) -> anyhow::R
         std::hint::black_box(bytes);
         point.encode.push(t);
     }
+    // The snapshot before each change, its shared cache filled as a running
+    // control plane's would be: every proxy of the mesh generated once.
+    let previous = MeshSnapshot::from_resources(MESH, resources.clone());
+    for name in previous
+        .dataplane_names()
+        .map(str::to_string)
+        .collect::<Vec<_>>()
+    {
+        generate_proxy(&previous, &name).with_context(|| format!("generating {name}"))?;
+    }
     for c in 0..changes {
-        measure_change(&resources, shape, c, &mut point)?;
+        measure_change(&resources, &previous, shape, c, &mut point)?;
     }
     Ok(point)
 }
@@ -156,6 +168,7 @@ fn check_covers_every_service(config: &ProxyResources, services: u32) -> anyhow:
 
 fn measure_change(
     base: &[Resource],
+    previous: &MeshSnapshot,
     shape: Shape,
     change: u32,
     point: &mut Point,
@@ -164,19 +177,33 @@ fn measure_change(
     let s = change.wrapping_mul(7919) % shape.services;
     let mut input = base.to_vec();
     input.push(mesh::extra_instance(change, s)?);
-    let (snapshot, rebuild) = measure(|| MeshSnapshot::from_resources(MESH, input));
+    let (snapshot, rebuild) = measure(|| {
+        let snapshot = MeshSnapshot::from_resources(MESH, input);
+        // As kuma-cp does after a Dataplane change, unless route policies
+        // (whose backends the cache keys do not show) are in the mesh.
+        if !shape.has_routes() {
+            snapshot.carry_shared_from(previous);
+        }
+        snapshot
+    });
     point.rebuild.push(rebuild);
     let callers = mesh::callers(shape, s);
     let mut total = rebuild;
     for (i, name) in callers.iter().enumerate() {
         let (config, t) = measure(|| generate_proxy(&snapshot, name));
         let config = config.with_context(|| format!("generating {name}"))?;
+        // The change must be in what the caller gets, not a stale copy.
+        let address = mesh::extra_address(change);
         let holds = config
             .of_type(type_url::ENDPOINT)
-            .any(|r| r.name == mesh::service(s));
+            .filter(|r| r.name == mesh::service(s))
+            .any(|r| {
+                ClusterLoadAssignment::decode(r.body.value.as_slice())
+                    .is_ok_and(|cla| format!("{cla:?}").contains(&format!("\"{address}\"")))
+            });
         if !holds {
             bail!(
-                "{name} calls {} but holds no load assignment of it",
+                "{name} calls {} but its load assignment lacks the new endpoint {address}",
                 mesh::service(s)
             );
         }
@@ -328,6 +355,21 @@ mod tests {
         assert_eq!(point.warm.len(), 4 * 5);
         assert!(point.cold.iter().all(|d| !d.is_zero()));
         assert!(point.cold_line(2).contains("services=20 policies=12"));
+    }
+
+    #[test]
+    fn carried_resources_do_not_hide_a_change_from_its_callers() {
+        // No route policies: the rebuilt snapshot carries the previous one's
+        // resources, and every caller must still get the new endpoint
+        // (measure_change fails otherwise).
+        let shape = Shape {
+            services: 8,
+            instances: 2,
+            policies: 0,
+        };
+        assert!(!shape.has_routes());
+        let point = measure_point(shape, 1, 8).expect("every caller holds its change");
+        assert_eq!(point.rebuild.len(), 8);
     }
 
     #[test]

@@ -23,6 +23,13 @@ pub struct Shape {
     pub policies: u32,
 }
 
+impl Shape {
+    /// Whether the policies include MeshHTTPRoutes (every sixth from the fifth).
+    pub fn has_routes(&self) -> bool {
+        self.policies > 4
+    }
+}
+
 pub fn service(s: u32) -> String {
     format!("svc-{s}")
 }
@@ -89,12 +96,17 @@ fn all_services_doc() -> Value {
     })
 }
 
+/// The address of extra instance `n`.
+pub fn extra_address(n: u32) -> String {
+    address(192, n)
+}
+
 /// One more instance of service `s`: an endpoint change for its callers.
 pub fn extra_instance(n: u32, s: u32) -> anyhow::Result<Resource> {
     resource(json!({
         "type": "Dataplane", "mesh": MESH, "name": format!("extra-{n}"),
         "networking": {
-            "address": address(192, n),
+            "address": extra_address(n),
             "inbound": [{"port": 8080, "servicePort": 18080,
                          "tags": {"kuma.io/service": service(s), "kuma.io/protocol": protocol(s)}}],
         }
