@@ -43,6 +43,8 @@ struct Target<'a> {
     policies: DestinationPolicies,
     /// The MeshHTTPRoutes that shaped its route table, in fold order.
     route_origins: Vec<String>,
+    /// A MeshService port (not a `kuma.io/service`).
+    mesh_service: bool,
 }
 
 /// An outbound to a service nobody serves yet: a cluster with no endpoints,
@@ -115,6 +117,7 @@ fn mesh_service_target<'a>(
         subset: BTreeMap::new(),
         policies: policies.destination(&r),
         route_origins: policies.http_route_origins(&r),
+        mesh_service: true,
     })
 }
 
@@ -131,6 +134,7 @@ fn service_target<'a>(
         subset: BTreeMap::new(),
         policies: policies.destination(&r),
         route_origins: policies.http_route_origins(&r),
+        mesh_service: false,
     }
 }
 

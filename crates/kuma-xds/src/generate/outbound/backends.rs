@@ -29,6 +29,9 @@ pub(super) struct Resolver<'s, 'p> {
     policies: &'p ProxyPolicies<'p>,
     own_cluster: String,
     route_origins: Vec<String>,
+    /// The outbound leads to a MeshService: routes are named after their
+    /// MeshHTTPRoute.
+    mesh_service: bool,
     /// HTTP routes may only send to HTTP destinations.
     require_http: bool,
     backends: Vec<Target<'s>>,
@@ -45,6 +48,7 @@ impl<'s, 'p> Resolver<'s, 'p> {
             policies,
             own_cluster: outbound.cluster.clone(),
             route_origins: outbound.route_origins.clone(),
+            mesh_service: outbound.mesh_service,
             require_http: false,
             backends: Vec::new(),
         }
@@ -132,6 +136,10 @@ impl Backends for Resolver<'_, '_> {
             &self.snapshot.policy_context().http_routes,
         )
         .map(str::to_string)
+    }
+
+    fn named_by_origin(&self) -> Option<&str> {
+        self.mesh_service.then(|| self.snapshot.mesh())
     }
 }
 

@@ -134,7 +134,8 @@ pub(crate) struct Split {
 /// One match of one rule, ready to become Envoy routes.
 #[derive(Debug, Clone, PartialEq)]
 pub(crate) struct RouteEntry {
-    /// Envoy route name: the hash of the rule's matches, as Kuma names it.
+    /// Envoy route name as Kuma gives it: the hash of the rule's matches, or
+    /// on outbounds to a MeshService the MeshHTTPRoute's identifier.
     pub name: String,
     /// The MeshHTTPRoute the rule came from (none for the catch-all):
     /// per-route policies are looked up by it.
@@ -158,6 +159,11 @@ pub(crate) trait Backends {
     fn cluster(&mut self, backend: &BackendRef) -> Option<String>;
     /// The MeshHTTPRoute whose rule with these `matches` won the fold.
     fn origin(&self, matches: &[Match]) -> Option<String>;
+    /// The mesh, when routes are named after their MeshHTTPRoute (outbounds
+    /// to a MeshService) rather than by the hash of their matches.
+    fn named_by_origin(&self) -> Option<&str> {
+        None
+    }
 }
 
 /// The routes of an outbound whose own cluster is `default_cluster`.
@@ -168,8 +174,12 @@ pub(crate) fn route_table(
 ) -> Vec<RouteEntry> {
     let mut entries = Vec::new();
     for rule in &conf.rules {
-        let name = hash_matches(&rule.matches);
         let origin = backends.origin(&rule.matches);
+        let name = match (backends.named_by_origin(), &origin) {
+            // Kuma's resource identifier of the route, without a section.
+            (Some(mesh), Some(route)) => format!("kri_mhttpr_{mesh}___{route}_"),
+            _ => hash_matches(&rule.matches),
+        };
         let filters = rule.default.filters.clone().unwrap_or_default();
         let refs = rule.default.backend_refs.as_deref().unwrap_or_default();
         let mut split = Vec::new();
