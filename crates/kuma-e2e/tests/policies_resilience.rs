@@ -1,0 +1,337 @@
+//! MeshCircuitBreaker and MeshHealthCheck take failing endpoints out of a
+//! real Envoy's load balancing.
+//!
+//! Each test runs in its own mesh created with
+//! `skipCreatingInitialPolicies: ["*"]`, so no default policy is present:
+//! before the test applies its policy the failing instance still gets
+//! traffic, and every change after comes from that policy.
+
+use std::time::Duration;
+
+use kuma_e2e::binaries::{self, Binaries};
+use kuma_e2e::control_plane::ControlPlane;
+use kuma_e2e::dataplane::{Dataplane, Inbound, Outbound, dataplane_yaml};
+use kuma_e2e::service::TestService;
+use kuma_e2e::{eventually, free_port};
+use serde_json::{Value, json};
+
+const WAIT: Duration = Duration::from_secs(30);
+/// Requests in one batch: with two instances under round robin, enough
+/// that each gets several.
+const BATCH: usize = 20;
+
+/// web's proxy with one outbound to backend, and two backend instances
+/// (backend-1, backend-2) each behind its own proxy, in `mesh`.
+struct Mesh {
+    _proxies: Vec<Dataplane>,
+    _web_app: TestService,
+    web: Dataplane,
+    good: TestService,
+    bad: TestService,
+    /// backend-2's endpoint port, as web's Envoy names it.
+    bad_port: u16,
+    outbound_port: u16,
+}
+
+async fn start_dataplane(
+    b: &Binaries,
+    cp: &ControlPlane,
+    mesh: &str,
+    name: &str,
+    yaml: &str,
+) -> Dataplane {
+    let token = cp.dataplane_token(mesh, name).await;
+    let mut dp = Dataplane::spawn_with_token(b, cp, name, yaml, &token);
+    dp.wait_ready().await;
+    dp
+}
+
+/// A backend instance, its proxy and the proxy's inbound port (the
+/// endpoint web's Envoy balances over).
+async fn start_backend(
+    b: &Binaries,
+    cp: &ControlPlane,
+    mesh: &str,
+    name: &str,
+) -> (TestService, Dataplane, u16) {
+    let app = TestService::start(name).await.expect("backend app");
+    let port = free_port();
+    let yaml = dataplane_yaml(
+        mesh,
+        name,
+        &[Inbound {
+            port,
+            service_port: app.port(),
+            service: "backend".into(),
+        }],
+        &[],
+    );
+    let dp = start_dataplane(b, cp, mesh, name, &yaml).await;
+    (app, dp, port)
+}
+
+async fn start_mesh(b: &Binaries, cp: &ControlPlane, mesh: &str) -> Mesh {
+    let body = json!({
+        "type": "Mesh",
+        "name": mesh,
+        "skipCreatingInitialPolicies": ["*"],
+    });
+    cp.put(&format!("/meshes/{mesh}"), &body).await;
+    let (good, good_dp, _) = start_backend(b, cp, mesh, "backend-1").await;
+    let (bad, bad_dp, bad_port) = start_backend(b, cp, mesh, "backend-2").await;
+
+    let web_app = TestService::start("web").await.expect("web app");
+    let outbound_port = free_port();
+    let yaml = dataplane_yaml(
+        mesh,
+        "web",
+        &[Inbound {
+            port: free_port(),
+            service_port: web_app.port(),
+            service: "web".into(),
+        }],
+        &[Outbound {
+            port: outbound_port,
+            service: "backend".into(),
+        }],
+    );
+    let web = start_dataplane(b, cp, mesh, "web", &yaml).await;
+    let m = Mesh {
+        _proxies: vec![good_dp, bad_dp],
+        _web_app: web_app,
+        web,
+        good,
+        bad,
+        bad_port,
+        outbound_port,
+    };
+    // Both instances answer before anything fails.
+    eventually("web to reach both backend instances", WAIT, || async {
+        let answers = batch(m.outbound_port).await?;
+        let reached = |name: &str| answers.iter().any(|(s, body)| *s == 200 && body == name);
+        if reached("backend-1") && reached("backend-2") {
+            Ok(())
+        } else {
+            Err(format!("{answers:?}"))
+        }
+    })
+    .await;
+    m
+}
+
+/// Status and body of [`BATCH`] GETs through web's outbound listener.
+async fn batch(port: u16) -> Result<Vec<(u16, String)>, String> {
+    let client = reqwest::Client::builder()
+        .timeout(Duration::from_secs(5))
+        .build()
+        .map_err(|e| e.to_string())?;
+    let mut answers = Vec::with_capacity(BATCH);
+    for _ in 0..BATCH {
+        let response = client
+            .get(format!("http://127.0.0.1:{port}/"))
+            .send()
+            .await
+            .map_err(|e| e.to_string())?;
+        let status = response.status().as_u16();
+        answers.push((status, response.text().await.map_err(|e| e.to_string())?));
+    }
+    Ok(answers)
+}
+
+/// A batch in which every request was answered 200 by backend-1.
+async fn all_from_good_instance(port: u16) -> Result<(), String> {
+    let answers = batch(port).await?;
+    if answers
+        .iter()
+        .all(|(s, body)| *s == 200 && body == "backend-1")
+    {
+        Ok(())
+    } else {
+        Err(format!("{answers:?}"))
+    }
+}
+
+fn policy(kind: &str, mesh: &str, name: &str, to_default: Value) -> Value {
+    json!({
+        "type": kind,
+        "mesh": mesh,
+        "name": name,
+        "spec": {
+            "targetRef": {"kind": "Mesh"},
+            "to": [{"targetRef": {"kind": "Mesh"}, "default": to_default}],
+        },
+    })
+}
+
+/// The health flags web's Envoy shows for backend-2's endpoint in
+/// `/clusters` (its lines read `backend::<address>::health_flags::<flags>`).
+async fn bad_instance_flags(web: &Dataplane, bad_port: u16) -> Result<String, String> {
+    let clusters = web.admin("/clusters").await?;
+    clusters
+        .lines()
+        .filter(|l| l.starts_with("backend::"))
+        .filter(|l| l.contains("::health_flags::"))
+        .find(|l| l.contains(&format!(":{bad_port}::")))
+        .and_then(|l| l.rsplit("::").next())
+        .map(str::to_string)
+        .ok_or_else(|| format!("backend-2 not in /clusters:\n{clusters}"))
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_circuit_breaker_ejects_a_failing_endpoint() {
+    let b = binaries::get();
+    let cp = ControlPlane::start(b).await;
+    let mesh = "breaker";
+    let m = start_mesh(b, &cp, mesh).await;
+    m.bad.fail_all(Some(500));
+
+    // No MeshCircuitBreaker: backend-2's failures keep reaching the client.
+    for _ in 0..2 {
+        let answers = batch(m.outbound_port).await.expect("batch");
+        let failed = answers.iter().filter(|(s, _)| *s == 500).count();
+        assert!(
+            failed >= BATCH / 4,
+            "backend-2 fails its share: {answers:?}"
+        );
+    }
+
+    let body = policy(
+        "MeshCircuitBreaker",
+        mesh,
+        "eject-5xx",
+        json!({"outlierDetection": {
+            "interval": "1s",
+            "baseEjectionTime": "1m",
+            "maxEjectionPercent": 50,
+            // Panic mode (too few healthy hosts) would balance over every
+            // host again; 0 turns it off.
+            "healthyPanicThreshold": 0,
+            "detectors": {"totalFailures": {"consecutive": 3}},
+        }}),
+    );
+    cp.put(
+        &format!("/meshes/{mesh}/meshcircuitbreakers/eject-5xx"),
+        &body,
+    )
+    .await;
+
+    // Warm-up: the first failures after the update are what ejects.
+    eventually("backend-2 to be ejected", WAIT, || {
+        all_from_good_instance(m.outbound_port)
+    })
+    .await;
+    let flags = bad_instance_flags(&m.web, m.bad_port).await;
+    assert!(
+        flags
+            .as_deref()
+            .is_ok_and(|f| f.contains("failed_outlier_check")),
+        "backend-2 ejected in /clusters: {flags:?}"
+    );
+    m.web
+        .wait_stat(
+            "cluster.backend.outlier_detection.ejections_enforced_consecutive_5xx",
+            1,
+        )
+        .await;
+    assert!(
+        m.web
+            .wait_stat("cluster.backend.outlier_detection.ejections_active", 1)
+            .await
+            >= 1
+    );
+    // Ejected, it gets nothing more while the client keeps succeeding.
+    let before = m.bad.requests();
+    all_from_good_instance(m.outbound_port)
+        .await
+        .expect("every request answered by backend-1");
+    assert_eq!(m.bad.requests(), before, "no request reached backend-2");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_unhealthy_endpoint_stops_receiving_traffic() {
+    let b = binaries::get();
+    let cp = ControlPlane::start(b).await;
+    let mesh = "health";
+    let m = start_mesh(b, &cp, mesh).await;
+    m.bad.set_healthy(false);
+
+    // No MeshHealthCheck: nothing asks backend-2 how it is, so it keeps
+    // getting its share.
+    let before = m.bad.requests();
+    let answers = batch(m.outbound_port).await.expect("batch");
+    assert!(answers.iter().all(|(s, _)| *s == 200), "{answers:?}");
+    assert!(
+        m.bad.requests() - before >= (BATCH / 4) as u64,
+        "backend-2 served its share: {answers:?}"
+    );
+
+    let events = tempfile::tempdir().expect("temp dir");
+    let event_log = events.path().join("health.log");
+    let body = policy(
+        "MeshHealthCheck",
+        mesh,
+        "backend-health",
+        json!({
+            "interval": "1s",
+            "timeout": "1s",
+            "unhealthyThreshold": 2,
+            "healthyThreshold": 1,
+            "healthyPanicThreshold": 0,
+            "eventLogPath": event_log.to_string_lossy(),
+            "http": {"path": "/health", "expectedStatuses": [200]},
+        }),
+    );
+    cp.put(
+        &format!("/meshes/{mesh}/meshhealthchecks/backend-health"),
+        &body,
+    )
+    .await;
+
+    eventually(
+        "backend-2 to fail its active health check",
+        WAIT,
+        || async {
+            let flags = bad_instance_flags(&m.web, m.bad_port).await?;
+            if flags.contains("failed_active_hc") {
+                Ok(())
+            } else {
+                Err(flags)
+            }
+        },
+    )
+    .await;
+    // Several intervals later it still gets nothing, and every request
+    // succeeds on backend-1.
+    let before = m.bad.requests();
+    for _ in 0..3 {
+        all_from_good_instance(m.outbound_port)
+            .await
+            .expect("every request answered by backend-1");
+        tokio::time::sleep(Duration::from_secs(1)).await;
+    }
+    assert_eq!(m.bad.requests(), before, "no request reached backend-2");
+    m.web
+        .wait_stat("cluster.backend.health_check.failure", 2)
+        .await;
+    // Envoy's event log (eventLogPath) records backend-2 failing its check.
+    let log = std::fs::read_to_string(&event_log).unwrap_or_default();
+    let port = format!("\"port_value\":{}", m.bad_port);
+    assert!(
+        log.lines()
+            .any(|l| l.contains(&port) && l.contains("health_check_failure_event")),
+        "the event log names backend-2's failure: {log:?}"
+    );
+
+    // Healthy again, it is back in the rotation: the check decides.
+    m.bad.set_healthy(true);
+    eventually("backend-2 to get traffic again", WAIT, || async {
+        let before = m.bad.requests();
+        let answers = batch(m.outbound_port).await?;
+        if m.bad.requests() > before {
+            Ok(())
+        } else {
+            Err(format!("{answers:?}"))
+        }
+    })
+    .await;
+}
