@@ -19,10 +19,13 @@ use envoy_types::pb::envoy::config::endpoint::v3::ClusterLoadAssignment;
 use envoy_types::pb::envoy::config::listener::v3::Listener;
 use envoy_types::pb::envoy::config::rbac::v3::Rbac;
 use envoy_types::pb::envoy::config::route::v3::RouteConfiguration;
+use envoy_types::pb::envoy::extensions::filters::http::fault::v3::HttpFault;
+use envoy_types::pb::envoy::extensions::filters::http::local_ratelimit::v3::LocalRateLimit as HttpLocalRateLimit;
 use envoy_types::pb::envoy::extensions::filters::http::rbac::v3::Rbac as HttpRbac;
 use envoy_types::pb::envoy::extensions::filters::http::router::v3::Router;
 use envoy_types::pb::envoy::extensions::filters::listener::tls_inspector::v3::TlsInspector;
 use envoy_types::pb::envoy::extensions::filters::network::http_connection_manager::v3::HttpConnectionManager;
+use envoy_types::pb::envoy::extensions::filters::network::local_ratelimit::v3::LocalRateLimit as NetworkLocalRateLimit;
 use envoy_types::pb::envoy::extensions::filters::network::rbac::v3::Rbac as NetworkRbac;
 use envoy_types::pb::envoy::extensions::filters::network::tcp_proxy::v3::TcpProxy;
 use envoy_types::pb::envoy::extensions::transport_sockets::tls::v3::{
@@ -86,6 +89,12 @@ fn decode_any(url: &str, bytes: &[u8]) -> Option<Node> {
         (NetworkRbac::type_url(), tree::<NetworkRbac>),
         (HttpRbac::type_url(), tree::<HttpRbac>),
         (TlsInspector::type_url(), tree::<TlsInspector>),
+        (HttpLocalRateLimit::type_url(), tree::<HttpLocalRateLimit>),
+        (
+            NetworkLocalRateLimit::type_url(),
+            tree::<NetworkLocalRateLimit>,
+        ),
+        (HttpFault::type_url(), tree::<HttpFault>),
     ];
     table
         .iter()
@@ -157,6 +166,10 @@ fn enum_defaults() -> &'static HashMap<String, HashMap<String, String>> {
             of::<HttpRbac>(),
             of::<Rbac>(),
             of::<TlsInspector>(),
+            of::<HttpLocalRateLimit>(),
+            // The network filter's LocalRateLimit shares this Debug name and
+            // has no enum fields.
+            of::<HttpFault>(),
         ]
         .into_iter()
         .flatten()

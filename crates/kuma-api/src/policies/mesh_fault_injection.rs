@@ -131,6 +131,12 @@ fn check_conf(conf: Option<&Conf>, path: &FieldPath, v: &mut Violations) {
                     &p.field("httpStatus"),
                     "must be in inclusive range [100, 599]",
                 );
+            } else if a.http_status < 200 {
+                // Envoy aborts only with a final response.
+                v.add(
+                    &p.field("httpStatus"),
+                    "must be in inclusive range [200, 599]: Envoy cannot abort with an informational status",
+                );
             }
             check_percentage(a.percentage.as_ref(), &p.field("percentage"), true, true, v);
         }
@@ -142,6 +148,8 @@ fn check_conf(conf: Option<&Conf>, path: &FieldPath, v: &mut Violations) {
                 Some(Some(n)) if n < 0 => {
                     v.add(&p.field("value"), "must not be negative when defined")
                 }
+                // Envoy refuses a fixed delay of zero.
+                Some(Some(0)) => v.add(&p.field("value"), "must be greater than 0s"),
                 Some(Some(_)) => {}
             }
             check_percentage(d.percentage.as_ref(), &p.field("percentage"), true, true, v);
@@ -152,10 +160,20 @@ fn check_conf(conf: Option<&Conf>, path: &FieldPath, v: &mut Violations) {
                 v.add(&p.field("limit"), "must be defined");
             } else if !is_bandwidth(&b.limit) {
                 v.add(&p.field("limit"), "must be in kbps/Mbps/Gbps units");
+            } else if !has_bandwidth(&b.limit) {
+                // Envoy's fixed limit is at least 1 kbps.
+                v.add(&p.field("limit"), "must be at least 1kbps");
             }
             check_percentage(b.percentage.as_ref(), &p.field("percentage"), true, true, v);
         }
     }
+}
+
+/// A positive number in front of the unit; the pattern above lets `kbps`
+/// and `0kbps` through, which Envoy refuses.
+fn has_bandwidth(s: &str) -> bool {
+    let digits: String = s.chars().take_while(char::is_ascii_digit).collect();
+    digits.parse::<u64>().is_ok_and(|n| n > 0)
 }
 
 /// Kuma's `^(\d*)\s?([GMk]+bps)$`.
@@ -225,6 +243,15 @@ spec:
               percentage: "abc"
           - responseBandwidth:
               limit: 10 mbit
+          - abort:
+              httpStatus: 102
+              percentage: 1
+            delay:
+              value: 0s
+              percentage: 1
+            responseBandwidth:
+              limit: 0kbps
+              percentage: 1
 "#,
         );
         assert_eq!(
@@ -254,6 +281,18 @@ spec:
                 (
                     "spec.to[0].default.http.responseBandwidth[1].percentage",
                     "must be defined"
+                ),
+                (
+                    "spec.to[0].default.http.abort[2].httpStatus",
+                    "must be in inclusive range [200, 599]: Envoy cannot abort with an informational status"
+                ),
+                (
+                    "spec.to[0].default.http.delay[2].value",
+                    "must be greater than 0s"
+                ),
+                (
+                    "spec.to[0].default.http.responseBandwidth[2].limit",
+                    "must be at least 1kbps"
                 ),
             ]
         );

@@ -150,6 +150,16 @@ impl Validate for MeshRateLimitSpec {
     }
 }
 
+/// The status codes Envoy's `HttpStatus` accepts.
+const ENVOY_STATUS_CODES: &[u32] = &[
+    100, 200, 201, 202, 203, 204, 205, 206, 207, 208, 226, 300, 301, 302, 303, 304, 305, 307, 308,
+    400, 401, 402, 403, 404, 405, 406, 407, 408, 409, 410, 411, 412, 413, 414, 415, 416, 417, 421,
+    422, 423, 424, 426, 428, 429, 431, 500, 501, 502, 503, 504, 505, 506, 507, 508, 510, 511,
+];
+
+/// Envoy's limit on headers added to a rate limited response.
+const MAX_RESPONSE_HEADERS: usize = 10;
+
 fn check_conf(conf: Option<&Conf>, path: &FieldPath, v: &mut Violations) {
     let path = path.field("local");
     let Some(local) = conf.and_then(|c| c.local.as_ref()) else {
@@ -170,10 +180,27 @@ fn check_conf(conf: Option<&Conf>, path: &FieldPath, v: &mut Violations) {
         if let Some(r) = &h.request_rate {
             check_rate(r, &hp.field("requestRate"), v);
         }
-        if h.on_rate_limit.as_ref().and_then(|o| o.status) == Some(0) {
-            v.add(
+        let on_limit = h.on_rate_limit.as_ref();
+        match on_limit.and_then(|o| o.status) {
+            Some(0) => v.add(
                 &hp.field("onRateLimit").field("status"),
                 "must be greater than 0",
+            ),
+            // Envoy refuses a status outside its list of known codes.
+            Some(code) if !ENVOY_STATUS_CODES.contains(&code) => v.add(
+                &hp.field("onRateLimit").field("status"),
+                "must be an HTTP status code Envoy knows (e.g. 429, 503)",
+            ),
+            _ => {}
+        }
+        let headers = on_limit.and_then(|o| o.headers.as_ref());
+        let count = headers.map_or(0, |h| {
+            h.set.as_ref().map_or(0, Vec::len) + h.add.as_ref().map_or(0, Vec::len)
+        });
+        if count > MAX_RESPONSE_HEADERS {
+            v.add(
+                &hp.field("onRateLimit").field("headers"),
+                "must have at most 10 headers in set and add together",
             );
         }
     }
@@ -263,6 +290,8 @@ spec:
             requestRate:
               num: 0
               interval: 10ms
+            onRateLimit:
+              status: 444
           tcp: {}
     - targetRef:
         kind: Mesh
@@ -278,6 +307,10 @@ spec:
                 (
                     "spec.from[0].default.local.http.requestRate.interval",
                     "must be greater than: 50ms"
+                ),
+                (
+                    "spec.from[0].default.local.http.onRateLimit.status",
+                    "must be an HTTP status code Envoy knows (e.g. 429, 503)"
                 ),
                 (
                     "spec.from[0].default.local.tcp",

@@ -9,6 +9,7 @@ use envoy_types::pb::envoy::config::route::v3::RouteConfiguration;
 use envoy_types::pb::envoy::extensions::filters::network::http_connection_manager::v3::HttpFilter;
 use envoy_types::util::pack_any;
 use kuma_api::kinds::dataplane::InboundState;
+use kuma_api::kinds::mesh::MtlsMode;
 use kuma_policy::{Proxy, ProxyRules};
 
 use super::mtls::{self, MeshTls};
@@ -81,14 +82,21 @@ pub(crate) fn generate(
             policies: &inbound_policies,
         };
         let l = match tls {
-            None => listener::listener(
+            None => listener::listener_with_chains(
                 &listener_name,
                 address,
                 inbound.port,
                 TrafficDirection::Inbound,
-                chain.plaintext(),
+                vec![FilterChain {
+                    filters: chain.plaintext(),
+                    ..FilterChain::default()
+                }],
+                false,
             ),
             Some(tls) => {
+                // MeshTLS may set this inbound's mode apart from the mesh's.
+                let permissive =
+                    inbound_policies.tls_mode().unwrap_or(tls.mode) == MtlsMode::Permissive;
                 let from = rules
                     .as_ref()
                     .and_then(|r| r.from.get(&proxy.inbound_key(inbound)))
@@ -98,13 +106,13 @@ pub(crate) fn generate(
                 let rbac_prefix = names::stat_prefix(&listener_name);
                 let mut chains = vec![listener::filter_chain(
                     chain.with_permissions(&rbac_prefix, &permissions),
-                    Some(mtls::downstream(tls.mesh)),
-                    tls.is_permissive(),
+                    Some(mtls::downstream(tls.mesh, inbound_policies.tls_params())),
+                    permissive,
                 )];
-                if tls.is_permissive() {
+                if permissive {
                     // Plaintext clients carry no identity to check.
                     chains.push(FilterChain {
-                        filters: vec![chain.plaintext()],
+                        filters: chain.plaintext(),
                         ..FilterChain::default()
                     });
                 }
@@ -114,7 +122,7 @@ pub(crate) fn generate(
                     inbound.port,
                     TrafficDirection::Inbound,
                     chains,
-                    tls.is_permissive(),
+                    permissive,
                 )
             }
         };
@@ -137,23 +145,26 @@ struct Chain<'a> {
 }
 
 impl Chain<'_> {
-    fn plaintext(&self) -> Filter {
+    fn plaintext(&self) -> Vec<Filter> {
         self.forward(Vec::new())
     }
 
-    /// The forwarding filter; `http_filters` run before the router.
-    fn forward(&self, http_filters: Vec<HttpFilter>) -> Filter {
+    /// The forwarding filter (behind the network filters policies put
+    /// before a TCP proxy); `http_filters` run before the router.
+    fn forward(&self, http_filters: Vec<HttpFilter>) -> Vec<Filter> {
         match &self.routes {
             Some(routes) => {
                 let mut routes = routes.clone();
                 let mut hcm = listener::hcm(self.stat_prefix, http_filters);
                 self.policies.apply_http(&mut hcm, &mut routes);
-                listener::hcm_filter(hcm, routes)
+                vec![listener::hcm_filter(hcm, routes)]
             }
             None => {
                 let mut tcp = listener::tcp_proxy_config(self.stat_prefix, self.cluster);
                 self.policies.apply_tcp(&mut tcp);
-                listener::tcp_proxy_filter(tcp)
+                let mut filters = self.policies.tcp_filters();
+                filters.push(listener::tcp_proxy_filter(tcp));
+                filters
             }
         }
     }
@@ -161,11 +172,12 @@ impl Chain<'_> {
     /// The forwarding filter behind an RBAC check of the client's identity.
     fn with_permissions(&self, rbac_prefix: &str, permissions: &Permissions) -> Vec<Filter> {
         match &self.routes {
-            Some(_) => vec![self.forward(vec![permissions::http_filter(permissions)])],
-            None => vec![
-                permissions::network_filter(rbac_prefix, permissions),
-                self.forward(Vec::new()),
-            ],
+            Some(_) => self.forward(vec![permissions::http_filter(permissions)]),
+            None => {
+                let mut filters = vec![permissions::network_filter(rbac_prefix, permissions)];
+                filters.extend(self.forward(Vec::new()));
+                filters
+            }
         }
     }
 }

@@ -6,8 +6,8 @@ use envoy_types::pb::envoy::config::core::v3::{
 };
 use envoy_types::pb::envoy::extensions::transport_sockets::tls::v3::{
     CertificateValidationContext, CommonTlsContext, DownstreamTlsContext, SdsSecretConfig, Secret,
-    SubjectAltNameMatcher, TlsCertificate, UpstreamTlsContext, common_tls_context, secret,
-    subject_alt_name_matcher::SanType,
+    SubjectAltNameMatcher, TlsCertificate, TlsParameters, UpstreamTlsContext, common_tls_context,
+    secret, subject_alt_name_matcher::SanType,
 };
 use envoy_types::pb::envoy::r#type::matcher::v3::{StringMatcher, string_matcher::MatchPattern};
 use envoy_types::pb::google::protobuf::BoolValue;
@@ -42,10 +42,6 @@ impl<'a> MeshTls<'a> {
             mode: backend.mode(),
             identity: identity?,
         })
-    }
-
-    pub fn is_permissive(&self) -> bool {
-        self.mode == MtlsMode::Permissive
     }
 
     /// The proxy's identity certificate and the mesh CA, as SDS secrets.
@@ -112,9 +108,15 @@ fn uri_san(pattern: MatchPattern) -> SubjectAltNameMatcher {
 }
 
 /// The proxy's certificate, and peers checked against the mesh CA and `sans`.
-fn common(mesh: &str, sans: Vec<SubjectAltNameMatcher>, alpn: Vec<String>) -> CommonTlsContext {
+fn common(
+    mesh: &str,
+    sans: Vec<SubjectAltNameMatcher>,
+    alpn: Vec<String>,
+    params: Option<TlsParameters>,
+) -> CommonTlsContext {
     CommonTlsContext {
         alpn_protocols: alpn,
+        tls_params: params,
         tls_certificate_sds_secret_configs: vec![sds(names::identity_secret(mesh))],
         validation_context_type: Some(
             common_tls_context::ValidationContextType::CombinedValidationContext(
@@ -147,7 +149,7 @@ pub(crate) fn upstream(mesh: &str, sni: &str, services: &[String]) -> TransportS
         .map(|s| uri_san(MatchPattern::Exact(names::spiffe_id(mesh, s))))
         .collect();
     let tls = UpstreamTlsContext {
-        common_tls_context: Some(common(mesh, sans, vec![MESH_ALPN.to_string()])),
+        common_tls_context: Some(common(mesh, sans, vec![MESH_ALPN.to_string()], None)),
         sni: sni.to_string(),
         ..UpstreamTlsContext::default()
     };
@@ -156,10 +158,11 @@ pub(crate) fn upstream(mesh: &str, sni: &str, services: &[String]) -> TransportS
 
 /// Server side of an inbound: clients must present a certificate of this
 /// mesh; which of them may call is MeshTrafficPermission's business.
-pub(crate) fn downstream(mesh: &str) -> TransportSocket {
+/// `params` (from MeshTLS) narrow the TLS versions and ciphers.
+pub(crate) fn downstream(mesh: &str, params: Option<TlsParameters>) -> TransportSocket {
     let sans = vec![uri_san(MatchPattern::Prefix(format!("spiffe://{mesh}/")))];
     let tls = DownstreamTlsContext {
-        common_tls_context: Some(common(mesh, sans, Vec::new())),
+        common_tls_context: Some(common(mesh, sans, Vec::new(), params)),
         require_client_certificate: Some(BoolValue { value: true }),
         ..DownstreamTlsContext::default()
     };

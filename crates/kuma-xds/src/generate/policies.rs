@@ -15,20 +15,26 @@
 
 mod duration;
 mod mesh_circuit_breaker;
+mod mesh_fault_injection;
 mod mesh_health_check;
 pub(crate) mod mesh_http_route;
 mod mesh_load_balancing_strategy;
+mod mesh_rate_limit;
 mod mesh_retry;
 pub(crate) mod mesh_tcp_route;
 mod mesh_timeout;
+mod mesh_tls;
 
 use std::collections::BTreeMap;
 
 use envoy_types::pb::envoy::config::cluster::v3::Cluster;
+use envoy_types::pb::envoy::config::listener::v3::Filter;
 use envoy_types::pb::envoy::config::route::v3::RouteConfiguration;
 use envoy_types::pb::envoy::extensions::filters::network::http_connection_manager::v3::HttpConnectionManager;
 use envoy_types::pb::envoy::extensions::filters::network::tcp_proxy::v3::TcpProxy;
+use envoy_types::pb::envoy::extensions::transport_sockets::tls::v3::TlsParameters;
 use kuma_api::Kind;
+use kuma_api::kinds::mesh::MtlsMode;
 use kuma_policy::{
     Element, InboundKey, MergeStrategy, Proxy, ProxyRules, ResourceId, inbound, rules,
 };
@@ -280,6 +286,32 @@ impl InboundPolicies {
         if let Some(conf) = self.0.get(Kind::MeshTimeout) {
             mesh_timeout::http(&conf, hcm, routes);
         }
+        // Both go before the router, faults first, as Kuma orders them.
+        if let Some(conf) = self.0.get(Kind::MeshFaultInjection) {
+            mesh_fault_injection::http(&conf, hcm);
+        }
+        if let Some(conf) = self.0.get(Kind::MeshRateLimit) {
+            mesh_rate_limit::http(&conf, hcm, routes);
+        }
+    }
+
+    /// Network filters a TCP inbound runs before its TCP proxy.
+    pub(crate) fn tcp_filters(&self) -> Vec<Filter> {
+        self.0
+            .get(Kind::MeshRateLimit)
+            .and_then(|conf| mesh_rate_limit::tcp(&conf))
+            .into_iter()
+            .collect()
+    }
+
+    /// The mTLS mode MeshTLS sets for this inbound in place of the mesh's.
+    pub(crate) fn tls_mode(&self) -> Option<MtlsMode> {
+        mesh_tls::mode(&self.0.get(Kind::MeshTLS)?)
+    }
+
+    /// The TLS versions and ciphers MeshTLS sets for mesh TLS.
+    pub(crate) fn tls_params(&self) -> Option<TlsParameters> {
+        mesh_tls::params(&self.0.get(Kind::MeshTLS)?)
     }
 
     /// The inbound listener's TCP proxy.

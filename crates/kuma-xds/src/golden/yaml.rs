@@ -45,7 +45,7 @@ pub(crate) fn convert(node: &Node, schema: &Schema<'_>) -> Option<Yaml> {
             "None" | "false" => None,
             "true" => Some(Yaml::Scalar("true".into())),
             name if FIELDLESS_MESSAGES.contains(&name) => Some(Yaml::Map(Vec::new())),
-            variant => Some(Yaml::Scalar(screaming_snake(variant))),
+            variant => Some(Yaml::Scalar(proto_enum_name(variant))),
         },
         Node::Str(s) if s.is_empty() => None,
         Node::Str(s) => Some(Yaml::Scalar(quote(s))),
@@ -124,6 +124,12 @@ fn convert_struct(name: &str, fields: &[(String, Node)], schema: &Schema<'_>) ->
         "ListValue" => {
             if let Some(v) = field(fields, "values") {
                 return convert(v, schema).unwrap_or(Yaml::Seq(Vec::new()));
+            }
+        }
+        // Envoy spells HTTP status codes in CamelCase (`TooManyRequests`).
+        "HttpStatus" => {
+            if let Some(Node::Ident(code)) = field(fields, "code") {
+                return Yaml::Map(vec![("code".into(), Yaml::Scalar(code.clone()))]);
             }
         }
         "Any" => {
@@ -233,6 +239,14 @@ pub(crate) fn snake(camel: &str) -> String {
 }
 
 /// `RoundRobin` -> `ROUND_ROBIN`: protobuf enum value names.
+/// An enum value as Envoy names it: SCREAMING_SNAKE, except TLS versions.
+fn proto_enum_name(variant: &str) -> String {
+    match variant.strip_prefix("TlSv") {
+        Some(v) if v.len() == 2 => format!("TLSv{}_{}", &v[..1], &v[1..]),
+        _ => screaming_snake(variant),
+    }
+}
+
 fn screaming_snake(camel: &str) -> String {
     snake(camel).to_ascii_uppercase()
 }
