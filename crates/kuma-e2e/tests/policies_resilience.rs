@@ -26,7 +26,7 @@ struct Mesh {
     _proxies: Vec<Dataplane>,
     _web_app: TestService,
     web: Dataplane,
-    good: TestService,
+    _good: TestService,
     bad: TestService,
     /// backend-2's endpoint port, as web's Envoy names it.
     bad_port: u16,
@@ -100,7 +100,7 @@ async fn start_mesh(b: &Binaries, cp: &ControlPlane, mesh: &str) -> Mesh {
         _proxies: vec![good_dp, bad_dp],
         _web_app: web_app,
         web,
-        good,
+        _good: good,
         bad,
         bad_port,
         outbound_port,
