@@ -1,0 +1,318 @@
+//! MeshRateLimit, MeshFaultInjection and MeshTLS change what a real Envoy
+//! does with requests arriving at an inbound.
+//!
+//! Requests go straight to backend's inbound listener (the inbound policies
+//! act there, whoever the client is). Each test runs in its own mesh created
+//! with `skipCreatingInitialPolicies: ["*"]` and first shows the behaviour
+//! without the policy, so that what changes afterwards is the policy's doing.
+
+use std::time::{Duration, Instant};
+
+use kuma_e2e::binaries::{self, Binaries};
+use kuma_e2e::control_plane::ControlPlane;
+use kuma_e2e::dataplane::{Dataplane, Inbound, dataplane_yaml};
+use kuma_e2e::service::TestService;
+use kuma_e2e::{eventually, free_port};
+use serde_json::{Value, json};
+
+const WAIT: Duration = Duration::from_secs(30);
+
+/// The outcome of one request: status and one response header, or why no
+/// answer came.
+type Answer = Result<(u16, Option<String>), String>;
+
+/// One GET to 127.0.0.1:`port` on a fresh connection (so that it meets the
+/// listener configuration of the moment), reading `header` of the answer.
+async fn get(port: u16, path: &str, header: &str) -> Answer {
+    let client = reqwest::Client::builder()
+        .timeout(Duration::from_secs(10))
+        .pool_max_idle_per_host(0)
+        .build()
+        .map_err(|e| e.to_string())?;
+    let response = client
+        .get(format!("http://127.0.0.1:{port}{path}"))
+        .send()
+        .await
+        .map_err(|e| e.to_string())?;
+    let value = response
+        .headers()
+        .get(header)
+        .and_then(|v| v.to_str().ok())
+        .map(str::to_string);
+    Ok((response.status().as_u16(), value))
+}
+
+async fn status(port: u16, path: &str) -> Result<u16, String> {
+    get(port, path, "-").await.map(|(s, _)| s)
+}
+
+async fn start_dataplane(
+    b: &Binaries,
+    cp: &ControlPlane,
+    mesh: &str,
+    name: &str,
+    yaml: &str,
+) -> Dataplane {
+    let token = cp.dataplane_token(mesh, name).await;
+    let mut dp = Dataplane::spawn_with_token(b, cp, name, yaml, &token);
+    dp.wait_ready().await;
+    dp
+}
+
+/// backend-1's proxy in front of its test service, alone in `mesh`.
+struct Backend {
+    dp: Dataplane,
+    _app: TestService,
+    app_port: u16,
+    inbound: u16,
+}
+
+async fn start_backend(b: &Binaries, cp: &ControlPlane, mesh: &str) -> Backend {
+    let mesh_body = json!({
+        "type": "Mesh",
+        "name": mesh,
+        "skipCreatingInitialPolicies": ["*"],
+    });
+    cp.put(&format!("/meshes/{mesh}"), &mesh_body).await;
+    let app = TestService::start("backend-1").await.expect("backend app");
+    let inbound = free_port();
+    let yaml = dataplane_yaml(
+        mesh,
+        "backend-1",
+        &[Inbound {
+            port: inbound,
+            service_port: app.port(),
+            service: "backend".into(),
+        }],
+        &[],
+    );
+    let dp = start_dataplane(b, cp, mesh, "backend-1", &yaml).await;
+    let backend = Backend {
+        dp,
+        app_port: app.port(),
+        _app: app,
+        inbound,
+    };
+    eventually("backend's inbound to answer", WAIT, || async {
+        match status(backend.inbound, "/").await {
+            Ok(200) => Ok(()),
+            other => Err(format!("{other:?}")),
+        }
+    })
+    .await;
+    backend
+}
+
+/// A policy on every sidecar's inbounds, one match-less rule.
+fn inbound_policy(kind: &str, mesh: &str, name: &str, default: Value) -> Value {
+    json!({
+        "type": kind,
+        "mesh": mesh,
+        "name": name,
+        "spec": {
+            "targetRef": {"kind": "Mesh", "proxyTypes": ["Sidecar"]},
+            "rules": [{"default": default}],
+        },
+    })
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_rate_limit_answers_429_past_the_limit_with_its_headers() {
+    let b = binaries::get();
+    let cp = ControlPlane::start(b).await;
+    let mesh = "ratelimit";
+    let backend = start_backend(b, &cp, mesh).await;
+
+    // No MeshRateLimit: a burst well past the coming limit all passes.
+    for _ in 0..12 {
+        assert_eq!(status(backend.inbound, "/").await, Ok(200));
+    }
+
+    let body = inbound_policy(
+        "MeshRateLimit",
+        mesh,
+        "five-per-minute",
+        json!({"local": {"http": {
+            "requestRate": {"num": 5, "interval": "1m"},
+            "onRateLimit": {"headers": {"set": [{"name": "x-kuma-rate-limited", "value": "true"}]}},
+        }}}),
+    );
+    cp.put(
+        &format!("/meshes/{mesh}/meshratelimits/five-per-minute"),
+        &body,
+    )
+    .await;
+    // Envoy refills the bucket continuously (here one token per 12 s), so
+    // the limit is measured on a full bucket: wait for the limit to be in
+    // place by reading Envoy's configuration, not by spending tokens.
+    eventually("Envoy to hold the rate limit", WAIT, || async {
+        match backend.dp.admin("/config_dump").await {
+            Ok(dump) if dump.contains("local_rate_limit_enforced") => Ok(()),
+            Ok(_) => Err("no rate limit in the config".to_string()),
+            Err(e) => Err(e),
+        }
+    })
+    .await;
+    let mut answers = Vec::new();
+    for _ in 0..10 {
+        answers.push(get(backend.inbound, "/", "x-kuma-rate-limited").await);
+    }
+    let passed = vec![Ok((200, None)); 5];
+    let limited = vec![Ok((429, Some("true".to_string()))); 5];
+    assert_eq!(answers[..5], passed[..], "the bucket's 5 requests");
+    assert_eq!(answers[5..], limited[..], "requests 6 to 10");
+}
+
+/// How many of `n` requests answered `code`.
+async fn count_status(port: u16, n: usize, code: u16) -> Result<usize, String> {
+    let mut hits = 0;
+    for _ in 0..n {
+        if status(port, "/").await? == code {
+            hits += 1;
+        }
+    }
+    Ok(hits)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn fault_injection_aborts_its_percentage_and_delays_requests() {
+    let b = binaries::get();
+    let cp = ControlPlane::start(b).await;
+    let mesh = "faults";
+    let backend = start_backend(b, &cp, mesh).await;
+    let path = format!("/meshes/{mesh}/meshfaultinjections/faults");
+
+    // No MeshFaultInjection: nothing fails.
+    assert_eq!(count_status(backend.inbound, 50, 503).await, Ok(0));
+
+    let body = inbound_policy(
+        "MeshFaultInjection",
+        mesh,
+        "faults",
+        json!({"http": [{"abort": {"httpStatus": 503, "percentage": 50}}]}),
+    );
+    cp.put(&path, &body).await;
+    eventually("aborts to show", WAIT, || async {
+        match count_status(backend.inbound, 20, 503).await {
+            Ok(n) if n > 0 => Ok(()),
+            other => Err(format!("{other:?}")),
+        }
+    })
+    .await;
+    let aborted = count_status(backend.inbound, 200, 503)
+        .await
+        .expect("answers");
+    assert!(
+        (70..=130).contains(&aborted),
+        "{aborted} of 200 requests aborted, expected about half"
+    );
+
+    // Every request delayed by 500 ms, none aborted any more.
+    let body = inbound_policy(
+        "MeshFaultInjection",
+        mesh,
+        "faults",
+        json!({"http": [{"delay": {"value": "500ms", "percentage": 100}}]}),
+    );
+    cp.put(&path, &body).await;
+    let stat = format!("http.localhost_{}.fault.delays_injected", backend.app_port);
+    eventually("the delay to replace the abort", WAIT, || async {
+        match count_status(backend.inbound, 10, 503).await {
+            Ok(0) => Ok(()),
+            other => Err(format!("{other:?}")),
+        }
+    })
+    .await;
+    let before = backend.dp.wait_stat(&stat, 1).await;
+    for _ in 0..3 {
+        let started = Instant::now();
+        assert_eq!(status(backend.inbound, "/").await, Ok(200));
+        // A lower bound only: a busy machine can make it longer, never
+        // shorter (less a little for the precision of Envoy's timers);
+        // undelayed, these requests take a few milliseconds.
+        assert!(
+            started.elapsed() >= Duration::from_millis(450),
+            "answered after {:?}",
+            started.elapsed()
+        );
+    }
+    backend.dp.wait_stat(&stat, before + 3).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn mesh_tls_permissive_inbound_takes_plaintext_in_a_strict_mesh() {
+    let b = binaries::get();
+    let cp = ControlPlane::start(b).await;
+    let mesh = "meshtls";
+    cp.put(
+        &format!("/meshes/{mesh}"),
+        &json!({
+            "type": "Mesh",
+            "name": mesh,
+            "skipCreatingInitialPolicies": ["*"],
+            "mtls": {
+                "enabledBackend": "ca-1",
+                "backends": [{"name": "ca-1", "type": "builtin", "mode": "STRICT"}],
+            },
+        }),
+    )
+    .await;
+    let api_app = TestService::start("backend-api").await.expect("api app");
+    let admin_app = TestService::start("backend-admin")
+        .await
+        .expect("admin app");
+    let (api, admin) = (free_port(), free_port());
+    let yaml = dataplane_yaml(
+        mesh,
+        "backend-1",
+        &[
+            Inbound {
+                port: api,
+                service_port: api_app.port(),
+                service: "backend-api".into(),
+            },
+            Inbound {
+                port: admin,
+                service_port: admin_app.port(),
+                service: "backend-admin".into(),
+            },
+        ],
+        &[],
+    );
+    let _dp = start_dataplane(b, &cp, mesh, "backend-1", &yaml).await;
+
+    // STRICT: plaintext gets no answer on either inbound.
+    for port in [api, admin] {
+        eventually("STRICT to refuse plaintext", WAIT, || async {
+            match status(port, "/").await {
+                Err(_) => Ok(()),
+                other => Err(format!("{other:?}")),
+            }
+        })
+        .await;
+    }
+
+    let body = json!({
+        "type": "MeshTLS",
+        "mesh": mesh,
+        "name": "admin-permissive",
+        "spec": {
+            "targetRef": {"kind": "MeshSubset", "tags": {"kuma.io/service": "backend-admin"}},
+            "rules": [{"default": {"mode": "Permissive"}}],
+        },
+    });
+    cp.put(&format!("/meshes/{mesh}/meshtlses/admin-permissive"), &body)
+        .await;
+    eventually("the Permissive inbound to take plaintext", WAIT, || async {
+        match status(admin, "/").await {
+            Ok(200) => Ok(()),
+            other => Err(format!("{other:?}")),
+        }
+    })
+    .await;
+    // The other inbound of the same proxy stays STRICT.
+    for _ in 0..5 {
+        let answer = status(api, "/").await;
+        assert!(answer.is_err(), "STRICT inbound answered {answer:?}");
+    }
+}
