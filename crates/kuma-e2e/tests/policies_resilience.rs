@@ -335,3 +335,72 @@ async fn an_unhealthy_endpoint_stops_receiving_traffic() {
     })
     .await;
 }
+
+/// Statuses of `n` GETs of `path` sent at once through web's outbound.
+async fn concurrent(port: u16, path: &str, n: usize) -> Result<Vec<u16>, String> {
+    let client = reqwest::Client::builder()
+        .timeout(Duration::from_secs(10))
+        .build()
+        .map_err(|e| e.to_string())?;
+    let url = format!("http://127.0.0.1:{port}{path}");
+    let tasks: Vec<_> = (0..n)
+        .map(|_| {
+            let request = client.get(&url).send();
+            tokio::spawn(async move { request.await.map(|r| r.status().as_u16()) })
+        })
+        .collect();
+    let mut statuses = Vec::with_capacity(n);
+    for task in tasks {
+        let status = task.await.map_err(|e| e.to_string())?;
+        statuses.push(status.map_err(|e| e.to_string())?);
+    }
+    Ok(statuses)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn connection_limits_turn_excess_requests_away() {
+    let b = binaries::get();
+    let cp = ControlPlane::start(b).await;
+    let mesh = "limits";
+    let m = start_mesh(b, &cp, mesh).await;
+    const SLOW: &str = "/delay/2000";
+
+    // No MeshCircuitBreaker: Envoy's own limits (1024) take all of them.
+    let statuses = concurrent(m.outbound_port, SLOW, 8)
+        .await
+        .expect("requests");
+    assert!(statuses.iter().all(|s| *s == 200), "{statuses:?}");
+
+    let body = policy(
+        "MeshCircuitBreaker",
+        mesh,
+        "one-at-a-time",
+        json!({"connectionLimits": {
+            "maxConnections": 1,
+            "maxPendingRequests": 1,
+            "maxRequests": 1,
+        }}),
+    );
+    cp.put(
+        &format!("/meshes/{mesh}/meshcircuitbreakers/one-at-a-time"),
+        &body,
+    )
+    .await;
+
+    // Requests beyond one in flight and one waiting are refused with 503
+    // at once, while the ones admitted still succeed.
+    eventually("excess requests to be turned away", WAIT, || async {
+        let statuses = concurrent(m.outbound_port, SLOW, 8).await?;
+        let ok = statuses.iter().filter(|s| **s == 200).count();
+        let refused = statuses.iter().filter(|s| **s == 503).count();
+        if ok >= 1 && refused >= 4 && ok + refused == statuses.len() {
+            Ok(())
+        } else {
+            Err(format!("{statuses:?}"))
+        }
+    })
+    .await;
+    m.web
+        .wait_stat("cluster.backend.upstream_rq_pending_overflow", 1)
+        .await;
+}
