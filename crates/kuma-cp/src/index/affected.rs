@@ -209,7 +209,12 @@ pub(crate) fn affected<'a>(
                 }
             }
         }
-        Kind::MeshService => out.extend(reach.mesh_service_callers(change.name)),
+        Kind::MeshService => {
+            out.extend(reach.mesh_service_callers(change.name));
+            // Policies' `to` entries may name a MeshService where callers
+            // use the `kuma.io/service` of the same name: include them too.
+            out.extend(reach.service_callers(change.name));
+        }
         _ => {}
     }
     out

@@ -285,6 +285,14 @@ fn mesh_service_change_reaches_only_its_callers() {
         new: Some(&ms),
     };
     assert_eq!(affected(&change, &reach, []), only(&["front"]));
+    // Callers of the `kuma.io/service` of the same name are included too.
+    let change = Change {
+        kind: Kind::MeshService,
+        name: "backend",
+        old: Some(&ms),
+        new: Some(&ms),
+    };
+    assert_eq!(affected(&change, &reach, []), only(&["web"]));
     let change = Change {
         kind: Kind::MeshService,
         name: "nobody-calls",
