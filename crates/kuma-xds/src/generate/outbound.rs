@@ -296,12 +296,17 @@ impl Shape {
     }
 
     /// Part of the listener's cache key beyond the destination's confs.
+    /// Route names depend on which MeshHTTPRoute a rule came from, not
+    /// only on the confs: both are part of the key.
     fn key(&self) -> String {
         match self {
-            Shape::HttpRoutes { per_route, .. } => per_route
-                .iter()
-                .map(|(name, p)| format!("|{name}={}", p.key()))
-                .collect(),
+            Shape::HttpRoutes { entries, per_route } => {
+                let names = entries.iter().map(|e| format!("|{}", e.name));
+                let confs = per_route
+                    .iter()
+                    .map(|(name, p)| format!("|{name}={}", p.key()));
+                names.chain(confs).collect()
+            }
             _ => String::new(),
         }
     }
@@ -357,5 +362,77 @@ impl Shape {
                 listener::tcp_proxy_filter(tcp)
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use envoy_types::pb::envoy::config::listener::v3::{Listener, filter};
+    use envoy_types::pb::envoy::extensions::filters::network::http_connection_manager::v3::{
+        HttpConnectionManager, http_connection_manager,
+    };
+    use kuma_api::ResourceDocument;
+    use prost::{Message, Name};
+
+    use crate::generate::{MeshSnapshot, generate_proxy};
+
+    /// A MeshService backend, callers a and b with outbounds to it, and one
+    /// MeshHTTPRoute per caller, equal but for their names.
+    fn snapshot() -> MeshSnapshot {
+        let mut docs = vec![
+            "type: MeshService\nmesh: default\nname: backend\nspec:\n  selector:\n    dataplaneTags:\n      app: backend\n  ports:\n  - port: 80\n    targetPort: 8080\n    appProtocol: http\n".to_string(),
+            "type: Dataplane\nmesh: default\nname: backend-1\nnetworking:\n  address: 10.0.0.9\n  inbound:\n  - port: 8080\n    tags:\n      kuma.io/service: backend\n      app: backend\n".to_string(),
+        ];
+        for caller in ["a", "b"] {
+            docs.push(format!(
+                "type: Dataplane\nmesh: default\nname: {caller}\nnetworking:\n  address: 10.0.0.1\n  inbound:\n  - port: 8080\n    tags:\n      kuma.io/service: {caller}\n  outbound:\n  - port: 10080\n    backendRef:\n      kind: MeshService\n      name: backend\n      port: 80\n"
+            ));
+            docs.push(format!(
+                "type: MeshHTTPRoute\nmesh: default\nname: route-{caller}\nspec:\n  targetRef:\n    kind: MeshSubset\n    tags:\n      kuma.io/service: {caller}\n  to:\n  - targetRef:\n      kind: MeshService\n      name: backend\n    rules:\n    - matches:\n      - path:\n          type: PathPrefix\n          value: /api\n      default: {{}}\n"
+            ));
+        }
+        let mut b = MeshSnapshot::builder("default");
+        for doc in docs {
+            let doc = ResourceDocument::from_yaml(&doc).expect("valid resource");
+            b.add(doc.mesh.as_deref(), &doc.name, &doc.labels, doc.spec);
+        }
+        b.build()
+    }
+
+    fn route_names(snapshot: &MeshSnapshot, proxy: &str) -> Vec<String> {
+        let resources = generate_proxy(snapshot, proxy).expect("generates");
+        let listener = resources
+            .of_type(&Listener::type_url())
+            .find(|r| r.name.starts_with("outbound:"))
+            .expect("an outbound listener");
+        let listener = Listener::decode(listener.body.value.as_slice()).expect("listener");
+        let Some(filter::ConfigType::TypedConfig(any)) =
+            &listener.filter_chains[0].filters[0].config_type
+        else {
+            panic!("typed config expected");
+        };
+        let hcm = HttpConnectionManager::decode(any.value.as_slice()).expect("hcm");
+        let Some(http_connection_manager::RouteSpecifier::RouteConfig(routes)) =
+            hcm.route_specifier
+        else {
+            panic!("inline routes expected");
+        };
+        routes.virtual_hosts[0]
+            .routes
+            .iter()
+            .map(|r| r.name.clone())
+            .collect()
+    }
+
+    #[test]
+    fn equal_routes_of_different_meshhttproutes_keep_their_own_names() {
+        let snapshot = snapshot();
+        // Same confs, so the same cache key but for the route names: each
+        // proxy must still see its own route's name.
+        let a = route_names(&snapshot, "a");
+        let b = route_names(&snapshot, "b");
+        assert_eq!(a[0], "kri_mhttpr_default___route-a_");
+        assert_eq!(b[0], "kri_mhttpr_default___route-b_");
+        assert_eq!(a.len(), 3, "/api twice and the catch-all: {a:?}");
     }
 }
