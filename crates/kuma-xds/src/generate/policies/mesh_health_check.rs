@@ -33,7 +33,7 @@ use envoy_types::util::pack_any;
 use kuma_api::policies::mesh_health_check::{
     Conf, GrpcHealthCheck as KumaGrpc, HttpHealthCheck as KumaHttp, TcpHealthCheck as KumaTcp,
 };
-use kuma_api::policies::values::HeaderModifier;
+use kuma_api::policies::values::{HeaderKeyValue, HeaderModifier};
 
 use super::duration::proto;
 use super::mesh_circuit_breaker::percent;
@@ -134,7 +134,8 @@ fn seconds(seconds: i64) -> Duration {
     Duration { seconds, nanos: 0 }
 }
 
-fn positive(n: Option<i32>, default: u32) -> Option<UInt32Value> {
+/// A threshold as given (validation keeps it positive), else `default`.
+fn threshold(n: Option<i32>, default: u32) -> Option<UInt32Value> {
     let value = n.and_then(|n| u32::try_from(n).ok()).unwrap_or(default);
     Some(UInt32Value { value })
 }
@@ -155,8 +156,8 @@ fn health_check(conf: &Conf) -> HealthCheck {
     HealthCheck {
         interval: Some(duration(conf.interval.as_ref(), INTERVAL_SECONDS)),
         timeout: Some(duration(conf.timeout.as_ref(), TIMEOUT_SECONDS)),
-        unhealthy_threshold: positive(conf.unhealthy_threshold, UNHEALTHY_THRESHOLD),
-        healthy_threshold: positive(conf.healthy_threshold, HEALTHY_THRESHOLD),
+        unhealthy_threshold: threshold(conf.unhealthy_threshold, UNHEALTHY_THRESHOLD),
+        healthy_threshold: threshold(conf.healthy_threshold, HEALTHY_THRESHOLD),
         initial_jitter: conf.initial_jitter.as_ref().and_then(proto),
         interval_jitter: conf.interval_jitter.as_ref().and_then(proto),
         interval_jitter_percent: conf
@@ -205,7 +206,7 @@ fn headers(modifier: Option<&HeaderModifier>) -> Vec<HeaderValueOption> {
     let entries = |list: &Option<Vec<_>>, action: HeaderAppendAction| {
         list.iter()
             .flatten()
-            .flat_map(move |h: &kuma_api::policies::values::HeaderKeyValue| {
+            .flat_map(move |h: &HeaderKeyValue| {
                 h.value.split(',').map(move |value| HeaderValueOption {
                     header: Some(HeaderValue {
                         key: h.name.clone(),
