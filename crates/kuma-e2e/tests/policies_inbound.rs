@@ -163,6 +163,68 @@ async fn a_rate_limit_answers_429_past_the_limit_with_its_headers() {
     assert_eq!(answers[5..], limited[..], "requests 6 to 10");
 }
 
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_connection_rate_limit_closes_connections_past_the_limit() {
+    let b = binaries::get();
+    let cp = ControlPlane::start(b).await;
+    let mesh = "connlimit";
+    cp.put(
+        &format!("/meshes/{mesh}"),
+        &json!({"type": "Mesh", "name": mesh, "skipCreatingInitialPolicies": ["*"]}),
+    )
+    .await;
+    let app = TestService::start("db-1").await.expect("db app");
+    let inbound = free_port();
+    // A TCP inbound: Envoy only forwards bytes (HTTP from the test client).
+    let yaml = format!(
+        "type: Dataplane\nmesh: {mesh}\nname: db-1\nnetworking:\n  address: 127.0.0.1\n  inbound:\n  - port: {inbound}\n    servicePort: {}\n    tags:\n      kuma.io/service: db\n      kuma.io/protocol: tcp\n",
+        app.port()
+    );
+    let dp = start_dataplane(b, &cp, mesh, "db-1", &yaml).await;
+
+    // No MeshRateLimit: many connections in a row are served.
+    eventually("db's inbound to answer", WAIT, || async {
+        match status(inbound, "/").await {
+            Ok(200) => Ok(()),
+            other => Err(format!("{other:?}")),
+        }
+    })
+    .await;
+    for _ in 0..6 {
+        assert_eq!(status(inbound, "/").await, Ok(200));
+    }
+
+    let body = inbound_policy(
+        "MeshRateLimit",
+        mesh,
+        "three-connections",
+        json!({"local": {"tcp": {"connectionRate": {"num": 3, "interval": "1m"}}}}),
+    );
+    cp.put(
+        &format!("/meshes/{mesh}/meshratelimits/three-connections"),
+        &body,
+    )
+    .await;
+    // As for requests: measured on a full bucket (one token per 20 s).
+    eventually("Envoy to hold the connection limit", WAIT, || async {
+        match dp.admin("/config_dump").await {
+            Ok(dump) if dump.contains("tcp_rate_limit") => Ok(()),
+            Ok(_) => Err("no connection limit in the config".to_string()),
+            Err(e) => Err(e),
+        }
+    })
+    .await;
+    let mut answers = Vec::new();
+    for _ in 0..6 {
+        answers.push(status(inbound, "/").await);
+    }
+    assert_eq!(answers[..3], [Ok(200), Ok(200), Ok(200)], "{answers:?}");
+    assert!(
+        answers[3..].iter().all(Result::is_err),
+        "connections 4 to 6 must be closed: {answers:?}"
+    );
+}
+
 /// How many of `n` requests answered `code`.
 async fn count_status(port: u16, n: usize, code: u16) -> Result<usize, String> {
     let mut hits = 0;
