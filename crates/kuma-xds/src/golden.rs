@@ -28,6 +28,10 @@ use envoy_types::pb::envoy::extensions::filters::network::http_connection_manage
 use envoy_types::pb::envoy::extensions::filters::network::local_ratelimit::v3::LocalRateLimit as NetworkLocalRateLimit;
 use envoy_types::pb::envoy::extensions::filters::network::rbac::v3::Rbac as NetworkRbac;
 use envoy_types::pb::envoy::extensions::filters::network::tcp_proxy::v3::TcpProxy;
+use envoy_types::pb::envoy::extensions::health_check::event_sinks::file::v3::HealthCheckEventFileSink;
+use envoy_types::pb::envoy::extensions::retry::host::omit_host_metadata::v3::OmitHostMetadataConfig;
+use envoy_types::pb::envoy::extensions::retry::host::previous_hosts::v3::PreviousHostsPredicate;
+use envoy_types::pb::envoy::extensions::retry::priority::previous_priorities::v3::PreviousPrioritiesConfig;
 use envoy_types::pb::envoy::extensions::transport_sockets::tls::v3::{
     DownstreamTlsContext, Secret, UpstreamTlsContext,
 };
@@ -95,6 +99,22 @@ fn decode_any(url: &str, bytes: &[u8]) -> Option<Node> {
             tree::<NetworkLocalRateLimit>,
         ),
         (HttpFault::type_url(), tree::<HttpFault>),
+        (
+            PreviousPrioritiesConfig::type_url(),
+            tree::<PreviousPrioritiesConfig>,
+        ),
+        (
+            OmitHostMetadataConfig::type_url(),
+            tree::<OmitHostMetadataConfig>,
+        ),
+        (
+            PreviousHostsPredicate::type_url(),
+            tree::<PreviousHostsPredicate>,
+        ),
+        (
+            HealthCheckEventFileSink::type_url(),
+            tree::<HealthCheckEventFileSink>,
+        ),
     ];
     table
         .iter()

@@ -25,7 +25,12 @@ pub(crate) struct Schema<'a> {
 
 /// Messages without fields print as bare names, like enum values; these are
 /// the ones our configuration uses.
-const FIELDLESS_MESSAGES: &[&str] = &["AggregatedConfigSource", "Empty"];
+const FIELDLESS_MESSAGES: &[&str] = &[
+    "AggregatedConfigSource",
+    "Empty",
+    "PreviousHostsPredicate",
+    "TlsInspector",
+];
 
 const WRAPPERS: &[&str] = &[
     "BoolValue",
@@ -243,6 +248,8 @@ pub(crate) fn snake(camel: &str) -> String {
 fn proto_enum_name(variant: &str) -> String {
     match variant.strip_prefix("TlSv") {
         Some(v) if v.len() == 2 => format!("TLSv{}_{}", &v[..1], &v[1..]),
+        // Hash functions keep an underscore before their number.
+        _ if variant == "MurmurHash2" => "MURMUR_HASH_2".to_string(),
         _ => screaming_snake(variant),
     }
 }
