@@ -162,6 +162,24 @@ fn generate(
     generate_proxy_with_identity(&item.snapshot, &item.id.name, identity.map(|i| &i.proxy))
 }
 
+/// Whether two configurations hold the same resources: same types and
+/// names, same content hash (the version delta xDS sends, so content with
+/// the same hash is never resent anyway). Shared resources are usually the
+/// very same `Arc`, and comparing hashes spares comparing encoded bytes.
+fn same_resources(a: &ProxyResources, b: &ProxyResources) -> bool {
+    a.by_type.len() == b.by_type.len()
+        && a.by_type
+            .iter()
+            .zip(&b.by_type)
+            .all(|((ta, ra), (tb, rb))| {
+                ta == tb
+                    && ra.len() == rb.len()
+                    && ra.iter().zip(rb).all(|((na, xa), (nb, xb))| {
+                        na == nb && (Arc::ptr_eq(xa, xb) || xa.hash == xb.hash)
+                    })
+            })
+}
+
 fn dataplane_spec(
     resource: Option<&Resource>,
 ) -> Option<&kuma_api::kinds::dataplane::DataplaneSpec> {
@@ -704,7 +722,7 @@ impl MeshIndex {
         identity: Option<Arc<IssuedIdentity>>,
     ) {
         let updated = entry.config.send_if_modified(|current| {
-            if **current == resources {
+            if same_resources(current, &resources) {
                 return false;
             }
             *current = Arc::new(resources);

@@ -64,3 +64,35 @@ fn nothing_is_carried_in_a_mesh_with_routes() {
     entry.invalidate(Kind::Dataplane);
     assert!(entry.carry_from.is_none());
 }
+
+fn mk_xds(name: &str, body: &[u8]) -> Arc<kuma_xds::XdsResource> {
+    Arc::new(kuma_xds::XdsResource::new(
+        name,
+        envoy_types::pb::google::protobuf::Any {
+            type_url: kuma_xds::type_url::CLUSTER.into(),
+            value: body.to_vec(),
+        },
+    ))
+}
+
+#[test]
+fn resource_sets_compare_by_name_and_content() {
+    let mut a = ProxyResources::default();
+    a.insert(mk_xds("web", b"one"));
+    let mut same = ProxyResources::default();
+    same.insert(mk_xds("web", b"one"));
+    assert!(same_resources(&a, &same));
+
+    let mut changed = ProxyResources::default();
+    changed.insert(mk_xds("web", b"two"));
+    assert!(!same_resources(&a, &changed));
+
+    let mut renamed = ProxyResources::default();
+    renamed.insert(mk_xds("api", b"one"));
+    assert!(!same_resources(&a, &renamed));
+
+    let mut more = same.clone();
+    more.insert(mk_xds("api", b"one"));
+    assert!(!same_resources(&a, &more));
+    assert!(!same_resources(&a, &ProxyResources::default()));
+}
