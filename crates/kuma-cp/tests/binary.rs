@@ -45,6 +45,13 @@ fn serves_until_sigterm_then_exits_cleanly() {
         .args(["run", "--log-level", "info", "--config-file"])
         .arg(&config)
         .env("KUMA_GENERAL_WORK_DIR", dir.path())
+        // Any free loopback ports: tests elsewhere may hold the defaults.
+        .env("KUMA_API_SERVER_HTTPS_PORT", "0")
+        .env("KUMA_API_SERVER_HTTPS_INTERFACE", "127.0.0.1")
+        .env("KUMA_DP_SERVER_PORT", "0")
+        .env("KUMA_DP_SERVER_INTERFACE", "127.0.0.1")
+        .env("KUMA_DIAGNOSTICS_SERVER_PORT", "0")
+        .env("KUMA_DIAGNOSTICS_INTERFACE", "127.0.0.1")
         .stdout(Stdio::null())
         .stderr(Stdio::null())
         .spawn()

@@ -51,10 +51,6 @@ impl ControlPlane {
             .env("KUMA_GENERAL_WORK_DIR", self.dir.path().join("work"))
             .env("KUMA_API_SERVER_HTTP_PORT", self.api_port.to_string())
             .env("KUMA_API_SERVER_HTTP_INTERFACE", "127.0.0.1")
-            // HTTPS is on by default (5682): a free port, so control planes
-            // of tests running at once do not collide.
-            .env("KUMA_API_SERVER_HTTPS_PORT", "0")
-            .env("KUMA_API_SERVER_HTTPS_INTERFACE", "127.0.0.1")
             .env("KUMA_DP_SERVER_PORT", self.dp_port.to_string())
             .env("KUMA_DP_SERVER_INTERFACE", "127.0.0.1")
             // Control planes of tests running side by side must not meet on
