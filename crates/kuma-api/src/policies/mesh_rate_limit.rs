@@ -203,6 +203,9 @@ fn check_conf(conf: Option<&Conf>, path: &FieldPath, v: &mut Violations) {
                 "must have at most 10 headers in set and add together",
             );
         }
+        if let Some(headers) = headers {
+            check_headers(headers, &hp.field("onRateLimit").field("headers"), v);
+        }
     }
     if let Some(t) = &local.tcp {
         let tp = path.field("tcp");
@@ -214,6 +217,27 @@ fn check_conf(conf: Option<&Conf>, path: &FieldPath, v: &mut Violations) {
         }
         if let Some(r) = &t.connection_rate {
             check_rate(r, &tp.field("connectionRate"), v);
+        }
+    }
+}
+
+/// Headers of a limited response: Envoy refuses empty names, line breaks,
+/// pseudo-headers and `host`.
+fn check_headers(m: &HeaderModifier, path: &FieldPath, v: &mut Violations) {
+    let line_break = |s: &str| s.contains(['\r', '\n', '\0']);
+    for (field, list) in [("set", &m.set), ("add", &m.add)] {
+        for (i, h) in list.iter().flatten().enumerate() {
+            let hp = path.field(field).index(i);
+            if h.name.is_empty() {
+                v.add(&hp.field("name"), "must not be empty");
+            } else if line_break(&h.name) {
+                v.add(&hp.field("name"), "must not contain line breaks");
+            } else if h.name.starts_with(':') || h.name.eq_ignore_ascii_case("host") {
+                v.add(&hp.field("name"), "pseudo-headers and host cannot be set");
+            }
+            if line_break(&h.value) {
+                v.add(&hp.field("value"), "must not contain line breaks");
+            }
         }
     }
 }
@@ -292,6 +316,13 @@ spec:
               interval: 10ms
             onRateLimit:
               status: 444
+              headers:
+                set:
+                - name: ":status"
+                  value: "200"
+                add:
+                - name: ""
+                  value: x
           tcp: {}
     - targetRef:
         kind: Mesh
@@ -311,6 +342,14 @@ spec:
                 (
                     "spec.from[0].default.local.http.onRateLimit.status",
                     "must be an HTTP status code Envoy knows (e.g. 429, 503)"
+                ),
+                (
+                    "spec.from[0].default.local.http.onRateLimit.headers.set[0].name",
+                    "pseudo-headers and host cannot be set"
+                ),
+                (
+                    "spec.from[0].default.local.http.onRateLimit.headers.add[0].name",
+                    "must not be empty"
                 ),
                 (
                     "spec.from[0].default.local.tcp",
