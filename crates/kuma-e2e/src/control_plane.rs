@@ -54,10 +54,12 @@ impl ControlPlane {
             .env("KUMA_DP_SERVER_PORT", self.dp_port.to_string())
             .env("KUMA_DP_SERVER_INTERFACE", "127.0.0.1")
             // Control planes of tests running side by side must not meet on
-            // the fixed HTTPS API (5682) and diagnostics (5680) ports.
-            .env("KUMA_API_SERVER_HTTPS_PORT", free_port().to_string())
+            // the fixed HTTPS API (5682) and diagnostics (5680) ports; no
+            // test talks to those, so the system picks any free port (a
+            // port probed free beforehand can be taken before kuma-cp binds).
+            .env("KUMA_API_SERVER_HTTPS_PORT", "0")
             .env("KUMA_API_SERVER_HTTPS_INTERFACE", "127.0.0.1")
-            .env("KUMA_DIAGNOSTICS_SERVER_PORT", free_port().to_string())
+            .env("KUMA_DIAGNOSTICS_SERVER_PORT", "0")
             .env("KUMA_DIAGNOSTICS_INTERFACE", "127.0.0.1");
         let log = self.dir.path().join(format!("kuma-cp.{}.log", self.starts));
         self.proc = Some(Proc::spawn("kuma-cp", command, &log).expect("kuma-cp starts"));

@@ -11,14 +11,28 @@ pub mod sidecar_pair;
 pub mod traffic;
 
 use std::future::Future;
+use std::sync::atomic::{AtomicU32, Ordering};
 use std::time::{Duration, Instant};
 
-/// A port free on 127.0.0.1 right now.
+/// A port free on 127.0.0.1 right now, never handed out before by this
+/// process.
 pub fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .map(|a| a.port())
-        .unwrap_or_else(|e| panic!("no free port on loopback: {e}"))
+    // Handed out from a range below the kernel's ephemeral ports (32768 and
+    // up on Linux), so that no outgoing connection of a running test takes
+    // a port between our probe and the bind by Envoy or kuma-cp; each test
+    // process starts at its own offset and never hands out a port twice.
+    static NEXT: AtomicU32 = AtomicU32::new(0);
+    let base = 10_000 + (std::process::id() % 20) * 1_000;
+    for _ in 0..20_000 {
+        let offset = NEXT.fetch_add(1, Ordering::Relaxed) % 20_000;
+        let Ok(port) = u16::try_from(10_000 + (base - 10_000 + offset) % 20_000) else {
+            continue;
+        };
+        if std::net::TcpListener::bind(("127.0.0.1", port)).is_ok() {
+            return port;
+        }
+    }
+    panic!("no free port on loopback between 10000 and 30000")
 }
 
 /// Polls `check` until it returns `Some`, panicking with `what` and the last
