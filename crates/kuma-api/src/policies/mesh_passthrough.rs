@@ -1,9 +1,20 @@
 //! MeshPassthrough: which external destinations bypass the mesh.
 
+use std::collections::{BTreeMap, BTreeSet};
+
 use serde::{Deserialize, Serialize};
+
+use crate::kinds::address::must_be_one_of;
 
 use crate::policies::target_ref::{TargetRef, TargetRefKind as K, TargetRefRules};
 use crate::validation::{FieldPath, Validate, ValidationContext, Violations};
+
+/// The protocols an `appendMatch` entry may name.
+pub const PROTOCOLS: [&str; 6] = ["tcp", "tls", "grpc", "http", "http2", "mysql"];
+
+/// Protocols matched by the Host header (HTTP sniffing) rather than by SNI or
+/// address.
+pub const L7_PROTOCOLS: [&str; 3] = ["http", "http2", "grpc"];
 
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
@@ -54,8 +65,43 @@ impl Validate for MeshPassthroughSpec {
             .as_ref()
             .and_then(|d| d.append_match.as_deref())
             .unwrap_or_default();
+        // Envoy tells HTTP/1.1, HTTP/2 and gRPC apart on one port only by
+        // sniffing, which cannot separate them: one L7 protocol per port.
+        let mut l7_by_port: BTreeMap<u32, &str> = BTreeMap::new();
+        let mut seen: BTreeSet<(u32, &str, &str)> = BTreeSet::new();
         for (i, m) in matches.iter().enumerate() {
             let mp = path.index(i);
+            if !PROTOCOLS.contains(&m.protocol.as_str()) {
+                v.add(
+                    &mp.field("protocol"),
+                    must_be_one_of("protocol", &PROTOCOLS),
+                );
+            }
+            if let Some(port) = m.port {
+                // Two equal filter chain matches make Envoy refuse the listener.
+                if !seen.insert((port, m.protocol.as_str(), m.value.as_str())) {
+                    v.add(
+                        &mp.field("value"),
+                        format!(
+                            "value {} is already defiend for this port and protocol",
+                            m.value
+                        ),
+                    );
+                }
+            }
+            if L7_PROTOCOLS.contains(&m.protocol.as_str()) {
+                let port = m.port.unwrap_or(0);
+                match l7_by_port.get(&port) {
+                    Some(other) if *other != m.protocol => v.add(
+                        &mp.field("protocol"),
+                        format!("you cannot configure http, http2, grpc on the same port {port}"),
+                    ),
+                    Some(_) => {}
+                    None => {
+                        l7_by_port.insert(port, m.protocol.as_str());
+                    }
+                }
+            }
             match m.port {
                 None if m.protocol == "mysql" => {
                     v.add(&mp.field("port"), "port must be defined for Mysql protocol")
@@ -164,6 +210,57 @@ spec:
         protocol: tls
         port: 443
 "#,
+        );
+    }
+
+    #[test]
+    fn refuses_unknown_protocols_duplicates_and_mixed_l7_protocols_on_a_port() {
+        let got = violations(
+            r#"
+type: MeshPassthrough
+name: bad
+mesh: default
+spec:
+  default:
+    appendMatch:
+      - type: Domain
+        value: api.example.com
+        protocol: http
+        port: 80
+      - type: Domain
+        value: api.example.com
+        protocol: http
+        port: 80
+      - type: Domain
+        value: grpc.example.com
+        protocol: grpc
+        port: 80
+      - type: IP
+        value: 10.0.0.1
+        protocol: udp
+        port: 53
+      - type: Domain
+        value: other.example.com
+        protocol: http
+        port: 8080
+"#,
+        );
+        assert_eq!(
+            got,
+            vec![
+                (
+                    "spec.default.appendMatch[1].value",
+                    "value api.example.com is already defiend for this port and protocol"
+                ),
+                (
+                    "spec.default.appendMatch[2].protocol",
+                    "you cannot configure http, http2, grpc on the same port 80"
+                ),
+                (
+                    "spec.default.appendMatch[3].protocol",
+                    r#""protocol" must be one of ["tcp", "tls", "grpc", "http", "http2", "mysql"]"#
+                ),
+            ]
         );
     }
 
