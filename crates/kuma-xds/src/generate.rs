@@ -30,6 +30,7 @@ mod listener;
 mod mtls;
 pub mod names;
 mod outbound;
+mod passthrough;
 mod permissions;
 mod policies;
 mod snapshot;
@@ -100,6 +101,7 @@ pub fn generate_proxy_with_identity(
     let mut out = ProxyResources::default();
     inbound::generate(snapshot, &proxy, &policies, tls.as_ref(), &mut out)?;
     outbound::generate(snapshot, dataplane, &policies, tls.as_ref(), &mut out);
+    passthrough::generate(snapshot, dataplane, &policies, &mut out);
     if let Some(tls) = &tls {
         for secret in tls.secrets() {
             out.insert(std::sync::Arc::new(secret));

@@ -19,6 +19,7 @@ mod mesh_fault_injection;
 mod mesh_health_check;
 pub(crate) mod mesh_http_route;
 mod mesh_load_balancing_strategy;
+pub(crate) mod mesh_passthrough;
 mod mesh_rate_limit;
 mod mesh_retry;
 pub(crate) mod mesh_tcp_route;
@@ -78,6 +79,19 @@ impl<'a> ProxyPolicies<'a> {
             snapshot,
             mesh: snapshot.mesh().to_string(),
             rules,
+        }
+    }
+
+    /// The folded `spec.default` of a policy kind that has neither `to` nor
+    /// `from` (MeshPassthrough), when a policy of that kind selects the proxy.
+    pub(crate) fn single_item<T: DeserializeOwned>(&self, kind: Kind) -> Option<T> {
+        let rule = self.rules.get(&kind)?.single_item.first()?;
+        match rule.conf_as() {
+            Ok(conf) => Some(conf),
+            Err(e) => {
+                tracing::warn!(%kind, error = %e, "policy conf does not read; ignored");
+                None
+            }
         }
     }
 
