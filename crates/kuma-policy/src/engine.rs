@@ -2,6 +2,7 @@
 //! per-proxy rules computed from them.
 
 use std::collections::{BTreeMap, HashMap};
+use std::sync::{Arc, Mutex, OnceLock};
 
 use serde::Serialize;
 
@@ -14,7 +15,7 @@ use crate::matcher::{InboundKey, Proxy, Selection, select};
 use crate::merge::MergeStrategy;
 use crate::outbound::{self, Destination, ResourceRules};
 use crate::policy::{Policy, compare};
-use crate::rules::{self, PolicyOrigin, Rule, RuleItem};
+use crate::rules::{self, PolicyOrigin, Rule, RuleItem, ServiceRules};
 
 /// What beside the policies themselves decides the rules: the mesh's name,
 /// the destinations `to` entries may name, and the MeshHTTPRoutes policies
@@ -63,10 +64,16 @@ pub struct PolicyIndex {
     /// Candidates for every proxy.
     always: Vec<usize>,
     /// Candidates for proxies with an inbound (or gateway) tag `key=value`.
-    by_tag: HashMap<(String, String), Vec<usize>>,
+    /// (Nested so that a proxy's tags are looked up without copies.)
+    by_tag: HashMap<String, HashMap<String, Vec<usize>>>,
+    /// Per policy, its selection class: policies of one class (equal
+    /// selector and labels, all `select` reads of a policy) select the
+    /// same of every proxy, so a proxy is checked once per class.
+    classes: Vec<usize>,
     /// Candidates for the Dataplane of that name.
     by_name: HashMap<String, Vec<usize>>,
     warnings: Vec<String>,
+    memo: Memo,
 }
 
 impl PolicyIndex {
@@ -130,15 +137,24 @@ impl PolicyIndex {
             selectors: Vec::new(),
             always: Vec::new(),
             by_tag: HashMap::new(),
+            classes: Vec::new(),
             by_name: HashMap::new(),
             warnings,
+            memo: Memo::default(),
         };
         for (i, selector) in selectors.iter().enumerate() {
             let Some(r) = selector else { continue };
             let service = || (SERVICE_TAG.to_string(), r.name.clone().unwrap_or_default());
             match r.kind {
                 TargetRefKind::MeshService | TargetRefKind::MeshServiceSubset => {
-                    index.by_tag.entry(service()).or_default().push(i);
+                    let (k, v) = service();
+                    index
+                        .by_tag
+                        .entry(k)
+                        .or_default()
+                        .entry(v)
+                        .or_default()
+                        .push(i);
                 }
                 TargetRefKind::MeshSubset => {
                     // Any one exact tag of the selector must be on the proxy.
@@ -146,7 +162,9 @@ impl PolicyIndex {
                     match exact {
                         Some((k, v)) => index
                             .by_tag
-                            .entry((k.clone(), v.clone()))
+                            .entry(k.clone())
+                            .or_default()
+                            .entry(v.clone())
                             .or_default()
                             .push(i),
                         None => index.always.push(i),
@@ -161,6 +179,7 @@ impl PolicyIndex {
                 _ => index.always.push(i),
             }
         }
+        index.classes = selection_classes(&index.policies, &selectors);
         index.selectors = selectors;
         index
     }
@@ -192,7 +211,7 @@ impl PolicyIndex {
                 .chain(gateway_tags);
             for tags in tag_sets {
                 for (k, v) in tags {
-                    if let Some(found) = self.by_tag.get(&(k.clone(), v.clone())) {
+                    if let Some(found) = self.by_tag.get(k).and_then(|by_value| by_value.get(v)) {
                         candidates.extend(found);
                     }
                 }
@@ -203,12 +222,15 @@ impl PolicyIndex {
         }
         candidates.sort_unstable();
         candidates.dedup();
+        let mut by_class: HashMap<usize, Selection> = HashMap::new();
         candidates
             .into_iter()
             .filter_map(|i| {
                 let selector = self.selectors[i].as_ref()?;
-                let selection = select(&self.policies[i], selector, proxy);
-                (!selection.is_empty()).then_some((i, selection))
+                let selection = by_class
+                    .entry(self.classes[i])
+                    .or_insert_with(|| select(&self.policies[i], selector, proxy));
+                (!selection.is_empty()).then(|| (i, selection.clone()))
             })
             .collect()
     }
@@ -216,47 +238,134 @@ impl PolicyIndex {
     /// The rules of this kind for `proxy`.
     pub fn rules_for(&self, proxy: &Proxy<'_>, ctx: &MeshContext) -> ProxyRules {
         let matched = self.matching(proxy);
+        let (outbound, inbounds) = self.parts(&matched, ctx, false);
         let mut warnings = self.warnings.clone();
-
-        let mut by_inbound: BTreeMap<InboundKey, Vec<usize>> = BTreeMap::new();
-        for (i, selection) in &matched {
-            for key in &selection.inbounds {
-                by_inbound.entry(key.clone()).or_default().push(*i);
-            }
-        }
-
         let mut from = BTreeMap::new();
         let mut inbound_rules = BTreeMap::new();
-        for (key, indices) in by_inbound {
-            let items: Vec<RuleItem<'_>> = indices
-                .iter()
-                .flat_map(|&i| {
-                    self.policies[i].from.iter().map(move |e| RuleItem {
-                        target_ref: &e.target_ref,
-                        conf: &e.conf,
-                        origin: &self.origins[i],
-                    })
-                })
-                .collect();
-            match rules::build(&items, true, self.strategy) {
-                Ok(r) => {
-                    from.insert(key.clone(), r);
+        for (key, part) in inbounds {
+            match &part.from {
+                Ok(rules) => {
+                    from.insert(key.clone(), rules.as_ref().clone());
                 }
-                Err(e) => warnings.push(format!("couldn't create From rules: {e}")),
+                Err(e) => warnings.push(e.clone()),
             }
-            let rules = inbound::build(
-                indices
-                    .iter()
-                    .map(|&i| (&self.policies[i], self.origins[i].clone())),
-            );
-            inbound_rules.insert(key, rules);
+            inbound_rules.insert(key, part.inbound.as_ref().clone());
         }
+        warnings.extend(outbound.to_error.iter().cloned());
+        ProxyRules {
+            policies: outbound.policies.as_ref().clone(),
+            from,
+            inbound: inbound_rules,
+            to: outbound.to.as_ref().clone(),
+            to_resources: outbound.to_resources.as_ref().clone(),
+            single_item: outbound.single_item.as_ref().clone(),
+            warnings,
+        }
+    }
 
+    /// The rules of this kind for `proxy`, as [`PolicyIndex::rules_for`]
+    /// gives them, with parts shared between proxies that the same
+    /// policies select: they are computed once per index and only
+    /// reference-counted afterwards. `ctx` must be the context the index
+    /// was built with; another one bypasses the memo.
+    pub fn shared_rules_for(&self, proxy: &Proxy<'_>, ctx: &MeshContext) -> SharedProxyRules {
+        let matched = self.matching(proxy);
+        let memoize = self.memo.admits(ctx);
+        let (outbound, inbounds) = self.parts(&matched, ctx, memoize);
+        let mut warnings = self.warnings.clone();
+        let mut from = BTreeMap::new();
+        let mut inbound_rules = BTreeMap::new();
+        for (key, part) in inbounds {
+            match part.from {
+                Ok(rules) => {
+                    from.insert(key.clone(), rules);
+                }
+                Err(e) => warnings.push(e),
+            }
+            inbound_rules.insert(key, part.inbound);
+        }
+        warnings.extend(outbound.to_error.iter().cloned());
+        SharedProxyRules {
+            policies: outbound.policies,
+            from,
+            inbound: inbound_rules,
+            to: outbound.to,
+            to_by_service: outbound.to_by_service,
+            to_resources: outbound.to_resources,
+            single_item: outbound.single_item,
+            warnings,
+        }
+    }
+
+    /// What the matched policies mean: the part that depends only on which
+    /// policies matched, and per inbound the part that depends only on
+    /// which policies selected that inbound.
+    fn parts(
+        &self,
+        matched: &[(usize, Selection)],
+        ctx: &MeshContext,
+        memoize: bool,
+    ) -> (OutboundPart, Vec<(InboundKey, InboundPart)>) {
+        let mut by_inbound: BTreeMap<&InboundKey, Vec<usize>> = BTreeMap::new();
+        for (i, selection) in matched {
+            for key in &selection.inbounds {
+                by_inbound.entry(key).or_default().push(*i);
+            }
+        }
+        let inbounds = by_inbound
+            .into_iter()
+            .map(|(key, indices)| {
+                let part = if memoize {
+                    self.memo.inbound(indices, |i| self.inbound_part(i))
+                } else {
+                    self.inbound_part(&indices)
+                };
+                (key.clone(), part)
+            })
+            .collect();
+        let indices: Vec<usize> = matched.iter().map(|(i, _)| *i).collect();
+        let outbound = if memoize {
+            self.memo.outbound(indices, |i| self.outbound_part(i, ctx))
+        } else {
+            self.outbound_part(&indices, ctx)
+        };
+        (outbound, inbounds)
+    }
+
+    /// `from` and inbound `rules` of the policies (in fold order) that
+    /// select one inbound.
+    fn inbound_part(&self, indices: &[usize]) -> InboundPart {
+        let items: Vec<RuleItem<'_>> = indices
+            .iter()
+            .flat_map(|&i| {
+                self.policies[i].from.iter().map(move |e| RuleItem {
+                    target_ref: &e.target_ref,
+                    conf: &e.conf,
+                    origin: &self.origins[i],
+                })
+            })
+            .collect();
+        let from = rules::build(&items, true, self.strategy)
+            .map(Arc::new)
+            .map_err(|e| format!("couldn't create From rules: {e}"));
+        let inbound = inbound::build(
+            indices
+                .iter()
+                .map(|&i| (&self.policies[i], self.origins[i].clone())),
+        );
+        InboundPart {
+            from,
+            inbound: Arc::new(inbound),
+        }
+    }
+
+    /// `to` and single-item rules of the matched policies (in fold order).
+    fn outbound_part(&self, indices: &[usize], ctx: &MeshContext) -> OutboundPart {
         // Policies with a `to` entry aimed at a MeshHTTPRoute, or targeting
         // one, are routed per route and do not take part in tag rules.
-        let to_items: Vec<RuleItem<'_>> = matched
+        let to_items: Vec<RuleItem<'_>> = indices
             .iter()
-            .map(|(i, _)| *i)
+            .copied()
             .filter(|&i| {
                 let p = &self.policies[i];
                 p.target_ref.kind != TargetRefKind::MeshHTTPRoute
@@ -273,44 +382,168 @@ impl PolicyIndex {
                 })
             })
             .collect();
-        let to = rules::build(&to_items, false, self.strategy).unwrap_or_else(|e| {
-            warnings.push(format!("couldn't create To rules: {e}"));
-            Vec::new()
-        });
+        let (to, to_error) = match rules::build(&to_items, false, self.strategy) {
+            Ok(to) => (to, None),
+            Err(e) => (Vec::new(), Some(format!("couldn't create To rules: {e}"))),
+        };
         let to_resources = outbound::build(
-            matched
+            indices
                 .iter()
-                .map(|(i, _)| (&self.policies[*i], &self.origins[*i])),
+                .map(|&i| (&self.policies[i], &self.origins[i])),
             &ctx.mesh,
             &ctx.destinations,
             self.strategy,
         );
 
         let mesh = TargetRef::mesh();
-        let single_items: Vec<RuleItem<'_>> = matched
+        let single_items: Vec<RuleItem<'_>> = indices
             .iter()
-            .filter_map(|(i, _)| {
-                self.policies[*i].default.as_ref().map(|conf| RuleItem {
+            .filter_map(|&i| {
+                self.policies[i].default.as_ref().map(|conf| RuleItem {
                     target_ref: &mesh,
                     conf,
-                    origin: &self.origins[*i],
+                    origin: &self.origins[i],
                 })
             })
             .collect();
         let single_item = rules::build(&single_items, false, self.strategy).unwrap_or_default();
 
-        ProxyRules {
-            policies: matched
-                .iter()
-                .map(|(i, _)| self.origins[*i].clone())
-                .collect(),
-            from,
-            inbound: inbound_rules,
-            to,
-            to_resources,
-            single_item,
-            warnings,
+        OutboundPart {
+            policies: Arc::new(indices.iter().map(|&i| self.origins[i].clone()).collect()),
+            to_by_service: Arc::new(ServiceRules::new(&to)),
+            to: Arc::new(to),
+            to_error,
+            to_resources: Arc::new(to_resources),
+            single_item: Arc::new(single_item),
         }
+    }
+}
+
+/// The selection class of each policy (see `PolicyIndex::classes`).
+fn selection_classes(policies: &[Policy], selectors: &[Option<TargetRef>]) -> Vec<usize> {
+    // Representatives by a text of what decides selection; equal texts are
+    // compared in full before two policies share a class.
+    let mut by_text: HashMap<String, Vec<usize>> = HashMap::new();
+    let mut classes = Vec::with_capacity(policies.len());
+    for (i, (policy, selector)) in policies.iter().zip(selectors).enumerate() {
+        let text = serde_json::to_string(&(&policy.labels, selector)).unwrap_or_default();
+        let same = by_text.entry(text).or_default();
+        let found = same
+            .iter()
+            .copied()
+            .find(|&r| policies[r].labels == policy.labels && selectors[r] == *selector);
+        match found {
+            Some(r) => classes.push(classes[r]),
+            None => {
+                same.push(i);
+                classes.push(i);
+            }
+        }
+    }
+    classes
+}
+
+/// [`ProxyRules`] with the parts proxies share behind reference counts;
+/// the fields mean the same.
+#[derive(Debug, Clone)]
+pub struct SharedProxyRules {
+    pub policies: Arc<Vec<PolicyOrigin>>,
+    pub from: BTreeMap<InboundKey, Arc<Vec<Rule>>>,
+    pub inbound: BTreeMap<InboundKey, Arc<Vec<InboundRule>>>,
+    pub to: Arc<Vec<Rule>>,
+    /// `to` indexed by destination service.
+    pub to_by_service: Arc<ServiceRules>,
+    pub to_resources: Arc<ResourceRules>,
+    pub single_item: Arc<Vec<Rule>>,
+    pub warnings: Vec<String>,
+}
+
+impl SharedProxyRules {
+    /// The first `to` rule holding the destination service, as
+    /// `rules::compute(&to, &{kuma.io/service: service})` finds it.
+    pub fn to_service(&self, service: &str) -> Option<&Rule> {
+        self.to_by_service.compute(&self.to, service)
+    }
+}
+
+#[derive(Debug, Clone)]
+struct OutboundPart {
+    policies: Arc<Vec<PolicyOrigin>>,
+    to: Arc<Vec<Rule>>,
+    to_by_service: Arc<ServiceRules>,
+    to_error: Option<String>,
+    to_resources: Arc<ResourceRules>,
+    single_item: Arc<Vec<Rule>>,
+}
+
+#[derive(Debug, Clone)]
+struct InboundPart {
+    from: Result<Arc<Vec<Rule>>, String>,
+    inbound: Arc<Vec<InboundRule>>,
+}
+
+/// Parts computed so far, by the fold-order indices of the policies that
+/// decide them. Many proxies share tags, hence matched policies; in a
+/// snapshot they would otherwise rebuild the same rules again and again.
+#[derive(Default)]
+struct Memo {
+    /// The context the memoized parts were computed with (by address:
+    /// it lives beside the index in its snapshot).
+    context: OnceLock<usize>,
+    outbound: Mutex<HashMap<Vec<usize>, OutboundPart>>,
+    inbound: Mutex<HashMap<Vec<usize>, InboundPart>>,
+}
+
+impl Memo {
+    fn admits(&self, ctx: &MeshContext) -> bool {
+        let address = ctx as *const MeshContext as usize;
+        *self.context.get_or_init(|| address) == address
+    }
+
+    fn outbound(
+        &self,
+        indices: Vec<usize>,
+        compute: impl FnOnce(&[usize]) -> OutboundPart,
+    ) -> OutboundPart {
+        memoized(&self.outbound, indices, compute)
+    }
+
+    fn inbound(
+        &self,
+        indices: Vec<usize>,
+        compute: impl FnOnce(&[usize]) -> InboundPart,
+    ) -> InboundPart {
+        memoized(&self.inbound, indices, compute)
+    }
+}
+
+fn memoized<T: Clone>(
+    memo: &Mutex<HashMap<Vec<usize>, T>>,
+    indices: Vec<usize>,
+    compute: impl FnOnce(&[usize]) -> T,
+) -> T {
+    // A poisoned lock only means another thread panicked mid-insert; the
+    // map itself is still whole.
+    let lock = || memo.lock().unwrap_or_else(|e| e.into_inner());
+    if let Some(found) = lock().get(&indices) {
+        return found.clone();
+    }
+    // Computed outside the lock: two threads may both compute a part, and
+    // both results are equal.
+    let part = compute(&indices);
+    lock().entry(indices).or_insert(part).clone()
+}
+
+impl Clone for Memo {
+    /// A copy starts empty: it is only a cache.
+    fn clone(&self) -> Memo {
+        Memo::default()
+    }
+}
+
+impl std::fmt::Debug for Memo {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Memo").finish_non_exhaustive()
     }
 }
 

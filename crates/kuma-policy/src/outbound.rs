@@ -2,7 +2,7 @@
 //! its ports, a MeshExternalService, MeshMultiZoneService or MeshHTTPRoute).
 
 use std::cmp::Ordering;
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::{BTreeMap, BTreeSet, HashMap};
 
 use serde::Serialize;
 use serde::de::DeserializeOwned;
@@ -197,10 +197,30 @@ pub fn build<'a>(
         })
         .collect();
     let ids: BTreeSet<&ResourceId> = resolved.iter().map(|(id, _)| id).collect();
+    // Only mesh-wide entries and entries naming the same resource can be
+    // relevant: bucket them so each destination checks its own few.
+    let mut mesh_wide = Vec::new();
+    let mut by_name: HashMap<(&str, &str), Vec<usize>> = HashMap::new();
+    for (i, (entry_id, _)) in resolved.iter().enumerate() {
+        if entry_id.kind == "Mesh" {
+            mesh_wide.push(i);
+        } else {
+            by_name
+                .entry((entry_id.kind.as_str(), entry_id.name.as_str()))
+                .or_default()
+                .push(i);
+        }
+    }
     let mut rules = BTreeMap::new();
     for id in ids {
-        let relevant: Vec<&Entry<'_>> = resolved
-            .iter()
+        let mut candidates = mesh_wide.clone();
+        if let Some(found) = by_name.get(&(id.kind.as_str(), id.name.as_str())) {
+            candidates.extend(found);
+            candidates.sort_unstable();
+        }
+        let relevant: Vec<&Entry<'_>> = candidates
+            .into_iter()
+            .map(|i| &resolved[i])
             .filter(|(entry_id, _)| relevant(entry_id, id))
             .map(|(_, e)| *e)
             .collect();

@@ -4,7 +4,7 @@
 
 mod cliques;
 
-use std::collections::BTreeSet;
+use std::collections::{BTreeSet, HashMap};
 
 use serde::Serialize;
 use serde::de::DeserializeOwned;
@@ -112,10 +112,11 @@ pub fn build(
         .flat_map(|s| s.tags().iter().map(|t| t.key.as_str()))
         .collect();
 
+    let candidates = Candidates::new(&items);
     let mut rules = Vec::new();
     if !negations && keys.len() <= 1 {
         for ss in subsets {
-            rules.extend(rule_for(ss, &items, strategy));
+            rules.extend(rule_for(ss, &items, &candidates, strategy));
         }
         rules.sort_by_key(|r: &Rule| std::cmp::Reverse(r.subset.tags().len()));
         return Ok(rules);
@@ -130,11 +131,54 @@ pub fn build(
             .collect();
         tags.sort_by(|a, b| a.key.cmp(&b.key).then_with(|| a.value.cmp(&b.value)));
         for ss in combinations(&tags) {
-            rules.extend(rule_for(ss, &items, strategy));
+            rules.extend(rule_for(ss, &items, &candidates, strategy));
         }
     }
     rules.sort_by_key(|r| std::cmp::Reverse(r.subset.num_positive()));
     Ok(rules)
+}
+
+/// Which items could hold a candidate subset, so that a rule checks a few
+/// items instead of all of them (thousands of policies otherwise cost a
+/// quadratic number of subset checks per proxy).
+///
+/// An item subset made only of positive tags holds a candidate only when
+/// the candidate has each of those tags positively (see
+/// [`Subset::is_subset`]), so indexing such items by their first tag loses
+/// none; the others (the mesh, negations) are checked always.
+struct Candidates<'a> {
+    always: Vec<usize>,
+    by_tag: HashMap<(&'a str, &'a str), Vec<usize>>,
+}
+
+impl<'a> Candidates<'a> {
+    fn new(items: &'a [(Subset, &RuleItem<'_>)]) -> Candidates<'a> {
+        let mut always = Vec::new();
+        let mut by_tag: HashMap<(&str, &str), Vec<usize>> = HashMap::new();
+        for (i, (subset, _)) in items.iter().enumerate() {
+            match subset.tags().first() {
+                Some(first) if subset.tags().iter().all(|t| !t.not) => by_tag
+                    .entry((first.key.as_str(), first.value.as_str()))
+                    .or_default()
+                    .push(i),
+                _ => always.push(i),
+            }
+        }
+        Candidates { always, by_tag }
+    }
+
+    /// Indices of the items that may hold `ss`, in fold order.
+    fn of(&self, ss: &Subset) -> Vec<usize> {
+        let mut out = self.always.clone();
+        for tag in ss.tags().iter().filter(|t| !t.not) {
+            if let Some(found) = self.by_tag.get(&(tag.key.as_str(), tag.value.as_str())) {
+                out.extend(found);
+            }
+        }
+        out.sort_unstable();
+        out.dedup();
+        out
+    }
 }
 
 /// The rule for one candidate subset: the fold of every entry whose subset
@@ -142,10 +186,13 @@ pub fn build(
 fn rule_for(
     ss: Subset,
     items: &[(Subset, &RuleItem<'_>)],
+    candidates: &Candidates<'_>,
     strategy: MergeStrategy,
 ) -> Option<Rule> {
-    let relevant: Vec<&RuleItem<'_>> = items
-        .iter()
+    let relevant: Vec<&RuleItem<'_>> = candidates
+        .of(&ss)
+        .into_iter()
+        .map(|i| &items[i])
         .filter(|(item_subset, _)| item_subset.is_subset(&ss))
         .map(|(_, item)| *item)
         .collect();
@@ -158,6 +205,54 @@ fn rule_for(
         conf,
         origins: origins(relevant.iter().map(|i| i.origin)),
     })
+}
+
+/// `to` rules looked up by destination service: the same answer as
+/// [`compute`] with the element `{kuma.io/service: service}`, without
+/// scanning every rule for every destination of a proxy.
+#[derive(Debug, Clone, Default)]
+pub struct ServiceRules {
+    /// Rules with a positive `kuma.io/service` tag, by its value.
+    by_service: HashMap<String, Vec<usize>>,
+    /// Rules with no positive tag (the mesh, negations only).
+    generic: Vec<usize>,
+}
+
+impl ServiceRules {
+    pub fn new(rules: &[Rule]) -> ServiceRules {
+        let mut out = ServiceRules::default();
+        for (i, rule) in rules.iter().enumerate() {
+            let mut positive = rule.subset.tags().iter().filter(|t| !t.not);
+            match positive.next() {
+                None => out.generic.push(i),
+                // A positive tag on another key never holds a bare service.
+                Some(t) if t.key == SERVICE_TAG => {
+                    out.by_service.entry(t.value.clone()).or_default().push(i)
+                }
+                Some(_) => {}
+            }
+        }
+        out
+    }
+
+    /// The first of `rules` (the ones this was built from) holding the
+    /// destination `service`.
+    pub fn compute<'a>(&self, rules: &'a [Rule], service: &str) -> Option<&'a Rule> {
+        let element = Element::from([(SERVICE_TAG.to_string(), service.to_string())]);
+        let first = |indices: &[usize]| {
+            indices
+                .iter()
+                .copied()
+                .find(|&i| rules[i].subset.contains_element(&element))
+        };
+        let specific = self.by_service.get(service).and_then(|i| first(i));
+        let generic = first(&self.generic);
+        let index = match (specific, generic) {
+            (Some(a), Some(b)) => Some(a.min(b)),
+            (a, b) => a.or(b),
+        }?;
+        rules.get(index)
+    }
 }
 
 /// Distinct policies in order of first contribution.

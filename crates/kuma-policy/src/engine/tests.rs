@@ -6,7 +6,7 @@ use super::*;
 use crate::outbound::ResourceId;
 use crate::rules::compute;
 use crate::subset::Subset;
-use crate::testing::{mk_dataplane, mk_policy, mk_resource, tags};
+use crate::testing::{mk_dataplane, mk_policy, mk_resource, tags, with_labels};
 
 const WEB: &[(&str, &str)] = &[(SERVICE_TAG, "web"), ("version", "v1")];
 const ADMIN: &[(&str, &str)] = &[(SERVICE_TAG, "web-admin")];
@@ -561,4 +561,157 @@ fn index_gives_the_same_answer_as_checking_every_policy() {
         .collect();
     assert_eq!(fast, slow);
     assert!(fast.len() > 60 && fast.len() < 300, "{}", fast.len());
+}
+
+fn timeout(name: &str, top: Value, to: &str, idle: &str) -> Policy {
+    mk_policy(
+        Kind::MeshTimeout,
+        name,
+        json!({"targetRef": top,
+               "to": [{"targetRef": {"kind": "MeshService", "name": to}, "default": {"idleTimeout": idle}}],
+               "from": [{"targetRef": {"kind": "Mesh"}, "default": {"idleTimeout": idle}}]}),
+    )
+}
+
+fn assert_same_rules(shared: &SharedProxyRules, fresh: &ProxyRules) {
+    assert_eq!(*shared.policies, fresh.policies);
+    assert_eq!(*shared.to, fresh.to);
+    assert_eq!(*shared.to_resources, fresh.to_resources);
+    assert_eq!(*shared.single_item, fresh.single_item);
+    assert_eq!(shared.warnings, fresh.warnings);
+    let from: BTreeMap<InboundKey, Vec<Rule>> = shared
+        .from
+        .iter()
+        .map(|(k, v)| (k.clone(), v.as_ref().clone()))
+        .collect();
+    assert_eq!(from, fresh.from);
+    let inbound: BTreeMap<InboundKey, Vec<InboundRule>> = shared
+        .inbound
+        .iter()
+        .map(|(k, v)| (k.clone(), v.as_ref().clone()))
+        .collect();
+    assert_eq!(inbound, fresh.inbound);
+}
+
+#[test]
+fn shared_rules_are_the_rules_and_shared_between_alike_proxies() {
+    let policies = vec![
+        timeout("all", json!({"kind": "Mesh"}), "backend", "1s"),
+        timeout(
+            "web",
+            json!({"kind": "MeshService", "name": "web"}),
+            "db",
+            "2s",
+        ),
+        timeout(
+            "v1",
+            json!({"kind": "MeshSubset", "tags": {"version": "v1"}}),
+            "backend",
+            "3s",
+        ),
+        timeout(
+            "admin",
+            json!({"kind": "MeshService", "name": "web-admin"}),
+            "db",
+            "4s",
+        ),
+    ];
+    let context = ctx();
+    let index = PolicyIndex::new(Kind::MeshTimeout, policies, &context);
+    let labels = BTreeMap::new();
+    let first = web_dataplane();
+    let mut second = web_dataplane();
+    if let Some(n) = second.networking.as_mut() {
+        n.address = "10.0.0.2".into();
+    }
+    let p1 = proxy("dp-1", &labels, &first);
+    let p2 = proxy("dp-2", &labels, &second);
+    let a = index.shared_rules_for(&p1, &context);
+    let b = index.shared_rules_for(&p2, &context);
+    assert_same_rules(&a, &index.rules_for(&p1, &context));
+    assert_same_rules(&b, &index.rules_for(&p2, &context));
+    // Asking again gives the same, from the memo.
+    assert_same_rules(
+        &index.shared_rules_for(&p1, &context),
+        &index.rules_for(&p1, &context),
+    );
+
+    // Same tags, other addresses: the parts are computed once.
+    assert!(Arc::ptr_eq(&a.to, &b.to));
+    assert!(Arc::ptr_eq(&a.to_resources, &b.to_resources));
+    let port = |r: &SharedProxyRules, port: u32| {
+        r.from
+            .iter()
+            .find(|(k, _)| k.port == port)
+            .map(|(_, v)| v.clone())
+            .unwrap()
+    };
+    assert!(Arc::ptr_eq(&port(&a, 8080), &port(&b, 8080)));
+    assert!(!Arc::ptr_eq(&port(&a, 8080), &port(&a, 9090)));
+    assert_ne!(a.from.keys().next(), b.from.keys().next());
+    // The destination lookup answers as the rules do.
+    for service in ["backend", "db", "other"] {
+        let element = BTreeMap::from([(SERVICE_TAG.to_string(), service.to_string())]);
+        assert_eq!(a.to_service(service), compute(&a.to, &element), "{service}");
+    }
+    assert_eq!(
+        a.to_service("backend").unwrap().conf,
+        json!({"idleTimeout": "3s"})
+    );
+}
+
+#[test]
+fn shared_rules_with_another_context_are_not_mixed_up() {
+    let policies = vec![timeout("all", json!({"kind": "Mesh"}), "backend", "1s")];
+    let empty = ctx();
+    let index = PolicyIndex::new(Kind::MeshTimeout, policies, &empty);
+    let labels = BTreeMap::new();
+    let spec = web_dataplane();
+    let p = proxy("dp", &labels, &spec);
+    let first = index.shared_rules_for(&p, &empty);
+    assert!(first.to_resources.0.is_empty());
+    // A context that knows the MeshService `backend`: its rules resolve.
+    let with_service = MeshContext {
+        destinations: vec![Destination {
+            kind: TargetRefKind::MeshService,
+            name: "backend".into(),
+            labels: BTreeMap::new(),
+        }],
+        ..ctx()
+    };
+    let other = index.shared_rules_for(&p, &with_service);
+    assert_same_rules(&other, &index.rules_for(&p, &with_service));
+    assert_eq!(other.to_resources.0.len(), 1);
+    assert!(index.shared_rules_for(&p, &empty).to_resources.0.is_empty());
+}
+
+#[test]
+fn policies_alike_but_for_their_zone_are_selected_apart() {
+    let zoned = |name: &str, zone: &str| {
+        with_labels(
+            mtp(name, json!({"kind": "Mesh"}), "Allow"),
+            &[("kuma.io/origin", "zone"), ("kuma.io/zone", zone)],
+        )
+    };
+    let policies = vec![
+        mtp("global", json!({"kind": "Mesh"}), "Allow"),
+        zoned("east-1", "east"),
+        zoned("west", "west"),
+        zoned("east-2", "east"),
+    ];
+    let index = PolicyIndex::new(Kind::MeshTrafficPermission, policies, &ctx());
+    let spec = web_dataplane();
+    let labels = tags(&[("kuma.io/origin", "zone"), ("kuma.io/zone", "east")]);
+    let p = proxy("dp", &labels, &spec);
+    let matched: Vec<usize> = index.matching(&p).into_iter().map(|(i, _)| i).collect();
+    let slow: Vec<usize> = (0..index.policies().len())
+        .filter(|&i| !select(&index.policies[i], &index.policies[i].target_ref, &p).is_empty())
+        .collect();
+    assert_eq!(matched, slow);
+    let mut names: Vec<&str> = matched
+        .iter()
+        .map(|&i| index.policies()[i].name.as_str())
+        .collect();
+    names.sort_unstable();
+    assert_eq!(names, vec!["east-1", "east-2", "global"]);
 }

@@ -288,3 +288,159 @@ fn permute(v: &mut Vec<usize>, k: usize, f: &mut impl FnMut(&[usize])) {
         v.swap(k, i);
     }
 }
+
+/// The rules a plain scan of every entry gives: the reference the indexed
+/// candidate lookup of `build` must agree with.
+fn build_by_scan(items: &[RuleItem<'_>], negations: bool) -> Vec<Rule> {
+    let items: Vec<(Subset, &RuleItem<'_>)> = items
+        .iter()
+        .filter(|i| is_tag_era_kind(&i.target_ref.kind))
+        .map(|i| (as_subset(i.target_ref).unwrap(), i))
+        .collect();
+    let subsets = deduplicate(items.iter().map(|(s, _)| s.clone()).collect());
+    let keys: BTreeSet<&str> = subsets
+        .iter()
+        .flat_map(|s| s.tags().iter().map(|t| t.key.as_str()))
+        .collect();
+    let scan = |ss: Subset| {
+        let relevant: Vec<&RuleItem<'_>> = items
+            .iter()
+            .filter(|(s, _)| s.is_subset(&ss))
+            .map(|(_, i)| *i)
+            .collect();
+        (!relevant.is_empty()).then(|| Rule {
+            subset: ss,
+            conf: MergeStrategy::default().fold(relevant.iter().map(|i| i.conf)),
+            origins: origins(relevant.iter().map(|i| i.origin)),
+        })
+    };
+    let mut rules: Vec<Rule> = Vec::new();
+    if !negations && keys.len() <= 1 {
+        rules.extend(subsets.into_iter().filter_map(scan));
+        rules.sort_by_key(|r| std::cmp::Reverse(r.subset.tags().len()));
+        return rules;
+    }
+    for group in cliques::maximal_cliques(&subsets) {
+        let mut tags: Vec<Tag> = group
+            .iter()
+            .flat_map(|&node| subsets[node].tags().iter().cloned())
+            .collect::<BTreeSet<_>>()
+            .into_iter()
+            .collect();
+        tags.sort_by(|a, b| a.key.cmp(&b.key).then_with(|| a.value.cmp(&b.value)));
+        rules.extend(combinations(&tags).into_iter().filter_map(scan));
+    }
+    rules.sort_by_key(|r| std::cmp::Reverse(r.subset.num_positive()));
+    rules
+}
+
+fn mixed_items() -> Items {
+    Items::new(&[
+        ("mesh", json!({"kind": "Mesh"}), "Deny"),
+        (
+            "web",
+            json!({"kind": "MeshService", "name": "web"}),
+            "Allow",
+        ),
+        (
+            "web-v1",
+            json!({"kind": "MeshServiceSubset", "name": "web", "tags": {"version": "v1"}}),
+            "Deny",
+        ),
+        (
+            "v1",
+            json!({"kind": "MeshSubset", "tags": {"version": "v1"}}),
+            "Allow",
+        ),
+        ("api", json!({"kind": "MeshService", "name": "api"}), "Deny"),
+        (
+            "web-again",
+            json!({"kind": "MeshService", "name": "web"}),
+            "Deny",
+        ),
+        (
+            "zone",
+            json!({"kind": "MeshSubset", "tags": {"kuma.io/zone": "east", "version": "v2"}}),
+            "Allow",
+        ),
+    ])
+}
+
+#[test]
+fn indexed_candidates_give_the_rules_a_full_scan_gives() {
+    let items = mixed_items();
+    for negations in [true, false] {
+        let got = build(&items.items(), negations, MergeStrategy::default()).unwrap();
+        assert!(!got.is_empty());
+        assert_eq!(got, build_by_scan(&items.items(), negations), "{negations}");
+    }
+    // One key only: the plain path.
+    let services = Items::new(&[
+        ("mesh", json!({"kind": "Mesh"}), "Deny"),
+        ("a", json!({"kind": "MeshService", "name": "a"}), "Allow"),
+        ("b", json!({"kind": "MeshService", "name": "b"}), "Allow"),
+        (
+            "a-again",
+            json!({"kind": "MeshService", "name": "a"}),
+            "Deny",
+        ),
+    ]);
+    let got = build(&services.items(), false, MergeStrategy::default()).unwrap();
+    assert_eq!(got, build_by_scan(&services.items(), false));
+    assert_eq!(
+        services.action_for(&got, &[(SERVICE_TAG, "a")]).as_deref(),
+        Some("Deny")
+    );
+    assert_eq!(
+        services.action_for(&got, &[(SERVICE_TAG, "b")]).as_deref(),
+        Some("Allow")
+    );
+}
+
+#[test]
+fn service_lookup_finds_what_a_scan_finds() {
+    let items = mixed_items();
+    for negations in [true, false] {
+        let rules = build(&items.items(), negations, MergeStrategy::default()).unwrap();
+        let lookup = ServiceRules::new(&rules);
+        for service in ["web", "api", "other", ""] {
+            let scanned = compute(&rules, &el(&[(SERVICE_TAG, service)]));
+            let looked_up = lookup.compute(&rules, service);
+            assert_eq!(looked_up, scanned, "{service} with negations {negations}");
+        }
+    }
+    // Hand-made rules: negations, another key, the mesh last.
+    let rule = |tags: Vec<Tag>, action: &str| Rule {
+        subset: Subset(tags),
+        conf: json!({"action": action}),
+        origins: Vec::new(),
+    };
+    let rules = vec![
+        rule(
+            vec![Tag::new(SERVICE_TAG, "web"), Tag::new("version", "v1")],
+            "a",
+        ),
+        rule(vec![Tag::not(SERVICE_TAG, "web")], "b"),
+        rule(
+            vec![Tag::new(SERVICE_TAG, "web"), Tag::not("version", "v1")],
+            "c",
+        ),
+        rule(vec![Tag::new("version", "v1")], "d"),
+        rule(vec![], "e"),
+    ];
+    let lookup = ServiceRules::new(&rules);
+    let action = |service: &str| {
+        lookup
+            .compute(&rules, service)
+            .map(|r| r.conf["action"].as_str().unwrap().to_string())
+    };
+    assert_eq!(action("web").as_deref(), Some("c"));
+    assert_eq!(action("api").as_deref(), Some("b"));
+    for service in ["web", "api"] {
+        assert_eq!(
+            lookup.compute(&rules, service),
+            compute(&rules, &el(&[(SERVICE_TAG, service)]))
+        );
+    }
+    assert_eq!(ServiceRules::new(&[]).compute(&[], "web"), None);
+}
