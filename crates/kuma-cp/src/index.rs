@@ -24,6 +24,7 @@ use kuma_xds::server::ProxyId;
 use tokio::sync::{broadcast, watch};
 use tracing::Instrument;
 
+use crate::metrics::Metrics;
 use crate::mtls::identity::{self, IssuedIdentity, RotationQueue};
 use crate::mtls::{MeshCa, resolve_mesh_ca};
 
@@ -31,7 +32,7 @@ mod affected;
 mod generation;
 
 use affected::{Affected, Change, Reach};
-use generation::{generate, same_resources};
+use generation::same_resources;
 
 /// Events arriving this close together are applied as one change, so a
 /// burst (a `kumactl apply` of many resources) recomputes proxies once.
@@ -194,6 +195,8 @@ pub struct MeshIndex {
     /// publish an older result over a newer one.
     generation: Arc<Mutex<()>>,
     rotation: Arc<RotationQueue>,
+    /// Where generation times and failures are recorded.
+    metrics: Metrics,
 }
 
 impl MeshIndex {
@@ -201,6 +204,7 @@ impl MeshIndex {
     /// on a background task until `stop` turns true.
     pub async fn start(
         store: Arc<dyn ResourceStore>,
+        metrics: Metrics,
         mut stop: watch::Receiver<bool>,
     ) -> Result<MeshIndex, StoreError> {
         // Subscribe before loading: a change made during the load is then
@@ -211,6 +215,7 @@ impl MeshIndex {
             state: Arc::default(),
             generation: Arc::default(),
             rotation: RotationQueue::new(),
+            metrics,
         };
         index.resync().await?;
         let runner = index.clone();
@@ -693,7 +698,7 @@ impl MeshIndex {
             None if item.snapshot.dataplane(&proxy.name).is_none() => None,
             None => return Err(ConnectError::Identity(proxy.clone())),
         };
-        let resources = generate(&item, identity.as_deref())?;
+        let resources = self.generate(&item, identity.as_deref())?;
         let mut state = self.lock();
         let entry = state
             .proxies

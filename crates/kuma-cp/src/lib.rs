@@ -65,7 +65,7 @@ impl ControlPlane {
         let info = Arc::new(api::ServerInfo::detect());
         let tokens = Arc::new(tokens::DataplaneTokens::new(store.clone()));
         let insights = Arc::new(insights::Insights::new(info.instance_id.clone()));
-        let index = index::MeshIndex::start(store.clone(), stopped.clone())
+        let index = index::MeshIndex::start(store.clone(), metrics.clone(), stopped.clone())
             .await
             .context("could not load the mesh index")?;
         let dp_server = start_dp_server(

@@ -214,6 +214,10 @@ async fn metrics_follow_store_operations_and_an_ads_stream() {
         sum(&text, "store_count", &["operation=\"get\""]) >= 1.0,
         "the stream's connect read the Dataplane: {text}"
     );
+    assert!(
+        sum(&text, "xds_generation_count", &[]) >= 1.0,
+        "the proxy's configuration was generated and timed: {text}"
+    );
 
     drop(ads);
     cp.wait_for("delta_xds_streams_active", &[], |v| v == 0.0)

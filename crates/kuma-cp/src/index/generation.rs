@@ -2,6 +2,7 @@
 //! over the machine's cores when a change reaches many proxies.
 
 use std::sync::Arc;
+use std::time::Instant;
 
 use chrono::Utc;
 use kuma_xds::ProxyResources;
@@ -17,15 +18,6 @@ pub(super) type Generated = (ProxyId, ProxyResources, Option<Arc<IssuedIdentity>
 /// Below this many proxies per thread, spreading generation over threads
 /// costs more than it saves.
 const PER_THREAD_MIN: usize = 64;
-
-/// The one place a proxy's configuration is generated (connects and
-/// recomputes alike).
-pub(super) fn generate(
-    item: &Work,
-    identity: Option<&IssuedIdentity>,
-) -> Result<ProxyResources, GenerateError> {
-    generate_proxy_with_identity(&item.snapshot, &item.id.name, identity.map(|i| &i.proxy))
-}
 
 /// Whether two configurations hold the same resources: same types and
 /// names, same content hash (the version delta xDS sends, so content with
@@ -46,6 +38,23 @@ pub(super) fn same_resources(a: &ProxyResources, b: &ProxyResources) -> bool {
 }
 
 impl MeshIndex {
+    /// The one place a proxy's configuration is generated (connects and
+    /// recomputes alike), timed into `xds_generation`.
+    pub(super) fn generate(
+        &self,
+        item: &Work,
+        identity: Option<&IssuedIdentity>,
+    ) -> Result<ProxyResources, GenerateError> {
+        let started = Instant::now();
+        let generated =
+            generate_proxy_with_identity(&item.snapshot, &item.id.name, identity.map(|i| &i.proxy));
+        match &generated {
+            Ok(_) => self.metrics.observe_generation(started.elapsed()),
+            Err(_) => self.metrics.generation_failed(),
+        }
+        generated
+    }
+
     /// Generates every item, on as many threads as the machine has cores
     /// when there is enough work to share.
     pub(super) fn generate_all(&self, work: Vec<Work>) -> Vec<Generated> {
@@ -99,7 +108,7 @@ impl MeshIndex {
             }
             return None;
         };
-        match generate(&item, identity.as_deref()) {
+        match self.generate(&item, identity.as_deref()) {
             Ok(resources) => Some((item.id, resources, identity)),
             // The proxy keeps what it has (its Dataplane may be gone).
             Err(e) => {
