@@ -2,6 +2,7 @@
 //! per-proxy rules computed from them.
 
 use std::collections::{BTreeMap, HashMap};
+use std::hash::{Hash, Hasher};
 use std::sync::{Arc, Mutex, OnceLock};
 
 use serde::Serialize;
@@ -195,6 +196,16 @@ impl PolicyIndex {
 
     /// Policies that select `proxy`, in fold order, with what they select.
     pub fn matching(&self, proxy: &Proxy<'_>) -> Vec<(usize, Selection)> {
+        let (matched, selections) = self.matched(proxy);
+        matched
+            .into_iter()
+            .map(|(i, slot)| (i, selections[slot].clone()))
+            .collect()
+    }
+
+    /// [`PolicyIndex::matching`] with each selection computed, and held,
+    /// once per selection class: `(policy, slot in the selections)`.
+    fn matched(&self, proxy: &Proxy<'_>) -> (Vec<(usize, usize)>, Vec<Selection>) {
         let mut candidates: Vec<usize> = self.always.clone();
         if proxy.gateway.is_some() {
             // Listener tags of a builtin gateway are not indexed; gateways
@@ -222,23 +233,26 @@ impl PolicyIndex {
         }
         candidates.sort_unstable();
         candidates.dedup();
-        let mut by_class: HashMap<usize, Selection> = HashMap::new();
-        candidates
+        let mut slots: HashMap<usize, usize> = HashMap::new();
+        let mut selections: Vec<Selection> = Vec::new();
+        let matched = candidates
             .into_iter()
             .filter_map(|i| {
                 let selector = self.selectors[i].as_ref()?;
-                let selection = by_class
-                    .entry(self.classes[i])
-                    .or_insert_with(|| select(&self.policies[i], selector, proxy));
-                (!selection.is_empty()).then(|| (i, selection.clone()))
+                let slot = *slots.entry(self.classes[i]).or_insert_with(|| {
+                    selections.push(select(&self.policies[i], selector, proxy));
+                    selections.len() - 1
+                });
+                (!selections[slot].is_empty()).then_some((i, slot))
             })
-            .collect()
+            .collect();
+        (matched, selections)
     }
 
     /// The rules of this kind for `proxy`.
     pub fn rules_for(&self, proxy: &Proxy<'_>, ctx: &MeshContext) -> ProxyRules {
-        let matched = self.matching(proxy);
-        let (outbound, inbounds) = self.parts(&matched, ctx, false);
+        let (matched, selections) = self.matched(proxy);
+        let (outbound, inbounds) = self.parts(&matched, &selections, ctx, false);
         let mut warnings = self.warnings.clone();
         let mut from = BTreeMap::new();
         let mut inbound_rules = BTreeMap::new();
@@ -269,9 +283,9 @@ impl PolicyIndex {
     /// reference-counted afterwards. `ctx` must be the context the index
     /// was built with; another one bypasses the memo.
     pub fn shared_rules_for(&self, proxy: &Proxy<'_>, ctx: &MeshContext) -> SharedProxyRules {
-        let matched = self.matching(proxy);
+        let (matched, selections) = self.matched(proxy);
         let memoize = self.memo.admits(ctx);
-        let (outbound, inbounds) = self.parts(&matched, ctx, memoize);
+        let (outbound, inbounds) = self.parts(&matched, &selections, ctx, memoize);
         let mut warnings = self.warnings.clone();
         let mut from = BTreeMap::new();
         let mut inbound_rules = BTreeMap::new();
@@ -302,13 +316,14 @@ impl PolicyIndex {
     /// which policies selected that inbound.
     fn parts(
         &self,
-        matched: &[(usize, Selection)],
+        matched: &[(usize, usize)],
+        selections: &[Selection],
         ctx: &MeshContext,
         memoize: bool,
     ) -> (OutboundPart, Vec<(InboundKey, InboundPart)>) {
         let mut by_inbound: BTreeMap<&InboundKey, Vec<usize>> = BTreeMap::new();
-        for (i, selection) in matched {
-            for key in &selection.inbounds {
+        for (i, slot) in matched {
+            for key in &selections[*slot].inbounds {
                 by_inbound.entry(key).or_default().push(*i);
             }
         }
@@ -421,13 +436,18 @@ impl PolicyIndex {
 
 /// The selection class of each policy (see `PolicyIndex::classes`).
 fn selection_classes(policies: &[Policy], selectors: &[Option<TargetRef>]) -> Vec<usize> {
-    // Representatives by a text of what decides selection; equal texts are
-    // compared in full before two policies share a class.
-    let mut by_text: HashMap<String, Vec<usize>> = HashMap::new();
+    // Representatives by a hash of what decides selection most often;
+    // policies with equal hashes are compared in full before they share a
+    // class.
+    let mut by_hash: HashMap<u64, Vec<usize>> = HashMap::new();
     let mut classes = Vec::with_capacity(policies.len());
     for (i, (policy, selector)) in policies.iter().zip(selectors).enumerate() {
-        let text = serde_json::to_string(&(&policy.labels, selector)).unwrap_or_default();
-        let same = by_text.entry(text).or_default();
+        let mut hasher = std::hash::DefaultHasher::new();
+        policy.labels.hash(&mut hasher);
+        if let Some(r) = selector {
+            (&r.kind, &r.name, &r.tags, &r.labels, &r.section_name).hash(&mut hasher);
+        }
+        let same = by_hash.entry(hasher.finish()).or_default();
         let found = same
             .iter()
             .copied()

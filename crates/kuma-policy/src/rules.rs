@@ -238,12 +238,11 @@ impl ServiceRules {
     /// The first of `rules` (the ones this was built from) holding the
     /// destination `service`.
     pub fn compute<'a>(&self, rules: &'a [Rule], service: &str) -> Option<&'a Rule> {
-        let element = Element::from([(SERVICE_TAG.to_string(), service.to_string())]);
         let first = |indices: &[usize]| {
             indices
                 .iter()
                 .copied()
-                .find(|&i| rules[i].subset.contains_element(&element))
+                .find(|&i| holds_service(&rules[i].subset, service))
         };
         let specific = self.by_service.get(service).and_then(|i| first(i));
         let generic = first(&self.generic);
@@ -253,6 +252,23 @@ impl ServiceRules {
         }?;
         rules.get(index)
     }
+}
+
+/// `subset.contains_element({kuma.io/service: service})`, without building
+/// the element.
+fn holds_service(subset: &Subset, service: &str) -> bool {
+    let mut overlap = false;
+    for tag in subset.tags() {
+        if tag.key == SERVICE_TAG {
+            overlap = true;
+            if (tag.value == service) == tag.not {
+                return false;
+            }
+        } else if !tag.not {
+            return false;
+        }
+    }
+    subset.is_empty() || overlap || subset.num_positive() == 0
 }
 
 /// Distinct policies in order of first contribution.
