@@ -46,7 +46,8 @@ impl MeshSnapshot {
     /// both snapshots (a cluster of another kind never counts).
     fn same_service_destination(&self, previous: &MeshSnapshot, name: &str) -> bool {
         match (previous.service(name), self.service(name)) {
-            (Some(a), Some(b)) => a == b,
+            // Updated snapshots share unchanged destinations.
+            (Some(a), Some(b)) => std::ptr::eq(a, b) || a == b,
             _ => false,
         }
     }

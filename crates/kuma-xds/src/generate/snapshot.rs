@@ -1,17 +1,20 @@
 //! Everything generation needs to know about one mesh, indexed once.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::sync::{Arc, Mutex};
 
-use kuma_api::kinds::dataplane::{DataplaneSpec, Inbound, InboundState};
+use kuma_api::kinds::dataplane::DataplaneSpec;
 use kuma_api::kinds::mesh::MeshSpec;
-use kuma_api::kinds::mesh_service::{MeshServiceSpec, Port, TargetPort};
+use kuma_api::kinds::mesh_service::MeshServiceSpec;
 use kuma_api::kinds::tags::SERVICE_TAG;
 use kuma_api::policies::TargetRefKind;
 use kuma_api::{Kind, Resource, ResourceMeta, Spec};
 use kuma_policy::{Destination as PolicyDestination, MeshContext, Policy, PolicyIndex};
 
 use crate::XdsResource;
+
+mod index;
+mod update;
 
 /// The application protocol of a service, as far as Envoy config cares.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
@@ -106,22 +109,42 @@ pub(crate) enum CacheKey {
 /// generation applies, and the destination index derived from them. Cheap
 /// to share between threads; resources identical for many proxies are
 /// encoded once and cached here.
+///
+/// Parts are kept behind `Arc` so that [`MeshSnapshot::with_dataplane_changes`]
+/// can share everything a change does not touch with the snapshot it
+/// starts from.
 #[derive(Debug)]
 pub struct MeshSnapshot {
     mesh: String,
     mesh_spec: Option<MeshSpec>,
-    dataplanes: BTreeMap<String, DataplaneSpec>,
-    dataplane_labels: BTreeMap<String, BTreeMap<String, String>>,
-    policy_context: MeshContext,
-    /// Every targetRef policy kind present in the mesh, indexed for matching.
-    policies: BTreeMap<Kind, PolicyIndex>,
-    /// Stands in for a kind with no policy in the mesh.
-    no_policies: PolicyIndex,
-    policy_warnings: Vec<String>,
-    mesh_services: BTreeMap<String, MeshServiceSpec>,
-    services: BTreeMap<String, Destination>,
-    mesh_service_ports: BTreeMap<(String, u32), Destination>,
+    dataplanes: BTreeMap<String, Arc<IndexedDataplane>>,
+    policies: Arc<PolicySet>,
+    mesh_services: Arc<BTreeMap<String, MeshServiceSpec>>,
+    services: BTreeMap<String, Arc<Destination>>,
+    /// Per `kuma.io/service`, the Dataplanes with an inbound of it that is
+    /// not ignored: what an update re-indexes the service from.
+    service_members: BTreeMap<String, Arc<BTreeSet<String>>>,
+    mesh_service_ports: BTreeMap<(String, u32), Arc<Destination>>,
     pub(super) shared: Mutex<HashMap<CacheKey, Arc<XdsResource>>>,
+}
+
+/// A Dataplane with the labels policies and MeshServices select it by.
+#[derive(Debug)]
+pub(super) struct IndexedDataplane {
+    pub(super) labels: BTreeMap<String, String>,
+    pub(super) spec: DataplaneSpec,
+}
+
+/// The mesh's policies, indexed; they depend on policies and MeshServices
+/// only, never on Dataplanes.
+#[derive(Debug)]
+struct PolicySet {
+    context: MeshContext,
+    /// Every targetRef policy kind present in the mesh, indexed for matching.
+    by_kind: BTreeMap<Kind, PolicyIndex>,
+    /// Stands in for a kind with no policy in the mesh.
+    none: PolicyIndex,
+    warnings: Vec<String>,
 }
 
 /// Collects one mesh's resources; everything of another mesh is dropped,
@@ -215,8 +238,6 @@ impl MeshSnapshotBuilder {
     }
 
     pub fn build(self) -> MeshSnapshot {
-        let services = index_services(&self.dataplanes);
-        let mesh_service_ports = index_mesh_services(&self.mesh_services, &self.dataplanes);
         let (http_routes, others): (Vec<Policy>, Vec<Policy>) = self
             .policies
             .into_iter()
@@ -234,7 +255,7 @@ impl MeshSnapshotBuilder {
                     .unwrap_or_default(),
             })
             .collect();
-        let policy_context = MeshContext {
+        let context = MeshContext {
             mesh: self.mesh.clone(),
             destinations,
             http_routes: http_routes.clone(),
@@ -243,29 +264,41 @@ impl MeshSnapshotBuilder {
         for p in others.into_iter().chain(http_routes) {
             by_kind.entry(p.kind).or_default().push(p);
         }
-        let policies = by_kind
+        let by_kind = by_kind
             .into_iter()
-            .map(|(kind, list)| (kind, PolicyIndex::new(kind, list, &policy_context)))
+            .map(|(kind, list)| (kind, PolicyIndex::new(kind, list, &context)))
             .collect();
-        let no_policies =
-            PolicyIndex::new(Kind::MeshTrafficPermission, Vec::new(), &policy_context);
-        let mut dataplanes = BTreeMap::new();
-        let mut dataplane_labels = BTreeMap::new();
-        for (name, (labels, spec)) in self.dataplanes {
-            dataplane_labels.insert(name.clone(), labels);
-            dataplanes.insert(name, spec);
+        let none = PolicyIndex::new(Kind::MeshTrafficPermission, Vec::new(), &context);
+        let dataplanes: BTreeMap<String, Arc<IndexedDataplane>> = self
+            .dataplanes
+            .into_iter()
+            .map(|(name, (labels, spec))| (name, Arc::new(IndexedDataplane { labels, spec })))
+            .collect();
+        let service_members = index::service_members(&dataplanes);
+        let services = service_members
+            .iter()
+            .map(|(service, members)| {
+                let dest = index::service_destination(service, members, &dataplanes);
+                (service.clone(), Arc::new(dest))
+            })
+            .collect();
+        let mut mesh_service_ports = BTreeMap::new();
+        for (name, svc) in &self.mesh_services {
+            index::insert_mesh_service_ports(&mut mesh_service_ports, name, svc, &dataplanes);
         }
         MeshSnapshot {
             mesh: self.mesh,
             mesh_spec: self.mesh_spec,
             dataplanes,
-            dataplane_labels,
-            policy_context,
-            policies,
-            no_policies,
-            policy_warnings: self.warnings,
-            mesh_services: self.mesh_services,
+            policies: Arc::new(PolicySet {
+                context,
+                by_kind,
+                none,
+                warnings: self.warnings,
+            }),
+            mesh_services: Arc::new(self.mesh_services),
             services,
+            service_members,
             mesh_service_ports,
             shared: Mutex::default(),
         }
@@ -298,18 +331,18 @@ impl MeshSnapshot {
     }
 
     pub fn dataplane(&self, name: &str) -> Option<&DataplaneSpec> {
-        self.dataplanes.get(name)
+        self.dataplanes.get(name).map(|d| &d.spec)
     }
 
     /// The labels of a Dataplane (empty when unknown): policies may select by them.
     pub fn dataplane_labels(&self, name: &str) -> &BTreeMap<String, String> {
         static NONE: BTreeMap<String, String> = BTreeMap::new();
-        self.dataplane_labels.get(name).unwrap_or(&NONE)
+        self.dataplanes.get(name).map_or(&NONE, |d| &d.labels)
     }
 
     /// What policy matching needs to know about the mesh.
     pub fn policy_context(&self) -> &MeshContext {
-        &self.policy_context
+        &self.policies.context
     }
 
     /// The mesh's MeshTrafficPermissions, indexed for matching.
@@ -320,17 +353,20 @@ impl MeshSnapshot {
     /// The mesh's policies of `kind`, indexed for matching (none when the
     /// mesh has none of that kind).
     pub fn policy_index(&self, kind: Kind) -> &PolicyIndex {
-        self.policies.get(&kind).unwrap_or(&self.no_policies)
+        self.policies
+            .by_kind
+            .get(&kind)
+            .unwrap_or(&self.policies.none)
     }
 
     /// The policy kinds the mesh has at least one policy of.
     pub fn policy_kinds(&self) -> impl Iterator<Item = Kind> + '_ {
-        self.policies.keys().copied()
+        self.policies.by_kind.keys().copied()
     }
 
     /// Policies left out because they could not be read.
     pub fn policy_warnings(&self) -> &[String] {
-        &self.policy_warnings
+        &self.policies.warnings
     }
 
     pub fn dataplane_names(&self) -> impl Iterator<Item = &str> {
@@ -348,12 +384,14 @@ impl MeshSnapshot {
 
     /// The destination of a `kuma.io/service`; `None` when no inbound serves it.
     pub fn service(&self, service: &str) -> Option<&Destination> {
-        self.services.get(service)
+        self.services.get(service).map(|d| &**d)
     }
 
     /// The destination of one port of a MeshService.
     pub fn mesh_service_port(&self, name: &str, port: u32) -> Option<&Destination> {
-        self.mesh_service_ports.get(&(name.to_string(), port))
+        self.mesh_service_ports
+            .get(&(name.to_string(), port))
+            .map(|d| &**d)
     }
 
     /// The shared resource under `key`, built by `build` on first use.
@@ -385,129 +423,6 @@ impl MeshSnapshot {
     }
 }
 
-/// Address other proxies use to reach an inbound.
-fn reachable_address<'a>(dataplane: &'a DataplaneSpec, inbound: &'a Inbound) -> &'a str {
-    if !inbound.address.is_empty() {
-        return &inbound.address;
-    }
-    match &dataplane.networking {
-        Some(n) if !n.advertised_address.is_empty() => &n.advertised_address,
-        Some(n) => &n.address,
-        None => "",
-    }
-}
-
-fn endpoint(name: &str, dataplane: &DataplaneSpec, inbound: &Inbound) -> Endpoint {
-    Endpoint {
-        dataplane: name.to_string(),
-        address: reachable_address(dataplane, inbound).to_string(),
-        port: inbound.port,
-        tags: inbound.tags.clone(),
-    }
-}
-
-type Dataplanes = BTreeMap<String, (BTreeMap<String, String>, DataplaneSpec)>;
-
-fn index_services(dataplanes: &Dataplanes) -> BTreeMap<String, Destination> {
-    let mut protocols: BTreeMap<String, Vec<Protocol>> = BTreeMap::new();
-    let mut endpoints: BTreeMap<String, Vec<Endpoint>> = BTreeMap::new();
-    for (name, (_, dp)) in dataplanes {
-        for inbound in dp.inbounds() {
-            let Some(service) = inbound.service_tag() else {
-                continue;
-            };
-            if inbound.state() == InboundState::Ignored {
-                continue;
-            }
-            // Readiness flips often; the protocol should not flip with it.
-            protocols
-                .entry(service.to_string())
-                .or_default()
-                .push(Protocol::parse(inbound.protocol()));
-            let list = endpoints.entry(service.to_string()).or_default();
-            if inbound.is_ready() {
-                list.push(endpoint(name, dp, inbound));
-            }
-        }
-    }
-    endpoints
-        .into_iter()
-        .map(|(service, endpoints)| {
-            let protocol = Protocol::common(protocols.remove(&service).unwrap_or_default());
-            (
-                service,
-                Destination {
-                    endpoints,
-                    protocol,
-                },
-            )
-        })
-        .collect()
-}
-
-fn index_mesh_services(
-    services: &BTreeMap<String, MeshServiceSpec>,
-    dataplanes: &Dataplanes,
-) -> BTreeMap<(String, u32), Destination> {
-    let mut out = BTreeMap::new();
-    for (svc_name, svc) in services {
-        for port in &svc.ports {
-            let mut endpoints = Vec::new();
-            for (dp_name, (labels, dp)) in dataplanes {
-                for inbound in dp.inbounds() {
-                    if inbound.is_ready()
-                        && selects(svc, dp_name, labels, inbound)
-                        && serves_port(port, inbound)
-                    {
-                        endpoints.push(endpoint(dp_name, dp, inbound));
-                    }
-                }
-            }
-            out.insert(
-                (svc_name.clone(), port.port),
-                Destination {
-                    endpoints,
-                    protocol: Protocol::parse(port.protocol()),
-                },
-            );
-        }
-    }
-    out
-}
-
-/// Whether a MeshService's selector picks this inbound of this proxy.
-fn selects(
-    svc: &MeshServiceSpec,
-    dp_name: &str,
-    labels: &BTreeMap<String, String>,
-    inbound: &Inbound,
-) -> bool {
-    let Some(selector) = &svc.selector else {
-        return false;
-    };
-    if let Some(tags) = &selector.dataplane_tags {
-        return tags.iter().all(|(k, v)| inbound.tags.get(k) == Some(v));
-    }
-    if let Some(r) = &selector.dataplane_ref {
-        return r.name == dp_name;
-    }
-    if let Some(l) = &selector.dataplane_labels {
-        return l.matches(labels);
-    }
-    false
-}
-
-/// A MeshService port reaches the inbound whose port (or name) is its target.
-fn serves_port(port: &Port, inbound: &Inbound) -> bool {
-    match &port.target_port {
-        Some(TargetPort::Number(n)) => inbound.port == *n,
-        Some(TargetPort::Name(name)) => {
-            inbound.name == *name || name.parse::<u32>().is_ok_and(|n| inbound.port == n)
-        }
-        None => inbound.port == port.port,
-    }
-}
-
 /// Services keyed by `kuma.io/service` never include the tag in endpoint
 /// metadata: it is the same for every endpoint of a cluster.
 pub(crate) fn lb_tags(tags: &BTreeMap<String, String>) -> impl Iterator<Item = (&str, &str)> {
@@ -519,7 +434,7 @@ pub(crate) fn lb_tags(tags: &BTreeMap<String, String>) -> impl Iterator<Item = (
 #[cfg(test)]
 mod tests {
     use super::*;
-    use kuma_api::kinds::dataplane::{Health, Networking};
+    use kuma_api::kinds::dataplane::{Health, Inbound, InboundState, Networking};
 
     fn mk_inbound(service: &str, port: u32, protocol: &str) -> Inbound {
         Inbound {

@@ -1,0 +1,259 @@
+//! An updated snapshot must generate exactly what a fresh build of the same
+//! resources generates, whatever sequence of changes led to it.
+
+use std::collections::BTreeMap;
+
+use kuma_api::Spec;
+use kuma_api::kinds::dataplane::{
+    BackendRef, DataplaneSpec, Health, Inbound, InboundState, Networking, Outbound,
+};
+use kuma_api::kinds::mesh_service::{MeshServiceSpec, Port, Selector, TargetPort};
+use kuma_api::kinds::tags::SERVICE_TAG;
+
+use super::*;
+use crate::generate::generate_proxy;
+
+const SERVICES: usize = 4;
+
+/// A small deterministic generator: the sequences are random-ish but the
+/// same on every run, so a failure can be replayed.
+struct Lcg(u64);
+
+impl Lcg {
+    fn next(&mut self, below: usize) -> usize {
+        self.0 = self
+            .0
+            .wrapping_mul(6_364_136_223_846_793_005)
+            .wrapping_add(1_442_695_040_888_963_407);
+        ((self.0 >> 33) as usize) % below
+    }
+}
+
+fn service(i: usize) -> String {
+    format!("svc-{i}")
+}
+
+fn mk_inbound(rng: &mut Lcg, port: u32) -> Inbound {
+    let protocol = ["http", "tcp", "grpc", "http2"][rng.next(4)];
+    let mut inbound = Inbound {
+        port,
+        service_port: port + 1000,
+        tags: [
+            (SERVICE_TAG.to_string(), service(rng.next(SERVICES))),
+            ("kuma.io/protocol".to_string(), protocol.to_string()),
+            ("version".to_string(), format!("v{}", rng.next(2))),
+        ]
+        .into(),
+        ..Inbound::default()
+    };
+    match rng.next(6) {
+        0 => inbound.health = Some(Health { ready: false }),
+        1 => inbound.state = Some(InboundState::Ignored),
+        _ => {}
+    }
+    inbound
+}
+
+fn mk_dataplane(rng: &mut Lcg, index: usize) -> (BTreeMap<String, String>, DataplaneSpec) {
+    let inbounds = (0..1 + rng.next(2))
+        .map(|i| mk_inbound(rng, 8080 + i as u32))
+        .collect();
+    let mut outbound: Vec<Outbound> = (0..SERVICES)
+        .map(|i| Outbound {
+            port: 10_000 + i as u32,
+            tags: [(SERVICE_TAG.to_string(), service(i))].into(),
+            ..Outbound::default()
+        })
+        .collect();
+    outbound.push(Outbound {
+        port: 20_000,
+        backend_ref: Some(BackendRef {
+            kind: "MeshService".into(),
+            name: "by-tag".into(),
+            port: 80,
+            ..BackendRef::default()
+        }),
+        ..Outbound::default()
+    });
+    outbound.push(Outbound {
+        port: 20_001,
+        backend_ref: Some(BackendRef {
+            kind: "MeshService".into(),
+            name: "by-label".into(),
+            port: 90,
+            ..BackendRef::default()
+        }),
+        ..Outbound::default()
+    });
+    let labels = [("team".to_string(), format!("t{}", rng.next(2)))].into();
+    let spec = DataplaneSpec {
+        networking: Some(Networking {
+            address: format!("10.0.{}.{}", rng.next(3), index),
+            inbound: inbounds,
+            outbound,
+            ..Networking::default()
+        }),
+        ..DataplaneSpec::default()
+    };
+    (labels, spec)
+}
+
+fn mesh_services() -> Vec<(&'static str, BTreeMap<String, String>, MeshServiceSpec)> {
+    let by_tag = MeshServiceSpec {
+        selector: Some(Selector {
+            dataplane_tags: Some([(SERVICE_TAG.to_string(), service(1))].into()),
+            ..Selector::default()
+        }),
+        ports: vec![Port {
+            port: 80,
+            target_port: Some(TargetPort::Number(8080)),
+            app_protocol: "http".into(),
+            ..Port::default()
+        }],
+        ..MeshServiceSpec::default()
+    };
+    let by_label: MeshServiceSpec = serde_yaml::from_str(
+        "selector:\n  dataplaneLabels:\n    matchLabels:\n      team: t1\nports:\n- port: 90\n  targetPort: 8081\n",
+    )
+    .expect("MeshService reads");
+    vec![
+        ("by-tag", BTreeMap::new(), by_tag),
+        ("by-label", BTreeMap::new(), by_label),
+    ]
+}
+
+type State = BTreeMap<String, (BTreeMap<String, String>, DataplaneSpec)>;
+
+fn fresh(state: &State) -> MeshSnapshot {
+    let mut b = MeshSnapshot::builder("default");
+    for (name, labels, spec) in mesh_services() {
+        b.add(Some("default"), name, &labels, Spec::MeshService(spec));
+    }
+    for (name, (labels, spec)) in state {
+        b.add(Some("default"), name, labels, Spec::Dataplane(spec.clone()));
+    }
+    b.build()
+}
+
+/// Every proxy's configuration and every destination of both snapshots agree.
+fn assert_same(updated: &MeshSnapshot, built: &MeshSnapshot, step: usize) {
+    assert_eq!(
+        updated.dataplane_names().collect::<Vec<_>>(),
+        built.dataplane_names().collect::<Vec<_>>(),
+        "step {step}: dataplanes"
+    );
+    assert_eq!(
+        updated.service_names().collect::<Vec<_>>(),
+        built.service_names().collect::<Vec<_>>(),
+        "step {step}: services"
+    );
+    for name in built.service_names() {
+        assert_eq!(
+            updated.service(name),
+            built.service(name),
+            "step {step}: {name}"
+        );
+    }
+    for (svc, port) in [("by-tag", 80), ("by-label", 90)] {
+        assert_eq!(
+            updated.mesh_service_port(svc, port),
+            built.mesh_service_port(svc, port),
+            "step {step}: MeshService {svc}"
+        );
+    }
+    for name in built.dataplane_names() {
+        assert_eq!(
+            updated.dataplane_labels(name),
+            built.dataplane_labels(name),
+            "step {step}: labels of {name}"
+        );
+        let a = generate_proxy(updated, name).expect("updated generates");
+        let b = generate_proxy(built, name).expect("fresh generates");
+        assert_eq!(a, b, "step {step}: configuration of {name}");
+    }
+}
+
+#[test]
+fn updates_generate_what_fresh_builds_generate() {
+    for seed in [1_u64, 7, 42] {
+        let mut rng = Lcg(seed);
+        let mut state: State = (0..8)
+            .map(|i| (format!("dp-{i}"), mk_dataplane(&mut rng, i)))
+            .collect();
+        let mut snapshot = fresh(&state);
+        for step in 0..40 {
+            // One to three changes per step: adds, updates and removes.
+            let mut changes = Vec::new();
+            for _ in 0..1 + rng.next(3) {
+                let index = rng.next(12);
+                let name = format!("dp-{index}");
+                let change = if rng.next(4) == 0 {
+                    state.remove(&name);
+                    None
+                } else {
+                    let dp = mk_dataplane(&mut rng, index);
+                    state.insert(name.clone(), dp.clone());
+                    Some(dp)
+                };
+                changes.push((name, change));
+            }
+            snapshot = snapshot.with_dataplane_changes(changes);
+            assert_same(&snapshot, &fresh(&state), step);
+        }
+    }
+}
+
+#[test]
+fn an_update_shares_what_it_does_not_touch() {
+    let mut rng = Lcg(3);
+    let state: State = (0..8)
+        .map(|i| (format!("dp-{i}"), mk_dataplane(&mut rng, i)))
+        .collect();
+    let before = fresh(&state);
+    let (name, (labels, mut spec)) = state
+        .iter()
+        .next()
+        .map(|(n, d)| (n.clone(), d.clone()))
+        .expect("a dataplane");
+    let served: Vec<String> = index::served_services(&spec).map(str::to_string).collect();
+    if let Some(n) = spec.networking.as_mut() {
+        n.address = "192.168.7.7".into();
+    }
+    let after = before.with_dataplane_changes([(name.clone(), Some((labels, spec)))]);
+    assert!(Arc::ptr_eq(&before.policies, &after.policies));
+    assert!(Arc::ptr_eq(&before.mesh_services, &after.mesh_services));
+    for other in state.keys().filter(|n| **n != name) {
+        assert!(Arc::ptr_eq(
+            &before.dataplanes[other],
+            &after.dataplanes[other]
+        ));
+    }
+    for service in before.services.keys() {
+        let shared = Arc::ptr_eq(&before.services[service], &after.services[service]);
+        assert_eq!(
+            shared,
+            !served.contains(service),
+            "{service}: re-indexed only when the changed Dataplane serves it"
+        );
+    }
+}
+
+#[test]
+fn removing_the_last_instance_removes_the_service() {
+    let mut rng = Lcg(5);
+    let (labels, mut spec) = mk_dataplane(&mut rng, 0);
+    if let Some(n) = spec.networking.as_mut() {
+        n.inbound = vec![Inbound {
+            port: 8080,
+            tags: [(SERVICE_TAG.to_string(), "lonely".to_string())].into(),
+            ..Inbound::default()
+        }];
+    }
+    let state: State = [("dp-0".to_string(), (labels, spec))].into();
+    let before = fresh(&state);
+    assert!(before.service("lonely").is_some());
+    let after = before.with_dataplane_changes([("dp-0".to_string(), None)]);
+    assert!(after.service("lonely").is_none());
+    assert_eq!(after.service_names().count(), 0);
+    assert!(after.dataplane("dp-0").is_none());
+}
