@@ -158,6 +158,12 @@ fn check_mod(field: &str, m: &Mod, path: &FieldPath, v: &mut Violations) {
             if !filter && field != "virtualHost" && m.matcher.is_some() {
                 v.add(&path.field("match"), "must not be defined");
             }
+            // Relative additions need the filter they are relative to.
+            if matches!(m.operation.as_str(), "AddBefore" | "AddAfter")
+                && m.matcher.as_ref().and_then(|x| x.name.as_ref()).is_none()
+            {
+                v.add(&path.field("match").field("name"), "must be defined");
+            }
         }
         "Patch" => {
             if m.value.is_none() && m.json_patches.is_none() {
@@ -176,6 +182,30 @@ fn check_mod(field: &str, m: &Mod, path: &FieldPath, v: &mut Violations) {
                 allowed.join("\", \"")
             ),
         ),
+    }
+    for (i, p) in m.json_patches.iter().flatten().enumerate() {
+        check_json_patch(p, &path.field("jsonPatches").index(i), v);
+    }
+}
+
+/// An RFC 6902 operation: its `op`, and the members that op needs.
+fn check_json_patch(p: &JsonPatchBlock, path: &FieldPath, v: &mut Violations) {
+    const OPS: [&str; 6] = ["add", "remove", "replace", "move", "copy", "test"];
+    if !OPS.contains(&p.op.as_str()) {
+        v.add(
+            &path.field("op"),
+            format!("must be one of \"{}\"", OPS.join("\", \"")),
+        );
+        return;
+    }
+    if p.path.is_none() {
+        v.add(&path.field("path"), "must be defined");
+    }
+    if matches!(p.op.as_str(), "add" | "replace" | "test") && p.value.is_none() {
+        v.add(&path.field("value"), "must be defined");
+    }
+    if matches!(p.op.as_str(), "move" | "copy") && p.from.is_none() {
+        v.add(&path.field("from"), "must be defined");
     }
 }
 
@@ -243,6 +273,58 @@ spec:
                 (
                     "spec.default.appendModifications[1].cluster.value",
                     "must not be defined"
+                ),
+            ]
+        );
+    }
+
+    #[test]
+    fn relative_filters_and_json_patches_need_their_members() {
+        let got = violations(
+            r#"
+type: MeshProxyPatch
+name: bad
+mesh: default
+spec:
+  default:
+    appendModifications:
+      - httpFilter:
+          operation: AddBefore
+          value: "name: x"
+      - cluster:
+          operation: Patch
+          jsonPatches:
+            - op: frobnicate
+              path: /a
+            - op: add
+              path: /a
+            - op: move
+              path: /b
+            - op: remove
+"#,
+        );
+        assert_eq!(
+            got,
+            vec![
+                (
+                    "spec.default.appendModifications[0].httpFilter.match.name",
+                    "must be defined"
+                ),
+                (
+                    "spec.default.appendModifications[1].cluster.jsonPatches[0].op",
+                    "must be one of \"add\", \"remove\", \"replace\", \"move\", \"copy\", \"test\""
+                ),
+                (
+                    "spec.default.appendModifications[1].cluster.jsonPatches[1].value",
+                    "must be defined"
+                ),
+                (
+                    "spec.default.appendModifications[1].cluster.jsonPatches[2].from",
+                    "must be defined"
+                ),
+                (
+                    "spec.default.appendModifications[1].cluster.jsonPatches[3].path",
+                    "must be defined"
                 ),
             ]
         );
