@@ -79,8 +79,8 @@ impl KeyFamily {
 /// Loads, creates and caches signing keys; cheap to share.
 pub struct SigningKeys {
     store: Arc<dyn ResourceStore>,
-    /// Parsed keys by (family, secret name).
-    cache: Mutex<HashMap<(KeyFamily, String), Arc<SigningKey>>>,
+    /// Parsed keys by secret, with the secret data they were parsed from.
+    cache: Mutex<HashMap<(KeyFamily, String), (String, Arc<SigningKey>)>>,
 }
 
 impl SigningKeys {
@@ -182,7 +182,9 @@ impl SigningKeys {
         }
     }
 
-    /// The key of a stored secret, parsed once per secret version.
+    /// The key of a stored secret, parsed once per secret content (the
+    /// version alone could repeat: a key deleted and created again starts
+    /// over at version 1).
     pub fn parse(
         &self,
         family: &KeyFamily,
@@ -190,18 +192,6 @@ impl SigningKeys {
         secret: &Resource,
     ) -> Result<Arc<SigningKey>, TokenError> {
         let cache_key = (family.clone(), secret.meta.name.clone());
-        {
-            let cache = self
-                .cache
-                .lock()
-                .unwrap_or_else(std::sync::PoisonError::into_inner);
-            if let Some(k) = cache
-                .get(&cache_key)
-                .filter(|k| k.version == secret.meta.version)
-            {
-                return Ok(k.clone());
-            }
-        }
         let bad = || TokenError::BadSigningKey {
             mesh: family.mesh_label().to_string(),
             name: secret.meta.name.clone(),
@@ -209,6 +199,16 @@ impl SigningKeys {
         let (Spec::Secret(spec) | Spec::GlobalSecret(spec)) = &secret.spec else {
             return Err(bad());
         };
+        let data = spec.data.clone().unwrap_or_default();
+        {
+            let cache = self
+                .cache
+                .lock()
+                .unwrap_or_else(std::sync::PoisonError::into_inner);
+            if let Some((_, k)) = cache.get(&cache_key).filter(|(d, _)| *d == data) {
+                return Ok(k.clone());
+            }
+        }
         let pem = spec.bytes().ok_or_else(bad)?;
         let encoding = EncodingKey::from_rsa_pem(&pem).map_err(|_| bad())?;
         let decoding = decoding_key(&pem).ok_or_else(bad)?;
@@ -221,7 +221,7 @@ impl SigningKeys {
         self.cache
             .lock()
             .unwrap_or_else(std::sync::PoisonError::into_inner)
-            .insert(cache_key, key.clone());
+            .insert(cache_key, (data, key.clone()));
         Ok(key)
     }
 }
@@ -258,4 +258,60 @@ pub fn random_id() -> String {
     let mut bytes = [0u8; 16];
     rsa::rand_core::OsRng.fill_bytes(&mut bytes);
     bytes.iter().map(|b| format!("{b:02x}")).collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use base64::Engine;
+    use kuma_store::SqliteStore;
+
+    fn mk_secret(name: &str, version: u64, pem: &[u8]) -> Resource {
+        Resource {
+            meta: ResourceMeta {
+                mesh: Some("default".to_string()),
+                name: name.to_string(),
+                labels: BTreeMap::new(),
+                creation_time: Utc::now(),
+                modification_time: Utc::now(),
+                version,
+            },
+            spec: Spec::Secret(SecretSpec {
+                data: Some(base64::engine::general_purpose::STANDARD.encode(pem)),
+            }),
+        }
+    }
+
+    #[tokio::test]
+    async fn a_key_created_again_under_the_same_name_and_version_is_parsed_again() {
+        let store: Arc<dyn ResourceStore> =
+            Arc::new(SqliteStore::in_memory().await.expect("store"));
+        let keys = SigningKeys::new(store);
+        let family = KeyFamily::in_mesh("default", "dataplane-token-signing-key".to_string());
+        let name = "dataplane-token-signing-key-default-1";
+        let first = generate_pem().expect("a key");
+        let second = generate_pem().expect("another key");
+        let a = keys
+            .parse(&family, "1", &mk_secret(name, 1, &first))
+            .expect("parses");
+        let again = keys
+            .parse(&family, "1", &mk_secret(name, 1, &first))
+            .expect("parses");
+        assert!(Arc::ptr_eq(&a, &again), "the same content is parsed once");
+        let b = keys
+            .parse(&family, "1", &mk_secret(name, 1, &second))
+            .expect("parses");
+        assert!(!Arc::ptr_eq(&a, &b), "new content under an old version");
+        let token = b
+            .sign(&serde_json::json!({"exp": 4_000_000_000u64}))
+            .expect("signs");
+        let mut validation = jsonwebtoken::Validation::new(Algorithm::RS256);
+        validation.required_spec_claims.clear();
+        assert!(
+            jsonwebtoken::decode::<serde_json::Value>(&token, &b.decoding, &validation).is_ok()
+        );
+        assert!(
+            jsonwebtoken::decode::<serde_json::Value>(&token, &a.decoding, &validation).is_err()
+        );
+    }
 }
