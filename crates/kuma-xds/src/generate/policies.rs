@@ -20,6 +20,7 @@ mod mesh_health_check;
 pub(crate) mod mesh_http_route;
 mod mesh_load_balancing_strategy;
 pub(crate) mod mesh_passthrough;
+pub(crate) mod mesh_proxy_patch;
 mod mesh_rate_limit;
 mod mesh_retry;
 pub(crate) mod mesh_tcp_route;
@@ -92,6 +93,18 @@ impl<'a> ProxyPolicies<'a> {
                 tracing::warn!(%kind, error = %e, "policy conf does not read; ignored");
                 None
             }
+        }
+    }
+
+    /// MeshProxyPatch edits of the proxy's finished resources: the
+    /// `appendModifications` of every policy selecting it, in order.
+    pub(crate) fn apply_proxy_patch(
+        &self,
+        dataplane: &kuma_api::kinds::dataplane::DataplaneSpec,
+        out: &mut crate::ProxyResources,
+    ) {
+        if let Some(conf) = self.single_item(Kind::MeshProxyPatch) {
+            mesh_proxy_patch::apply(&conf, dataplane, out);
         }
     }
 
