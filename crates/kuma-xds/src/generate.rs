@@ -35,6 +35,8 @@ mod permissions;
 mod policies;
 mod snapshot;
 
+pub use policies::mesh_proxy_patch::check as check_proxy_patch;
+pub use policies::mesh_proxy_patch::proto_json;
 pub use snapshot::{Destination, Endpoint, MeshSnapshot, MeshSnapshotBuilder, Protocol};
 
 use kuma_policy::Proxy;
@@ -107,5 +109,7 @@ pub fn generate_proxy_with_identity(
             out.insert(std::sync::Arc::new(secret));
         }
     }
+    // Last, so that patches see (and may change) everything generated.
+    policies.apply_proxy_patch(dataplane, &mut out);
     Ok(out)
 }

@@ -249,6 +249,20 @@ async fn put_one(
             return Err(Problem::invalid(title, &violations));
         }
     }
+    if let Spec::MeshProxyPatch(spec) = &resource.spec {
+        // kuma-api knows nothing of Envoy's types: values Envoy's API cannot
+        // read are refused here rather than skipped on every proxy.
+        let violations: Vec<Violation> = kuma_xds::generate::check_proxy_patch(&spec.default)
+            .into_iter()
+            .map(|(field, message)| Violation {
+                field: format!("spec.default.{field}"),
+                message,
+            })
+            .collect();
+        if !violations.is_empty() {
+            return Err(Problem::invalid(title, &violations));
+        }
+    }
     match current {
         Some(current) => {
             resource.meta.version = current.meta.version;
