@@ -76,11 +76,14 @@ impl KeyFamily {
     }
 }
 
+/// Parsed keys by (family, secret name), with the secret data each was
+/// parsed from.
+type ParsedKeys = HashMap<(KeyFamily, String), (String, Arc<SigningKey>)>;
+
 /// Loads, creates and caches signing keys; cheap to share.
 pub struct SigningKeys {
     store: Arc<dyn ResourceStore>,
-    /// Parsed keys by secret, with the secret data they were parsed from.
-    cache: Mutex<HashMap<(KeyFamily, String), (String, Arc<SigningKey>)>>,
+    cache: Mutex<ParsedKeys>,
 }
 
 impl SigningKeys {
