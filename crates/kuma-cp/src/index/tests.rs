@@ -32,25 +32,25 @@ fn mk_entry() -> MeshEntry {
 #[test]
 fn endpoint_changes_carry_the_snapshot_policy_changes_do_not() {
     let mut entry = mk_entry();
-    entry.invalidate(Kind::Dataplane);
+    entry.invalidate(Kind::Dataplane, "web-1");
     assert!(entry.snapshot.is_none());
     assert!(entry.carry_from.is_some());
     // Still carried through further endpoint changes before the next build.
-    entry.invalidate(Kind::MeshService);
+    entry.invalidate(Kind::MeshService, "web-1");
     assert!(entry.carry_from.is_some());
     // A policy change in the same batch rules it out.
-    entry.invalidate(Kind::MeshTimeout);
+    entry.invalidate(Kind::MeshTimeout, "web-1");
     assert!(entry.carry_from.is_none());
-    entry.invalidate(Kind::Dataplane);
+    entry.invalidate(Kind::Dataplane, "web-1");
     assert!(entry.carry_from.is_none());
     // The next build starts afresh and is carried from again afterwards.
     entry.snapshot("default");
     assert!(entry.carry_from.is_none());
-    entry.invalidate(Kind::Dataplane);
+    entry.invalidate(Kind::Dataplane, "web-1");
     assert!(entry.carry_from.is_some());
     entry.snapshot("default");
     assert!(entry.carry_from.is_none());
-    entry.invalidate(Kind::Mesh);
+    entry.invalidate(Kind::Mesh, "web-1");
     assert!(entry.carry_from.is_none());
 }
 
@@ -61,8 +61,51 @@ fn nothing_is_carried_in_a_mesh_with_routes() {
     entry
         .resources
         .insert((Kind::MeshHTTPRoute, "r".into()), route);
-    entry.invalidate(Kind::Dataplane);
+    entry.invalidate(Kind::Dataplane, "web-1");
     assert!(entry.carry_from.is_none());
+}
+
+fn mk_serving(address: &str) -> Spec {
+    let yaml = format!(
+        "networking:\n  address: {address}\n  inbound:\n  - port: 8080\n    tags:\n      kuma.io/service: web\n  outbound:\n  - port: 10001\n    tags:\n      kuma.io/service: web\n"
+    );
+    Spec::Dataplane(serde_yaml::from_str(&yaml).expect("Dataplane reads"))
+}
+
+#[test]
+fn dataplane_changes_update_the_last_snapshot_others_rebuild() {
+    let mut entry = MeshEntry::default();
+    for (name, address) in [("web-1", "10.0.0.1"), ("web-2", "10.0.0.2")] {
+        let dp = mk_resource(name, mk_serving(address));
+        entry.resources.insert((Kind::Dataplane, name.into()), dp);
+    }
+    entry.snapshot("default");
+    // Two changes before the next build: both are in the update.
+    let moved = mk_resource("web-1", mk_serving("10.0.9.1"));
+    entry
+        .resources
+        .insert((Kind::Dataplane, "web-1".into()), moved);
+    entry.invalidate(Kind::Dataplane, "web-1");
+    entry.resources.remove(&(Kind::Dataplane, "web-2".into()));
+    entry.invalidate(Kind::Dataplane, "web-2");
+    let changed = entry.update_from.as_ref().map(|(_, names)| names.len());
+    assert_eq!(changed, Some(2));
+    let updated = entry.snapshot("default");
+    assert!(entry.update_from.is_none());
+    let fresh = MeshSnapshot::from_resources("default", entry.resources.values().cloned());
+    assert_eq!(updated.dataplane_names().collect::<Vec<_>>(), ["web-1"]);
+    assert_eq!(updated.service("web"), fresh.service("web"));
+    assert_eq!(
+        kuma_xds::generate::generate_proxy(&updated, "web-1").expect("updated generates"),
+        kuma_xds::generate::generate_proxy(&fresh, "web-1").expect("fresh generates"),
+    );
+    // A policy or MeshService change means the next snapshot is built afresh.
+    entry.invalidate(Kind::Dataplane, "web-1");
+    assert!(entry.update_from.is_some());
+    entry.invalidate(Kind::MeshService, "web");
+    assert!(entry.update_from.is_none());
+    entry.invalidate(Kind::Dataplane, "web-1");
+    assert!(entry.update_from.is_none());
 }
 
 fn mk_xds(name: &str, body: &[u8]) -> Arc<kuma_xds::XdsResource> {
