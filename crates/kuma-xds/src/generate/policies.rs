@@ -38,12 +38,10 @@ use envoy_types::pb::envoy::extensions::transport_sockets::tls::v3::TlsParameter
 use kuma_api::Kind;
 use kuma_api::kinds::mesh::MtlsMode;
 use kuma_policy::{
-    Element, InboundKey, MergeStrategy, Proxy, ProxyRules, ResourceId, inbound, rules,
+    Element, InboundKey, MergeStrategy, Proxy, ResourceId, engine::SharedProxyRules, inbound, rules,
 };
 use serde::de::DeserializeOwned;
 use serde_json::Value;
-
-use kuma_api::kinds::tags::SERVICE_TAG;
 
 use super::snapshot::{MeshSnapshot, Protocol};
 
@@ -51,7 +49,7 @@ use super::snapshot::{MeshSnapshot, Protocol};
 pub(crate) struct ProxyPolicies<'a> {
     snapshot: &'a MeshSnapshot,
     mesh: String,
-    rules: BTreeMap<Kind, ProxyRules>,
+    rules: BTreeMap<Kind, SharedProxyRules>,
 }
 
 /// What an outbound leads to, as `to` entries name it.
@@ -70,9 +68,11 @@ impl<'a> ProxyPolicies<'a> {
             // Permissions are applied on their own (only with mTLS on).
             .filter(|k| *k != Kind::MeshTrafficPermission)
             .map(|kind| {
+                // Shared: the parts proxies selected by the same policies
+                // have in common are computed once per snapshot.
                 let rules = snapshot
                     .policy_index(kind)
-                    .rules_for(proxy, snapshot.policy_context());
+                    .shared_rules_for(proxy, snapshot.policy_context());
                 (kind, rules)
             })
             .collect();
@@ -113,10 +113,7 @@ impl<'a> ProxyPolicies<'a> {
         let mut confs = BTreeMap::new();
         for (kind, rules) in &self.rules {
             let conf = match destination {
-                DestinationRef::Service(service) => {
-                    let element = Element::from([(SERVICE_TAG.to_string(), service.to_string())]);
-                    rules::compute(&rules.to, &element).map(|r| &r.conf)
-                }
+                DestinationRef::Service(service) => rules.to_service(service).map(|r| &r.conf),
                 DestinationRef::MeshService { name, section } => {
                     let id = ResourceId::new("MeshService", name, Some(section));
                     rules.to_resources.compute(&id, &self.mesh).map(|r| &r.conf)
