@@ -100,9 +100,26 @@ pub(crate) fn apply(conf: &Conf, dataplane: &DataplaneSpec, out: &mut ProxyResou
     if mods.is_empty() {
         return;
     }
-    let mut clusters = Editable::decode(out, type_url::CLUSTER, CLUSTER);
-    let mut listeners = Editable::decode(out, type_url::LISTENER, LISTENER);
-    let mut routes = Editable::decode(out, type_url::ROUTE, ROUTE);
+    // Decoding to JSON costs: only the types some modification edits.
+    let edits = |fields: &[&str]| {
+        mods.iter()
+            .flat_map(each_mod)
+            .any(|(f, _)| fields.contains(&f))
+    };
+    let empty = ProxyResources::default();
+    let source = |needed: bool| if needed { &*out } else { &empty };
+    let mut clusters = Editable::decode(source(edits(&["cluster"])), type_url::CLUSTER, CLUSTER);
+    let mut listeners = Editable::decode(
+        source(edits(&[
+            "listener",
+            "networkFilter",
+            "httpFilter",
+            "virtualHost",
+        ])),
+        type_url::LISTENER,
+        LISTENER,
+    );
+    let mut routes = Editable::decode(source(edits(&["virtualHost"])), type_url::ROUTE, ROUTE);
     let tags = listener_tags(dataplane);
     for m in mods {
         for (field, one) in each_mod(m) {
