@@ -10,7 +10,8 @@ use envoy_types::pb::envoy::extensions::filters::network::http_connection_manage
 use envoy_types::util::pack_any;
 use kuma_api::kinds::dataplane::InboundState;
 use kuma_api::kinds::mesh::MtlsMode;
-use kuma_policy::{Proxy, ProxyRules};
+use kuma_policy::Proxy;
+use kuma_policy::engine::SharedProxyRules;
 
 use super::mtls::{self, MeshTls};
 use super::permissions::{self, Permissions};
@@ -30,10 +31,10 @@ pub(crate) fn generate(
     let dataplane = proxy.spec;
     let networking_address = dataplane.address();
     // As in Kuma, permissions only mean something once identities do.
-    let rules: Option<ProxyRules> = tls.map(|_| {
+    let rules: Option<SharedProxyRules> = tls.map(|_| {
         snapshot
             .traffic_permissions()
-            .rules_for(proxy, snapshot.policy_context())
+            .shared_rules_for(proxy, snapshot.policy_context())
     });
     for inbound in dataplane.inbounds() {
         // An ignored inbound is as if it were not declared; a not-ready one
@@ -100,7 +101,7 @@ pub(crate) fn generate(
                 let from = rules
                     .as_ref()
                     .and_then(|r| r.from.get(&proxy.inbound_key(inbound)))
-                    .map(Vec::as_slice)
+                    .map(|rules| rules.as_slice())
                     .unwrap_or_default();
                 let permissions = Permissions::from_rules(tls.mesh, from);
                 let rbac_prefix = names::stat_prefix(&listener_name);
