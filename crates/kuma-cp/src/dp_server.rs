@@ -6,14 +6,12 @@
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::time::Duration;
 
 use chrono::Utc;
 use kuma_api::{ApiError, Kind, Resource, ResourceDocument, ResourceKey, Spec};
 use kuma_store::{ResourceStore, StoreError};
 use tokio::net::TcpListener;
 use tokio::sync::watch;
-use tokio::task::JoinSet;
 use tracing::Instrument;
 
 use crate::config::{Config, DpProxyAuthnType};
@@ -31,9 +29,6 @@ pub use tls::DpServerTls;
 
 /// Node metadata field carrying a direct-mode Dataplane (JSON), Kuma's name.
 pub const DIRECT_RESOURCE_METADATA: &str = "dataplane.resource";
-
-/// A TLS handshake slower than this is dropped.
-const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
 
 /// Everything the bootstrap endpoint and the ADS registry share.
 pub struct DpServerState {
@@ -158,7 +153,7 @@ impl DpServer {
         state_parts: impl FnOnce(u16) -> DpServerState,
         listener: TcpListener,
         observer: Arc<dyn kuma_xds::server::StreamObserver>,
-        mut stop: watch::Receiver<bool>,
+        stop: watch::Receiver<bool>,
     ) -> std::io::Result<DpServer> {
         let address = listener.local_addr()?;
         let state = Arc::new(state_parts(address.port()));
@@ -166,61 +161,15 @@ impl DpServer {
             .tls
             .server_config()
             .map_err(|e| std::io::Error::other(e.to_string()))?;
-        let acceptor = tokio_rustls::TlsAcceptor::from(tls);
         let ads =
             kuma_xds::server::ads_service_observed(Arc::new(Registry(state.clone())), observer);
         let app = tonic::service::Routes::new(ads)
             .into_axum_router()
             .merge(bootstrap::router(state.clone()));
+        // Streams end with the control plane; proxies reconnect elsewhere.
         let task = tokio::spawn(
-            async move {
-                let mut connections = JoinSet::new();
-                loop {
-                    let accepted = tokio::select! {
-                        a = listener.accept() => a,
-                        _ = stop.wait_for(|s| *s) => break,
-                        Some(_) = connections.join_next(), if !connections.is_empty() => continue,
-                    };
-                    let (tcp, peer) = match accepted {
-                        Ok(a) => a,
-                        Err(e) => {
-                            tracing::warn!(error = %e, "could not accept a connection");
-                            continue;
-                        }
-                    };
-                    let acceptor = acceptor.clone();
-                    let app = app.clone();
-                    connections.spawn(
-                        async move {
-                            let tls =
-                                match tokio::time::timeout(HANDSHAKE_TIMEOUT, acceptor.accept(tcp))
-                                    .await
-                                {
-                                    Ok(Ok(tls)) => tls,
-                                    Ok(Err(e)) => {
-                                        tracing::debug!(error = %e, "TLS handshake failed");
-                                        return;
-                                    }
-                                    Err(_) => return,
-                                };
-                            let service = hyper_util::service::TowerToHyperService::new(app);
-                            let builder = hyper_util::server::conn::auto::Builder::new(
-                                hyper_util::rt::TokioExecutor::new(),
-                            );
-                            if let Err(e) = builder
-                                .serve_connection(hyper_util::rt::TokioIo::new(tls), service)
-                                .await
-                            {
-                                tracing::debug!(error = %e, "connection ended with an error");
-                            }
-                        }
-                        .instrument(tracing::debug_span!("dp_connection", %peer)),
-                    );
-                }
-                // Streams end with the control plane; proxies reconnect elsewhere.
-                connections.shutdown().await;
-            }
-            .instrument(tracing::info_span!("dp_server", %address)),
+            crate::tls::serve(listener, tls, app, stop)
+                .instrument(tracing::info_span!("dp_server", %address)),
         );
         Ok(DpServer {
             address,
