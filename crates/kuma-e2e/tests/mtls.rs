@@ -81,7 +81,8 @@ struct Mesh {
     backend_inbound: u16,
 }
 
-async fn start_mesh(b: &Binaries) -> Mesh {
+/// The mesh, with backend's inbound speaking `protocol` (`http` or `tcp`).
+async fn start_mesh(b: &Binaries, protocol: &str) -> Mesh {
     let cp = ControlPlane::start(b).await;
     let backend_app = TestService::start("backend-1").await.expect("backend app");
     let backend_inbound = free_port();
@@ -94,6 +95,10 @@ async fn start_mesh(b: &Binaries) -> Mesh {
             service: "backend".into(),
         }],
         &[],
+    )
+    .replace(
+        "kuma.io/protocol: http",
+        &format!("kuma.io/protocol: {protocol}"),
     );
     let backend = Dataplane::start(b, &cp, "backend-1", &backend_yaml).await;
 
@@ -202,7 +207,7 @@ fn deny_web() -> Value {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn strict_mtls_refuses_plaintext_and_permissive_takes_it() {
     let b = binaries::get();
-    let mesh = start_mesh(b).await;
+    let mesh = start_mesh(b, "http").await;
 
     // STRICT: sidecars talk mTLS to each other; a plaintext client that
     // bypasses web's proxy is refused at backend's inbound.
@@ -247,7 +252,7 @@ async fn strict_mtls_refuses_plaintext_and_permissive_takes_it() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn traffic_permission_denies_and_allows_web_by_identity() {
     let b = binaries::get();
-    let mesh = start_mesh(b).await;
+    let mesh = start_mesh(b, "http").await;
     // The mesh's default allow-all-default permission is all it takes.
     mesh.set_mtls("STRICT").await;
     mesh.expect_mesh_traffic("traffic through web's outbound under STRICT mTLS")
@@ -282,5 +287,39 @@ async fn traffic_permission_denies_and_allows_web_by_identity() {
     // Allow again: web's requests reach backend once more.
     mesh.set_permission("allow-all", allow_all()).await;
     mesh.expect_mesh_traffic("traffic through web's outbound once web is allowed again")
+        .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn traffic_permission_denies_web_over_tcp_with_a_reset() {
+    let b = binaries::get();
+    // backend's inbound is TCP: its proxy checks web's identity per
+    // connection (network RBAC) and has no HTTP to answer 403 with.
+    let mesh = start_mesh(b, "tcp").await;
+    mesh.set_mtls("STRICT").await;
+    mesh.expect_mesh_traffic("TCP traffic through web's outbound under STRICT mTLS")
+        .await;
+
+    mesh.set_permission("allow-all-default", deny_web()).await;
+    let refusal = wait_for_refusal(
+        "backend's TCP inbound to close web's connections once web is denied",
+        mesh.web_outbound,
+    )
+    .await;
+    assert!(
+        !refusal.contains("backend-1"),
+        "a denied connection must not reach the app: {refusal}"
+    );
+    // No HTTP answer at all: the connection is closed, not answered 403.
+    for _ in 0..5 {
+        let answer = get(mesh.web_outbound).await;
+        assert!(
+            answer.is_err(),
+            "a denied TCP connection was answered: {answer:?}"
+        );
+    }
+
+    mesh.set_permission("allow-all-default", allow_all()).await;
+    mesh.expect_mesh_traffic("TCP traffic through web's outbound once web is allowed again")
         .await;
 }
