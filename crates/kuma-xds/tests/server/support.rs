@@ -20,7 +20,9 @@ use tonic::metadata::MetadataMap;
 use tonic::transport::Channel;
 use tonic::{Status, Streaming};
 
-pub const WAIT: Duration = Duration::from_secs(5);
+/// How long something expected may take to happen. Generous: a real Envoy
+/// starting on a busy 2-core CI machine can take seconds to connect.
+pub const WAIT: Duration = Duration::from_secs(20);
 pub const QUIET: Duration = Duration::from_millis(300);
 pub const WEB: &str = "default.web-1";
 
