@@ -314,13 +314,21 @@ async fn an_unhealthy_endpoint_stops_receiving_traffic() {
         .wait_stat("cluster.backend.health_check.failure", 2)
         .await;
     // Envoy's event log (eventLogPath) records backend-2 failing its check.
-    let log = std::fs::read_to_string(&event_log).unwrap_or_default();
+    // Envoy buffers the file and flushes it on a timer (10 s by default),
+    // so the line shows up some seconds after the failure itself.
     let port = format!("\"port_value\":{}", m.bad_port);
-    assert!(
-        log.lines()
-            .any(|l| l.contains(&port) && l.contains("health_check_failure_event")),
-        "the event log names backend-2's failure: {log:?}"
-    );
+    eventually("the event log to name backend-2's failure", WAIT, || async {
+        let log = std::fs::read_to_string(&event_log).unwrap_or_default();
+        if log
+            .lines()
+            .any(|l| l.contains(&port) && l.contains("health_check_failure_event"))
+        {
+            Ok(())
+        } else {
+            Err(log)
+        }
+    })
+    .await;
 
     // Healthy again, it is back in the rotation: the check decides.
     m.bad.set_healthy(true);
