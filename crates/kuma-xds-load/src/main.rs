@@ -33,10 +33,13 @@ struct Args {
     /// Services the proxies are spread over.
     #[arg(long, default_value_t = 100)]
     services: u32,
-    /// Comma-separated: mesh-wide, route (alias timeout), endpoint, all (those
-    /// three), churn, reconnect. Reconnect prints a line starting with
-    /// `restart-control-plane` when whoever runs this must restart kuma-cp
-    /// (same addresses and data).
+    /// Comma-separated: mesh-wide (a MeshTimeout for the whole mesh: every
+    /// proxy's outbound clusters change), route (alias timeout: a MeshTimeout
+    /// for calls to svc-0: its callers' clusters of it change), endpoint (one
+    /// more instance of svc-1), all (those three), mesh-wide-endpoint (an
+    /// instance of a service every proxy calls appears), churn, reconnect.
+    /// Reconnect prints a line starting with `restart-control-plane` when
+    /// whoever runs this must restart kuma-cp (same addresses and data).
     #[arg(long, default_value = "all")]
     scenario: String,
     /// kuma-cp's process id: its resident memory is read from /proc before
@@ -88,7 +91,7 @@ async fn main() -> anyhow::Result<()> {
     let args = Args::parse();
     let Some(scenarios) = Scenario::parse(&args.scenario) else {
         bail!(
-            "unknown scenario in {:?} (known: mesh-wide, route, endpoint, all, churn, reconnect)",
+            "unknown scenario in {:?} (known: mesh-wide, route, timeout, endpoint, all, mesh-wide-endpoint, churn, reconnect)",
             args.scenario
         );
     };

@@ -8,7 +8,7 @@ mod sotw;
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::sync::{Arc, Mutex, MutexGuard};
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use envoy_types::pb::envoy::config::cluster::v3::Cluster;
 use envoy_types::pb::envoy::config::cluster::v3::cluster::{ClusterDiscoveryType, DiscoveryType};
@@ -62,12 +62,47 @@ pub enum DecodeError {
     },
     #[error("resource type {0} is not one Envoy asked for")]
     UnknownType(String),
+    #[error("resource {name}: {why}")]
+    Invalid { name: String, why: String },
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ClusterView {
     /// The ClusterLoadAssignment name an EDS cluster waits for.
     pub eds_name: Option<String>,
+    /// As Envoy reads it: 5 s when the cluster leaves it out.
+    pub connect_timeout: Duration,
+}
+
+/// Envoy's connect timeout of a cluster that sets none.
+const DEFAULT_CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// A cluster's connect timeout as Envoy validates it: a well-formed
+/// duration above zero, or absent.
+fn connect_timeout(
+    name: &str,
+    d: Option<&envoy_types::pb::google::protobuf::Duration>,
+) -> Result<Duration, DecodeError> {
+    let Some(d) = d else {
+        return Ok(DEFAULT_CONNECT_TIMEOUT);
+    };
+    let invalid = || DecodeError::Invalid {
+        name: name.to_string(),
+        why: format!(
+            "connect_timeout {}s {}ns must be a duration above 0",
+            d.seconds, d.nanos
+        ),
+    };
+    let seconds = u64::try_from(d.seconds).map_err(|_| invalid())?;
+    let nanos = u32::try_from(d.nanos)
+        .ok()
+        .filter(|n| *n < 1_000_000_000)
+        .ok_or_else(invalid)?;
+    let timeout = Duration::new(seconds, nanos);
+    if timeout.is_zero() {
+        return Err(invalid());
+    }
+    Ok(timeout)
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -119,7 +154,11 @@ pub fn decode(type_url: &str, name: &str, any: &Any) -> Result<Decoded, DecodeEr
                     .filter(|n| !n.is_empty())
                     .unwrap_or_else(|| c.name.clone())
             });
-            Decoded::Cluster(ClusterView { eds_name })
+            let connect_timeout = connect_timeout(name, c.connect_timeout.as_ref())?;
+            Decoded::Cluster(ClusterView {
+                eds_name,
+                connect_timeout,
+            })
         }
         type_url::ENDPOINT => {
             let cla: ClusterLoadAssignment = proto(name, any)?;
@@ -281,6 +320,13 @@ impl Held {
         })
     }
 
+    fn cluster(&self, name: &str) -> Option<&ClusterView> {
+        match self.by_type.get(type_url::CLUSTER)?.get(name)? {
+            Decoded::Cluster(c) => Some(c),
+            _ => None,
+        }
+    }
+
     fn endpoints(&self, cluster: &str) -> Option<&Vec<String>> {
         match self.by_type.get(type_url::ENDPOINT)?.get(cluster)? {
             Decoded::Endpoints(e) => Some(e),
@@ -305,8 +351,9 @@ pub enum Condition {
     Configured,
     /// The load assignment of `cluster` lists an endpoint at `address`.
     Endpoint { cluster: String, address: String },
-    /// Every outbound listener of the proxy towards `service` is HTTP.
-    HttpOutbound { service: String },
+    /// The clusters of the proxy's outbounds to `to` have connect timeout
+    /// `timeout` (and every cluster is warm).
+    ConnectTimeout { to: Outbounds, timeout: Duration },
     /// Back in sync on a stream opened after the one it had (`baseline`,
     /// by proxy, is the count of streams it had then): every type asked
     /// for on it answered, and the whole configuration held.
@@ -323,14 +370,20 @@ impl Condition {
             Condition::Endpoint { cluster, address } => held
                 .endpoints(cluster)
                 .is_some_and(|e| e.iter().any(|a| a == address)),
-            Condition::HttpOutbound { service } => {
-                let ports = topology.outbound_ports_to(proxy, service);
-                // The new listener counts once the clusters it uses are warm.
-                !ports.is_empty()
+            Condition::ConnectTimeout { to, timeout } => {
+                let services: Vec<String> = topology
+                    .outbounds(proxy)
+                    .into_iter()
+                    .map(|o| o.service)
+                    .filter(|s| to.includes(s))
+                    .collect();
+                // An updated cluster counts once it is warm again.
+                !services.is_empty()
                     && held.configured(0)
-                    && ports
-                        .iter()
-                        .all(|p| held.listeners().any(|l| l.port == Some(*p) && l.http))
+                    && services.iter().all(|s| {
+                        held.cluster(s)
+                            .is_some_and(|c| c.connect_timeout == *timeout)
+                    })
             }
             Condition::Resynced { baseline } => {
                 held.streams > baseline.get(proxy as usize).copied().unwrap_or(u32::MAX)
@@ -338,6 +391,25 @@ impl Condition {
                     && held.configured(topology.expected_listeners())
             }
             Condition::Observe => false,
+        }
+    }
+}
+
+/// Which of a proxy's outbounds a condition is about (each outbound's
+/// cluster is named after its service).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Outbounds {
+    /// Every outbound but those to these services.
+    AllExcept(Vec<String>),
+    /// The outbounds to one service.
+    To(String),
+}
+
+impl Outbounds {
+    fn includes(&self, service: &str) -> bool {
+        match self {
+            Outbounds::AllExcept(except) => !except.iter().any(|e| e == service),
+            Outbounds::To(s) => s == service,
         }
     }
 }

@@ -2,9 +2,10 @@
 //! configured, then time each scenario's change from API write to ACK.
 
 mod churn;
+mod policy;
 mod reconnect;
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -22,14 +23,17 @@ use crate::{LoadConfig, LoadError, XdsVariant, connect};
 /// A change whose propagation is timed.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Scenario {
-    /// An instance of the service every proxy declares an outbound to
-    /// appears: every proxy receives its new endpoint.
+    /// A MeshTimeout for every destination of every proxy gets a new
+    /// connect timeout: every proxy receives every outbound cluster again.
     MeshWide,
-    /// `svc-0`'s instances switch `kuma.io/protocol` from tcp to http: only
-    /// its callers receive a new (HTTP) outbound listener.
+    /// A MeshTimeout for calls to `svc-0` gets a new connect timeout: only
+    /// its callers receive its cluster again.
     Route,
     /// One more instance of `svc-1`: its callers receive the endpoint.
     Endpoint,
+    /// An instance of the service every proxy declares an outbound to
+    /// appears: every proxy receives its new endpoint.
+    MeshWideEndpoint,
     /// The control plane restarts (someone else restarts it when asked
     /// through [`LoadConfig::restart`]); every proxy reconnects as Envoy
     /// would and must be back in sync.
@@ -47,13 +51,15 @@ impl Scenario {
             Scenario::MeshWide => "mesh-wide",
             Scenario::Route => "route",
             Scenario::Endpoint => "endpoint",
+            Scenario::MeshWideEndpoint => "mesh-wide-endpoint",
             Scenario::Reconnect => "reconnect",
             Scenario::Churn => "churn",
         }
     }
 
     /// A comma-separated list of `mesh-wide`, `route` (or `timeout`),
-    /// `endpoint`, `reconnect`, `churn`, and `all` (the first three).
+    /// `endpoint`, `mesh-wide-endpoint`, `reconnect`, `churn`, and `all`
+    /// (the first three).
     pub fn parse(names: &str) -> Option<Vec<Scenario>> {
         let mut out = Vec::new();
         for name in names.split(',').map(str::trim) {
@@ -61,6 +67,7 @@ impl Scenario {
                 "mesh-wide" => out.push(Scenario::MeshWide),
                 "route" | "timeout" => out.push(Scenario::Route),
                 "endpoint" => out.push(Scenario::Endpoint),
+                "mesh-wide-endpoint" => out.push(Scenario::MeshWideEndpoint),
                 "reconnect" => out.push(Scenario::Reconnect),
                 "churn" => out.push(Scenario::Churn),
                 "all" => out.extend(Scenario::ALL),
@@ -191,6 +198,9 @@ struct Fleet {
     tasks: JoinSet<()>,
     next_id: u64,
     timeout: Duration,
+    /// Services whose callers' connect timeout a policy aimed at them
+    /// decides, whatever a mesh-wide one says.
+    timeout_overrides: BTreeSet<String>,
 }
 
 pub async fn run(config: &LoadConfig) -> Result<Report, LoadError> {
@@ -318,7 +328,22 @@ async fn run_scenario(
     let mesh = &config.mesh;
     let name = scenario.name();
     Ok(match scenario {
-        Scenario::MeshWide => {
+        Scenario::MeshWide => policy::mesh_wide(config, api, fleet).await?,
+        Scenario::Route => policy::destination(config, api, fleet).await?,
+        Scenario::Endpoint => {
+            let service = topology.service_name(1 % topology.services);
+            let address = "192.168.1.1";
+            let condition = Condition::Endpoint {
+                cluster: service.clone(),
+                address: address.to_string(),
+            };
+            fleet.publish(condition, |i| topology.calls(i, &service));
+            let dp = topology.extra_dataplane("endpoint-1", address, &service);
+            api.put(&format!("/meshes/{mesh}/dataplanes/endpoint-1"), &dp)
+                .await?;
+            fleet.collect(name, Some(Instant::now())).await
+        }
+        Scenario::MeshWideEndpoint => {
             let address = "192.168.0.1";
             let condition = Condition::Endpoint {
                 cluster: MESH_WIDE_SERVICE.to_string(),
@@ -327,49 +352,6 @@ async fn run_scenario(
             fleet.publish(condition, |_| true);
             let dp = topology.extra_dataplane("mesh-wide-1", address, MESH_WIDE_SERVICE);
             api.put(&format!("/meshes/{mesh}/dataplanes/mesh-wide-1"), &dp)
-                .await?;
-            fleet.collect(name, Some(Instant::now())).await
-        }
-        Scenario::Route => {
-            let service = topology.service_name(0);
-            let condition = Condition::HttpOutbound {
-                service: service.clone(),
-            };
-            let callers = |i: u32| !topology.outbound_ports_to(i, &service).is_empty();
-            fleet.publish(condition, callers);
-            // The protocol a destination speaks is the one all its instances
-            // agree on, so the change lands with the last instance's write.
-            let instances: Vec<u32> = (0..config.proxies)
-                .filter(|i| topology.service_of(*i) == 0)
-                .collect();
-            futures::stream::iter(instances)
-                .map(|i| {
-                    let topology = topology.clone();
-                    async move {
-                        let dp = topology.dataplane(i, "http");
-                        api.put(
-                            &format!("/meshes/{mesh}/dataplanes/{}", topology.proxy_name(i)),
-                            &dp,
-                        )
-                        .await
-                    }
-                })
-                .buffer_unordered(config.api_concurrency)
-                .try_collect::<()>()
-                .await?;
-            fleet.collect(name, Some(Instant::now())).await
-        }
-        Scenario::Endpoint => {
-            let service = topology.service_name(1 % topology.services);
-            let address = "192.168.1.1";
-            let condition = Condition::Endpoint {
-                cluster: service.clone(),
-                address: address.to_string(),
-            };
-            let callers = |i: u32| !topology.outbound_ports_to(i, &service).is_empty();
-            fleet.publish(condition, callers);
-            let dp = topology.extra_dataplane("endpoint-1", address, &service);
-            api.put(&format!("/meshes/{mesh}/dataplanes/endpoint-1"), &dp)
                 .await?;
             fleet.collect(name, Some(Instant::now())).await
         }
@@ -399,6 +381,7 @@ impl Fleet {
             tasks: JoinSet::new(),
             next_id: 1,
             timeout: config.timeout,
+            timeout_overrides: BTreeSet::new(),
         };
         // Publish before any stream opens so no early ACK goes unseen.
         fleet.publish(Condition::Configured, |_| true);
@@ -505,7 +488,7 @@ impl Fleet {
                 }
             }
         }
-        let failed_proxies: std::collections::BTreeSet<u32> = failed.keys().copied().collect();
+        let failed_proxies: BTreeSet<u32> = failed.keys().copied().collect();
         let mut problems: Vec<String> = failed.into_values().chain(others_failed).take(5).collect();
         // Converged means holding the change now, not only having held it.
         let mut converged = 0;

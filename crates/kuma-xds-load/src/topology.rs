@@ -3,7 +3,8 @@
 //!
 //! Proxy `i` serves `svc-(i mod S)` and declares outbounds to the next
 //! [`OUTBOUNDS`] services, plus one to [`MESH_WIDE_SERVICE`], which nobody
-//! serves until the mesh-wide scenario starts an instance of it.
+//! serves until the mesh-wide-endpoint scenario starts an instance of it.
+//! Each outbound's cluster is named after its service.
 
 use serde_json::{Value, json};
 
@@ -75,6 +76,11 @@ impl Topology {
         out
     }
 
+    /// Whether proxy `i` declares an outbound to `service`.
+    pub fn calls(&self, i: u32, service: &str) -> bool {
+        self.outbounds(i).iter().any(|o| o.service == service)
+    }
+
     /// Ports of proxy `i`'s outbounds to `service` (empty when it does not call it).
     pub fn outbound_ports_to(&self, i: u32, service: &str) -> Vec<u32> {
         self.outbounds(i)
@@ -144,6 +150,8 @@ mod tests {
         assert_eq!(t.outbound_ports_to(4, "svc-1"), [10002]);
         assert!(t.outbound_ports_to(0, "svc-0").is_empty());
         assert_eq!(t.outbound_ports_to(0, MESH_WIDE_SERVICE), [10000]);
+        assert!(t.calls(4, "svc-0") && t.calls(0, MESH_WIDE_SERVICE));
+        assert!(!t.calls(0, "svc-0"));
     }
 
     #[test]

@@ -1,11 +1,14 @@
 //! The load generator against an in-process control plane: 200 proxies over
 //! 20 services converge, and so does every scenario's change, for delta and
-//! state-of-the-world streams. Not timed: CI machines vary.
+//! state-of-the-world streams: a mesh-wide MeshTimeout, one for svc-0, an
+//! endpoint, the mesh-wide MeshTimeout again (a new value; svc-0's callers
+//! keep svc-0's own), and an instance of a service everyone calls. Not
+//! timed: CI machines vary.
 
 use std::time::Duration;
 
 use kuma_cp::{Config, ControlPlane};
-use kuma_xds_load::{LoadConfig, Report, XdsVariant};
+use kuma_xds_load::{LoadConfig, Report, Scenario, XdsVariant};
 
 async fn run(variant: XdsVariant, proxies: u32, services: u32) -> Report {
     let dir = tempfile::tempdir().unwrap();
@@ -19,6 +22,13 @@ async fn run(variant: XdsVariant, proxies: u32, services: u32) -> Report {
         services,
     );
     load.variant = variant;
+    load.scenarios = vec![
+        Scenario::MeshWide,
+        Scenario::Route,
+        Scenario::Endpoint,
+        Scenario::MeshWide,
+        Scenario::MeshWideEndpoint,
+    ];
     load.ca_cert_pem = Some(cp.dp_ca_cert_pem().to_string());
     // Several connections, so streams share them and connections are spread.
     load.streams_per_connection = 64;
@@ -47,12 +57,22 @@ fn assert_converged(report: &Report, proxies: usize, services: usize) {
         );
         assert_eq!(r.latencies_ms.len(), r.targets, "{}", r.name);
     }
-    let by_name = |n: &str| report.scenarios.iter().find(|r| r.name == n).unwrap();
-    // mesh-wide reaches everyone; the others only the 3 of every `services`
-    // proxies that call the changed service.
-    assert_eq!(by_name("mesh-wide").targets, proxies);
-    assert_eq!(by_name("route").targets, proxies * 3 / services);
-    assert_eq!(by_name("endpoint").targets, proxies * 3 / services);
+    let names: Vec<&str> = report.scenarios.iter().map(|r| r.name.as_str()).collect();
+    assert_eq!(
+        names,
+        [
+            "mesh-wide",
+            "route",
+            "endpoint",
+            "mesh-wide",
+            "mesh-wide-endpoint"
+        ]
+    );
+    let targets: Vec<usize> = report.scenarios.iter().map(|r| r.targets).collect();
+    // The mesh-wide changes reach everyone; the others only the 3 of every
+    // `services` proxies that call the changed service.
+    let callers = proxies * 3 / services;
+    assert_eq!(targets, [proxies, callers, callers, proxies, proxies]);
     assert!(report.all_converged());
 }
 

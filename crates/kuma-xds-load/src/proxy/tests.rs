@@ -11,6 +11,7 @@ use envoy_types::pb::envoy::extensions::filters::network::http_connection_manage
     HttpConnectionManager, Rds,
 };
 use envoy_types::pb::envoy::extensions::filters::network::tcp_proxy::v3::TcpProxy;
+use envoy_types::pb::google::protobuf::Duration as PbDuration;
 
 use super::*;
 
@@ -160,21 +161,121 @@ fn listeners_are_decoded_down_to_their_network_filter() {
     );
 }
 
+fn mk_timed_cluster(name: &str, connect_timeout: Option<PbDuration>) -> Any {
+    mk_any(
+        type_url::CLUSTER,
+        &Cluster {
+            name: name.into(),
+            connect_timeout,
+            ..Default::default()
+        },
+    )
+}
+
+fn ms(millis: i32) -> Option<PbDuration> {
+    Some(PbDuration {
+        seconds: i64::from(millis / 1000),
+        nanos: (millis % 1000) * 1_000_000,
+    })
+}
+
 #[test]
-fn http_outbound_needs_every_port_towards_the_service() {
-    // Proxy 3 serves svc-3 and calls svc-0 on port 10001.
+fn clusters_keep_their_connect_timeout_as_envoy_reads_it() {
+    let Decoded::Cluster(c) =
+        decode(type_url::CLUSTER, "c", &mk_timed_cluster("c", ms(20_001))).unwrap()
+    else {
+        panic!("a cluster")
+    };
+    assert_eq!(c.connect_timeout, Duration::from_millis(20_001));
+    let Decoded::Cluster(c) = decode(type_url::CLUSTER, "c", &mk_timed_cluster("c", None)).unwrap()
+    else {
+        panic!("a cluster")
+    };
+    assert_eq!(c.connect_timeout, Duration::from_secs(5), "Envoy's default");
+    for bad in [
+        PbDuration::default(),
+        PbDuration {
+            seconds: -1,
+            nanos: 0,
+        },
+        PbDuration {
+            seconds: 0,
+            nanos: 1_000_000_000,
+        },
+    ] {
+        assert!(
+            matches!(
+                decode(type_url::CLUSTER, "c", &mk_timed_cluster("c", Some(bad))),
+                Err(DecodeError::Invalid { .. })
+            ),
+            "{bad:?}"
+        );
+    }
+}
+
+#[test]
+fn connect_timeout_needs_every_chosen_outbound_cluster() {
+    // Proxy 3 serves svc-3 and calls mesh-wide, svc-0, svc-1 and svc-2.
     let t = mk_topology();
-    let c = Condition::HttpOutbound {
-        service: "svc-0".into(),
+    let timeout = Duration::from_millis(20_001);
+    let everywhere = Condition::ConnectTimeout {
+        to: Outbounds::AllExcept(vec![]),
+        timeout,
+    };
+    let but_svc_0 = Condition::ConnectTimeout {
+        to: Outbounds::AllExcept(vec!["svc-0".into()]),
+        timeout,
+    };
+    let svc_0 = Condition::ConnectTimeout {
+        to: Outbounds::To("svc-0".into()),
+        timeout,
     };
     let mut held = Held::default();
-    let tcp = mk_any(type_url::TCP_PROXY, &TcpProxy::default());
-    put(&mut held, type_url::LISTENER, "l", &mk_listener(10001, tcp));
-    assert!(!c.holds(&held, &t, 3));
-    let hcm = mk_any(type_url::HCM, &HttpConnectionManager::default());
-    put(&mut held, type_url::LISTENER, "l", &mk_listener(10001, hcm));
-    assert!(c.holds(&held, &t, 3));
-    assert!(!c.holds(&held, &t, 0), "proxy 0 does not call svc-0");
+    for name in ["mesh-wide", "svc-0", "svc-1", "svc-2"] {
+        put(
+            &mut held,
+            type_url::CLUSTER,
+            name,
+            &mk_timed_cluster(name, ms(5_000)),
+        );
+    }
+    assert!(!everywhere.holds(&held, &t, 3));
+    put(
+        &mut held,
+        type_url::CLUSTER,
+        "svc-0",
+        &mk_timed_cluster("svc-0", ms(20_001)),
+    );
+    assert!(svc_0.holds(&held, &t, 3));
+    assert!(!svc_0.holds(&held, &t, 0), "proxy 0 does not call svc-0");
+    assert!(!but_svc_0.holds(&held, &t, 3));
+    for name in ["mesh-wide", "svc-1", "svc-2"] {
+        put(
+            &mut held,
+            type_url::CLUSTER,
+            name,
+            &mk_timed_cluster(name, ms(20_001)),
+        );
+    }
+    assert!(but_svc_0.holds(&held, &t, 3));
+    assert!(everywhere.holds(&held, &t, 3));
+    // A cluster missing is not one with the timeout.
+    held.remove(type_url::CLUSTER, "svc-2");
+    assert!(!but_svc_0.holds(&held, &t, 3));
+    // An EDS cluster waiting for its endpoints is not in use yet.
+    put(&mut held, type_url::CLUSTER, "svc-2", &{
+        let mut c = Cluster::decode(mk_eds_cluster("svc-2").value.as_slice()).unwrap();
+        c.connect_timeout = ms(20_001);
+        mk_any(type_url::CLUSTER, &c)
+    });
+    assert!(!everywhere.holds(&held, &t, 3));
+    put(
+        &mut held,
+        type_url::ENDPOINT,
+        "svc-2",
+        &mk_cla("svc-2", &["10.0.0.3"]),
+    );
+    assert!(everywhere.holds(&held, &t, 3));
 }
 
 #[test]
