@@ -8,13 +8,16 @@ use kuma_api::kinds::mesh::MeshSpec;
 use kuma_api::kinds::mesh_service::MeshServiceSpec;
 use kuma_api::kinds::tags::SERVICE_TAG;
 use kuma_api::policies::TargetRefKind;
-use kuma_api::{Kind, Resource, ResourceMeta, Spec};
-use kuma_policy::{Destination as PolicyDestination, MeshContext, Policy, PolicyIndex};
+use kuma_api::{Kind, Resource, Spec};
+use kuma_policy::{Destination as PolicyDestination, MeshContext, PolicyIndex};
 
 use crate::XdsResource;
 
 mod index;
+mod policy_set;
 mod update;
+
+use policy_set::PolicySet;
 
 /// The application protocol of a service, as far as Envoy config cares.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
@@ -135,18 +138,6 @@ pub(super) struct IndexedDataplane {
     pub(super) spec: DataplaneSpec,
 }
 
-/// The mesh's policies, indexed; they depend on policies and MeshServices
-/// only, never on Dataplanes.
-#[derive(Debug)]
-struct PolicySet {
-    context: MeshContext,
-    /// Every targetRef policy kind present in the mesh, indexed for matching.
-    by_kind: BTreeMap<Kind, PolicyIndex>,
-    /// Stands in for a kind with no policy in the mesh.
-    none: PolicyIndex,
-    warnings: Vec<String>,
-}
-
 /// Collects one mesh's resources; everything of another mesh is dropped,
 /// which is what keeps meshes isolated.
 #[derive(Debug, Default)]
@@ -157,8 +148,7 @@ pub struct MeshSnapshotBuilder {
     mesh_services: BTreeMap<String, MeshServiceSpec>,
     /// Labels of MeshServices: `to` entries may select them by labels.
     mesh_service_labels: BTreeMap<String, BTreeMap<String, String>>,
-    policies: Vec<Policy>,
-    warnings: Vec<String>,
+    policies: BTreeMap<Kind, policy_set::Sources>,
 }
 
 impl MeshSnapshotBuilder {
@@ -200,24 +190,15 @@ impl MeshSnapshotBuilder {
         labels: &BTreeMap<String, String>,
         spec: Spec,
     ) -> &mut Self {
-        if !spec.kind().is_policy() {
+        let kind = spec.kind();
+        if !kind.is_policy() {
             return self;
         }
-        let resource = Resource {
-            meta: ResourceMeta {
-                mesh: Some(self.mesh.clone()),
-                name: name.to_string(),
-                labels: labels.clone(),
-                creation_time: Default::default(),
-                modification_time: Default::default(),
-                version: 0,
-            },
-            spec,
-        };
-        match Policy::from_resource(&resource) {
-            Ok(p) => self.policies.push(p),
-            Err(e) => self.warnings.push(e.to_string()),
-        }
+        let policy = policy_set::read_policy(&self.mesh, name, labels, spec);
+        self.policies
+            .entry(kind)
+            .or_default()
+            .insert(name.to_string(), policy);
         self
     }
 
@@ -238,10 +219,6 @@ impl MeshSnapshotBuilder {
     }
 
     pub fn build(self) -> MeshSnapshot {
-        let (http_routes, others): (Vec<Policy>, Vec<Policy>) = self
-            .policies
-            .into_iter()
-            .partition(|p| p.kind == Kind::MeshHTTPRoute);
         let destinations = self
             .mesh_services
             .keys()
@@ -255,20 +232,12 @@ impl MeshSnapshotBuilder {
                     .unwrap_or_default(),
             })
             .collect();
-        let context = MeshContext {
-            mesh: self.mesh.clone(),
-            destinations,
-            http_routes: http_routes.clone(),
-        };
-        let mut by_kind: BTreeMap<Kind, Vec<Policy>> = BTreeMap::new();
-        for p in others.into_iter().chain(http_routes) {
-            by_kind.entry(p.kind).or_default().push(p);
-        }
-        let by_kind = by_kind
+        let sources = self
+            .policies
             .into_iter()
-            .map(|(kind, list)| (kind, PolicyIndex::new(kind, list, &context)))
+            .map(|(kind, by_name)| (kind, Arc::new(by_name)))
             .collect();
-        let none = PolicyIndex::new(Kind::MeshTrafficPermission, Vec::new(), &context);
+        let policies = PolicySet::new(self.mesh.clone(), destinations, sources);
         let dataplanes: BTreeMap<String, Arc<IndexedDataplane>> = self
             .dataplanes
             .into_iter()
@@ -290,12 +259,7 @@ impl MeshSnapshotBuilder {
             mesh: self.mesh,
             mesh_spec: self.mesh_spec,
             dataplanes,
-            policies: Arc::new(PolicySet {
-                context,
-                by_kind,
-                none,
-                warnings: self.warnings,
-            }),
+            policies: Arc::new(policies),
             mesh_services: Arc::new(self.mesh_services),
             services,
             service_members,
@@ -356,7 +320,7 @@ impl MeshSnapshot {
         self.policies
             .by_kind
             .get(&kind)
-            .unwrap_or(&self.policies.none)
+            .map_or(&self.policies.none, |i| &**i)
     }
 
     /// The policy kinds the mesh has at least one policy of.

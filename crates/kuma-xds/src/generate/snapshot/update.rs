@@ -1,21 +1,30 @@
-//! Updating a snapshot for changed Dataplanes without building it again.
+//! Updating a snapshot for changed Dataplanes, policies or Mesh without
+//! building it again.
 //!
 //! At thousands of proxies a fresh build costs hundreds of milliseconds: it
-//! copies every Dataplane and indexes every destination. An update shares
-//! all of that with the snapshot it starts from and indexes again only the
-//! destinations the changed Dataplanes serve (or served). Policies do not
-//! depend on Dataplanes, so their indexes are shared as they are.
+//! copies every Dataplane and indexes every destination and every policy.
+//! An update shares all of that with the snapshot it starts from and indexes
+//! again only what the changes touch: the destinations changed Dataplanes
+//! serve (or served), the policy kinds changed. Policies do not depend on
+//! Dataplanes and destinations do not depend on policies, so each side is
+//! shared as it is when only the other changes.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::sync::{Arc, Mutex};
 
 use kuma_api::kinds::dataplane::DataplaneSpec;
+use kuma_api::kinds::mesh::MeshSpec;
+use kuma_api::{Kind, Spec};
 
-use super::{IndexedDataplane, MeshSnapshot, index};
+use super::{IndexedDataplane, MeshSnapshot, index, policy_set};
 
 /// The state of one Dataplane after a change: its labels and spec, or
 /// `None` when it was deleted.
 pub type DataplaneState = Option<(BTreeMap<String, String>, DataplaneSpec)>;
+
+/// The state of one policy after a change: its labels and spec, or `None`
+/// when it was deleted.
+pub type PolicyState = Option<(BTreeMap<String, String>, Spec)>;
 
 impl MeshSnapshot {
     /// This snapshot with `changes` applied to its Dataplanes: the same as a
@@ -97,6 +106,61 @@ impl MeshSnapshot {
             services,
             service_members,
             mesh_service_ports,
+            shared: Mutex::default(),
+        }
+    }
+
+    /// This snapshot with `changes` (kind, name, state) applied to its
+    /// policies: the same as a fresh build from the changed resources, but
+    /// sharing Dataplanes, destinations and the indexes of every policy
+    /// kind not changed (all are indexed again when a MeshHTTPRoute
+    /// changed: other policies may target routes). Changes of kinds that
+    /// are not policies are ignored. The result starts with an empty cache
+    /// of shared resources (see [`MeshSnapshot::carry_shared_from`]).
+    pub fn with_policy_changes(
+        &self,
+        changes: impl IntoIterator<Item = (Kind, String, PolicyState)>,
+    ) -> MeshSnapshot {
+        let changes = changes
+            .into_iter()
+            .filter(|(kind, _, _)| kind.is_policy())
+            .map(|(kind, name, state)| {
+                let policy = state
+                    // A spec of another kind under this kind's key is a
+                    // caller's mistake: read it as the deletion it implies.
+                    .filter(|(_, spec)| spec.kind() == kind)
+                    .map(|(labels, spec)| {
+                        policy_set::read_policy(&self.mesh, &name, &labels, spec)
+                    });
+                (kind, name, policy)
+            });
+        let policies = self.policies.with_changes(changes);
+        MeshSnapshot {
+            policies: Arc::new(policies),
+            ..self.sharing_all()
+        }
+    }
+
+    /// This snapshot with the Mesh's spec replaced (`None`: the Mesh is
+    /// gone); nothing else depends on it.
+    pub fn with_mesh_spec(&self, mesh_spec: Option<MeshSpec>) -> MeshSnapshot {
+        MeshSnapshot {
+            mesh_spec,
+            ..self.sharing_all()
+        }
+    }
+
+    /// A copy sharing every part, with an empty cache of shared resources.
+    fn sharing_all(&self) -> MeshSnapshot {
+        MeshSnapshot {
+            mesh: self.mesh.clone(),
+            mesh_spec: self.mesh_spec.clone(),
+            dataplanes: self.dataplanes.clone(),
+            policies: self.policies.clone(),
+            mesh_services: self.mesh_services.clone(),
+            services: self.services.clone(),
+            service_members: self.service_members.clone(),
+            mesh_service_ports: self.mesh_service_ports.clone(),
             shared: Mutex::default(),
         }
     }

@@ -3,12 +3,12 @@
 
 use std::collections::BTreeMap;
 
-use kuma_api::Spec;
 use kuma_api::kinds::dataplane::{
     BackendRef, DataplaneSpec, Health, Inbound, InboundState, Networking, Outbound,
 };
 use kuma_api::kinds::mesh_service::{MeshServiceSpec, Port, Selector, TargetPort};
 use kuma_api::kinds::tags::SERVICE_TAG;
+use kuma_api::{Kind, ResourceDocument, Spec};
 
 use super::*;
 use crate::generate::generate_proxy;
@@ -124,7 +124,98 @@ fn mesh_services() -> Vec<(&'static str, BTreeMap<String, String>, MeshServiceSp
 
 type State = BTreeMap<String, (BTreeMap<String, String>, DataplaneSpec)>;
 
+/// Policies by kind and name.
+type Policies = BTreeMap<(Kind, String), (BTreeMap<String, String>, Spec)>;
+
+/// The `spec` of one random policy of a few kinds, aimed at the whole
+/// mesh, one service, a subset of proxies or a route.
+fn mk_policy_spec(rng: &mut Lcg) -> (&'static str, String) {
+    let svc = service(rng.next(SERVICES));
+    let other = service(rng.next(SERVICES));
+    let n = 1 + rng.next(5);
+    let top = match rng.next(3) {
+        0 => "kind: Mesh".to_string(),
+        1 => format!(
+            "kind: MeshSubset\n    tags:\n      version: v{}",
+            rng.next(2)
+        ),
+        _ => format!("kind: MeshService\n    name: {other}"),
+    };
+    match rng.next(9) {
+        0 => (
+            "MeshTimeout",
+            format!(
+                "targetRef:\n    {top}\n  to:\n  - targetRef:\n      kind: Mesh\n    default:\n      connectionTimeout: {n}s\n      http:\n        requestTimeout: {n}s\n"
+            ),
+        ),
+        1 => (
+            "MeshTimeout",
+            format!(
+                "targetRef:\n    {top}\n  to:\n  - targetRef:\n      kind: MeshService\n      name: {svc}\n    default:\n      idleTimeout: {n}m\n"
+            ),
+        ),
+        2 => (
+            "MeshTimeout",
+            format!(
+                "targetRef:\n    {top}\n  from:\n  - targetRef:\n      kind: Mesh\n    default:\n      idleTimeout: {n}m\n"
+            ),
+        ),
+        3 => (
+            "MeshRetry",
+            format!(
+                "targetRef:\n    {top}\n  to:\n  - targetRef:\n      kind: MeshService\n      name: {svc}\n    default:\n      http:\n        numRetries: {n}\n      tcp:\n        maxConnectAttempt: {n}\n"
+            ),
+        ),
+        4 => (
+            "MeshCircuitBreaker",
+            format!(
+                "targetRef:\n    {top}\n  to:\n  - targetRef:\n      kind: Mesh\n    default:\n      connectionLimits:\n        maxConnections: {n}\n"
+            ),
+        ),
+        5 => (
+            "MeshHealthCheck",
+            format!(
+                "targetRef:\n    {top}\n  to:\n  - targetRef:\n      kind: MeshService\n      name: {svc}\n    default:\n      interval: {n}s\n      timeout: 1s\n      unhealthyThreshold: 3\n      healthyThreshold: 1\n      tcp: {{}}\n"
+            ),
+        ),
+        6 => (
+            "MeshHTTPRoute",
+            format!(
+                "targetRef:\n    {top}\n  to:\n  - targetRef:\n      kind: MeshService\n      name: {svc}\n    rules:\n    - matches:\n      - path:\n          type: PathPrefix\n          value: /p{n}\n      default:\n        backendRefs:\n        - kind: MeshService\n          name: {other}\n          weight: 1\n"
+            ),
+        ),
+        7 => (
+            "MeshTCPRoute",
+            format!(
+                "targetRef:\n    {top}\n  to:\n  - targetRef:\n      kind: MeshService\n      name: {svc}\n    rules:\n    - default:\n        backendRefs:\n        - kind: MeshServiceSubset\n          name: {svc}\n          tags:\n            version: v{}\n",
+                rng.next(2)
+            ),
+        ),
+        _ => (
+            "MeshTimeout",
+            format!(
+                "targetRef:\n    kind: Mesh\n  to:\n  - targetRef:\n      kind: MeshHTTPRoute\n      name: p-{}\n    default:\n      http:\n        requestTimeout: {n}s\n",
+                rng.next(3)
+            ),
+        ),
+    }
+}
+
+/// A random policy under one of a few names, so that later ones replace
+/// earlier ones.
+fn mk_policy(rng: &mut Lcg) -> ((Kind, String), (BTreeMap<String, String>, Spec)) {
+    let (kind, spec) = mk_policy_spec(rng);
+    let name = format!("p-{}", rng.next(3));
+    let yaml = format!("type: {kind}\nmesh: default\nname: {name}\nspec:\n  {spec}");
+    let doc = ResourceDocument::from_yaml(&yaml).unwrap_or_else(|e| panic!("{yaml}: {e}"));
+    ((doc.spec.kind(), name), (doc.labels, doc.spec))
+}
+
 fn fresh(state: &State) -> MeshSnapshot {
+    fresh_with(state, &Policies::new())
+}
+
+fn fresh_with(state: &State, policies: &Policies) -> MeshSnapshot {
     let mut b = MeshSnapshot::builder("default");
     for (name, labels, spec) in mesh_services() {
         b.add(Some("default"), name, &labels, Spec::MeshService(spec));
@@ -132,7 +223,30 @@ fn fresh(state: &State) -> MeshSnapshot {
     for (name, (labels, spec)) in state {
         b.add(Some("default"), name, labels, Spec::Dataplane(spec.clone()));
     }
+    for ((_, name), (labels, spec)) in policies {
+        b.add(Some("default"), name, labels, spec.clone());
+    }
     b.build()
+}
+
+/// One to three changes of policies: adds, updates and removes.
+fn policy_changes(
+    rng: &mut Lcg,
+    policies: &mut Policies,
+) -> Vec<(Kind, String, super::PolicyState)> {
+    let mut changes = Vec::new();
+    for _ in 0..1 + rng.next(3) {
+        let (key, policy) = mk_policy(rng);
+        let change = if rng.next(4) == 0 {
+            policies.remove(&key);
+            None
+        } else {
+            policies.insert(key.clone(), policy.clone());
+            Some(policy)
+        };
+        changes.push((key.0, key.1, change));
+    }
+    changes
 }
 
 /// Every proxy's configuration and every destination of both snapshots agree.
@@ -161,6 +275,16 @@ fn assert_same(updated: &MeshSnapshot, built: &MeshSnapshot, step: usize) {
             "step {step}: MeshService {svc}"
         );
     }
+    assert_eq!(
+        updated.policy_kinds().collect::<Vec<_>>(),
+        built.policy_kinds().collect::<Vec<_>>(),
+        "step {step}: policy kinds"
+    );
+    assert_eq!(
+        updated.policy_warnings(),
+        built.policy_warnings(),
+        "step {step}: policy warnings"
+    );
     for name in built.dataplane_names() {
         assert_eq!(
             updated.dataplane_labels(name),
@@ -175,32 +299,104 @@ fn assert_same(updated: &MeshSnapshot, built: &MeshSnapshot, step: usize) {
 
 #[test]
 fn updates_generate_what_fresh_builds_generate() {
-    for seed in [1_u64, 7, 42] {
+    for seed in [1_u64, 7, 42, 99] {
         let mut rng = Lcg(seed);
         let mut state: State = (0..8)
             .map(|i| (format!("dp-{i}"), mk_dataplane(&mut rng, i)))
             .collect();
+        let mut policies = Policies::new();
         let mut snapshot = fresh(&state);
         for step in 0..40 {
-            // One to three changes per step: adds, updates and removes.
-            let mut changes = Vec::new();
-            for _ in 0..1 + rng.next(3) {
-                let index = rng.next(12);
-                let name = format!("dp-{index}");
-                let change = if rng.next(4) == 0 {
-                    state.remove(&name);
-                    None
-                } else {
-                    let dp = mk_dataplane(&mut rng, index);
-                    state.insert(name.clone(), dp.clone());
-                    Some(dp)
-                };
-                changes.push((name, change));
+            // Dataplane changes, policy changes, or both in one batch.
+            let what = rng.next(3);
+            if what != 1 {
+                // One to three changes per step: adds, updates and removes.
+                let mut changes = Vec::new();
+                for _ in 0..1 + rng.next(3) {
+                    let index = rng.next(12);
+                    let name = format!("dp-{index}");
+                    let change = if rng.next(4) == 0 {
+                        state.remove(&name);
+                        None
+                    } else {
+                        let dp = mk_dataplane(&mut rng, index);
+                        state.insert(name.clone(), dp.clone());
+                        Some(dp)
+                    };
+                    changes.push((name, change));
+                }
+                snapshot = snapshot.with_dataplane_changes(changes);
             }
-            snapshot = snapshot.with_dataplane_changes(changes);
-            assert_same(&snapshot, &fresh(&state), step);
+            if what != 0 {
+                let changes = policy_changes(&mut rng, &mut policies);
+                snapshot = snapshot.with_policy_changes(changes);
+            }
+            assert_same(&snapshot, &fresh_with(&state, &policies), step);
         }
     }
+}
+
+#[test]
+fn a_policy_update_indexes_again_only_the_kinds_it_changes() {
+    let mut rng = Lcg(11);
+    let state: State = (0..4)
+        .map(|i| (format!("dp-{i}"), mk_dataplane(&mut rng, i)))
+        .collect();
+    let read = |yaml: &str| {
+        let doc = ResourceDocument::from_yaml(yaml).expect("policy reads");
+        (doc.labels, doc.spec)
+    };
+    let timeout = "type: MeshTimeout\nmesh: default\nname: t\nspec:\n  targetRef:\n    kind: Mesh\n  to:\n  - targetRef:\n      kind: Mesh\n    default:\n      connectionTimeout: 3s\n";
+    let retry = "type: MeshRetry\nmesh: default\nname: r\nspec:\n  targetRef:\n    kind: Mesh\n  to:\n  - targetRef:\n      kind: Mesh\n    default:\n      tcp:\n        maxConnectAttempt: 2\n";
+    let route = "type: MeshHTTPRoute\nmesh: default\nname: h\nspec:\n  targetRef:\n    kind: Mesh\n  to:\n  - targetRef:\n      kind: MeshService\n      name: svc-0\n    rules:\n    - matches:\n      - path:\n          type: PathPrefix\n          value: /a\n      default: {}\n";
+    let mut policies = Policies::new();
+    for (name, yaml) in [("t", timeout), ("r", retry)] {
+        let (labels, spec) = read(yaml);
+        policies.insert((spec.kind(), name.into()), (labels, spec));
+    }
+    let before = fresh_with(&state, &policies);
+    let (labels, spec) = read(&timeout.replace("3s", "4s"));
+    let after = before.with_policy_changes([(Kind::MeshTimeout, "t".into(), Some((labels, spec)))]);
+    assert!(
+        !after
+            .policies
+            .shares_index(&before.policies, Kind::MeshTimeout)
+    );
+    assert!(
+        after
+            .policies
+            .shares_index(&before.policies, Kind::MeshRetry)
+    );
+    // Indexes memoize per context: a shared index needs the same one.
+    assert!(std::ptr::eq(
+        after.policy_context(),
+        before.policy_context()
+    ));
+    for name in state.keys() {
+        assert!(Arc::ptr_eq(
+            &before.dataplanes[name],
+            &after.dataplanes[name]
+        ));
+    }
+    for service in before.services.keys() {
+        assert!(Arc::ptr_eq(
+            &before.services[service],
+            &after.services[service]
+        ));
+    }
+    // Policies may target routes: a route change indexes every kind again.
+    let (labels, spec) = read(route);
+    let routed =
+        after.with_policy_changes([(Kind::MeshHTTPRoute, "h".into(), Some((labels, spec)))]);
+    assert!(
+        !routed
+            .policies
+            .shares_index(&after.policies, Kind::MeshRetry)
+    );
+    assert_eq!(routed.policy_context().http_routes.len(), 1);
+    // Deleting the last policy of a kind removes the kind.
+    let gone = routed.with_policy_changes([(Kind::MeshRetry, "r".into(), None)]);
+    assert!(!gone.policy_kinds().any(|k| k == Kind::MeshRetry));
 }
 
 #[test]

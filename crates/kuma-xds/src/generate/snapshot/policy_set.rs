@@ -1,0 +1,159 @@
+//! The policy part of a snapshot: every targetRef policy of the mesh, read
+//! and indexed per kind. A fresh build and an update both go through
+//! [`PolicySet::new`] and [`PolicySet::with_changes`], which index a kind
+//! alike from the same sources.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::sync::Arc;
+
+use kuma_api::{Kind, Resource, ResourceMeta, Spec};
+use kuma_policy::{Destination as PolicyDestination, MeshContext, Policy, PolicyIndex};
+
+/// One kind's policies by name: each read, or why it could not be.
+pub(super) type Sources = BTreeMap<String, Result<Policy, String>>;
+
+/// The mesh's policies, indexed; they depend on policies and MeshServices
+/// only, never on Dataplanes.
+#[derive(Debug)]
+pub(super) struct PolicySet {
+    /// Behind an `Arc` so that its address stays put: an index memoizes
+    /// rules per context address, so an index shared with an updated set
+    /// keeps its memo only while the context is the very same one.
+    pub(super) context: Arc<MeshContext>,
+    /// Every targetRef policy kind present in the mesh, indexed for matching.
+    pub(super) by_kind: BTreeMap<Kind, Arc<PolicyIndex>>,
+    /// Stands in for a kind with no policy in the mesh.
+    pub(super) none: PolicyIndex,
+    /// Policies left out because they could not be read.
+    pub(super) warnings: Vec<String>,
+    /// What the indexes were built from, kept for updates.
+    sources: BTreeMap<Kind, Arc<Sources>>,
+}
+
+/// Reads one policy of `mesh` as the engine wants it.
+pub(super) fn read_policy(
+    mesh: &str,
+    name: &str,
+    labels: &BTreeMap<String, String>,
+    spec: Spec,
+) -> Result<Policy, String> {
+    let resource = Resource {
+        meta: ResourceMeta {
+            mesh: Some(mesh.to_string()),
+            name: name.to_string(),
+            labels: labels.clone(),
+            creation_time: Default::default(),
+            modification_time: Default::default(),
+            version: 0,
+        },
+        spec,
+    };
+    Policy::from_resource(&resource).map_err(|e| e.to_string())
+}
+
+/// The index of one kind, `None` when no policy of it reads.
+fn index(kind: Kind, sources: &Sources, context: &MeshContext) -> Option<PolicyIndex> {
+    let policies: Vec<Policy> = sources.values().filter_map(|p| p.clone().ok()).collect();
+    (!policies.is_empty()).then(|| PolicyIndex::new(kind, policies, context))
+}
+
+fn warnings(sources: &BTreeMap<Kind, Arc<Sources>>) -> Vec<String> {
+    sources
+        .values()
+        .flat_map(|by_name| by_name.values())
+        .filter_map(|p| p.as_ref().err().cloned())
+        .collect()
+}
+
+impl PolicySet {
+    pub(super) fn new(
+        mesh: String,
+        destinations: Vec<PolicyDestination>,
+        sources: BTreeMap<Kind, Arc<Sources>>,
+    ) -> PolicySet {
+        // Policies may target MeshHTTPRoutes by name: the routes are part
+        // of what every kind is indexed with.
+        let http_routes = sources
+            .get(&Kind::MeshHTTPRoute)
+            .map(|routes| routes.values().filter_map(|p| p.clone().ok()).collect())
+            .unwrap_or_default();
+        let context = Arc::new(MeshContext {
+            mesh,
+            destinations,
+            http_routes,
+        });
+        let by_kind = sources
+            .iter()
+            .filter_map(|(kind, by_name)| {
+                index(*kind, by_name, &context).map(|i| (*kind, Arc::new(i)))
+            })
+            .collect();
+        PolicySet {
+            none: PolicyIndex::new(Kind::MeshTrafficPermission, Vec::new(), &context),
+            context,
+            by_kind,
+            warnings: warnings(&sources),
+            sources,
+        }
+    }
+
+    /// This set with `changes` (kind, name, the policy read or `None` when
+    /// deleted) applied. Only the kinds changed are indexed again, with the
+    /// same context, unless a MeshHTTPRoute changed: the routes are part
+    /// of the context, so then every kind is.
+    pub(super) fn with_changes(
+        &self,
+        changes: impl IntoIterator<Item = (Kind, String, Option<Result<Policy, String>>)>,
+    ) -> PolicySet {
+        let mut sources = self.sources.clone();
+        let mut touched = BTreeSet::new();
+        for (kind, name, state) in changes {
+            let by_name = Arc::make_mut(sources.entry(kind).or_default());
+            match state {
+                Some(policy) => {
+                    by_name.insert(name, policy);
+                }
+                None => {
+                    by_name.remove(&name);
+                }
+            }
+            if by_name.is_empty() {
+                sources.remove(&kind);
+            }
+            touched.insert(kind);
+        }
+        if touched.contains(&Kind::MeshHTTPRoute) {
+            return PolicySet::new(
+                self.context.mesh.clone(),
+                self.context.destinations.clone(),
+                sources,
+            );
+        }
+        let mut by_kind = self.by_kind.clone();
+        for kind in touched {
+            match sources
+                .get(&kind)
+                .and_then(|by_name| index(kind, by_name, &self.context))
+            {
+                Some(i) => by_kind.insert(kind, Arc::new(i)),
+                None => by_kind.remove(&kind),
+            };
+        }
+        PolicySet {
+            context: self.context.clone(),
+            by_kind,
+            none: PolicyIndex::new(Kind::MeshTrafficPermission, Vec::new(), &self.context),
+            warnings: warnings(&sources),
+            sources,
+        }
+    }
+
+    /// Whether an index of `kind` is the very one of `other` (for tests).
+    #[cfg(test)]
+    pub(super) fn shares_index(&self, other: &PolicySet, kind: Kind) -> bool {
+        match (self.by_kind.get(&kind), other.by_kind.get(&kind)) {
+            (Some(a), Some(b)) => Arc::ptr_eq(a, b),
+            _ => false,
+        }
+    }
+}
