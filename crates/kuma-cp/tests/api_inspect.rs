@@ -337,3 +337,67 @@ async fn a_mesh_gateway_has_rules_too() {
     let (status, _) = s.get("/meshes/demo/meshgateways/nope/_rules").await;
     assert_eq!(status, StatusCode::NOT_FOUND);
 }
+
+#[tokio::test]
+async fn rules_list_the_http_matches_of_routes_and_the_policies_aimed_at_them() {
+    let route = mk_policy(
+        "MeshHTTPRoute",
+        "api-route",
+        json!({"targetRef": {"kind": "MeshService", "name": "foo"},
+        "to": [{"targetRef": {"kind": "MeshService", "name": "bar"}, "rules": [
+            {"matches": [{"path": {"type": "PathPrefix", "value": "/api"}}],
+             "default": {"backendRefs": [{"kind": "MeshService", "name": "bar"}]}},
+            {"matches": [{"path": {"type": "Exact", "value": "/health"}, "method": "GET"}],
+             "default": {}}
+        ]}]}),
+    );
+    let on_route = mk_policy(
+        "MeshTimeout",
+        "on-route",
+        json!({"targetRef": {"kind": "Mesh"},
+            "to": [{"targetRef": {"kind": "MeshHTTPRoute", "name": "api-route"},
+                    "default": {"http": {"requestTimeout": "3s"}}}]}),
+    );
+    let s = Server::with(&[
+        route,
+        on_route,
+        mk_dataplane("dp-1", "foo"),
+        mk_dataplane("dp-2", "bar"),
+    ])
+    .await;
+
+    let (status, body) = s.get("/meshes/demo/dataplanes/dp-1/_rules").await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    // Kuma's hashes of the two rules' matches, in hash order.
+    assert_eq!(
+        body["httpMatches"],
+        json!([
+            {"hash": "vCW1tzx24OhpP/iUVzx5VX0NKeB6nn4TRfYjrQsVivA=",
+             "match": [{"path": {"value": "/health", "type": "Exact"}, "method": "GET"}]},
+            {"hash": "waFsoIISmZDTfFWYqxvY265/GASHYEWvHQTwMh/bpuU=",
+             "match": [{"path": {"value": "/api", "type": "PathPrefix"}}]}
+        ])
+    );
+    // The timeout aimed at the route is an outbound rule naming it.
+    let timeout = body["rules"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|r| r["type"] == "MeshTimeout")
+        .unwrap_or_else(|| panic!("a MeshTimeout entry: {body}"));
+    let to_route = timeout["toResourceRules"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|r| r["resourceMeta"]["type"] == "MeshHTTPRoute")
+        .unwrap_or_else(|| panic!("a rule for the route: {timeout}"));
+    assert_eq!(to_route["resourceMeta"]["name"], "api-route");
+    assert_eq!(
+        to_route["conf"],
+        json!([{"http": {"requestTimeout": "3s"}}])
+    );
+
+    // dp-2 is not selected by the route: no matches.
+    let (_, body) = s.get("/meshes/demo/dataplanes/dp-2/_rules").await;
+    assert_eq!(body["httpMatches"], json!([]), "{body}");
+}

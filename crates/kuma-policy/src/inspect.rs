@@ -23,6 +23,10 @@ use crate::outbound::{Destination, ResourceId};
 use crate::policy::{EFFECT_LABEL, Policy};
 use crate::rules::{PolicyOrigin, Rule};
 
+mod routes;
+
+pub use routes::{HttpMatch, RULE_MATCHES_HASH_TAG, hash_matches};
+
 /// Kuma's `Meta`: how the inspect API names a resource.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Meta {
@@ -50,9 +54,11 @@ impl Meta {
 pub struct InspectRules {
     pub resource: Meta,
     pub rules: Vec<InspectRule>,
-    /// Kuma lists the MeshHTTPRoute matches by hash here; routes are shown
-    /// inside their confs instead, so this stays empty.
-    pub http_matches: Vec<Value>,
+    /// The matches of the MeshHTTPRoute rules that reach the proxy, by
+    /// hash (the name of the Envoy routes they become, and the value of
+    /// `__rule-matches-hash__` in the `to` rules of policies aimed at a
+    /// route), ordered by hash.
+    pub http_matches: Vec<HttpMatch>,
 }
 
 /// The rules of one policy kind (`InspectRule`).
@@ -255,18 +261,26 @@ impl MeshInspector {
     }
 
     fn rules_of(&self, proxy: &Proxy<'_>, resource: Meta) -> InspectRules {
+        let mut http_matches = BTreeMap::new();
         let rules = self
             .indexes
             .iter()
             .filter_map(|index| {
-                let rules = index.rules_for(proxy, &self.ctx);
+                let mut rules = index.rules_for(proxy, &self.ctx);
+                if index.kind() == Kind::MeshHTTPRoute {
+                    routes::collect_http_matches(&rules, &mut http_matches);
+                }
+                if let Some(to) = routes::to_rules_with_routes(index, &rules, &self.ctx.http_routes)
+                {
+                    rules.to = to;
+                }
                 self.inspect_rule(index.kind(), &rules, proxy)
             })
             .collect();
         InspectRules {
             resource,
             rules,
-            http_matches: Vec::new(),
+            http_matches: http_matches.into_values().collect(),
         }
     }
 

@@ -355,3 +355,186 @@ fn a_mesh_gateway_is_inspected_as_the_builtin_gateway_it_describes() {
         "conf": {"listeners": [{"port": 8080, "protocol": "HTTP"}]}}));
     assert!(inspector.gateway_rules(&no_selector).is_none());
 }
+
+/// Kuma's own `_rules` example of a MeshHTTPRoute: two routes from svc-1
+/// with the same `/api` match, a MeshTimeout aimed at one of the routes and
+/// one aimed at the route's destination service.
+fn routes_and_route_timeouts() -> Vec<Resource> {
+    let route = |name: &str, service: &str| {
+        mk(json!({"type": "MeshHTTPRoute", "name": name, "spec": {
+            "targetRef": {"kind": "MeshService", "name": "svc-1"},
+            "to": [{"targetRef": {"kind": "MeshService", "name": service}, "rules": [{
+                "matches": [{"path": {"type": "PathPrefix", "value": "/api"}}],
+                "default": {"backendRefs": [
+                    {"kind": "MeshServiceSubset", "name": service, "tags": {"version": "1.0"}}
+                ]}
+            }]}]
+        }}))
+    };
+    vec![
+        mk_timeout(
+            "on-route",
+            json!({"targetRef": {"kind": "MeshHTTPRoute", "name": "the-http-route"},
+                   "to": [{"targetRef": {"kind": "Mesh"}, "default": {"http": {"requestTimeout": "15s"}}}]}),
+        ),
+        mk_timeout(
+            "on-service",
+            json!({"targetRef": {"kind": "Mesh"},
+                   "to": [{"targetRef": {"kind": "MeshService", "name": "backend"},
+                           "default": {"http": {"requestTimeout": "20s"}}}]}),
+        ),
+        route("the-http-route", "backend"),
+        route("the-other-http-route", "other-svc"),
+    ]
+}
+
+/// The hash Kuma 2.14 gives `[{"path": {"value": "/api", "type": "PathPrefix"}}]`
+/// (from its own api-server golden file).
+const API_PREFIX_HASH: &str = "waFsoIISmZDTfFWYqxvY265/GASHYEWvHQTwMh/bpuU=";
+
+#[test]
+fn http_matches_list_each_route_rule_match_once_by_kumas_hash() {
+    let dp = mk_dataplane("dp-1", "svc-1");
+    let mut resources = routes_and_route_timeouts();
+    resources.push(dp.clone());
+    let got = inspect(&resources, &dp);
+    assert_eq!(
+        got["httpMatches"],
+        json!([{"hash": API_PREFIX_HASH,
+                "match": [{"path": {"value": "/api", "type": "PathPrefix"}}]}]),
+        "both routes share the match: one entry"
+    );
+
+    // A proxy no route selects gets none.
+    let other = mk_dataplane("dp-2", "svc-2");
+    resources.push(other.clone());
+    assert_eq!(inspect(&resources, &other)["httpMatches"], json!([]));
+}
+
+#[test]
+fn http_matches_are_sorted_by_hash_and_spelled_typed() {
+    let dp = mk_dataplane("dp-1", "svc-1");
+    let route = mk(json!({"type": "MeshHTTPRoute", "name": "r", "spec": {
+        "targetRef": {"kind": "Mesh"},
+        "to": [{"targetRef": {"kind": "MeshService", "name": "backend"}, "rules": [
+            {"matches": [{"path": {"type": "Exact", "value": "/a"}, "method": "GET"}],
+             "default": {}},
+            {"matches": [
+                {"headers": [{"name": "x-v", "value": "2"}],
+                 "queryParams": [{"type": "Exact", "name": "q", "value": "1"}]},
+                {"path": {"value": "/b", "type": "PathPrefix"}}
+             ],
+             "default": {}}
+        ]}]
+    }}));
+    let got = inspect(&[route, dp.clone()], &dp);
+    let matches = got["httpMatches"].as_array().unwrap();
+    assert_eq!(matches.len(), 2);
+    let hashes: Vec<&str> = matches
+        .iter()
+        .map(|m| m["hash"].as_str().unwrap())
+        .collect();
+    let mut sorted = hashes.clone();
+    sorted.sort();
+    assert_eq!(hashes, sorted);
+    let typed = |v: &Value| {
+        serde_json::from_value::<Vec<kuma_api::policies::mesh_http_route::Match>>(v.clone())
+            .unwrap()
+    };
+    for m in matches {
+        assert_eq!(
+            m["hash"].as_str().unwrap(),
+            hash_matches(&typed(&m["match"]))
+        );
+    }
+    let second_rule = matches
+        .iter()
+        .find(|m| m["match"].as_array().unwrap().len() == 2)
+        .unwrap();
+    assert_eq!(
+        second_rule["match"][0],
+        json!({"headers": [{"name": "x-v", "value": "2"}],
+               "queryParams": [{"type": "Exact", "name": "q", "value": "1"}]})
+    );
+}
+
+#[test]
+fn the_hash_is_that_of_the_json_go_writes() {
+    let path = |kind: &str, value: &str| kuma_api::policies::mesh_http_route::Match {
+        path: Some(kuma_api::policies::mesh_http_route::PathMatch {
+            value: value.to_string(),
+            kind: kind.to_string(),
+        }),
+        ..Default::default()
+    };
+    assert_eq!(hash_matches(&[path("PathPrefix", "/api")]), API_PREFIX_HASH);
+    // Go escapes `&`, `<` and `>`: the hash of `/a&b` is that of
+    // `[{"path":{"value":"/a\u0026b","type":"RegularExpression"}}]`.
+    assert_eq!(
+        hash_matches(&[path("RegularExpression", "/a&b")]),
+        "DMtjwhTvTyCMF5zBd1pF2dGhMgcL1Q6PiYdRXcNKYHU="
+    );
+}
+
+#[test]
+fn a_policy_aimed_at_a_route_shows_as_to_rules_on_the_rule_hash() {
+    let dp = mk_dataplane("dp-1", "svc-1");
+    let mut resources = routes_and_route_timeouts();
+    resources.push(dp.clone());
+    let got = inspect(&resources, &dp);
+    let timeout = got["rules"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|r| r["type"] == "MeshTimeout")
+        .unwrap();
+    let hash =
+        |not: bool| json!({"key": RULE_MATCHES_HASH_TAG, "value": API_PREFIX_HASH, "not": not});
+    let service = json!({"key": "kuma.io/service", "value": "backend", "not": false});
+    assert_eq!(
+        timeout["toRules"],
+        json!([
+            {
+                "matchers": [hash(false), service],
+                "conf": {"http": {"requestTimeout": "15s"}},
+                "origin": [meta("MeshTimeout", "on-service"), meta("MeshTimeout", "on-route")]
+            },
+            {
+                "matchers": [hash(true), service],
+                "conf": {"http": {"requestTimeout": "20s"}},
+                "origin": [meta("MeshTimeout", "on-service")]
+            }
+        ]),
+        "{}",
+        serde_json::to_string_pretty(&timeout).unwrap()
+    );
+}
+
+#[test]
+fn a_route_aimed_at_the_mesh_gives_a_hash_only_subset() {
+    let dp = mk_dataplane("dp-1", "svc-1");
+    let route = mk(
+        json!({"type": "MeshHTTPRoute", "name": "everywhere", "spec": {
+            "targetRef": {"kind": "Mesh"},
+            "to": [{"targetRef": {"kind": "Mesh"}, "rules": [
+                {"matches": [{"path": {"type": "PathPrefix", "value": "/api"}}], "default": {}}
+            ]}]
+        }}),
+    );
+    let timeout = mk_timeout(
+        "on-route",
+        json!({"targetRef": {"kind": "MeshHTTPRoute", "name": "everywhere"},
+               "to": [{"targetRef": {"kind": "Mesh"}, "default": {"idleTimeout": "3s"}}]}),
+    );
+    let got = inspect(&[route, timeout, dp.clone()], &dp);
+    let timeout = &got["rules"][0];
+    assert_eq!(timeout["type"], "MeshTimeout");
+    assert_eq!(
+        timeout["toRules"],
+        json!([{
+            "matchers": [{"key": RULE_MATCHES_HASH_TAG, "value": API_PREFIX_HASH, "not": false}],
+            "conf": {"idleTimeout": "3s"},
+            "origin": [meta("MeshTimeout", "on-route")]
+        }])
+    );
+}

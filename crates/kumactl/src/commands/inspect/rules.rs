@@ -1,7 +1,8 @@
 //! `kumactl inspect dataplane NAME --type=policies`: the `_rules` answer as
 //! a tree, grouped like Kuma's policy listing (DATAPLANE, INBOUND ...,
 //! OUTBOUND ...), with each policy kind's merged conf and the policies it
-//! came from, in merge order.
+//! came from, in merge order, then the MeshHTTPRoute matches by hash (what
+//! a `__rule-matches-hash__` matcher and an Envoy route name stand for).
 
 use std::collections::BTreeMap;
 
@@ -124,6 +125,14 @@ pub fn render(response: &Value) -> String {
             }
             out.push_str(&format!("    conf: {}\n", e.conf));
             out.push_str(&format!("    origin: {}\n", e.origins.join(", ")));
+        }
+        out.push('\n');
+    }
+    let http_matches = array(&response["httpMatches"]);
+    if !http_matches.is_empty() {
+        out.push_str("HTTP MATCHES:\n");
+        for m in http_matches {
+            out.push_str(&format!("  {}: {}\n", text(&m["hash"]), m["match"]));
         }
         out.push('\n');
     }
@@ -275,6 +284,35 @@ WARNINGS:
   MeshTrace: something odd
 
 ";
+        assert_eq!(text, expected, "{text}");
+    }
+
+    #[test]
+    fn lists_route_matches_by_hash_after_the_rules() {
+        let hash = "waFsoIISmZDTfFWYqxvY265/GASHYEWvHQTwMh/bpuU=";
+        let response = json!({
+            "resource": meta("Dataplane", "dp-1"),
+            "httpMatches": [{"hash": hash, "match": [{"path": {"value": "/api", "type": "PathPrefix"}}]}],
+            "rules": [{
+                "type": "MeshTimeout",
+                "toRules": [{"matchers": [{"key": "__rule-matches-hash__", "value": hash, "not": false}],
+                             "conf": {"idleTimeout": "1s"}, "origin": [meta("MeshTimeout", "a")]}],
+                "toResourceRules": [], "fromRules": [], "inboundRules": [], "warnings": []
+            }]
+        });
+        let text = render(&response);
+        let expected = format!(
+            "\
+OUTBOUND __rule-matches-hash__={hash}:
+  MeshTimeout
+    conf: {{\"idleTimeout\":\"1s\"}}
+    origin: a
+
+HTTP MATCHES:
+  {hash}: [{{\"path\":{{\"value\":\"/api\",\"type\":\"PathPrefix\"}}}}]
+
+"
+        );
         assert_eq!(text, expected, "{text}");
     }
 
