@@ -1,26 +1,43 @@
 //! Carrying a mesh's shared resources over to its next snapshot. A change
-//! usually touches one destination; without carrying, the first proxies
-//! generated after it would encode every other destination again.
+//! usually touches one destination or one policy; without carrying, the
+//! first proxies generated after it would encode everything else again.
 //!
-//! An entry is carried only when its key says everything it was built from
-//! (inbound clusters, outbound listeners: address, port, protocol and policy
-//! confs are in the key), or when it is a `kuma.io/service` destination's
-//! cluster or load assignment and that destination (endpoints, protocol) is
-//! the same in both snapshots. Anything else is built again when needed.
+//! An entry is carried only when its key says everything it was built from,
+//! or when what its key leaves out is the same in both snapshots:
+//! - inbound clusters: address, port, protocol and policy confs are in the
+//!   key, nothing else goes in;
+//! - outbound listeners: the same, unless a route policy (MeshHTTPRoute,
+//!   MeshTCPRoute) is in either snapshot: routes resolve their backends
+//!   against the snapshot, which the key does not show;
+//! - a `kuma.io/service` destination's cluster and load assignment (its
+//!   policy confs are in the key): when that destination (endpoints,
+//!   protocol) is the same in both snapshots, and no route policy is in
+//!   either (a route's backend clusters are built from more than the key).
+//!
+//! Policy confs being in the keys is what makes policy changes safe to carry
+//! across: a resource whose confs changed has another key and is built
+//! again. What generation reads besides the keys and the snapshot
+//! (MeshProxyPatch, MeshPassthrough, traffic permissions, the inbound
+//! listeners) is applied to each proxy's own copy, never cached here. The
+//! Mesh's spec (mTLS) shapes clusters beyond the key's `mtls` flag, so a
+//! changed Mesh carries nothing.
 
 use std::sync::PoisonError;
+
+use kuma_api::Kind;
 
 use super::snapshot::{CacheKey, MeshSnapshot};
 
 impl MeshSnapshot {
     /// Takes over what `previous` already encoded and this snapshot would
     /// encode identically; returns how many entries were carried. The
-    /// caller vouches that the Mesh, its CA and its policies are the same
-    /// in both (only Dataplanes and MeshServices changed).
+    /// caller vouches that the mesh's CA is the same (only the secrets'
+    /// names, not their content, are in cached clusters).
     pub fn carry_shared_from(&self, previous: &MeshSnapshot) -> usize {
-        if previous.mesh() != self.mesh() {
+        if previous.mesh() != self.mesh() || previous.mesh_spec() != self.mesh_spec() {
             return 0;
         }
+        let routes = has_routes(previous) || has_routes(self);
         let old = previous
             .shared
             .lock()
@@ -29,9 +46,10 @@ impl MeshSnapshot {
         let mut carried = 0;
         for (key, resource) in old.iter() {
             let same = match key {
-                CacheKey::InboundCluster { .. } | CacheKey::OutboundListener { .. } => true,
+                CacheKey::InboundCluster { .. } => true,
+                CacheKey::OutboundListener { .. } => !routes,
                 CacheKey::Cluster { name, .. } | CacheKey::LoadAssignment(name) => {
-                    self.same_service_destination(previous, name)
+                    !routes && self.same_service_destination(previous, name)
                 }
             };
             if same {
@@ -51,6 +69,14 @@ impl MeshSnapshot {
             _ => false,
         }
     }
+}
+
+/// Whether the snapshot has a route policy, whose effect on outbound
+/// listeners and clusters cache keys do not fully show.
+fn has_routes(snapshot: &MeshSnapshot) -> bool {
+    snapshot
+        .policy_kinds()
+        .any(|k| matches!(k, Kind::MeshHTTPRoute | Kind::MeshTCPRoute))
 }
 
 #[cfg(test)]
