@@ -268,9 +268,7 @@ impl DestinationPolicies {
     /// destination's confs, so they win.
     pub(crate) fn apply_route(&self, routes: &mut RouteConfiguration) {
         if let Some(conf) = self.confs.get(Kind::MeshTimeout) {
-            // Connection manager settings cannot differ per route.
-            let mut scratch = HttpConnectionManager::default();
-            mesh_timeout::http(&conf, &mut scratch, routes);
+            mesh_timeout::routes(&conf, routes);
         }
         if let Some(conf) = self.confs.get(Kind::MeshRetry) {
             mesh_retry::routes(&conf, self.protocol, routes);

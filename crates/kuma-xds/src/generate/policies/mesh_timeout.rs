@@ -12,11 +12,14 @@
 //!   connection manager gets `http.requestHeadersTimeout` (0s, none) and
 //!   a downstream idle timeout of 0s, since the idle timeout belongs to the
 //!   upstream side;
+//! - the routes of one MeshHTTPRoute ([`routes`]): the same route timeouts,
+//!   over the destination's, except that an absent `http.streamIdleTimeout`
+//!   keeps the destination's idle timeout;
 //! - TCP listener: `idleTimeout` (1h) is the TCP proxy's idle timeout.
 
 use envoy_types::pb::envoy::config::cluster::v3::Cluster;
 use envoy_types::pb::envoy::config::core::v3::HttpProtocolOptions as CommonHttpOptions;
-use envoy_types::pb::envoy::config::route::v3::{RouteConfiguration, route};
+use envoy_types::pb::envoy::config::route::v3::{RouteAction, RouteConfiguration, route};
 use envoy_types::pb::envoy::extensions::filters::network::http_connection_manager::v3::HttpConnectionManager;
 use envoy_types::pb::envoy::extensions::filters::network::tcp_proxy::v3::TcpProxy;
 use envoy_types::pb::google::protobuf::Duration;
@@ -75,8 +78,15 @@ pub(crate) fn http(conf: &Conf, hcm: &mut HttpConnectionManager, routes: &mut Ro
         .get_or_insert_with(CommonHttpOptions::default)
         .idle_timeout = Some(seconds(0));
     hcm.request_headers_timeout = Some(or_default(http.request_headers_timeout.as_ref(), 0));
-    let timeout = or_default(http.request_timeout.as_ref(), REQUEST_TIMEOUT);
-    let idle = or_default(http.stream_idle_timeout.as_ref(), STREAM_IDLE_TIMEOUT);
+    self::routes(conf, routes);
+}
+
+/// The route-level timeouts of every route in `routes`, alone: what a conf
+/// aimed at one MeshHTTPRoute changes on that route's rules, where the
+/// connection manager is the destination's. Kuma sets no
+/// `max_stream_duration` on routes; `http.maxStreamDuration` belongs to
+/// the cluster.
+pub(crate) fn routes(conf: &Conf, routes: &mut RouteConfiguration) {
     let actions = routes
         .virtual_hosts
         .iter_mut()
@@ -86,8 +96,22 @@ pub(crate) fn http(conf: &Conf, hcm: &mut HttpConnectionManager, routes: &mut Ro
             _ => None,
         });
     for action in actions {
-        action.timeout = Some(timeout);
-        action.idle_timeout = Some(idle);
+        route_action(conf, action);
+    }
+}
+
+/// As Kuma configures a route action: `http.requestTimeout` (15s) is the
+/// timeout; `http.streamIdleTimeout` is the idle timeout when given, else
+/// the route keeps the one it has (a conf of the route's destination), or
+/// gets 30m.
+fn route_action(conf: &Conf, action: &mut RouteAction) {
+    let http = http_conf(conf);
+    action.timeout = Some(or_default(http.request_timeout.as_ref(), REQUEST_TIMEOUT));
+    if http.stream_idle_timeout.is_some() || action.idle_timeout.is_none() {
+        action.idle_timeout = Some(or_default(
+            http.stream_idle_timeout.as_ref(),
+            STREAM_IDLE_TIMEOUT,
+        ));
     }
 }
 
@@ -174,6 +198,57 @@ mod tests {
         cluster(&conf, &mut c, Protocol::Http2);
         let common = common_options(&c).expect("common options");
         assert_eq!(common.idle_timeout, Some(seconds(3600)));
+    }
+
+    #[test]
+    fn per_route_timeouts_leave_the_connection_manager_alone() {
+        let destination = Conf {
+            http: Some(Http {
+                request_timeout: d("2s"),
+                stream_idle_timeout: d("40s"),
+                ..Http::default()
+            }),
+            ..Conf::default()
+        };
+        let mut routes = route_to_cluster("r", "backend", "backend");
+        let mut hcm = HttpConnectionManager::default();
+        http(&destination, &mut hcm, &mut routes);
+        let before = hcm.clone();
+
+        // A route conf naming only the request timeout: the destination's
+        // idle timeout stays, the request timeout is the route's.
+        let route_conf = Conf {
+            http: Some(Http {
+                request_timeout: d("7s"),
+                ..Http::default()
+            }),
+            ..Conf::default()
+        };
+        self::routes(&route_conf, &mut routes);
+        let action = route_action(&routes);
+        assert_eq!(action.timeout, Some(seconds(7)));
+        assert_eq!(action.idle_timeout, Some(seconds(40)));
+        assert_eq!(action.max_stream_duration, None);
+        assert_eq!(hcm, before);
+
+        // Naming the idle timeout replaces it; no request timeout is
+        // Kuma's 15s again.
+        let idle_only = Conf {
+            http: Some(Http {
+                stream_idle_timeout: d("5s"),
+                ..Http::default()
+            }),
+            ..Conf::default()
+        };
+        self::routes(&idle_only, &mut routes);
+        let action = route_action(&routes);
+        assert_eq!(action.timeout, Some(seconds(15)));
+        assert_eq!(action.idle_timeout, Some(seconds(5)));
+
+        // A fresh route with nothing set gets Kuma's 30m.
+        let mut fresh = route_to_cluster("r", "backend", "backend");
+        self::routes(&Conf::default(), &mut fresh);
+        assert_eq!(route_action(&fresh).idle_timeout, Some(seconds(1800)));
     }
 
     #[test]
