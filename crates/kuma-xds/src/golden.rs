@@ -19,6 +19,7 @@ use envoy_types::pb::envoy::config::endpoint::v3::ClusterLoadAssignment;
 use envoy_types::pb::envoy::config::listener::v3::Listener;
 use envoy_types::pb::envoy::config::rbac::v3::Rbac;
 use envoy_types::pb::envoy::config::route::v3::RouteConfiguration;
+use envoy_types::pb::envoy::extensions::common::matching::v3::ExtensionWithMatcher;
 use envoy_types::pb::envoy::extensions::filters::http::fault::v3::HttpFault;
 use envoy_types::pb::envoy::extensions::filters::http::local_ratelimit::v3::LocalRateLimit as HttpLocalRateLimit;
 use envoy_types::pb::envoy::extensions::filters::http::rbac::v3::Rbac as HttpRbac;
@@ -99,6 +100,12 @@ fn decode_any(url: &str, bytes: &[u8]) -> Option<Node> {
             tree::<NetworkLocalRateLimit>,
         ),
         (HttpFault::type_url(), tree::<HttpFault>),
+        // Its matcher's inputs and actions are empty messages: their
+        // `@type` alone says all.
+        (
+            ExtensionWithMatcher::type_url(),
+            tree::<ExtensionWithMatcher>,
+        ),
         (
             PreviousPrioritiesConfig::type_url(),
             tree::<PreviousPrioritiesConfig>,

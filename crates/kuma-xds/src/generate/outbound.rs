@@ -19,6 +19,7 @@ use kuma_api::kinds::dataplane::{DataplaneSpec, Outbound};
 use kuma_api::kinds::tags::SERVICE_TAG;
 
 use super::mtls::{self, MeshTls};
+use super::policies::mesh_fault_injection;
 use super::policies::mesh_http_route::{self, RouteEntry};
 use super::policies::mesh_tcp_route;
 use super::policies::{DestinationPolicies, DestinationRef, ProxyPolicies};
@@ -145,6 +146,11 @@ pub(crate) fn generate(
     tls: Option<&MeshTls<'_>>,
     out: &mut ProxyResources,
 ) {
+    // As Kuma's outbounds do, tell callees who calls while fault injections
+    // may pick clients by tags.
+    let tags_header = policies
+        .sends_tags_header()
+        .then(|| mesh_fault_injection::tags_header_value(dataplane));
     for outbound in dataplane.outbounds() {
         let Some(t) = target(snapshot, policies, outbound) else {
             continue;
@@ -153,16 +159,22 @@ pub(crate) fn generate(
         let protocol = t.destination.protocol;
         let mut resolver = Resolver::new(snapshot, policies, &t);
         let shape = Shape::of(&t, &mut resolver, policies);
+        let tags = tags_header.as_deref().filter(|_| shape.is_http());
         let key = CacheKey::OutboundListener {
             address: address.to_string(),
             port: outbound.port,
             cluster: t.cluster.clone(),
             protocol,
-            policies: format!("{}{}", t.policies.key(), shape.key()),
+            policies: format!(
+                "{}{}{}",
+                t.policies.key(),
+                shape.key(),
+                tags.map(|t| format!("|tags={t}")).unwrap_or_default()
+            ),
         };
         out.insert(snapshot.shared(key, || {
             let name = names::outbound_listener(address, outbound.port);
-            let filter = shape.filter(&t);
+            let filter = shape.filter(&t, tags);
             let l = listener::listener(
                 &name,
                 address,
@@ -311,12 +323,23 @@ impl Shape {
         }
     }
 
-    fn filter(&self, t: &Target<'_>) -> Filter {
+    fn is_http(&self) -> bool {
+        !matches!(self, Shape::Tcp(_))
+    }
+
+    /// `tags`: the `x-kuma-tags` value HTTP routes send, if any.
+    fn filter(&self, t: &Target<'_>, tags: Option<&str>) -> Filter {
         let stat_prefix = names::stat_prefix(&t.cluster);
         let route_name = names::outbound_route(&t.cluster);
+        let send_tags = |routes: &mut RouteConfiguration| {
+            if let Some(tags) = tags {
+                mesh_fault_injection::send_tags_header(routes, tags);
+            }
+        };
         match self {
             Shape::Http => {
                 let mut routes = listener::route_to_cluster(&route_name, &t.cluster, &t.cluster);
+                send_tags(&mut routes);
                 let mut hcm = listener::hcm(&stat_prefix, Vec::new());
                 t.policies.apply_http(&mut hcm, &mut routes);
                 listener::hcm_filter(hcm, routes)
@@ -353,6 +376,7 @@ impl Shape {
                 if let Some(vh) = routes.virtual_hosts.first_mut() {
                     vh.routes = applied;
                 }
+                send_tags(&mut routes);
                 listener::hcm_filter(hcm, routes)
             }
             Shape::Tcp(split) => {

@@ -5,7 +5,9 @@
 //! - [`DestinationPolicies`]: the folded `to` confs for one outbound
 //!   destination, applied to its cluster and its outbound listener;
 //! - [`InboundPolicies`]: the folded `from`/`rules` confs that apply to
-//!   every client of one inbound, applied to its listener and cluster.
+//!   every client of one inbound, applied to its listener and cluster, and
+//!   the per-client confs of the kinds that tell clients apart
+//!   (MeshFaultInjection).
 //!
 //! Each policy kind has its own module that knows how its conf changes
 //! Envoy resources; the `apply_*` functions here call them in a fixed
@@ -15,7 +17,7 @@
 
 mod duration;
 mod mesh_circuit_breaker;
-mod mesh_fault_injection;
+pub(crate) mod mesh_fault_injection;
 mod mesh_health_check;
 pub(crate) mod mesh_http_route;
 mod mesh_load_balancing_strategy;
@@ -149,10 +151,18 @@ impl<'a> ProxyPolicies<'a> {
         .unwrap_or(Protocol::Tcp)
     }
 
-    /// The `from`/`rules` confs that apply to every client of an inbound.
+    /// The `from`/`rules` confs of an inbound: those every client gets,
+    /// and the per-client ones of the kinds that tell clients apart.
     pub(crate) fn inbound(&self, key: &InboundKey) -> InboundPolicies {
         let mut confs = BTreeMap::new();
+        let mut faults = Vec::new();
         for (kind, rules) in &self.rules {
+            if *kind == Kind::MeshFaultInjection {
+                let from = rules.from.get(key).map_or(&[][..], |r| r.as_slice());
+                let entries = rules.inbound.get(key).map_or(&[][..], |r| r.as_slice());
+                faults = mesh_fault_injection::per_client(from, entries);
+                continue;
+            }
             let matched = rules.inbound.get(key).filter(|r| !r.is_empty());
             let conf = match matched {
                 Some(matched) => {
@@ -168,7 +178,18 @@ impl<'a> ProxyPolicies<'a> {
                 confs.insert(*kind, conf);
             }
         }
-        InboundPolicies(Confs(confs))
+        InboundPolicies {
+            every: Confs(confs),
+            faults,
+            drop_tags_header: self.sends_tags_header(),
+        }
+    }
+
+    /// Whether outbounds send the proxy's tags in `x-kuma-tags`: while the
+    /// mesh has MeshFaultInjections, which may pick clients by tags (Kuma
+    /// also sends them only then).
+    pub(crate) fn sends_tags_header(&self) -> bool {
+        self.rules.contains_key(&Kind::MeshFaultInjection)
     }
 }
 
@@ -279,22 +300,40 @@ impl DestinationPolicies {
     }
 }
 
-/// The `from`/`rules` confs every client of one inbound gets.
+/// The `from`/`rules` confs of one inbound.
 #[derive(Debug, Clone, Default, PartialEq)]
-pub(crate) struct InboundPolicies(Confs);
+pub(crate) struct InboundPolicies {
+    /// What every client gets, by kind.
+    every: Confs,
+    /// MeshFaultInjection: groups of faults, each for its own clients.
+    faults: Vec<mesh_fault_injection::ClientFaults>,
+    /// Clients send their tags header: the inbound drops it.
+    drop_tags_header: bool,
+}
 
 impl InboundPolicies {
-    /// Part of the cache key of resources built with these confs.
+    /// Part of the cache key of resources built with these confs: the
+    /// per-client confs too, or proxies whose clients get different faults
+    /// would share a listener.
     pub(crate) fn key(&self) -> String {
-        self.0.key()
+        let mut key = self.every.key();
+        if !self.faults.is_empty() {
+            let faults = serde_json::to_string(&self.faults).unwrap_or_default();
+            key.push_str("|faults=");
+            key.push_str(&faults);
+        }
+        if self.drop_tags_header {
+            key.push_str("|drop-tags");
+        }
+        key
     }
 
     /// The cluster of the local workload behind the inbound.
     pub(crate) fn apply_cluster(&self, cluster: &mut Cluster, protocol: Protocol) {
-        if let Some(conf) = self.0.get(Kind::MeshTimeout) {
+        if let Some(conf) = self.every.get(Kind::MeshTimeout) {
             mesh_timeout::cluster(&conf, cluster, protocol);
         }
-        if let Some(conf) = self.0.get(Kind::MeshCircuitBreaker) {
+        if let Some(conf) = self.every.get(Kind::MeshCircuitBreaker) {
             mesh_circuit_breaker::cluster(&conf, cluster);
         }
     }
@@ -305,21 +344,22 @@ impl InboundPolicies {
         hcm: &mut HttpConnectionManager,
         routes: &mut RouteConfiguration,
     ) {
-        if let Some(conf) = self.0.get(Kind::MeshTimeout) {
+        if let Some(conf) = self.every.get(Kind::MeshTimeout) {
             mesh_timeout::http(&conf, hcm, routes);
         }
-        // Both go before the router, faults first, as Kuma orders them.
-        if let Some(conf) = self.0.get(Kind::MeshFaultInjection) {
-            mesh_fault_injection::http(&conf, hcm);
+        if self.drop_tags_header {
+            mesh_fault_injection::drop_tags_header(routes);
         }
-        if let Some(conf) = self.0.get(Kind::MeshRateLimit) {
+        // Both go before the router, faults first, as Kuma orders them.
+        mesh_fault_injection::http(&self.faults, hcm);
+        if let Some(conf) = self.every.get(Kind::MeshRateLimit) {
             mesh_rate_limit::http(&conf, hcm, routes);
         }
     }
 
     /// Network filters a TCP inbound runs before its TCP proxy.
     pub(crate) fn tcp_filters(&self) -> Vec<Filter> {
-        self.0
+        self.every
             .get(Kind::MeshRateLimit)
             .and_then(|conf| mesh_rate_limit::tcp(&conf))
             .into_iter()
@@ -328,17 +368,17 @@ impl InboundPolicies {
 
     /// The mTLS mode MeshTLS sets for this inbound in place of the mesh's.
     pub(crate) fn tls_mode(&self) -> Option<MtlsMode> {
-        mesh_tls::mode(&self.0.get(Kind::MeshTLS)?)
+        mesh_tls::mode(&self.every.get(Kind::MeshTLS)?)
     }
 
     /// The TLS versions and ciphers MeshTLS sets for mesh TLS.
     pub(crate) fn tls_params(&self) -> Option<TlsParameters> {
-        mesh_tls::params(&self.0.get(Kind::MeshTLS)?)
+        mesh_tls::params(&self.every.get(Kind::MeshTLS)?)
     }
 
     /// The inbound listener's TCP proxy.
     pub(crate) fn apply_tcp(&self, tcp: &mut TcpProxy) {
-        if let Some(conf) = self.0.get(Kind::MeshTimeout) {
+        if let Some(conf) = self.every.get(Kind::MeshTimeout) {
             mesh_timeout::tcp(&conf, tcp);
         }
     }

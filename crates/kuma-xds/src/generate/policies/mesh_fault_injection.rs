@@ -5,9 +5,27 @@
 //! `envoy.filters.http.fault` filter (so that each entry's percentages are
 //! drawn independently), in the order of the list, before the router.
 //! Percentages become Envoy fractions in the coarsest exact denominator.
-//! Only the conf every client gets (Mesh-wide `from`, match-less `rules`)
-//! is applied; TCP inbounds are left alone, faults being HTTP only.
+//! TCP inbounds are left alone, faults being HTTP only.
+//!
+//! Per client, as Kuma 2.14 does (see [`clients`] for how Envoy tells
+//! clients apart):
+//! - with `rules` (from any policy selecting the proxy), each rule is one
+//!   group of filters, most precise match first (Exact spiffeID, Prefix,
+//!   SNI, then match-less rules for every client); `from` entries are then
+//!   ignored, as in Kuma;
+//! - otherwise each `from` rule (a subset of client tags with the fold of
+//!   every entry aimed at it, clients of more specific subsets first) is
+//!   one group matching its subset through the `x-kuma-tags` header. The
+//!   subsets of one inbound's rules do not overlap when their tags are
+//!   related, so each client gets the faults of its own rule.
 
+mod clients;
+
+use envoy_types::pb::envoy::config::core::v3::{
+    HeaderValue, HeaderValueOption, TypedExtensionConfig, header_value_option,
+};
+use envoy_types::pb::envoy::config::route::v3::RouteConfiguration;
+use envoy_types::pb::envoy::extensions::common::matching::v3::ExtensionWithMatcher;
 use envoy_types::pb::envoy::extensions::filters::common::fault::v3::{
     FaultDelay, FaultRateLimit, fault_delay, fault_rate_limit,
 };
@@ -19,12 +37,17 @@ use envoy_types::pb::envoy::extensions::filters::network::http_connection_manage
 };
 use envoy_types::pb::envoy::r#type::v3::FractionalPercent;
 use envoy_types::util::pack_any;
+use kuma_api::Kind;
 use kuma_api::policies::mesh_fault_injection::{Conf, FaultInjection};
-use kuma_api::policies::values::IntOrString;
+use kuma_api::policies::values::{IntOrString, Match};
+use kuma_policy::{InboundRule, PolicyOrigin, Rule, Subset};
+use serde::{Deserialize, Serialize};
 
 use super::duration::proto;
 use super::mesh_http_route::fraction;
 use super::mesh_rate_limit::insert_before_router;
+
+pub(crate) use clients::{TAGS_HEADER, tags_header_value};
 
 const FAULT_FILTER: &str = "envoy.filters.http.fault";
 
@@ -85,19 +108,150 @@ fn fault(entry: &FaultInjection) -> Option<HttpFault> {
     })
 }
 
-pub(crate) fn http(conf: &Conf, hcm: &mut HttpConnectionManager) {
-    let filters = conf
-        .http
-        .iter()
-        .flatten()
-        .filter_map(fault)
-        .map(|f| HttpFilter {
-            name: FAULT_FILTER.to_string(),
-            config_type: Some(http_filter::ConfigType::TypedConfig(pack_any(f))),
-            ..HttpFilter::default()
+/// One group of faults and the clients it is for.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub(crate) struct ClientFaults {
+    clients: Clients,
+    conf: Conf,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize)]
+#[serde(rename_all = "camelCase")]
+enum Clients {
+    Every,
+    /// A `from` rule's subset of client tags.
+    Tags(Subset),
+    /// A `rules` entry's match on the connection, and the policy it comes
+    /// from (its filters are named after it, as in Kuma).
+    Identity {
+        #[serde(rename = "match")]
+        matches: Match,
+        policy: PolicyOrigin,
+    },
+}
+
+fn read(conf: &serde_json::Value) -> Option<Conf> {
+    match Conf::deserialize(conf) {
+        Ok(conf) => Some(conf),
+        Err(e) => {
+            // Validation keeps these out of the store.
+            tracing::warn!(kind = %Kind::MeshFaultInjection, error = %e, "policy conf does not read; ignored");
+            None
+        }
+    }
+}
+
+/// The fault groups of one inbound, from its `rules` entries when it has
+/// any, else from its `from` rules.
+pub(crate) fn per_client(from: &[Rule], rules: &[InboundRule]) -> Vec<ClientFaults> {
+    if !rules.is_empty() {
+        return rules
+            .iter()
+            .filter_map(|r| {
+                let clients = match &r.matches {
+                    Some(m) => Clients::Identity {
+                        matches: m.clone(),
+                        policy: r.origin.clone(),
+                    },
+                    None => Clients::Every,
+                };
+                Some(ClientFaults {
+                    clients,
+                    conf: read(&r.conf)?,
+                })
+            })
+            .collect();
+    }
+    from.iter()
+        .filter_map(|r| {
+            let clients = if r.subset.is_empty() {
+                Clients::Every
+            } else {
+                Clients::Tags(r.subset.clone())
+            };
+            Some(ClientFaults {
+                clients,
+                conf: read(&r.conf)?,
+            })
         })
-        .collect();
+        .collect()
+}
+
+impl ClientFaults {
+    fn filters(&self) -> Vec<HttpFilter> {
+        self.conf
+            .http
+            .iter()
+            .flatten()
+            .filter_map(fault)
+            .map(|mut f| match &self.clients {
+                Clients::Every => plain(f),
+                Clients::Tags(subset) => {
+                    f.headers = clients::header_matchers(subset);
+                    plain(f)
+                }
+                Clients::Identity { matches, policy } => match clients::skip_unless(matches) {
+                    Some(matcher) => HttpFilter {
+                        name: format!("kri_mfi_{}___{}_", policy.mesh, policy.name),
+                        config_type: Some(http_filter::ConfigType::TypedConfig(pack_any(
+                            ExtensionWithMatcher {
+                                xds_matcher: Some(matcher),
+                                extension_config: Some(TypedExtensionConfig {
+                                    name: FAULT_FILTER.to_string(),
+                                    typed_config: Some(pack_any(f)),
+                                }),
+                                ..ExtensionWithMatcher::default()
+                            },
+                        ))),
+                        ..HttpFilter::default()
+                    },
+                    None => plain(f),
+                },
+            })
+            .collect()
+    }
+}
+
+fn plain(f: HttpFault) -> HttpFilter {
+    HttpFilter {
+        name: FAULT_FILTER.to_string(),
+        config_type: Some(http_filter::ConfigType::TypedConfig(pack_any(f))),
+        ..HttpFilter::default()
+    }
+}
+
+/// The fault filters of every group, in order, before the router.
+pub(crate) fn http(groups: &[ClientFaults], hcm: &mut HttpConnectionManager) {
+    let filters = groups.iter().flat_map(ClientFaults::filters).collect();
     insert_before_router(hcm, filters);
+}
+
+/// Clients send their tags (see [`clients`]); the inbound drops the header
+/// before the request reaches the application, as Kuma's inbounds do.
+pub(crate) fn drop_tags_header(routes: &mut RouteConfiguration) {
+    if !routes
+        .request_headers_to_remove
+        .iter()
+        .any(|h| h == TAGS_HEADER)
+    {
+        routes
+            .request_headers_to_remove
+            .push(TAGS_HEADER.to_string());
+    }
+}
+
+/// An outbound's routes send the calling proxy's tags.
+pub(crate) fn send_tags_header(routes: &mut RouteConfiguration, value: &str) {
+    routes.request_headers_to_add.push(HeaderValueOption {
+        header: Some(HeaderValue {
+            key: TAGS_HEADER.to_string(),
+            value: value.to_string(),
+            ..HeaderValue::default()
+        }),
+        // What the application sent under that name is not its tags.
+        append_action: header_value_option::HeaderAppendAction::OverwriteIfExistsOrAdd as i32,
+        ..HeaderValueOption::default()
+    });
 }
 
 #[cfg(test)]
@@ -151,7 +305,11 @@ mod tests {
             ]),
         };
         let mut h = hcm("p", Vec::new());
-        http(&conf, &mut h);
+        let every = ClientFaults {
+            clients: Clients::Every,
+            conf,
+        };
+        http(&[every], &mut h);
         let names: Vec<&str> = h.http_filters.iter().map(|f| f.name.as_str()).collect();
         assert_eq!(
             names,
@@ -189,5 +347,180 @@ mod tests {
             panic!("fixed limit");
         };
         assert_eq!(limit.limit_kbps, 1_000);
+    }
+
+    fn origin(name: &str) -> PolicyOrigin {
+        PolicyOrigin {
+            kind: "MeshFaultInjection".into(),
+            mesh: "default".into(),
+            name: name.into(),
+        }
+    }
+
+    fn abort(status: u16) -> serde_json::Value {
+        serde_json::json!({"http": [{"abort": {"httpStatus": status, "percentage": 100}}]})
+    }
+
+    /// The abort status and header matchers (name, inverted) of each plain
+    /// fault filter, in order.
+    fn plain_faults(h: &HttpConnectionManager) -> Vec<(u32, Vec<(String, bool)>)> {
+        h.http_filters
+            .iter()
+            .filter(|f| f.name == FAULT_FILTER)
+            .map(|f| {
+                let fault = decode(f);
+                let Some(fault_abort::ErrorType::HttpStatus(status)) =
+                    fault.abort.and_then(|a| a.error_type)
+                else {
+                    panic!("an abort");
+                };
+                let headers = fault
+                    .headers
+                    .iter()
+                    .map(|m| (m.name.clone(), m.invert_match))
+                    .collect();
+                (status, headers)
+            })
+            .collect()
+    }
+
+    #[test]
+    fn a_subset_rule_is_a_filter_matching_its_clients_tags() {
+        let rules = vec![Rule {
+            subset: Subset(vec![kuma_policy::Tag::new("kuma.io/service", "web")]),
+            conf: abort(500),
+            origins: vec![origin("web")],
+        }];
+        let mut h = hcm("p", Vec::new());
+        http(&per_client(&rules, &[]), &mut h);
+        assert_eq!(
+            plain_faults(&h),
+            vec![(500, vec![(TAGS_HEADER.to_string(), false)])]
+        );
+        assert_eq!(h.http_filters.len(), 2, "the fault, then the router");
+    }
+
+    #[test]
+    fn mesh_and_subset_entries_give_each_client_its_own_rule() {
+        // What kuma-policy builds from `from: [Mesh -> 503, web -> 500]`.
+        let mesh: kuma_api::policies::TargetRef =
+            serde_json::from_value(serde_json::json!({"kind": "Mesh"})).expect("targetRef");
+        let web: kuma_api::policies::TargetRef = serde_json::from_value(
+            serde_json::json!({"kind": "MeshSubset", "tags": {"kuma.io/service": "web"}}),
+        )
+        .expect("targetRef");
+        let (mesh_conf, web_conf, o) = (abort(503), abort(500), origin("p"));
+        let items = [
+            kuma_policy::rules::RuleItem {
+                target_ref: &mesh,
+                conf: &mesh_conf,
+                origin: &o,
+            },
+            kuma_policy::rules::RuleItem {
+                target_ref: &web,
+                conf: &web_conf,
+                origin: &o,
+            },
+        ];
+        let rules = kuma_policy::rules::build(&items, true, kuma_policy::MergeStrategy::default())
+            .expect("rules");
+        let mut h = hcm("p", Vec::new());
+        http(&per_client(&rules, &[]), &mut h);
+        // web's own abort for web; the mesh-wide one for everyone else.
+        let header = TAGS_HEADER.to_string();
+        assert_eq!(
+            plain_faults(&h),
+            vec![
+                (500, vec![(header.clone(), false)]),
+                (503, vec![(header, true)])
+            ]
+        );
+    }
+
+    #[test]
+    fn rules_entries_match_identities_and_set_from_aside() {
+        let from = vec![Rule {
+            subset: Subset::mesh(),
+            conf: abort(418),
+            origins: vec![origin("old")],
+        }];
+        let exact = Match {
+            spiffe_id: Some(kuma_api::policies::values::TypedValue {
+                kind: "Exact".into(),
+                value: "spiffe://default/web".into(),
+            }),
+            sni: None,
+        };
+        let rules = vec![
+            InboundRule {
+                matches: Some(exact),
+                conf: abort(403),
+                origin: origin("by-identity"),
+                rule_index: 0,
+            },
+            InboundRule {
+                matches: None,
+                conf: abort(503),
+                origin: origin("by-identity"),
+                rule_index: 1,
+            },
+        ];
+        let mut h = hcm("p", Vec::new());
+        http(&per_client(&from, &rules), &mut h);
+        let names: Vec<&str> = h.http_filters.iter().map(|f| f.name.as_str()).collect();
+        assert_eq!(
+            names,
+            vec![
+                "kri_mfi_default___by-identity_",
+                FAULT_FILTER,
+                "envoy.filters.http.router"
+            ]
+        );
+        let Some(http_filter::ConfigType::TypedConfig(any)) = &h.http_filters[0].config_type else {
+            panic!("typed config");
+        };
+        let wrapped = ExtensionWithMatcher::decode(any.value.as_slice()).expect("decodes");
+        assert!(wrapped.xds_matcher.is_some(), "skipped unless it matches");
+        let inner = wrapped
+            .extension_config
+            .and_then(|c| c.typed_config)
+            .expect("the fault");
+        let fault = HttpFault::decode(inner.value.as_slice()).expect("fault");
+        assert_eq!(
+            fault.abort.and_then(|a| a.error_type),
+            Some(fault_abort::ErrorType::HttpStatus(403))
+        );
+        // The match-less rule is for everyone, and `from` gives nothing.
+        assert_eq!(plain_faults(&h), vec![(503, vec![])]);
+    }
+
+    #[test]
+    fn per_client_faults_are_part_of_the_inbound_cache_key() {
+        let for_service = |service: &str| {
+            let rules = vec![Rule {
+                subset: Subset(vec![kuma_policy::Tag::new("kuma.io/service", service)]),
+                conf: abort(500),
+                origins: vec![origin("p")],
+            }];
+            super::super::InboundPolicies {
+                faults: per_client(&rules, &[]),
+                drop_tags_header: true,
+                ..super::super::InboundPolicies::default()
+            }
+        };
+        let (web, other) = (for_service("web"), for_service("other"));
+        // The same confs for every client (none) ...
+        assert_eq!(web.every, other.every);
+        // ... yet different listeners: different keys.
+        assert_ne!(web.key(), other.key());
+        assert_eq!(web.key(), for_service("web").key());
+        assert_ne!(
+            super::super::InboundPolicies::default().key(),
+            super::super::InboundPolicies {
+                drop_tags_header: true,
+                ..super::super::InboundPolicies::default()
+            }
+            .key()
+        );
     }
 }
