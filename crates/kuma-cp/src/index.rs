@@ -89,11 +89,37 @@ struct MeshEntry {
     /// The last snapshot built, while its shared resources may still be
     /// carried to the next one.
     carry_from: Option<Arc<MeshSnapshot>>,
-    /// The last snapshot built and the Dataplanes changed since, while
-    /// nothing else changed: the next snapshot is then an update of it
-    /// rather than a fresh build (which at thousands of proxies costs
+    /// The last snapshot built and what changed since, while an update of
+    /// it can stand for a fresh build (which at thousands of proxies costs
     /// hundreds of milliseconds).
-    update_from: Option<(Arc<MeshSnapshot>, BTreeSet<String>)>,
+    update_from: Option<(Arc<MeshSnapshot>, Pending)>,
+}
+
+/// What changed since the last snapshot was built.
+#[derive(Debug, Default)]
+struct Pending {
+    dataplanes: BTreeSet<String>,
+    policies: BTreeSet<(Kind, String)>,
+    mesh: bool,
+}
+
+impl Pending {
+    /// Records a change of `kind`; `false` when an update cannot follow
+    /// it (a MeshService changes destinations and what policies resolve
+    /// `to` entries against: the next snapshot is built afresh).
+    fn record(&mut self, kind: Kind, name: &str) -> bool {
+        match kind {
+            Kind::Dataplane => {
+                self.dataplanes.insert(name.to_string());
+            }
+            Kind::Mesh => self.mesh = true,
+            kind if kind.is_policy() => {
+                self.policies.insert((kind, name.to_string()));
+            }
+            _ => return false,
+        }
+        true
+    }
 }
 
 impl MeshEntry {
@@ -102,19 +128,7 @@ impl MeshEntry {
             return s.clone();
         }
         let s = Arc::new(match self.update_from.take() {
-            Some((base, changed)) => {
-                let changes = changed.into_iter().map(|name| {
-                    let state = self
-                        .resources
-                        .get(&(Kind::Dataplane, name.clone()))
-                        .and_then(|r| match &r.spec {
-                            Spec::Dataplane(d) => Some((r.meta.labels.clone(), d.clone())),
-                            _ => None,
-                        });
-                    (name, state)
-                });
-                base.with_dataplane_changes(changes)
-            }
+            Some((base, pending)) => self.updated(&base, pending),
             None => MeshSnapshot::from_resources(mesh, self.resources.values().cloned()),
         });
         if let Some(previous) = self.carry_from.take() {
@@ -125,38 +139,69 @@ impl MeshEntry {
         s
     }
 
-    /// The snapshot is out of date after a change of `kind`. Its encoded
-    /// resources may be carried to the next one only when what they are
-    /// built from besides their destination is unchanged: no Mesh, CA or
-    /// policy change, and no route policy in the mesh (routes resolve their
-    /// backends against the snapshot, which their cache keys do not show).
-    ///
-    /// A Dataplane change (`name`) alone lets the next snapshot be an update
-    /// of the last one; any other kind means a fresh build.
-    fn invalidate(&mut self, kind: Kind, name: &str) {
-        let carry = matches!(kind, Kind::Dataplane | Kind::MeshService) && !self.has_routes();
-        let built = self.snapshot.take();
-        self.update_from = match (kind, built.clone(), self.update_from.take()) {
-            (Kind::Dataplane, Some(base), _) => Some((base, [name.to_string()].into())),
-            (Kind::Dataplane, None, Some((base, mut changed))) => {
-                changed.insert(name.to_string());
-                Some((base, changed))
-            }
-            _ => None,
-        };
-        let previous = built.or_else(|| self.carry_from.take());
-        self.carry_from = previous.filter(|_| carry);
+    /// `base` with what is pending applied from the current resources.
+    fn updated(&self, base: &MeshSnapshot, pending: Pending) -> MeshSnapshot {
+        let mut updated: Option<MeshSnapshot> = None;
+        if !pending.dataplanes.is_empty() {
+            let changes = pending.dataplanes.into_iter().map(|name| {
+                let state = self
+                    .resources
+                    .get(&(Kind::Dataplane, name.clone()))
+                    .and_then(|r| match &r.spec {
+                        Spec::Dataplane(d) => Some((r.meta.labels.clone(), d.clone())),
+                        _ => None,
+                    });
+                (name, state)
+            });
+            updated = Some(base.with_dataplane_changes(changes));
+        }
+        if !pending.policies.is_empty() {
+            let changes = pending.policies.into_iter().map(|(kind, name)| {
+                let state = self
+                    .resources
+                    .get(&(kind, name.clone()))
+                    .map(|r| (r.meta.labels.clone(), r.spec.clone()));
+                (kind, name, state)
+            });
+            let next = updated
+                .as_ref()
+                .unwrap_or(base)
+                .with_policy_changes(changes);
+            updated = Some(next);
+        }
+        if pending.mesh {
+            let spec = match self.resources.get(&(Kind::Mesh, base.mesh().to_string())) {
+                Some(Resource {
+                    spec: Spec::Mesh(m),
+                    ..
+                }) => Some(m.clone()),
+                _ => None,
+            };
+            let next = updated.as_ref().unwrap_or(base).with_mesh_spec(spec);
+            updated = Some(next);
+        }
+        // Nothing pending: the same snapshot, with a cache of its own.
+        updated.unwrap_or_else(|| base.with_mesh_spec(base.mesh_spec().cloned()))
     }
 
-    fn has_routes(&self) -> bool {
-        [Kind::MeshHTTPRoute, Kind::MeshTCPRoute]
-            .into_iter()
-            .any(|kind| {
-                self.resources
-                    .range((kind, String::new())..)
-                    .next()
-                    .is_some_and(|((k, _), _)| *k == kind)
-            })
+    /// The snapshot is out of date after a change of `kind`. A Dataplane,
+    /// policy or Mesh change lets the next snapshot be an update of the
+    /// last one; a MeshService change means a fresh build.
+    ///
+    /// Encoded resources may be carried to the next snapshot unless the
+    /// Mesh changed ([`MeshSnapshot::carry_shared_from`] decides, entry by
+    /// entry, what else is safe).
+    fn invalidate(&mut self, kind: Kind, name: &str) {
+        let built = self.snapshot.take();
+        let pending = match (built.clone(), self.update_from.take()) {
+            (Some(base), _) => Some((base, Pending::default())),
+            (None, pending) => pending,
+        };
+        self.update_from =
+            pending.and_then(|(base, mut p)| p.record(kind, name).then_some((base, p)));
+        let carry = kind != Kind::Mesh;
+        let previous = built.or_else(|| self.carry_from.take());
+        self.carry_from = previous.filter(|_| carry);
     }
 }
 
@@ -183,6 +228,16 @@ fn dataplane_spec(
         Some(Spec::Dataplane(d)) => Some(d),
         _ => None,
     }
+}
+
+/// The Dataplanes among a mesh's resources.
+fn dataplanes(
+    resources: &BTreeMap<(Kind, String), Resource>,
+) -> impl Iterator<Item = &Resource> + Clone {
+    resources
+        .range((Kind::Dataplane, String::new())..)
+        .take_while(|((kind, _), _)| *kind == Kind::Dataplane)
+        .map(|(_, r)| r)
 }
 
 /// The MeshServices among a mesh's resources.
@@ -536,8 +591,11 @@ impl MeshIndex {
                 old: old.as_ref(),
                 new,
             };
-            let reached =
-                affected::affected(&change, &entry.reach, mesh_services(&entry.resources));
+            let reached = if key.kind.is_policy() {
+                affected::policy::affected(&change, &entry.reach, dataplanes(&entry.resources))
+            } else {
+                affected::affected(&change, &entry.reach, mesh_services(&entry.resources))
+            };
             targets.entry(mesh).or_default().merge(reached);
         }
         targets

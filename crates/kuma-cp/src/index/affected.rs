@@ -12,6 +12,8 @@ use kuma_api::kinds::dataplane::DataplaneSpec;
 use kuma_api::kinds::mesh_service::MeshServiceSpec;
 use kuma_api::{Kind, Resource, Spec};
 
+pub(crate) mod policy;
+
 /// The backendRef kind of an outbound to a MeshService.
 const MESH_SERVICE: &str = "MeshService";
 
@@ -168,7 +170,8 @@ pub(crate) struct Change<'a> {
 /// The proxies `change` can reach. `reach` must already include the change
 /// when it is a Dataplane's (either order is correct: a proxy whose own
 /// outbounds changed is affected as itself). `mesh_services` are the mesh's
-/// MeshServices.
+/// MeshServices. A policy change reaches everyone here; [`policy::affected`]
+/// narrows it down.
 pub(crate) fn affected<'a>(
     change: &Change<'_>,
     reach: &Reach,

@@ -1,6 +1,5 @@
 use std::collections::BTreeMap;
 
-use kuma_api::policies::mesh_http_route::MeshHttpRouteSpec;
 use kuma_api::{ResourceMeta, Spec};
 
 use super::*;
@@ -30,39 +29,92 @@ fn mk_entry() -> MeshEntry {
 }
 
 #[test]
-fn endpoint_changes_carry_the_snapshot_policy_changes_do_not() {
+fn endpoint_and_policy_changes_carry_the_snapshot_mesh_changes_do_not() {
     let mut entry = mk_entry();
     entry.invalidate(Kind::Dataplane, "web-1");
     assert!(entry.snapshot.is_none());
     assert!(entry.carry_from.is_some());
-    // Still carried through further endpoint changes before the next build.
+    // Still carried through further changes before the next build: the
+    // cache keys hold the policy confs resources were built with.
     entry.invalidate(Kind::MeshService, "web-1");
     assert!(entry.carry_from.is_some());
-    // A policy change in the same batch rules it out.
     entry.invalidate(Kind::MeshTimeout, "web-1");
+    assert!(entry.carry_from.is_some());
+    // A Mesh change in the same batch rules it out.
+    entry.invalidate(Kind::Mesh, "default");
     assert!(entry.carry_from.is_none());
     entry.invalidate(Kind::Dataplane, "web-1");
     assert!(entry.carry_from.is_none());
     // The next build starts afresh and is carried from again afterwards.
     entry.snapshot("default");
     assert!(entry.carry_from.is_none());
-    entry.invalidate(Kind::Dataplane, "web-1");
+    entry.invalidate(Kind::MeshTimeout, "t");
     assert!(entry.carry_from.is_some());
     entry.snapshot("default");
     assert!(entry.carry_from.is_none());
-    entry.invalidate(Kind::Mesh, "web-1");
+    entry.invalidate(Kind::Mesh, "default");
     assert!(entry.carry_from.is_none());
 }
 
+fn mk_timeout(name: &str, timeout: &str) -> Resource {
+    let spec = serde_yaml::from_str(&format!(
+        "targetRef:\n  kind: Mesh\nto:\n- targetRef:\n    kind: Mesh\n  default:\n    connectionTimeout: {timeout}\n"
+    ))
+    .expect("MeshTimeout reads");
+    mk_resource(name, Spec::MeshTimeout(spec))
+}
+
 #[test]
-fn nothing_is_carried_in_a_mesh_with_routes() {
-    let mut entry = mk_entry();
-    let route = mk_resource("r", Spec::MeshHTTPRoute(MeshHttpRouteSpec::default()));
+fn policy_and_mesh_changes_update_the_last_snapshot() {
+    let mut entry = MeshEntry::default();
+    for (name, address) in [("web-1", "10.0.0.1"), ("web-2", "10.0.0.2")] {
+        let dp = mk_resource(name, mk_serving(address));
+        entry.resources.insert((Kind::Dataplane, name.into()), dp);
+    }
     entry
         .resources
-        .insert((Kind::MeshHTTPRoute, "r".into()), route);
+        .insert((Kind::MeshTimeout, "t".into()), mk_timeout("t", "3s"));
+    let before = entry.snapshot("default");
+    // A policy updated, another added, a Dataplane moved, the Mesh created.
+    entry
+        .resources
+        .insert((Kind::MeshTimeout, "t".into()), mk_timeout("t", "4s"));
+    entry.invalidate(Kind::MeshTimeout, "t");
+    entry
+        .resources
+        .insert((Kind::MeshTimeout, "u".into()), mk_timeout("u", "5s"));
+    entry.invalidate(Kind::MeshTimeout, "u");
+    let moved = mk_resource("web-1", mk_serving("10.0.9.1"));
+    entry
+        .resources
+        .insert((Kind::Dataplane, "web-1".into()), moved);
     entry.invalidate(Kind::Dataplane, "web-1");
-    assert!(entry.carry_from.is_none());
+    let mut mesh = mk_resource("default", Spec::Mesh(Default::default()));
+    mesh.meta.mesh = None;
+    entry.resources.insert((Kind::Mesh, "default".into()), mesh);
+    entry.invalidate(Kind::Mesh, "default");
+    let pending = entry.update_from.as_ref().map(|(_, p)| p);
+    assert_eq!(
+        pending.map(|p| (p.dataplanes.len(), p.policies.len(), p.mesh)),
+        Some((1, 2, true))
+    );
+    let updated = entry.snapshot("default");
+    assert!(entry.update_from.is_none());
+    assert!(updated.mesh_spec().is_some());
+    assert!(before.mesh_spec().is_none());
+    let fresh = MeshSnapshot::from_resources("default", entry.resources.values().cloned());
+    for proxy in ["web-1", "web-2"] {
+        let generated =
+            kuma_xds::generate::generate_proxy(&updated, proxy).expect("updated generates");
+        assert_eq!(
+            generated,
+            kuma_xds::generate::generate_proxy(&fresh, proxy).expect("fresh generates"),
+        );
+        assert_ne!(
+            generated,
+            kuma_xds::generate::generate_proxy(&before, proxy).expect("before generates"),
+        );
+    }
 }
 
 fn mk_serving(address: &str) -> Spec {
@@ -88,7 +140,10 @@ fn dataplane_changes_update_the_last_snapshot_others_rebuild() {
     entry.invalidate(Kind::Dataplane, "web-1");
     entry.resources.remove(&(Kind::Dataplane, "web-2".into()));
     entry.invalidate(Kind::Dataplane, "web-2");
-    let changed = entry.update_from.as_ref().map(|(_, names)| names.len());
+    let changed = entry
+        .update_from
+        .as_ref()
+        .map(|(_, pending)| pending.dataplanes.len());
     assert_eq!(changed, Some(2));
     let updated = entry.snapshot("default");
     assert!(entry.update_from.is_none());
