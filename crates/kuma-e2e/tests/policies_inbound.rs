@@ -2,7 +2,8 @@
 //! does with requests arriving at an inbound.
 //!
 //! Requests go straight to backend's inbound listener (the inbound policies
-//! act there, whoever the client is). Each test runs in its own mesh created
+//! act there, whoever the client is), except where clients are told apart:
+//! there they come through each client's own sidecar. Each test runs in its own mesh created
 //! with `skipCreatingInitialPolicies: ["*"]` and first shows the behaviour
 //! without the policy, so that what changes afterwards is the policy's doing.
 
@@ -10,7 +11,7 @@ use std::time::{Duration, Instant};
 
 use kuma_e2e::binaries::{self, Binaries};
 use kuma_e2e::control_plane::ControlPlane;
-use kuma_e2e::dataplane::{Dataplane, Inbound, dataplane_yaml};
+use kuma_e2e::dataplane::{Dataplane, Inbound, Outbound, dataplane_yaml};
 use kuma_e2e::service::TestService;
 use kuma_e2e::{eventually, free_port};
 use serde_json::{Value, json};
@@ -299,6 +300,104 @@ async fn fault_injection_aborts_its_percentage_and_delays_requests() {
         );
     }
     backend.dp.wait_stat(&stat, before + 3).await;
+}
+
+/// A client `name` of backend in `mesh`: its own app and sidecar, and the
+/// port of its outbound listener for backend.
+struct Client {
+    _dp: Dataplane,
+    _app: TestService,
+    outbound: u16,
+}
+
+async fn start_client(b: &Binaries, cp: &ControlPlane, mesh: &str, name: &str) -> Client {
+    let app = TestService::start(name).await.expect("client app");
+    let outbound = free_port();
+    let yaml = dataplane_yaml(
+        mesh,
+        &format!("{name}-1"),
+        &[Inbound {
+            port: free_port(),
+            service_port: app.port(),
+            service: name.into(),
+        }],
+        &[Outbound {
+            port: outbound,
+            service: "backend".into(),
+        }],
+    );
+    let dp = start_dataplane(b, cp, mesh, &format!("{name}-1"), &yaml).await;
+    Client {
+        _dp: dp,
+        _app: app,
+        outbound,
+    }
+}
+
+/// The answers of `n` requests.
+async fn statuses(port: u16, path: &str, n: usize) -> Vec<Result<u16, String>> {
+    let mut out = Vec::with_capacity(n);
+    for _ in 0..n {
+        out.push(status(port, path).await);
+    }
+    out
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn fault_injection_from_a_subset_aborts_only_that_clients_requests() {
+    let b = binaries::get();
+    let cp = ControlPlane::start(b).await;
+    let mesh = "perclient";
+    let _backend = start_backend(b, &cp, mesh).await;
+    let web = start_client(b, &cp, mesh, "web").await;
+    let other = start_client(b, &cp, mesh, "other").await;
+    for client in [&web, &other] {
+        eventually("the client's outbound to reach backend", WAIT, || async {
+            match status(client.outbound, "/").await {
+                Ok(200) => Ok(()),
+                other => Err(format!("{other:?}")),
+            }
+        })
+        .await;
+    }
+
+    let body = json!({
+        "type": "MeshFaultInjection",
+        "mesh": mesh,
+        "name": "web-fails",
+        "spec": {
+            "targetRef": {"kind": "Mesh", "proxyTypes": ["Sidecar"]},
+            "from": [{
+                "targetRef": {"kind": "MeshSubset", "tags": {"kuma.io/service": "web"}},
+                "default": {"http": [{"abort": {"httpStatus": 503, "percentage": 100}}]},
+            }],
+        },
+    });
+    cp.put(
+        &format!("/meshes/{mesh}/meshfaultinjections/web-fails"),
+        &body,
+    )
+    .await;
+    eventually("web's requests to be aborted", WAIT, || async {
+        match status(web.outbound, "/").await {
+            Ok(503) => Ok(()),
+            other => Err(format!("{other:?}")),
+        }
+    })
+    .await;
+    // The abort is in place on backend's inbound: from now on every request
+    // of web fails and every request of other passes.
+    assert_eq!(statuses(web.outbound, "/", 20).await, vec![Ok(503); 20]);
+    assert_eq!(statuses(other.outbound, "/", 20).await, vec![Ok(200); 20]);
+
+    // The tags that told them apart stay between the proxies.
+    let (code, seen) =
+        match reqwest::get(format!("http://127.0.0.1:{}/headers", other.outbound)).await {
+            Ok(r) => (r.status().as_u16(), r.text().await.unwrap_or_default()),
+            Err(e) => panic!("other's request: {e}"),
+        };
+    assert_eq!(code, 200, "{seen}");
+    assert!(!seen.to_lowercase().contains("x-kuma-tags"), "{seen}");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
