@@ -141,6 +141,15 @@ impl ControlPlane {
         assert!(status.is_success(), "PUT {path} answered {status}: {text}");
     }
 
+    /// Creates mesh `name` without Kuma's initial policies
+    /// (`skipCreatingInitialPolicies: ["*"]`): no default timeout, retry or
+    /// circuit breaker, so every effect a test sees comes from the policies
+    /// it applies.
+    pub async fn create_mesh_without_initial_policies(&self, name: &str) {
+        let body = json!({"type": "Mesh", "name": name, "skipCreatingInitialPolicies": ["*"]});
+        self.put(&format!("/meshes/{name}"), &body).await;
+    }
+
     pub async fn get_json(&self, path: &str) -> Result<Value, String> {
         let response = self
             .http

@@ -38,6 +38,18 @@ pub fn dataplane_yaml(
     inbounds: &[Inbound],
     outbounds: &[Outbound],
 ) -> String {
+    dataplane_yaml_tagged(mesh, name, inbounds, &[], outbounds)
+}
+
+/// [`dataplane_yaml`] with `tags` added to every inbound (say `version`,
+/// for subsets of a service).
+pub fn dataplane_yaml_tagged(
+    mesh: &str,
+    name: &str,
+    inbounds: &[Inbound],
+    tags: &[(&str, &str)],
+    outbounds: &[Outbound],
+) -> String {
     let mut yaml = format!(
         "type: Dataplane\nmesh: {mesh}\nname: {name}\nnetworking:\n  address: 127.0.0.1\n  inbound:\n"
     );
@@ -46,6 +58,9 @@ pub fn dataplane_yaml(
             "  - port: {}\n    servicePort: {}\n    tags:\n      kuma.io/service: {}\n      kuma.io/protocol: http\n",
             i.port, i.service_port, i.service
         ));
+        for (k, v) in tags {
+            yaml.push_str(&format!("      {k}: {v}\n"));
+        }
     }
     if !outbounds.is_empty() {
         yaml.push_str("  outbound:\n");
@@ -131,6 +146,21 @@ impl Dataplane {
         yaml: &str,
     ) -> Dataplane {
         let mut dp = Self::spawn(binaries, cp, name, yaml, name).await;
+        dp.wait_ready().await;
+        dp
+    }
+
+    /// Starts kuma-dp in `mesh` with a token of that mesh and waits until
+    /// its Envoy reports ready.
+    pub async fn start_in_mesh(
+        binaries: &Binaries,
+        cp: &ControlPlane,
+        mesh: &str,
+        name: &str,
+        yaml: &str,
+    ) -> Dataplane {
+        let token = cp.dataplane_token(mesh, name).await;
+        let mut dp = Self::spawn_with_token(binaries, cp, name, yaml, &token);
         dp.wait_ready().await;
         dp
     }

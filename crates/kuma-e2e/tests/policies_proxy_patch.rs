@@ -11,9 +11,8 @@ use std::time::Duration;
 
 use kuma_e2e::binaries::{self, Binaries};
 use kuma_e2e::control_plane::ControlPlane;
-use kuma_e2e::dataplane::{Dataplane, Inbound, dataplane_yaml};
-use kuma_e2e::service::TestService;
-use kuma_e2e::{eventually, free_port};
+use kuma_e2e::eventually;
+use kuma_e2e::sidecar_pair::BackendInstance;
 use serde_json::{Value, json};
 
 // Generous: the machine running these is often busy compiling.
@@ -39,45 +38,19 @@ async fn get(port: u16) -> Result<(u16, Option<String>), String> {
     Ok((response.status().as_u16(), header))
 }
 
-struct Backend {
-    dp: Dataplane,
-    _app: TestService,
-    inbound: u16,
-}
-
-async fn start_backend(b: &Binaries, cp: &ControlPlane, mesh: &str) -> Backend {
-    cp.put(
-        &format!("/meshes/{mesh}"),
-        &json!({"type": "Mesh", "name": mesh, "skipCreatingInitialPolicies": ["*"]}),
-    )
-    .await;
-    let app = TestService::start("backend-1").await.expect("backend app");
-    let inbound = free_port();
-    let yaml = dataplane_yaml(
-        mesh,
-        "backend-1",
-        &[Inbound {
-            port: inbound,
-            service_port: app.port(),
-            service: "backend".into(),
-        }],
-        &[],
-    );
-    let token = cp.dataplane_token(mesh, "backend-1").await;
-    let mut dp = Dataplane::spawn_with_token(b, cp, "backend-1", &yaml, &token);
-    dp.wait_ready().await;
+/// backend-1 behind its proxy in a new `mesh` without initial policies,
+/// returned once its inbound answers.
+async fn start_backend(b: &Binaries, cp: &ControlPlane, mesh: &str) -> BackendInstance {
+    cp.create_mesh_without_initial_policies(mesh).await;
+    let backend = BackendInstance::start(b, cp, mesh, "backend-1", &[]).await;
     eventually("backend's inbound to answer", WAIT, || async {
-        match get(inbound).await {
+        match get(backend.inbound).await {
             Ok((200, _)) => Ok(()),
             other => Err(format!("{other:?}")),
         }
     })
     .await;
-    Backend {
-        dp,
-        _app: app,
-        inbound,
-    }
+    backend
 }
 
 fn mk_patch(mesh: &str, modifications: Value) -> Value {

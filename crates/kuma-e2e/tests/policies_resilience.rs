@@ -10,10 +10,10 @@ use std::time::Duration;
 
 use kuma_e2e::binaries::{self, Binaries};
 use kuma_e2e::control_plane::ControlPlane;
-use kuma_e2e::dataplane::{Dataplane, Inbound, Outbound, dataplane_yaml};
-use kuma_e2e::service::TestService;
-use kuma_e2e::{eventually, free_port};
-use serde_json::{Value, json};
+use kuma_e2e::dataplane::Dataplane;
+use kuma_e2e::eventually;
+use kuma_e2e::sidecar_pair::{BackendInstance, PairOptions, SidecarPair, mesh_wide_policy};
+use serde_json::json;
 
 const WAIT: Duration = Duration::from_secs(30);
 /// Requests in one batch: with two instances under round robin, enough
@@ -21,93 +21,14 @@ const WAIT: Duration = Duration::from_secs(30);
 const BATCH: usize = 20;
 
 /// web's proxy with one outbound to backend, and two backend instances
-/// (backend-1, backend-2) each behind its own proxy, in `mesh`.
-struct Mesh {
-    _proxies: Vec<Dataplane>,
-    _web_app: TestService,
-    web: Dataplane,
-    _good: TestService,
-    bad: TestService,
-    /// backend-2's endpoint port, as web's Envoy names it.
-    bad_port: u16,
-    outbound_port: u16,
-}
-
-async fn start_dataplane(
-    b: &Binaries,
-    cp: &ControlPlane,
-    mesh: &str,
-    name: &str,
-    yaml: &str,
-) -> Dataplane {
-    let token = cp.dataplane_token(mesh, name).await;
-    let mut dp = Dataplane::spawn_with_token(b, cp, name, yaml, &token);
-    dp.wait_ready().await;
-    dp
-}
-
-/// A backend instance, its proxy and the proxy's inbound port (the
-/// endpoint web's Envoy balances over).
-async fn start_backend(
-    b: &Binaries,
-    cp: &ControlPlane,
-    mesh: &str,
-    name: &str,
-) -> (TestService, Dataplane, u16) {
-    let app = TestService::start(name).await.expect("backend app");
-    let port = free_port();
-    let yaml = dataplane_yaml(
-        mesh,
-        name,
-        &[Inbound {
-            port,
-            service_port: app.port(),
-            service: "backend".into(),
-        }],
-        &[],
-    );
-    let dp = start_dataplane(b, cp, mesh, name, &yaml).await;
-    (app, dp, port)
-}
-
-async fn start_mesh(b: &Binaries, cp: &ControlPlane, mesh: &str) -> Mesh {
-    let body = json!({
-        "type": "Mesh",
-        "name": mesh,
-        "skipCreatingInitialPolicies": ["*"],
-    });
-    cp.put(&format!("/meshes/{mesh}"), &body).await;
-    let (good, good_dp, _) = start_backend(b, cp, mesh, "backend-1").await;
-    let (bad, bad_dp, bad_port) = start_backend(b, cp, mesh, "backend-2").await;
-
-    let web_app = TestService::start("web").await.expect("web app");
-    let outbound_port = free_port();
-    let yaml = dataplane_yaml(
-        mesh,
-        "web",
-        &[Inbound {
-            port: free_port(),
-            service_port: web_app.port(),
-            service: "web".into(),
-        }],
-        &[Outbound {
-            port: outbound_port,
-            service: "backend".into(),
-        }],
-    );
-    let web = start_dataplane(b, cp, mesh, "web", &yaml).await;
-    let m = Mesh {
-        _proxies: vec![good_dp, bad_dp],
-        _web_app: web_app,
-        web,
-        _good: good,
-        bad,
-        bad_port,
-        outbound_port,
-    };
+/// (backend-1, backend-2) each behind its own proxy, in `mesh`; returned
+/// once web reaches both.
+async fn start_mesh(b: &Binaries, cp: &ControlPlane, mesh: &str) -> SidecarPair {
+    let options = PairOptions::bare_mesh(mesh).backends(&["backend-1", "backend-2"]);
+    let m = SidecarPair::start_with(b, cp, &options).await;
     // Both instances answer before anything fails.
     eventually("web to reach both backend instances", WAIT, || async {
-        let answers = batch(m.outbound_port).await?;
+        let answers = batch(m.web_outbound).await?;
         let reached = |name: &str| answers.iter().any(|(s, body)| *s == 200 && body == name);
         if reached("backend-1") && reached("backend-2") {
             Ok(())
@@ -117,6 +38,11 @@ async fn start_mesh(b: &Binaries, cp: &ControlPlane, mesh: &str) -> Mesh {
     })
     .await;
     m
+}
+
+/// backend-2: the instance each test makes fail.
+fn bad(m: &SidecarPair) -> &BackendInstance {
+    &m.more_backends[0]
 }
 
 /// Status and body of [`BATCH`] GETs through web's outbound listener.
@@ -151,18 +77,6 @@ async fn all_from_good_instance(port: u16) -> Result<(), String> {
     }
 }
 
-fn policy(kind: &str, mesh: &str, name: &str, to_default: Value) -> Value {
-    json!({
-        "type": kind,
-        "mesh": mesh,
-        "name": name,
-        "spec": {
-            "targetRef": {"kind": "Mesh"},
-            "to": [{"targetRef": {"kind": "Mesh"}, "default": to_default}],
-        },
-    })
-}
-
 /// The health flags web's Envoy shows for backend-2's endpoint in
 /// `/clusters` (its lines read `backend::<address>::health_flags::<flags>`).
 async fn bad_instance_flags(web: &Dataplane, bad_port: u16) -> Result<String, String> {
@@ -183,11 +97,11 @@ async fn a_circuit_breaker_ejects_a_failing_endpoint() {
     let cp = ControlPlane::start(b).await;
     let mesh = "breaker";
     let m = start_mesh(b, &cp, mesh).await;
-    m.bad.fail_all(Some(500));
+    bad(&m).app.fail_all(Some(500));
 
     // No MeshCircuitBreaker: backend-2's failures keep reaching the client.
     for _ in 0..2 {
-        let answers = batch(m.outbound_port).await.expect("batch");
+        let answers = batch(m.web_outbound).await.expect("batch");
         let failed = answers.iter().filter(|(s, _)| *s == 500).count();
         assert!(
             failed >= BATCH / 4,
@@ -195,7 +109,7 @@ async fn a_circuit_breaker_ejects_a_failing_endpoint() {
         );
     }
 
-    let body = policy(
+    let body = mesh_wide_policy(
         "MeshCircuitBreaker",
         mesh,
         "eject-5xx",
@@ -217,10 +131,10 @@ async fn a_circuit_breaker_ejects_a_failing_endpoint() {
 
     // Warm-up: the first failures after the update are what ejects.
     eventually("backend-2 to be ejected", WAIT, || {
-        all_from_good_instance(m.outbound_port)
+        all_from_good_instance(m.web_outbound)
     })
     .await;
-    let flags = bad_instance_flags(&m.web, m.bad_port).await;
+    let flags = bad_instance_flags(&m.web, bad(&m).inbound).await;
     assert!(
         flags
             .as_deref()
@@ -240,11 +154,15 @@ async fn a_circuit_breaker_ejects_a_failing_endpoint() {
             >= 1
     );
     // Ejected, it gets nothing more while the client keeps succeeding.
-    let before = m.bad.requests();
-    all_from_good_instance(m.outbound_port)
+    let before = bad(&m).app.requests();
+    all_from_good_instance(m.web_outbound)
         .await
         .expect("every request answered by backend-1");
-    assert_eq!(m.bad.requests(), before, "no request reached backend-2");
+    assert_eq!(
+        bad(&m).app.requests(),
+        before,
+        "no request reached backend-2"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -253,21 +171,21 @@ async fn an_unhealthy_endpoint_stops_receiving_traffic() {
     let cp = ControlPlane::start(b).await;
     let mesh = "health";
     let m = start_mesh(b, &cp, mesh).await;
-    m.bad.set_healthy(false);
+    bad(&m).app.set_healthy(false);
 
     // No MeshHealthCheck: nothing asks backend-2 how it is, so it keeps
     // getting its share.
-    let before = m.bad.requests();
-    let answers = batch(m.outbound_port).await.expect("batch");
+    let before = bad(&m).app.requests();
+    let answers = batch(m.web_outbound).await.expect("batch");
     assert!(answers.iter().all(|(s, _)| *s == 200), "{answers:?}");
     assert!(
-        m.bad.requests() - before >= (BATCH / 4) as u64,
+        bad(&m).app.requests() - before >= (BATCH / 4) as u64,
         "backend-2 served its share: {answers:?}"
     );
 
     let events = tempfile::tempdir().expect("temp dir");
     let event_log = events.path().join("health.log");
-    let body = policy(
+    let body = mesh_wide_policy(
         "MeshHealthCheck",
         mesh,
         "backend-health",
@@ -291,7 +209,7 @@ async fn an_unhealthy_endpoint_stops_receiving_traffic() {
         "backend-2 to fail its active health check",
         WAIT,
         || async {
-            let flags = bad_instance_flags(&m.web, m.bad_port).await?;
+            let flags = bad_instance_flags(&m.web, bad(&m).inbound).await?;
             if flags.contains("failed_active_hc") {
                 Ok(())
             } else {
@@ -302,40 +220,48 @@ async fn an_unhealthy_endpoint_stops_receiving_traffic() {
     .await;
     // Several intervals later it still gets nothing, and every request
     // succeeds on backend-1.
-    let before = m.bad.requests();
+    let before = bad(&m).app.requests();
     for _ in 0..3 {
-        all_from_good_instance(m.outbound_port)
+        all_from_good_instance(m.web_outbound)
             .await
             .expect("every request answered by backend-1");
         tokio::time::sleep(Duration::from_secs(1)).await;
     }
-    assert_eq!(m.bad.requests(), before, "no request reached backend-2");
+    assert_eq!(
+        bad(&m).app.requests(),
+        before,
+        "no request reached backend-2"
+    );
     m.web
         .wait_stat("cluster.backend.health_check.failure", 2)
         .await;
     // Envoy's event log (eventLogPath) records backend-2 failing its check.
     // Envoy buffers the file and flushes it on a timer (10 s by default),
     // so the line shows up some seconds after the failure itself.
-    let port = format!("\"port_value\":{}", m.bad_port);
-    eventually("the event log to name backend-2's failure", WAIT, || async {
-        let log = std::fs::read_to_string(&event_log).unwrap_or_default();
-        if log
-            .lines()
-            .any(|l| l.contains(&port) && l.contains("health_check_failure_event"))
-        {
-            Ok(())
-        } else {
-            Err(log)
-        }
-    })
+    let port = format!("\"port_value\":{}", bad(&m).inbound);
+    eventually(
+        "the event log to name backend-2's failure",
+        WAIT,
+        || async {
+            let log = std::fs::read_to_string(&event_log).unwrap_or_default();
+            if log
+                .lines()
+                .any(|l| l.contains(&port) && l.contains("health_check_failure_event"))
+            {
+                Ok(())
+            } else {
+                Err(log)
+            }
+        },
+    )
     .await;
 
     // Healthy again, it is back in the rotation: the check decides.
-    m.bad.set_healthy(true);
+    bad(&m).app.set_healthy(true);
     eventually("backend-2 to get traffic again", WAIT, || async {
-        let before = m.bad.requests();
-        let answers = batch(m.outbound_port).await?;
-        if m.bad.requests() > before {
+        let before = bad(&m).app.requests();
+        let answers = batch(m.web_outbound).await?;
+        if bad(&m).app.requests() > before {
             Ok(())
         } else {
             Err(format!("{answers:?}"))
@@ -374,12 +300,10 @@ async fn connection_limits_turn_excess_requests_away() {
     const SLOW: &str = "/delay/2000";
 
     // No MeshCircuitBreaker: Envoy's own limits (1024) take all of them.
-    let statuses = concurrent(m.outbound_port, SLOW, 8)
-        .await
-        .expect("requests");
+    let statuses = concurrent(m.web_outbound, SLOW, 8).await.expect("requests");
     assert!(statuses.iter().all(|s| *s == 200), "{statuses:?}");
 
-    let body = policy(
+    let body = mesh_wide_policy(
         "MeshCircuitBreaker",
         mesh,
         "one-at-a-time",
@@ -398,7 +322,7 @@ async fn connection_limits_turn_excess_requests_away() {
     // Requests beyond one in flight and one waiting are refused with 503
     // at once, while the ones admitted still succeed.
     eventually("excess requests to be turned away", WAIT, || async {
-        let statuses = concurrent(m.outbound_port, SLOW, 8).await?;
+        let statuses = concurrent(m.web_outbound, SLOW, 8).await?;
         let ok = statuses.iter().filter(|s| **s == 200).count();
         let refused = statuses.iter().filter(|s| **s == 503).count();
         if ok >= 1 && refused >= 4 && ok + refused == statuses.len() {

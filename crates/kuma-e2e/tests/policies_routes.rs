@@ -10,9 +10,8 @@ use std::time::Duration;
 
 use kuma_e2e::binaries::{self, Binaries};
 use kuma_e2e::control_plane::ControlPlane;
-use kuma_e2e::dataplane::Dataplane;
-use kuma_e2e::service::TestService;
-use kuma_e2e::{eventually, free_port};
+use kuma_e2e::eventually;
+use kuma_e2e::sidecar_pair::{PairOptions, SidecarPair};
 use serde_json::{Value, json};
 
 const PROPAGATION: Duration = Duration::from_secs(20);
@@ -65,77 +64,19 @@ fn fresh_connections() -> reqwest::Client {
         .expect("HTTP client")
 }
 
-/// A Dataplane on 127.0.0.1 with one HTTP inbound tagged with `tags` and
-/// outbounds to `outbounds` (service, port).
-fn dataplane_yaml(
-    name: &str,
-    service: &str,
-    inbound: (u16, u16),
-    tags: &[(&str, &str)],
-    outbounds: &[(&str, u16)],
-) -> String {
-    let mut yaml = format!(
-        "type: Dataplane\nmesh: default\nname: {name}\nnetworking:\n  address: 127.0.0.1\n  inbound:\n  - port: {}\n    servicePort: {}\n    tags:\n      kuma.io/service: {service}\n      kuma.io/protocol: http\n",
-        inbound.0, inbound.1
-    );
-    for (k, v) in tags {
-        yaml.push_str(&format!("      {k}: {v}\n"));
-    }
-    if !outbounds.is_empty() {
-        yaml.push_str("  outbound:\n");
-        for (service, port) in outbounds {
-            yaml.push_str(&format!(
-                "  - port: {port}\n    tags:\n      kuma.io/service: {service}\n"
-            ));
-        }
-    }
-    yaml
-}
-
 /// backend-v1 and backend-v2 (tags `version: v1/v2`) and web calling
-/// backend through its outbound.
-struct Mesh {
-    _proxies: Vec<Dataplane>,
-    _apps: Vec<TestService>,
-    outbound: u16,
-}
-
-async fn start_mesh(b: &Binaries, cp: &ControlPlane) -> Mesh {
-    let mut proxies = Vec::new();
-    let mut apps = Vec::new();
-    for version in ["v1", "v2"] {
-        let name = format!("backend-{version}");
-        let app = TestService::start(&name).await.expect("backend app");
-        let yaml = dataplane_yaml(
-            &name,
-            "backend",
-            (free_port(), app.port()),
-            &[("version", version)],
-            &[],
-        );
-        proxies.push(Dataplane::start(b, cp, &name, &yaml).await);
-        apps.push(app);
-    }
-    let web = TestService::start("web").await.expect("web app");
-    let outbound = free_port();
-    let yaml = dataplane_yaml(
-        "web",
-        "web",
-        (free_port(), web.port()),
-        &[],
-        &[("backend", outbound)],
-    );
-    proxies.push(Dataplane::start(b, cp, "web", &yaml).await);
-    apps.push(web);
-    let mesh = Mesh {
-        _proxies: proxies,
-        _apps: apps,
-        outbound,
-    };
+/// backend through its outbound, in the `default` mesh; returned once web
+/// reaches both instances.
+async fn start_mesh(b: &Binaries, cp: &ControlPlane) -> SidecarPair {
+    let options = PairOptions::default().tagged_backends(&[
+        ("backend-v1", &[("version", "v1")]),
+        ("backend-v2", &[("version", "v2")]),
+    ]);
+    let mesh = SidecarPair::start_with(b, cp, &options).await;
     // Without routes, both instances take calls.
     let client = fresh_connections();
     eventually("web to reach both backends", PROPAGATION, || async {
-        let seen = spread(&client, mesh.outbound, 20, None).await?;
+        let seen = spread(&client, mesh.web_outbound, 20, None).await?;
         if seen.len() == 2 {
             Ok(())
         } else {
@@ -209,7 +150,7 @@ async fn http_route_splits_90_10_then_routes_by_header() {
     )
     .await;
     // The split is in place once web's Envoy has the subset clusters.
-    let web_admin = &mesh._proxies[2];
+    let web_admin = &mesh.web;
     eventually("web's Envoy to get the split", PROPAGATION, || async {
         let dump = web_admin.admin("/config_dump").await?;
         if dump.contains("weighted_clusters") {
@@ -220,7 +161,7 @@ async fn http_route_splits_90_10_then_routes_by_header() {
     })
     .await;
     let total = 300;
-    let seen = spread(&client, mesh.outbound, total, None)
+    let seen = spread(&client, mesh.web_outbound, total, None)
         .await
         .expect("every request answered");
     let v2 = seen.get("backend-v2").copied().unwrap_or(0);
@@ -267,10 +208,10 @@ async fn http_route_splits_90_10_then_routes_by_header() {
         }),
     )
     .await;
-    wait_only(&client, mesh.outbound, Some("v2"), "backend-v2").await;
-    wait_only(&client, mesh.outbound, None, "backend-v1").await;
-    wait_only(&client, mesh.outbound, Some("v1"), "backend-v1").await;
-    let headers = get(&client, mesh.outbound, "/headers", Some("v2"))
+    wait_only(&client, mesh.web_outbound, Some("v2"), "backend-v2").await;
+    wait_only(&client, mesh.web_outbound, None, "backend-v1").await;
+    wait_only(&client, mesh.web_outbound, Some("v1"), "backend-v1").await;
+    let headers = get(&client, mesh.web_outbound, "/headers", Some("v2"))
         .await
         .expect("headers echoed");
     assert!(
@@ -297,7 +238,7 @@ async fn tcp_route_moves_connections_to_a_subset() {
         }),
     )
     .await;
-    wait_only(&client, mesh.outbound, None, "backend-v2").await;
+    wait_only(&client, mesh.web_outbound, None, "backend-v2").await;
     // A split: over fresh connections both subsets take traffic again.
     apply(
         &cp,
@@ -311,7 +252,7 @@ async fn tcp_route_moves_connections_to_a_subset() {
     )
     .await;
     eventually("connections to reach both subsets", PROPAGATION, || async {
-        let seen = spread(&client, mesh.outbound, 40, None).await?;
+        let seen = spread(&client, mesh.web_outbound, 40, None).await?;
         if seen.len() == 2 {
             Ok(())
         } else {

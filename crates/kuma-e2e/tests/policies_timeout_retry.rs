@@ -10,83 +10,25 @@ use std::time::Duration;
 
 use kuma_e2e::binaries::{self, Binaries};
 use kuma_e2e::control_plane::ControlPlane;
-use kuma_e2e::dataplane::{Dataplane, Inbound, Outbound, dataplane_yaml};
-use kuma_e2e::service::TestService;
-use kuma_e2e::{eventually, free_port};
-use serde_json::{Value, json};
+use kuma_e2e::eventually;
+use kuma_e2e::sidecar_pair::{PairOptions, SidecarPair, mesh_wide_policy};
+use serde_json::json;
 
 const WAIT: Duration = Duration::from_secs(30);
 
-/// A client proxy (web) with one outbound to backend, and backend's proxy
-/// in front of its test service, in `mesh`.
-struct Pair {
-    _web: Dataplane,
-    _backend: Dataplane,
-    _web_app: TestService,
-    backend_app: TestService,
-    outbound_port: u16,
-}
-
-async fn start_dataplane(
+/// A client proxy (web) with one outbound to backend, and the proxies of
+/// backend's `instances` in front of their test services, in `mesh`;
+/// returned once web reaches backend.
+async fn start_pair(
     b: &Binaries,
     cp: &ControlPlane,
     mesh: &str,
-    name: &str,
-    yaml: &str,
-) -> Dataplane {
-    let token = cp.dataplane_token(mesh, name).await;
-    let mut dp = Dataplane::spawn_with_token(b, cp, name, yaml, &token);
-    dp.wait_ready().await;
-    dp
-}
-
-async fn start_pair(b: &Binaries, cp: &ControlPlane, mesh: &str) -> Pair {
-    let mesh_body = json!({
-        "type": "Mesh",
-        "name": mesh,
-        "skipCreatingInitialPolicies": ["*"],
-    });
-    cp.put(&format!("/meshes/{mesh}"), &mesh_body).await;
-
-    let backend_app = TestService::start("backend-1").await.expect("backend app");
-    let backend_yaml = dataplane_yaml(
-        mesh,
-        "backend-1",
-        &[Inbound {
-            port: free_port(),
-            service_port: backend_app.port(),
-            service: "backend".into(),
-        }],
-        &[],
-    );
-    let backend = start_dataplane(b, cp, mesh, "backend-1", &backend_yaml).await;
-
-    let web_app = TestService::start("web").await.expect("web app");
-    let outbound_port = free_port();
-    let web_yaml = dataplane_yaml(
-        mesh,
-        "web",
-        &[Inbound {
-            port: free_port(),
-            service_port: web_app.port(),
-            service: "web".into(),
-        }],
-        &[Outbound {
-            port: outbound_port,
-            service: "backend".into(),
-        }],
-    );
-    let web = start_dataplane(b, cp, mesh, "web", &web_yaml).await;
-
-    let pair = Pair {
-        _web: web,
-        _backend: backend,
-        _web_app: web_app,
-        backend_app,
-        outbound_port,
-    };
+    instances: &[&str],
+) -> SidecarPair {
+    let options = PairOptions::bare_mesh(mesh).backends(instances);
+    let pair = SidecarPair::start_with(b, cp, &options).await;
     eventually("web to reach backend", WAIT, || async {
-        match get(pair.outbound_port, "/").await {
+        match get(pair.web_outbound, "/").await {
             Ok(200) => Ok(()),
             other => Err(format!("{other:?}")),
         }
@@ -111,20 +53,8 @@ async fn get(port: u16, path: &str) -> Result<u16, String> {
     Ok(response.status().as_u16())
 }
 
-fn policy(kind: &str, mesh: &str, name: &str, to_default: Value) -> Value {
-    json!({
-        "type": kind,
-        "mesh": mesh,
-        "name": name,
-        "spec": {
-            "targetRef": {"kind": "Mesh"},
-            "to": [{"targetRef": {"kind": "Mesh"}, "default": to_default}],
-        },
-    })
-}
-
 async fn request_timeout(cp: &ControlPlane, mesh: &str, timeout: &str) {
-    let body = policy(
+    let body = mesh_wide_policy(
         "MeshTimeout",
         mesh,
         "web-to-backend",
@@ -142,26 +72,26 @@ async fn a_request_timeout_answers_504_for_a_slow_backend() {
     let b = binaries::get();
     let cp = ControlPlane::start(b).await;
     let mesh = "timeouts";
-    let pair = start_pair(b, &cp, mesh).await;
+    let pair = start_pair(b, &cp, mesh, &["backend-1"]).await;
 
     // No MeshTimeout: Envoy waits out a 3 s answer.
-    assert_eq!(get(pair.outbound_port, "/delay/3000").await, Ok(200));
+    assert_eq!(get(pair.web_outbound, "/delay/3000").await, Ok(200));
 
     request_timeout(&cp, mesh, "1s").await;
     eventually("the 1s request timeout to answer 504", WAIT, || async {
-        match get(pair.outbound_port, "/delay/3000").await {
+        match get(pair.web_outbound, "/delay/3000").await {
             Ok(504) => Ok(()),
             other => Err(format!("{other:?}")),
         }
     })
     .await;
     // A fast request still passes under the same policy.
-    assert_eq!(get(pair.outbound_port, "/delay/100").await, Ok(200));
+    assert_eq!(get(pair.web_outbound, "/delay/100").await, Ok(200));
 
     // A longer timeout lets the same slow request through again.
     request_timeout(&cp, mesh, "5s").await;
     eventually("the 5s request timeout to let 3s through", WAIT, || async {
-        match get(pair.outbound_port, "/delay/3000").await {
+        match get(pair.web_outbound, "/delay/3000").await {
             Ok(200) => Ok(()),
             other => Err(format!("{other:?}")),
         }
@@ -171,10 +101,10 @@ async fn a_request_timeout_answers_504_for_a_slow_backend() {
 
 /// One request while backend fails its next two: the status web's client
 /// sees and how many requests backend received for it.
-async fn flaky_request(pair: &Pair) -> (Result<u16, String>, u64) {
+async fn flaky_request(pair: &SidecarPair) -> (Result<u16, String>, u64) {
     pair.backend_app.fail_next(2, 503);
     let before = pair.backend_app.requests();
-    let status = get(pair.outbound_port, "/").await;
+    let status = get(pair.web_outbound, "/").await;
     let seen = pair.backend_app.requests() - before;
     pair.backend_app.fail_next(0, 503);
     (status, seen)
@@ -185,12 +115,12 @@ async fn retries_turn_a_flaky_backends_failures_into_success() {
     let b = binaries::get();
     let cp = ControlPlane::start(b).await;
     let mesh = "retries";
-    let pair = start_pair(b, &cp, mesh).await;
+    let pair = start_pair(b, &cp, mesh, &["backend-1"]).await;
 
     // No MeshRetry: the first failure reaches the client.
     assert_eq!(flaky_request(&pair).await, (Ok(503), 1));
 
-    let body = policy(
+    let body = mesh_wide_policy(
         "MeshRetry",
         mesh,
         "retry-5xx",
@@ -208,7 +138,7 @@ async fn retries_turn_a_flaky_backends_failures_into_success() {
     assert_eq!((status, seen), (200, 3), "two failures, then success");
 
     // numRetries 1 is not enough for two failures in a row.
-    let body = policy(
+    let body = mesh_wide_policy(
         "MeshRetry",
         mesh,
         "retry-5xx",
@@ -258,34 +188,19 @@ async fn ring_hash_on_a_header_keeps_a_user_on_one_instance() {
     let b = binaries::get();
     let cp = ControlPlane::start(b).await;
     let mesh = "balancing";
-    // backend-1 and web come from the pair; backend-2 joins the service.
-    let pair = start_pair(b, &cp, mesh).await;
-    let app_2 = TestService::start("backend-2")
-        .await
-        .expect("backend-2 app");
-    let yaml = dataplane_yaml(
-        mesh,
-        "backend-2",
-        &[Inbound {
-            port: free_port(),
-            service_port: app_2.port(),
-            service: "backend".into(),
-        }],
-        &[],
-    );
-    let _backend_2 = start_dataplane(b, &cp, mesh, "backend-2", &yaml).await;
+    let pair = start_pair(b, &cp, mesh, &["backend-1", "backend-2"]).await;
 
     // Round robin (Envoy's default) spreads one user over both.
     let both = vec!["backend-1".to_string(), "backend-2".to_string()];
     eventually("round robin to reach both instances", WAIT, || async {
-        match instances_reached(pair.outbound_port, "alice", 10).await {
+        match instances_reached(pair.web_outbound, "alice", 10).await {
             Ok(seen) if seen == both => Ok(()),
             other => Err(format!("{other:?}")),
         }
     })
     .await;
 
-    let body = policy(
+    let body = mesh_wide_policy(
         "MeshLoadBalancingStrategy",
         mesh,
         "sticky-users",
@@ -300,7 +215,7 @@ async fn ring_hash_on_a_header_keeps_a_user_on_one_instance() {
     )
     .await;
     eventually("ring hash to keep alice on one instance", WAIT, || async {
-        match instances_reached(pair.outbound_port, "alice", 20).await {
+        match instances_reached(pair.web_outbound, "alice", 20).await {
             Ok(seen) if seen.len() == 1 => Ok(()),
             other => Err(format!("{other:?}")),
         }
@@ -308,7 +223,7 @@ async fn ring_hash_on_a_header_keeps_a_user_on_one_instance() {
     .await;
     // And it stays so: every one of many more requests lands there too.
     assert_eq!(
-        instances_reached(pair.outbound_port, "alice", 50)
+        instances_reached(pair.web_outbound, "alice", 50)
             .await
             .map(|s| s.len()),
         Ok(1)
