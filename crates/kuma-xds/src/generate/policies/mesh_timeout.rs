@@ -200,16 +200,21 @@ mod tests {
         assert_eq!(common.idle_timeout, Some(seconds(3600)));
     }
 
-    #[test]
-    fn per_route_timeouts_leave_the_connection_manager_alone() {
-        let destination = Conf {
+    /// A conf with only these HTTP timeouts.
+    fn mk_route_conf(request: Option<&str>, stream_idle: Option<&str>) -> Conf {
+        Conf {
             http: Some(Http {
-                request_timeout: d("2s"),
-                stream_idle_timeout: d("40s"),
+                request_timeout: request.and_then(d),
+                stream_idle_timeout: stream_idle.and_then(d),
                 ..Http::default()
             }),
             ..Conf::default()
-        };
+        }
+    }
+
+    #[test]
+    fn per_route_timeouts_leave_the_connection_manager_alone() {
+        let destination = mk_route_conf(Some("2s"), Some("40s"));
         let mut routes = route_to_cluster("r", "backend", "backend");
         let mut hcm = HttpConnectionManager::default();
         http(&destination, &mut hcm, &mut routes);
@@ -217,14 +222,7 @@ mod tests {
 
         // A route conf naming only the request timeout: the destination's
         // idle timeout stays, the request timeout is the route's.
-        let route_conf = Conf {
-            http: Some(Http {
-                request_timeout: d("7s"),
-                ..Http::default()
-            }),
-            ..Conf::default()
-        };
-        self::routes(&route_conf, &mut routes);
+        self::routes(&mk_route_conf(Some("7s"), None), &mut routes);
         let action = route_action(&routes);
         assert_eq!(action.timeout, Some(seconds(7)));
         assert_eq!(action.idle_timeout, Some(seconds(40)));
@@ -233,14 +231,7 @@ mod tests {
 
         // Naming the idle timeout replaces it; no request timeout is
         // Kuma's 15s again.
-        let idle_only = Conf {
-            http: Some(Http {
-                stream_idle_timeout: d("5s"),
-                ..Http::default()
-            }),
-            ..Conf::default()
-        };
-        self::routes(&idle_only, &mut routes);
+        self::routes(&mk_route_conf(None, Some("5s")), &mut routes);
         let action = route_action(&routes);
         assert_eq!(action.timeout, Some(seconds(15)));
         assert_eq!(action.idle_timeout, Some(seconds(5)));
