@@ -28,6 +28,7 @@ use envoy_types::pb::envoy::extensions::filters::listener::tls_inspector::v3::Tl
 use envoy_types::pb::envoy::extensions::filters::network::http_connection_manager::v3::HttpConnectionManager;
 use envoy_types::pb::envoy::extensions::filters::network::local_ratelimit::v3::LocalRateLimit as NetworkLocalRateLimit;
 use envoy_types::pb::envoy::extensions::filters::network::rbac::v3::Rbac as NetworkRbac;
+use envoy_types::pb::envoy::extensions::filters::network::set_filter_state::v3::Config as SetFilterState;
 use envoy_types::pb::envoy::extensions::filters::network::tcp_proxy::v3::TcpProxy;
 use envoy_types::pb::envoy::extensions::health_check::event_sinks::file::v3::HealthCheckEventFileSink;
 use envoy_types::pb::envoy::extensions::retry::host::omit_host_metadata::v3::OmitHostMetadataConfig;
@@ -106,6 +107,7 @@ fn decode_any(url: &str, bytes: &[u8]) -> Option<Node> {
             ExtensionWithMatcher::type_url(),
             tree::<ExtensionWithMatcher>,
         ),
+        (SetFilterState::type_url(), tree::<SetFilterState>),
         (
             PreviousPrioritiesConfig::type_url(),
             tree::<PreviousPrioritiesConfig>,

@@ -1,4 +1,9 @@
 //! MeshRateLimit: local HTTP request and TCP connection rate limits.
+//!
+//! As in Kuma 2.14, `from` entries may only target `Mesh`: a limit per
+//! group of clients is written as `rules` with `spiffeID` matches (HTTP
+//! only). Other kinds in `from` are refused at
+//! `spec.from[i].targetRef.kind`.
 
 use serde::{Deserialize, Serialize};
 
@@ -358,5 +363,42 @@ spec:
                 ("spec.from[1].default.local", "must be defined"),
             ]
         );
+    }
+
+    #[test]
+    fn from_takes_only_the_whole_mesh() {
+        for kind in ["MeshSubset", "MeshService", "MeshServiceSubset"] {
+            let got = violations(&format!(
+                r#"
+type: MeshRateLimit
+name: per-client
+mesh: default
+spec:
+  targetRef:
+    kind: Mesh
+    proxyTypes: ["Sidecar"]
+  from:
+    - targetRef:
+        kind: {kind}
+        name: web
+        tags:
+          kuma.io/service: web
+      default:
+        local:
+          http:
+            requestRate:
+              num: 5
+              interval: 10s
+"#
+            ));
+            assert_eq!(
+                got,
+                vec![(
+                    "spec.from[0].targetRef.kind",
+                    format!("value '{kind}' is not supported").as_str()
+                )],
+                "{kind}"
+            );
+        }
     }
 }

@@ -158,7 +158,9 @@ impl Chain<'_> {
                 let mut routes = routes.clone();
                 let mut hcm = listener::hcm(self.stat_prefix, http_filters);
                 self.policies.apply_http(&mut hcm, &mut routes);
-                vec![listener::hcm_filter(hcm, routes)]
+                let mut filters = self.policies.http_network_filters();
+                filters.push(listener::hcm_filter(hcm, routes));
+                filters
             }
             None => {
                 let mut tcp = listener::tcp_proxy_config(self.stat_prefix, self.cluster);

@@ -7,7 +7,7 @@
 //! - [`InboundPolicies`]: the folded `from`/`rules` confs that apply to
 //!   every client of one inbound, applied to its listener and cluster, and
 //!   the per-client confs of the kinds that tell clients apart
-//!   (MeshFaultInjection).
+//!   (MeshFaultInjection, MeshRateLimit).
 //!
 //! Each policy kind has its own module that knows how its conf changes
 //! Envoy resources; the `apply_*` functions here call them in a fixed
@@ -156,6 +156,7 @@ impl<'a> ProxyPolicies<'a> {
     pub(crate) fn inbound(&self, key: &InboundKey) -> InboundPolicies {
         let mut confs = BTreeMap::new();
         let mut faults = Vec::new();
+        let mut limits = Vec::new();
         for (kind, rules) in &self.rules {
             if *kind == Kind::MeshFaultInjection {
                 let from = rules.from.get(key).map_or(&[][..], |r| r.as_slice());
@@ -174,6 +175,11 @@ impl<'a> ProxyPolicies<'a> {
                     .and_then(|from| rules::compute(from, &Element::new()))
                     .map(|r| r.conf.clone()),
             };
+            if *kind == Kind::MeshRateLimit
+                && let Some(entries) = rules.inbound.get(key)
+            {
+                limits = mesh_rate_limit::per_client(entries, conf.as_ref());
+            }
             if let Some(conf) = conf {
                 confs.insert(*kind, conf);
             }
@@ -181,6 +187,7 @@ impl<'a> ProxyPolicies<'a> {
         InboundPolicies {
             every: Confs(confs),
             faults,
+            limits,
             drop_tags_header: self.sends_tags_header(),
         }
     }
@@ -307,6 +314,8 @@ pub(crate) struct InboundPolicies {
     every: Confs,
     /// MeshFaultInjection: groups of faults, each for its own clients.
     faults: Vec<mesh_fault_injection::ClientFaults>,
+    /// MeshRateLimit: HTTP limits of callers by identity.
+    limits: Vec<mesh_rate_limit::ClientLimit>,
     /// Clients send their tags header: the inbound drops it.
     drop_tags_header: bool,
 }
@@ -321,6 +330,11 @@ impl InboundPolicies {
             let faults = serde_json::to_string(&self.faults).unwrap_or_default();
             key.push_str("|faults=");
             key.push_str(&faults);
+        }
+        if !self.limits.is_empty() {
+            let limits = serde_json::to_string(&self.limits).unwrap_or_default();
+            key.push_str("|limits=");
+            key.push_str(&limits);
         }
         if self.drop_tags_header {
             key.push_str("|drop-tags");
@@ -355,6 +369,14 @@ impl InboundPolicies {
         if let Some(conf) = self.every.get(Kind::MeshRateLimit) {
             mesh_rate_limit::http(&conf, hcm, routes);
         }
+        mesh_rate_limit::http_per_client(&self.limits, hcm, routes);
+    }
+
+    /// Network filters an HTTP inbound runs before its connection manager.
+    pub(crate) fn http_network_filters(&self) -> Vec<Filter> {
+        mesh_rate_limit::identity_state(&self.limits)
+            .into_iter()
+            .collect()
     }
 
     /// Network filters a TCP inbound runs before its TCP proxy.
