@@ -4,6 +4,9 @@
 //!
 //! An entry is carried only when its key says everything it was built from,
 //! or when what its key leaves out is the same in both snapshots:
+//! - passthrough listeners and clusters: the key holds the redirect ports,
+//!   address families, the Mesh's passthrough switch and the MeshPassthrough
+//!   conf;
 //! - inbound clusters: address, port, protocol and policy confs are in the
 //!   key, nothing else goes in;
 //! - outbound listeners: the same, unless a route policy (MeshHTTPRoute,
@@ -17,10 +20,10 @@
 //! Policy confs being in the keys is what makes policy changes safe to carry
 //! across: a resource whose confs changed has another key and is built
 //! again. What generation reads besides the keys and the snapshot
-//! (MeshProxyPatch, MeshPassthrough, traffic permissions, the inbound
-//! listeners) is applied to each proxy's own copy, never cached here. The
-//! Mesh's spec (mTLS) shapes clusters beyond the key's `mtls` flag, so a
-//! changed Mesh carries nothing.
+//! (MeshProxyPatch, traffic permissions, the inbound listeners) is applied
+//! to each proxy's own copy, never cached here. The Mesh's spec (mTLS)
+//! shapes clusters beyond the key's `mtls` flag, so a changed Mesh carries
+//! nothing.
 
 use std::sync::PoisonError;
 
@@ -46,7 +49,7 @@ impl MeshSnapshot {
         let mut carried = 0;
         for (key, resource) in old.iter() {
             let same = match key {
-                CacheKey::InboundCluster { .. } => true,
+                CacheKey::InboundCluster { .. } | CacheKey::Passthrough(_) => true,
                 CacheKey::OutboundListener { .. } => !routes,
                 CacheKey::Cluster { name, .. } | CacheKey::LoadAssignment(name) => {
                     !routes && self.same_service_destination(previous, name)

@@ -13,6 +13,7 @@
 //!   to ports no inbound serves go to their original destination, bound to
 //!   `127.0.0.6|::6` so the iptables rules let them through.
 
+use std::borrow::Cow;
 use std::sync::Arc;
 
 use envoy_types::pb::envoy::config::cluster::v3::Cluster;
@@ -35,8 +36,8 @@ use super::cluster::socket_address;
 use super::listener;
 use super::policies::ProxyPolicies;
 use super::policies::mesh_passthrough::{self, Mode};
-use super::snapshot::MeshSnapshot;
-use crate::{ProxyResources, XdsResource};
+use super::snapshot::{CacheKey, MeshSnapshot};
+use crate::{ProxyResources, XdsResource, type_url};
 
 const TLS_INSPECTOR: &str = "envoy.filters.listener.tls_inspector";
 const HTTP_INSPECTOR: &str = "envoy.filters.listener.http_inspector";
@@ -67,6 +68,30 @@ const IPV6: Family = Family {
     inbound_source: "::6",
 };
 
+/// Everything a proxy's passthrough resources are built from. Proxies alike
+/// in all of it (most transparent proxies of a mesh: same redirect ports,
+/// no MeshPassthrough or the same one) share one encoded copy of each
+/// through the snapshot's cache, as they share destinations' clusters.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub(crate) struct Inputs {
+    redirect_port_outbound: u32,
+    redirect_port_inbound: u32,
+    ipv6_enabled: bool,
+    /// The Mesh's `networking.outbound.passthrough`.
+    mesh_passthrough: bool,
+    /// The folded MeshPassthrough conf as JSON, empty without one.
+    policy: String,
+}
+
+/// The cache key of one passthrough resource: its type and name (a
+/// listener and its cluster share a name) and all the proxy's inputs.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub(crate) struct Key {
+    type_url: &'static str,
+    name: Cow<'static, str>,
+    inputs: Arc<Inputs>,
+}
+
 /// Adds the passthrough listeners and clusters of a transparent proxy;
 /// nothing for a proxy without outbound redirection.
 pub(crate) fn generate(
@@ -92,56 +117,123 @@ pub(crate) fn generate(
         Some(Mode::All) => true,
         Some(Mode::Matched | Mode::None) => false,
     };
+    let inputs = Arc::new(Inputs {
+        redirect_port_outbound: tp.redirect_port_outbound,
+        redirect_port_inbound: tp.redirect_port_inbound,
+        ipv6_enabled,
+        mesh_passthrough,
+        // A conf that read as `Conf` writes as JSON.
+        policy: conf
+            .as_ref()
+            .and_then(|c| serde_json::to_string(c).ok())
+            .unwrap_or_default(),
+    });
+    let shared = Shared {
+        snapshot,
+        inputs: &inputs,
+    };
     for family in families {
-        let mut outbound = outbound_listener(family, tp.redirect_port_outbound);
-        if let (Some(conf), Some(Mode::Matched)) = (&conf, mode) {
-            let matched = mesh_passthrough::chains(conf, family.ipv6, ipv6_enabled);
-            // A family no match concerns keeps its listener, which leads to
-            // no cluster now: nothing of it passes.
-            if !matched.chains.is_empty() {
-                outbound.filter_chains = matched.chains;
-                outbound.listener_filters = inspectors();
+        let matched = match (&conf, mode) {
+            (Some(conf), Some(Mode::Matched)) => {
+                Some(mesh_passthrough::chains(conf, family.ipv6, ipv6_enabled))
             }
-            for (name, cluster) in matched.clusters {
-                insert(out, &name, pack_any(cluster));
-            }
+            _ => None,
+        };
+        let (chains, clusters) = match matched {
+            Some(m) => (m.chains, m.clusters),
+            None => Default::default(),
+        };
+        // A domain match gives both families a cluster of the same name and
+        // content (it depends on `ipv6_enabled`, not on the family): one
+        // key serves both.
+        for (name, cluster) in clusters {
+            out.insert(shared.get(type_url::CLUSTER, Cow::Owned(name), |name| {
+                XdsResource::new(name, pack_any(cluster))
+            }));
         }
-        insert(out, family.outbound, pack_any(outbound));
+        out.insert(
+            shared.get(type_url::LISTENER, family.outbound.into(), |name| {
+                let mut outbound = outbound_listener(family, tp.redirect_port_outbound);
+                // A family no match concerns keeps its listener, which leads to
+                // no cluster now: nothing of it passes.
+                if !chains.is_empty() {
+                    outbound.filter_chains = chains;
+                    outbound.listener_filters = inspectors();
+                }
+                XdsResource::new(name, pack_any(outbound))
+            }),
+        );
         if original_dst_clusters {
-            insert(
-                out,
-                family.outbound,
-                pack_any(original_dst(family.outbound)),
+            out.insert(
+                shared.get(type_url::CLUSTER, family.outbound.into(), |name| {
+                    XdsResource::new(name, pack_any(original_dst(name)))
+                }),
             );
         }
         if tp.redirect_port_inbound != 0 {
-            let inbound = tcp_listener(
-                family.inbound,
-                family.any,
-                tp.redirect_port_inbound,
-                TrafficDirection::Inbound,
-            );
-            insert(out, family.inbound, pack_any(inbound));
-            let mut cluster = original_dst(family.inbound);
-            cluster.upstream_bind_config = Some(BindConfig {
-                source_address: Some(SocketAddress {
-                    address: family.inbound_source.to_string(),
-                    port_specifier: Some(
-                        envoy_types::pb::envoy::config::core::v3::socket_address::PortSpecifier::PortValue(0),
-                    ),
-                    ..SocketAddress::default()
+            out.insert(
+                shared.get(type_url::LISTENER, family.inbound.into(), |name| {
+                    let inbound = tcp_listener(
+                        name,
+                        family.any,
+                        tp.redirect_port_inbound,
+                        TrafficDirection::Inbound,
+                    );
+                    XdsResource::new(name, pack_any(inbound))
                 }),
-                ..BindConfig::default()
-            });
-            insert(out, family.inbound, pack_any(cluster));
+            );
+            out.insert(
+                shared.get(type_url::CLUSTER, family.inbound.into(), |name| {
+                    XdsResource::new(name, pack_any(inbound_cluster(family)))
+                }),
+            );
         }
     }
 }
 
-/// These resources differ only by the proxy's ports and policy, and are few:
-/// they are encoded per proxy rather than cached in the snapshot.
-fn insert(out: &mut ProxyResources, name: &str, body: envoy_types::pb::google::protobuf::Any) {
-    out.insert(Arc::new(XdsResource::new(name, body)));
+/// One proxy's view of the snapshot's cache for its passthrough resources.
+struct Shared<'a> {
+    snapshot: &'a MeshSnapshot,
+    inputs: &'a Arc<Inputs>,
+}
+
+impl Shared<'_> {
+    /// The shared resource of `type_url` named `name`, built by `build`
+    /// (given the name) when no proxy with the same inputs built it yet.
+    fn get(
+        &self,
+        type_url: &'static str,
+        name: Cow<'static, str>,
+        build: impl FnOnce(&str) -> XdsResource,
+    ) -> Arc<XdsResource> {
+        let key = Key {
+            type_url,
+            name,
+            inputs: Arc::clone(self.inputs),
+        };
+        let name = key.name.clone();
+        self.snapshot
+            .shared(CacheKey::Passthrough(key), || build(&name))
+    }
+}
+
+/// The original-destination cluster of inbound passthrough, its connections
+/// bound to the family's passthrough source address.
+fn inbound_cluster(family: &Family) -> Cluster {
+    let mut cluster = original_dst(family.inbound);
+    cluster.upstream_bind_config = Some(BindConfig {
+        source_address: Some(SocketAddress {
+            address: family.inbound_source.to_string(),
+            port_specifier: Some(
+                envoy_types::pb::envoy::config::core::v3::socket_address::PortSpecifier::PortValue(
+                    0,
+                ),
+            ),
+            ..SocketAddress::default()
+        }),
+        ..BindConfig::default()
+    });
+    cluster
 }
 
 fn outbound_listener(family: &Family, port: u32) -> Listener {

@@ -106,6 +106,9 @@ pub(crate) enum CacheKey {
         protocol: Protocol,
         policies: String,
     },
+    /// A transparent proxy's passthrough listener or cluster; the key holds
+    /// everything it is built from.
+    Passthrough(super::passthrough::Key),
 }
 
 /// One mesh: its Mesh resource, Dataplanes, MeshServices, the policies

@@ -1,8 +1,12 @@
+use std::collections::BTreeMap;
+use std::sync::Arc;
+
 use envoy_types::pb::envoy::config::cluster::v3::Cluster;
 use envoy_types::pb::envoy::config::listener::v3::Listener;
 use kuma_api::ResourceDocument;
 use prost::{Message, Name};
 
+use crate::XdsResource;
 use crate::generate::{MeshSnapshot, generate_proxy};
 
 const DATAPLANE: &str = "type: Dataplane\nmesh: default\nname: web-1\nnetworking:\n  address: 10.0.0.1\n  inbound:\n  - port: 8080\n    tags:\n      kuma.io/service: web\n  transparentProxying:\n    redirectPortInbound: 15006\n    redirectPortOutbound: 15001\n    ipFamilyMode: IPv4\n";
@@ -137,4 +141,93 @@ fn proxies_without_transparent_proxying_get_no_passthrough() {
             .of_type(&Listener::type_url())
             .all(|r| !r.name.contains("passthrough"))
     );
+}
+
+/// The passthrough resources of `proxy`, by type and name.
+fn passthrough_of(
+    snapshot: &MeshSnapshot,
+    proxy: &str,
+) -> BTreeMap<(String, String), Arc<XdsResource>> {
+    let resources = generate_proxy(snapshot, proxy).expect("generates");
+    resources
+        .by_type
+        .values()
+        .flat_map(|by_name| by_name.values())
+        .filter(|r| r.name.contains("passthrough"))
+        .map(|r| ((r.type_url().to_string(), r.name.clone()), r.clone()))
+        .collect()
+}
+
+/// web-1, a twin `web-2` (same ports, labels `team: a`), and `web-3` with
+/// another outbound redirect port.
+fn three_proxies(extra: &[&str]) -> MeshSnapshot {
+    let twin = DATAPLANE
+        .replace("name: web-1", "name: web-2\nlabels:\n  team: a")
+        .replace("10.0.0.1", "10.0.0.2");
+    let other_port = DATAPLANE
+        .replace("name: web-1", "name: web-3")
+        .replace("10.0.0.1", "10.0.0.3")
+        .replace("redirectPortOutbound: 15001", "redirectPortOutbound: 15002");
+    let mut docs = vec![twin.as_str(), other_port.as_str()];
+    docs.extend(extra);
+    snapshot(MESH, &docs)
+}
+
+#[test]
+fn proxies_with_the_same_inputs_share_one_passthrough_resource() {
+    let s = three_proxies(&[]);
+    let one = passthrough_of(&s, "web-1");
+    let twin = passthrough_of(&s, "web-2");
+    // Two listeners and two clusters (IPv4 only).
+    assert_eq!(one.len(), 4, "{:?}", one.keys());
+    assert_eq!(
+        one.keys().collect::<Vec<_>>(),
+        twin.keys().collect::<Vec<_>>()
+    );
+    for (key, resource) in &one {
+        assert!(
+            Arc::ptr_eq(resource, &twin[key]),
+            "{key:?} is built twice for proxies with the same inputs"
+        );
+    }
+    // Another outbound redirect port: its own outbound listener; the
+    // inbound side, which does not depend on it, is still its own copy
+    // (all inputs are in the key) but equal in content.
+    let other = passthrough_of(&s, "web-3");
+    let listener = (
+        Listener::type_url(),
+        "outbound:passthrough:ipv4".to_string(),
+    );
+    assert!(!Arc::ptr_eq(&one[&listener], &other[&listener]));
+    assert_ne!(one[&listener].body, other[&listener].body);
+    let inbound = (Listener::type_url(), "inbound:passthrough:ipv4".to_string());
+    assert!(!Arc::ptr_eq(&one[&inbound], &other[&inbound]));
+    assert_eq!(one[&inbound].body, other[&inbound].body);
+}
+
+#[test]
+fn a_meshpassthrough_for_some_proxies_gives_them_their_own_resources() {
+    // Matched mode for team a only (web-2): it loses the original
+    // destination cluster and gets a chain per match.
+    let p = policy("Matched").replace(
+        "  targetRef:\n    kind: Mesh\n",
+        "  targetRef:\n    kind: Dataplane\n    labels:\n      team: a\n",
+    );
+    let s = three_proxies(&[&p]);
+    let one = passthrough_of(&s, "web-1");
+    let twin = passthrough_of(&s, "web-2");
+    let listener = (
+        Listener::type_url(),
+        "outbound:passthrough:ipv4".to_string(),
+    );
+    assert!(!Arc::ptr_eq(&one[&listener], &twin[&listener]));
+    assert_ne!(one[&listener].body, twin[&listener].body);
+    let original_dst = (Cluster::type_url(), "outbound:passthrough:ipv4".to_string());
+    assert!(one.contains_key(&original_dst));
+    assert!(!twin.contains_key(&original_dst));
+    // Generated again, each gets the same shared copies.
+    let again = passthrough_of(&s, "web-2");
+    for (key, resource) in &twin {
+        assert!(Arc::ptr_eq(resource, &again[key]), "{key:?}");
+    }
 }
