@@ -47,7 +47,7 @@ use super::duration::proto;
 use super::mesh_http_route::fraction;
 use super::mesh_rate_limit::insert_before_router;
 
-pub(crate) use clients::{TAGS_HEADER, tags_header_value};
+pub(crate) use clients::{TAGS_HEADER, tags_header_value, uri_san_regex};
 
 const FAULT_FILTER: &str = "envoy.filters.http.fault";
 

@@ -41,7 +41,7 @@ use envoy_types::pb::envoy::extensions::filters::network::http_connection_manage
 use envoy_types::pb::envoy::extensions::filters::network::local_ratelimit::v3::LocalRateLimit as TcpLocalRateLimit;
 use envoy_types::pb::envoy::extensions::filters::network::set_filter_state::v3::Config as SetFilterState;
 use envoy_types::pb::envoy::r#type::matcher::v3::{
-    FilterStateMatcher, StringMatcher, filter_state_matcher, string_matcher,
+    FilterStateMatcher, RegexMatcher, StringMatcher, filter_state_matcher, string_matcher,
 };
 use envoy_types::pb::envoy::r#type::v3::{
     FractionalPercent, HttpStatus, TokenBucket, fractional_percent,
@@ -50,7 +50,7 @@ use envoy_types::pb::google::protobuf::UInt32Value;
 use envoy_types::util::pack_any;
 use kuma_api::Kind;
 use kuma_api::policies::mesh_rate_limit::{Conf, LocalHttp, OnRateLimit, Rate};
-use kuma_api::policies::values::{HeaderModifier, Match, TypedValue};
+use kuma_api::policies::values::{HeaderModifier, Match};
 use kuma_policy::{InboundRule, MergeStrategy};
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
@@ -254,14 +254,14 @@ fn state_matchers(m: &Match) -> Vec<FilterStateMatcher> {
         matcher: Some(filter_state_matcher::Matcher::StringMatch(value)),
     };
     let mut out = Vec::new();
-    if let Some(TypedValue { kind, value }) = &m.spiffe_id {
-        let value = if kind == "Prefix" {
-            StringMatcher {
-                match_pattern: Some(string_matcher::MatchPattern::Prefix(value.clone())),
-                ..StringMatcher::default()
-            }
-        } else {
-            exact(value)
+    if let Some(id) = &m.spiffe_id {
+        // The state holds every URI SAN of the peer, comma-separated.
+        let value = StringMatcher {
+            match_pattern: Some(string_matcher::MatchPattern::SafeRegex(RegexMatcher {
+                regex: super::mesh_fault_injection::uri_san_regex(id),
+                ..RegexMatcher::default()
+            })),
+            ..StringMatcher::default()
         };
         out.push(matcher(SPIFFE_ID_STATE, value));
     }
@@ -401,7 +401,7 @@ mod tests {
     use super::*;
     use crate::generate::listener::{hcm, route_to_cluster};
     use kuma_api::policies::mesh_rate_limit::{Local, LocalTcp};
-    use kuma_api::policies::values::{GoDuration, HeaderKeyValue};
+    use kuma_api::policies::values::{GoDuration, HeaderKeyValue, TypedValue};
     use prost::Message;
     use std::collections::HashMap;
 

@@ -114,14 +114,59 @@ fn single(input_name: &str, input: Any, value: StringMatcher) -> Predicate {
     }
 }
 
-fn string_match(v: &TypedValue) -> StringMatcher {
-    let pattern = if v.kind == "Prefix" {
-        string_matcher::MatchPattern::Prefix(v.value.clone())
+/// An RE2 regex for a caller identity among the peer certificate's URI
+/// SANs. Envoy gives those as one comma-separated text, and mesh
+/// certificates carry `kuma://` tag URIs beside the SPIFFE ID, so the ID
+/// is matched as one of the items (exactly, or as a prefix of one).
+pub(crate) fn uri_san_regex(id: &TypedValue) -> String {
+    let value = escape(&id.value);
+    if id.kind == "Prefix" {
+        format!("(.*,)?{value}.*")
     } else {
-        string_matcher::MatchPattern::Exact(v.value.clone())
+        format!("(.*,)?{value}(,.*)?")
+    }
+}
+
+/// The same condition as [`uri_san_regex`] without a regex (the xDS
+/// matcher's regexes need an engine message our YAML rendering cannot
+/// show): the ID alone, first, last or in the middle of the list; a prefix
+/// at the start or after a comma.
+fn uri_san_predicate(id: &TypedValue) -> Predicate {
+    use string_matcher::MatchPattern::{Contains, Exact, Prefix, Suffix};
+    let v = &id.value;
+    let patterns = if id.kind == "Prefix" {
+        vec![Prefix(v.clone()), Contains(format!(",{v}"))]
+    } else {
+        vec![
+            Exact(v.clone()),
+            Prefix(format!("{v},")),
+            Suffix(format!(",{v}")),
+            Contains(format!(",{v},")),
+        ]
     };
+    let any_of = patterns
+        .into_iter()
+        .map(|p| {
+            single(
+                "envoy.matching.inputs.uri_san",
+                pack_any(UriSanInput::default()),
+                StringMatcher {
+                    match_pattern: Some(p),
+                    ..StringMatcher::default()
+                },
+            )
+        })
+        .collect();
+    Predicate {
+        match_type: Some(MatchType::OrMatcher(
+            matcher::matcher_list::predicate::PredicateList { predicate: any_of },
+        )),
+    }
+}
+
+fn exact_match(value: &str) -> StringMatcher {
     StringMatcher {
-        match_pattern: Some(pattern),
+        match_pattern: Some(string_matcher::MatchPattern::Exact(value.to_string())),
         ..StringMatcher::default()
     }
 }
@@ -131,22 +176,14 @@ fn string_match(v: &TypedValue) -> StringMatcher {
 fn predicate(m: &Match) -> Option<Predicate> {
     let mut all = Vec::new();
     if let Some(id) = &m.spiffe_id {
-        all.push(single(
-            "envoy.matching.inputs.uri_san",
-            pack_any(UriSanInput::default()),
-            string_match(id),
-        ));
+        all.push(uri_san_predicate(id));
     }
     if let Some(sni) = &m.sni {
         // SNI matches are exact in Kuma whatever their type says.
-        let exact = TypedValue {
-            kind: "Exact".to_string(),
-            value: sni.value.clone(),
-        };
         all.push(single(
             "envoy.matching.inputs.server_name",
             pack_any(ServerNameInput::default()),
-            string_match(&exact),
+            exact_match(&sni.value),
         ));
     }
     match all.len() {
@@ -226,6 +263,22 @@ networking:
     }
 
     #[test]
+    fn an_identity_is_one_of_the_comma_separated_uri_sans() {
+        let id = |kind: &str| TypedValue {
+            kind: kind.into(),
+            value: "spiffe://default/web".into(),
+        };
+        assert_eq!(
+            uri_san_regex(&id("Exact")),
+            r"(.*,)?spiffe://default/web(,.*)?"
+        );
+        assert_eq!(
+            uri_san_regex(&id("Prefix")),
+            r"(.*,)?spiffe://default/web.*"
+        );
+    }
+
+    #[test]
     fn one_matcher_per_tag_negated_ones_inverted() {
         let subset = Subset(vec![
             Tag::new("kuma.io/service", "web"),
@@ -258,21 +311,40 @@ networking:
         else {
             panic!("skip when the match does not hold");
         };
-        let Some(MatchType::SinglePredicate(single)) = inner.match_type else {
-            panic!("one condition");
+        let Some(MatchType::OrMatcher(any_of)) = inner.match_type else {
+            panic!("one of the URI SANs");
         };
+        let got: Vec<(String, Option<string_matcher::MatchPattern>)> = any_of
+            .predicate
+            .into_iter()
+            .map(|p| match p.match_type {
+                Some(MatchType::SinglePredicate(single)) => (
+                    single.input.map(|i| i.name).unwrap_or_default(),
+                    match single.matcher {
+                        Some(single_predicate::Matcher::ValueMatch(m)) => m.match_pattern,
+                        _ => None,
+                    },
+                ),
+                other => panic!("{other:?}"),
+            })
+            .collect();
+        let uri_san = "envoy.matching.inputs.uri_san".to_string();
         assert_eq!(
-            single.input.map(|i| i.name).as_deref(),
-            Some("envoy.matching.inputs.uri_san")
-        );
-        assert_eq!(
-            single.matcher,
-            Some(single_predicate::Matcher::ValueMatch(StringMatcher {
-                match_pattern: Some(string_matcher::MatchPattern::Prefix(
-                    "spiffe://default/".into()
-                )),
-                ..StringMatcher::default()
-            }))
+            got,
+            vec![
+                (
+                    uri_san.clone(),
+                    Some(string_matcher::MatchPattern::Prefix(
+                        "spiffe://default/".into()
+                    ))
+                ),
+                (
+                    uri_san,
+                    Some(string_matcher::MatchPattern::Contains(
+                        ",spiffe://default/".into()
+                    ))
+                ),
+            ]
         );
         assert!(skip_unless(&Match::default()).is_none());
     }
