@@ -401,6 +401,114 @@ async fn fault_injection_from_a_subset_aborts_only_that_clients_requests() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn rules_matched_on_the_callers_identity_single_out_web() {
+    let b = binaries::get();
+    let cp = ControlPlane::start(b).await;
+    let mesh = "identity";
+    let backend = start_backend(b, &cp, mesh).await;
+    cp.put(
+        &format!("/meshes/{mesh}/meshtrafficpermissions/allow-all"),
+        &json!({
+            "type": "MeshTrafficPermission",
+            "mesh": mesh,
+            "name": "allow-all",
+            "spec": {
+                "targetRef": {"kind": "Mesh"},
+                "from": [{"targetRef": {"kind": "Mesh"}, "default": {"action": "Allow"}}],
+            },
+        }),
+    )
+    .await;
+    cp.put(
+        &format!("/meshes/{mesh}"),
+        &json!({
+            "type": "Mesh",
+            "name": mesh,
+            "skipCreatingInitialPolicies": ["*"],
+            "mtls": {
+                "enabledBackend": "ca-1",
+                "backends": [{"name": "ca-1", "type": "builtin", "mode": "STRICT"}],
+            },
+        }),
+    )
+    .await;
+    let web_identity =
+        json!([{"spiffeID": {"type": "Exact", "value": format!("spiffe://{mesh}/web")}}]);
+
+    // A limit for web's identity only: 3 requests per 10 minutes (Envoy
+    // refills continuously: one token every 200 s). In place before the
+    // clients start, so that their connections meet it.
+    cp.put(
+        &format!("/meshes/{mesh}/meshratelimits/web-limited"),
+        &json!({
+            "type": "MeshRateLimit",
+            "mesh": mesh,
+            "name": "web-limited",
+            "spec": {
+                "targetRef": {"kind": "Mesh", "proxyTypes": ["Sidecar"]},
+                "rules": [{
+                    "matches": web_identity,
+                    "default": {"local": {"http": {"requestRate": {"num": 3, "interval": "10m"}}}},
+                }],
+            },
+        }),
+    )
+    .await;
+    eventually("Envoy to hold the identity's limit", WAIT, || async {
+        match backend.dp.admin("/config_dump").await {
+            Ok(dump) if dump.contains("kuma.mesh_rate_limit.match.spiffe_id") => Ok(()),
+            Ok(_) => Err("no identity limit in the config".to_string()),
+            Err(e) => Err(e),
+        }
+    })
+    .await;
+    let web = start_client(b, &cp, mesh, "web").await;
+    let other = start_client(b, &cp, mesh, "other").await;
+    for client in [&web, &other] {
+        eventually("the client's outbound to reach backend", WAIT, || async {
+            match status(client.outbound, "/").await {
+                Ok(200) => Ok(()),
+                other => Err(format!("{other:?}")),
+            }
+        })
+        .await;
+    }
+    // web spent one of its tokens getting through above.
+    let answers = statuses(web.outbound, "/", 8).await;
+    let passed = answers.iter().take_while(|a| **a == Ok(200)).count();
+    assert!(passed <= 2, "web is past its 3 requests: {answers:?}");
+    assert_eq!(answers[passed..], vec![Ok(429); 8 - passed], "{answers:?}");
+    assert_eq!(statuses(other.outbound, "/", 10).await, vec![Ok(200); 10]);
+
+    // Faults for web's identity only (they come before the limit).
+    cp.put(
+        &format!("/meshes/{mesh}/meshfaultinjections/web-fails"),
+        &json!({
+            "type": "MeshFaultInjection",
+            "mesh": mesh,
+            "name": "web-fails",
+            "spec": {
+                "targetRef": {"kind": "Mesh", "proxyTypes": ["Sidecar"]},
+                "rules": [{
+                    "matches": web_identity,
+                    "default": {"http": [{"abort": {"httpStatus": 503, "percentage": 100}}]},
+                }],
+            },
+        }),
+    )
+    .await;
+    eventually("web's requests to be aborted", WAIT, || async {
+        match status(web.outbound, "/").await {
+            Ok(503) => Ok(()),
+            other => Err(format!("{other:?}")),
+        }
+    })
+    .await;
+    assert_eq!(statuses(web.outbound, "/", 10).await, vec![Ok(503); 10]);
+    assert_eq!(statuses(other.outbound, "/", 10).await, vec![Ok(200); 10]);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn mesh_tls_permissive_inbound_takes_plaintext_in_a_strict_mesh() {
     let b = binaries::get();
     let cp = ControlPlane::start(b).await;
