@@ -459,4 +459,66 @@ mod tests {
         assert_eq!(b[0], "kri_mhttpr_default___route-b_");
         assert_eq!(a.len(), 3, "/api twice and the catch-all: {a:?}");
     }
+
+    /// backend, and callers web-1, web-2 (service web) and other-1 with a
+    /// tag outbound to it; with `faults`, a MeshFaultInjection on backend.
+    fn callers(faults: bool) -> MeshSnapshot {
+        let dataplane = |name: &str, service: &str, ip: &str, outbound: bool| {
+            let out = if outbound {
+                "  outbound:\n  - port: 10001\n    tags:\n      kuma.io/service: backend\n"
+            } else {
+                ""
+            };
+            format!(
+                "type: Dataplane\nmesh: default\nname: {name}\nnetworking:\n  address: {ip}\n  inbound:\n  - port: 8080\n    tags:\n      kuma.io/service: {service}\n      kuma.io/protocol: http\n{out}"
+            )
+        };
+        let mut docs = vec![
+            dataplane("backend-1", "backend", "10.0.0.9", false),
+            dataplane("web-1", "web", "10.0.0.1", true),
+            dataplane("web-2", "web", "10.0.0.2", true),
+            dataplane("other-1", "other", "10.0.0.3", true),
+        ];
+        if faults {
+            docs.push("type: MeshFaultInjection\nmesh: default\nname: f\nspec:\n  targetRef:\n    kind: MeshService\n    name: backend\n  from:\n  - targetRef:\n      kind: MeshSubset\n      tags:\n        kuma.io/service: web\n    default:\n      http:\n      - abort:\n          httpStatus: 503\n          percentage: 100\n".to_string());
+        }
+        let mut b = MeshSnapshot::builder("default");
+        for doc in docs {
+            let doc = ResourceDocument::from_yaml(&doc).expect("valid resource");
+            b.add(doc.mesh.as_deref(), &doc.name, &doc.labels, doc.spec);
+        }
+        b.build()
+    }
+
+    fn outbound_listener(
+        snapshot: &MeshSnapshot,
+        proxy: &str,
+    ) -> std::sync::Arc<crate::XdsResource> {
+        let resources = generate_proxy(snapshot, proxy).expect("generates");
+        resources
+            .of_type(&Listener::type_url())
+            .find(|r| r.name == "outbound:127.0.0.1:10001")
+            .cloned()
+            .expect("the outbound listener")
+    }
+
+    #[test]
+    fn callers_send_their_tags_only_while_the_mesh_has_fault_injections() {
+        use std::sync::Arc;
+        let with = callers(true);
+        let web = outbound_listener(&with, "web-1");
+        // The tags are part of the shared listener's key: callers with the
+        // same tags share it, others get their own.
+        assert!(Arc::ptr_eq(&web, &outbound_listener(&with, "web-2")));
+        let other = outbound_listener(&with, "other-1");
+        assert!(!Arc::ptr_eq(&web, &other));
+        let text = |r: &crate::XdsResource| crate::golden::render_any(&r.body).expect("renders");
+        assert!(text(&other).contains("&kuma.io/service=other&"));
+        assert!(!text(&other).contains("kuma.io/service=web"));
+
+        let without = callers(false);
+        let web = outbound_listener(&without, "web-1");
+        assert!(Arc::ptr_eq(&web, &outbound_listener(&without, "other-1")));
+        assert!(!text(&web).contains("x-kuma-tags"));
+    }
 }
