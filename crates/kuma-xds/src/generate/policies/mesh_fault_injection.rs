@@ -15,9 +15,12 @@
 //!   ignored, as in Kuma;
 //! - otherwise each `from` rule (a subset of client tags with the fold of
 //!   every entry aimed at it, clients of more specific subsets first) is
-//!   one group matching its subset through the `x-kuma-tags` header. The
-//!   subsets of one inbound's rules do not overlap when their tags are
-//!   related, so each client gets the faults of its own rule.
+//!   one group matching its subset through the `x-kuma-tags` header. Rules
+//!   built from related subsets (a MeshSubset and the whole mesh) do not
+//!   overlap, so each client gets the faults of its own rule. Rules of
+//!   unrelated subsets can: with entries for `web` and for `other`, a web
+//!   client is also "not other" and gets both groups, as in Kuma, which
+//!   applies every rule this way.
 
 mod clients;
 
@@ -433,6 +436,54 @@ mod tests {
             vec![
                 (500, vec![(header.clone(), false)]),
                 (503, vec![(header, true)])
+            ]
+        );
+    }
+
+    /// The rules kuma-policy builds from `from` entries (target, conf).
+    fn from_rules(entries: &[(serde_json::Value, serde_json::Value)]) -> Vec<Rule> {
+        let refs: Vec<kuma_api::policies::TargetRef> = entries
+            .iter()
+            .map(|(t, _)| serde_json::from_value(t.clone()).expect("targetRef"))
+            .collect();
+        let o = origin("p");
+        let items: Vec<kuma_policy::rules::RuleItem<'_>> = refs
+            .iter()
+            .zip(entries)
+            .map(|(target_ref, (_, conf))| kuma_policy::rules::RuleItem {
+                target_ref,
+                conf,
+                origin: &o,
+            })
+            .collect();
+        kuma_policy::rules::build(&items, true, kuma_policy::MergeStrategy::default())
+            .expect("rules")
+    }
+
+    #[test]
+    fn unrelated_subsets_both_hold_a_client_as_in_kuma() {
+        let service =
+            |s: &str| serde_json::json!({"kind": "MeshSubset", "tags": {"kuma.io/service": s}});
+        let rules = from_rules(&[
+            (serde_json::json!({"kind": "Mesh"}), abort(503)),
+            (service("web"), abort(500)),
+            (service("other"), abort(418)),
+        ]);
+        let mut h = hcm("p", Vec::new());
+        http(&per_client(&rules, &[]), &mut h);
+        let got: Vec<(u32, Vec<bool>)> = plain_faults(&h)
+            .into_iter()
+            .map(|(status, headers)| (status, headers.iter().map(|(_, not)| *not).collect()))
+            .collect();
+        // web: 500 (web) and 503 (not other); other: 418 and 503 (not web).
+        // Groups of tags come in Kuma's order (the later entry's first).
+        assert_eq!(
+            got,
+            vec![
+                (418, vec![false]),
+                (500, vec![false]),
+                (503, vec![true]),
+                (503, vec![true]),
             ]
         );
     }
