@@ -1,4 +1,9 @@
 //! MeshFaultInjection: aborts, delays and bandwidth limits on HTTP traffic.
+//!
+//! As in Kuma 2.14, `from` entries may name clients by tags (`Mesh`,
+//! `MeshSubset`, `MeshService`, `MeshServiceSubset`; Kuma deprecates `from`
+//! in favour of `rules`), and `rules` entries by the caller's `spiffeID` or
+//! SNI; `to` only with a gateway in scope.
 
 use serde::{Deserialize, Serialize};
 
