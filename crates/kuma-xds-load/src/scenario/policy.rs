@@ -8,7 +8,9 @@
 //! policies with the same top-level targetRef Kuma applies the
 //! alphabetically first name last, so it wins: the names below sort before
 //! `mesh-timeout-all-*`, and the per-destination one before the mesh-wide
-//! one, so that each write decides what its targets end up holding.
+//! one, so that each write decides what its targets end up holding. (Kuma
+//! also applies `to` entries naming a MeshService after those naming the
+//! Mesh; the names agree with that order rather than rely on it.)
 
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
