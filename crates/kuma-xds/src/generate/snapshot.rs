@@ -131,7 +131,16 @@ pub struct MeshSnapshot {
     /// not ignored: what an update re-indexes the service from.
     service_members: BTreeMap<String, Arc<BTreeSet<String>>>,
     mesh_service_ports: BTreeMap<(String, u32), Arc<Destination>>,
-    pub(super) shared: Mutex<HashMap<CacheKey, Arc<XdsResource>>>,
+    pub(super) shared: Mutex<HashMap<CacheKey, CacheEntry>>,
+}
+
+/// A shared resource, and whether generation asked for it since it was
+/// cached or carried: carrying across policy changes keeps only those, so
+/// resources built with confs nobody has any more do not pile up.
+#[derive(Debug)]
+pub(super) struct CacheEntry {
+    pub(super) resource: Arc<XdsResource>,
+    pub(super) used: bool,
 }
 
 /// A Dataplane with the labels policies and MeshServices select it by.
@@ -361,6 +370,12 @@ impl MeshSnapshot {
             .map(|d| &**d)
     }
 
+    /// Whether both snapshots have the very same policies (an update that
+    /// changed no policy shares them).
+    pub(super) fn same_policies(&self, other: &MeshSnapshot) -> bool {
+        Arc::ptr_eq(&self.policies, &other.policies)
+    }
+
     /// The shared resource under `key`, built by `build` on first use.
     pub(crate) fn shared(
         &self,
@@ -369,23 +384,24 @@ impl MeshSnapshot {
     ) -> Arc<XdsResource> {
         // A panic elsewhere cannot leave the map half-written (inserts are
         // single operations), so a poisoned lock is still safe to use.
-        let lookup = |k: &CacheKey| {
+        let lock = || {
             self.shared
                 .lock()
                 .unwrap_or_else(std::sync::PoisonError::into_inner)
-                .get(k)
-                .cloned()
         };
-        if let Some(found) = lookup(&key) {
-            return found;
+        if let Some(found) = lock().get_mut(&key) {
+            found.used = true;
+            return found.resource.clone();
         }
         // Built outside the lock so generation of other proxies proceeds.
         let built = Arc::new(build());
-        self.shared
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner)
+        lock()
             .entry(key)
-            .or_insert(built)
+            .or_insert(CacheEntry {
+                resource: built,
+                used: true,
+            })
+            .resource
             .clone()
     }
 }

@@ -93,3 +93,44 @@ fn nothing_is_carried_across_meshes() {
     let other = MeshSnapshot::builder("other").build();
     assert_eq!(other.carry_shared_from(&before), 0);
 }
+
+fn mk_timeout(seconds: u32) -> (BTreeMap<String, String>, kuma_api::Spec) {
+    let yaml = format!(
+        "type: MeshTimeout\nmesh: default\nname: t\nspec:\n  targetRef:\n    kind: Mesh\n  to:\n  - targetRef:\n      kind: Mesh\n    default:\n      connectionTimeout: {seconds}s\n"
+    );
+    let doc = kuma_api::ResourceDocument::from_yaml(&yaml).expect("MeshTimeout reads");
+    (doc.labels, doc.spec)
+}
+
+#[test]
+fn resources_of_confs_nobody_has_any_more_are_not_carried() {
+    let mut snapshot = mk_snapshot(1);
+    generate_proxy(&snapshot, "caller").expect("generate");
+    let mut sizes = Vec::new();
+    for seconds in 1..=4 {
+        let next = snapshot.with_policy_changes([(
+            Kind::MeshTimeout,
+            "t".to_string(),
+            Some(mk_timeout(seconds)),
+        )]);
+        assert!(next.carry_shared_from(&snapshot) > 0);
+        let carried = generate_proxy(&next, "caller").expect("generate");
+        // Carried across the change: the same as a fresh build gives.
+        let mut fresh = MeshSnapshot::builder("default");
+        fresh.dataplane(
+            "caller",
+            mk_dataplane("10.0.0.1", "caller", &["web", "backend"]),
+        );
+        fresh.dataplane("web-1", mk_dataplane("10.0.0.2", "web", &[]));
+        fresh.dataplane("backend-0", mk_dataplane("10.0.1.0", "backend", &[]));
+        let (labels, spec) = mk_timeout(seconds);
+        fresh.policy("t", &labels, spec);
+        let fresh = fresh.build();
+        assert_eq!(carried, generate_proxy(&fresh, "caller").expect("generate"));
+        sizes.push(next.shared.lock().expect("cache").len());
+        snapshot = next;
+    }
+    // Each change replaces the clusters and listeners built with the old
+    // timeout; the cache does not grow with every change.
+    assert!(sizes.windows(2).all(|w| w[0] == w[1]), "{sizes:?}");
+}
