@@ -233,16 +233,20 @@ impl PolicyIndex {
         }
         candidates.sort_unstable();
         candidates.dedup();
-        let mut slots: HashMap<usize, usize> = HashMap::new();
+        // Slot of each class's selection by class (a policy index), so that
+        // hundreds of candidates cost no hashing.
+        let mut slots: Vec<usize> = vec![usize::MAX; self.policies.len()];
         let mut selections: Vec<Selection> = Vec::new();
         let matched = candidates
             .into_iter()
             .filter_map(|i| {
                 let selector = self.selectors[i].as_ref()?;
-                let slot = *slots.entry(self.classes[i]).or_insert_with(|| {
+                let class = self.classes[i];
+                if slots[class] == usize::MAX {
                     selections.push(select(&self.policies[i], selector, proxy));
-                    selections.len() - 1
-                });
+                    slots[class] = selections.len() - 1;
+                }
+                let slot = slots[class];
                 (!selections[slot].is_empty()).then_some((i, slot))
             })
             .collect();
@@ -366,7 +370,7 @@ impl PolicyIndex {
         let inbound = inbound::build(
             indices
                 .iter()
-                .map(|&i| (&self.policies[i], self.origins[i].clone())),
+                .map(|&i| (&self.policies[i], &self.origins[i])),
         );
         InboundPart {
             from,

@@ -48,7 +48,9 @@ pub fn is_from_as_rules(kind: Kind) -> bool {
 }
 
 /// Rules of `policies` (already in fold order) for one inbound.
-pub fn build<'a>(policies: impl Iterator<Item = (&'a Policy, PolicyOrigin)>) -> Vec<InboundRule> {
+pub fn build<'a>(
+    policies: impl Iterator<Item = (&'a Policy, &'a PolicyOrigin)>,
+) -> Vec<InboundRule> {
     let mut rules = Vec::new();
     for (policy, origin) in policies {
         let push = |rules: &mut Vec<InboundRule>, i: usize, matches: &[Match], conf: &Value| {

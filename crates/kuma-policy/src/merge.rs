@@ -50,15 +50,21 @@ impl MergeStrategy {
     }
 
     /// Folds `confs` in order: later confs win.
+    ///
+    /// The fold is built over references to the confs and only its result
+    /// is copied into a new value: thousands of policies fold into a few
+    /// hundred rules, and copying every conf into every rule it joins (then
+    /// overwriting most of it) was most of the cost of building rules.
     pub fn fold<'a>(&self, confs: impl IntoIterator<Item = &'a Value>) -> Value {
         let mut iter = confs.into_iter();
         let Some(first) = iter.next() else {
             return Value::Object(Map::new());
         };
-        let mut result = first.clone();
+        let mut folded = Folded::Conf(first);
         for conf in iter {
-            patch(&mut result, conf, self.keyed_lists);
+            folded.patch(conf, self.keyed_lists);
         }
+        let mut result = folded.into_value();
         for keyed in self.keyed_lists {
             if let Some(Value::Array(entries)) = result.get_mut(keyed.field) {
                 let merged = self.fold_by_key(std::mem::take(entries), keyed);
@@ -100,40 +106,126 @@ impl MergeStrategy {
     }
 }
 
-/// RFC 7396 merge patch of `patch` onto `target`, with Kuma's appending
-/// lists.
-fn patch(target: &mut Value, patch_value: &Value, keyed: &[KeyedList]) {
-    let Value::Object(patch_map) = patch_value else {
-        *target = patch_value.clone();
-        return;
-    };
-    if !target.is_object() {
-        *target = Value::Object(Map::new());
-    }
-    let Value::Object(target_map) = target else {
-        return;
-    };
-    for (key, value) in patch_map {
-        if value.is_null() {
-            target_map.remove(key);
-            continue;
-        }
-        let appends = key.starts_with(APPEND_PREFIX) || keyed.iter().any(|k| k.field == key);
-        match (target_map.get_mut(key), value) {
-            (Some(Value::Array(existing)), Value::Array(more)) if appends => {
-                existing.extend(more.iter().cloned());
+/// A fold in progress: what a JSON merge patch of the confs so far gives,
+/// sharing every part that is some conf's unchanged.
+#[derive(Debug)]
+enum Folded<'a> {
+    /// This part of a conf, as it is.
+    Conf(&'a Value),
+    /// An object some patch changed: its members in the order a
+    /// `serde_json` map (with `preserve_order`) would hold them.
+    Object(Vec<(&'a str, Folded<'a>)>),
+    /// A list that an appending field made of several confs' entries.
+    List(Vec<&'a Value>),
+}
+
+impl<'a> Folded<'a> {
+    /// RFC 7396 merge patch of `patch_value` onto this, with Kuma's
+    /// appending lists (`keyed` names the lists of the top level that
+    /// append).
+    fn patch(&mut self, patch_value: &'a Value, keyed: &[KeyedList]) {
+        let Value::Object(patch_map) = patch_value else {
+            *self = Folded::Conf(patch_value);
+            return;
+        };
+        let members = self.members();
+        for (key, value) in patch_map {
+            let at = members.iter().position(|(k, _)| *k == key.as_str());
+            if value.is_null() {
+                // As `serde_json::Map::remove` does with `preserve_order`:
+                // the last member takes the removed one's place.
+                if let Some(at) = at {
+                    members.swap_remove(at);
+                }
+                continue;
             }
-            (Some(existing @ Value::Object(_)), Value::Object(_)) => {
+            let appends = key.starts_with(APPEND_PREFIX) || keyed.iter().any(|k| k.field == key);
+            let Some(at) = at else {
+                members.push((key.as_str(), Folded::fresh(value)));
+                continue;
+            };
+            let existing = &mut members[at].1;
+            match value {
+                Value::Array(more) if appends && existing.is_array() => existing.append(more),
                 // Keyed lists only exist at the top of a conf.
-                patch(existing, value, &[]);
-            }
-            _ => {
-                let mut fresh = Value::Null;
-                patch(&mut fresh, value, &[]);
-                target_map.insert(key.clone(), fresh);
+                Value::Object(_) if existing.is_object() => existing.patch(value, &[]),
+                _ => *existing = Folded::fresh(value),
             }
         }
     }
+
+    /// `value` patched onto nothing: objects lose their null members.
+    fn fresh(value: &'a Value) -> Folded<'a> {
+        match value {
+            Value::Object(map) if has_null_member(map) => {
+                let mut out = Folded::Object(Vec::new());
+                out.patch(value, &[]);
+                out
+            }
+            _ => Folded::Conf(value),
+        }
+    }
+
+    /// This as an object open to changes (whatever it was is replaced when
+    /// it was not an object, as a merge patch does).
+    fn members(&mut self) -> &mut Vec<(&'a str, Folded<'a>)> {
+        match self {
+            Folded::Object(_) => {}
+            Folded::Conf(Value::Object(map)) => {
+                let members = map
+                    .iter()
+                    .map(|(k, v)| (k.as_str(), Folded::Conf(v)))
+                    .collect();
+                *self = Folded::Object(members);
+            }
+            _ => *self = Folded::Object(Vec::new()),
+        }
+        match self {
+            Folded::Object(members) => members,
+            // Just made one.
+            _ => unreachable!("a fold part was just made an object"),
+        }
+    }
+
+    fn is_object(&self) -> bool {
+        matches!(self, Folded::Object(_) | Folded::Conf(Value::Object(_)))
+    }
+
+    fn is_array(&self) -> bool {
+        matches!(self, Folded::List(_) | Folded::Conf(Value::Array(_)))
+    }
+
+    /// Appends `more` to this list.
+    fn append(&mut self, more: &'a [Value]) {
+        if let Folded::Conf(Value::Array(items)) = self {
+            *self = Folded::List(items.iter().collect());
+        }
+        if let Folded::List(items) = self {
+            items.extend(more.iter());
+        }
+    }
+
+    fn into_value(self) -> Value {
+        match self {
+            Folded::Conf(value) => value.clone(),
+            Folded::Object(members) => Value::Object(
+                members
+                    .into_iter()
+                    .map(|(k, v)| (k.to_string(), v.into_value()))
+                    .collect(),
+            ),
+            Folded::List(items) => Value::Array(items.into_iter().cloned().collect()),
+        }
+    }
+}
+
+/// Whether a patch object deletes anything, at any depth of objects.
+fn has_null_member(map: &Map<String, Value>) -> bool {
+    map.values().any(|v| match v {
+        Value::Null => true,
+        Value::Object(inner) => has_null_member(inner),
+        _ => false,
+    })
 }
 
 #[cfg(test)]
@@ -189,6 +281,92 @@ mod tests {
                 "nested": {"appendProfiles": [{"name": "All"}, {"name": "Basic"}]},
             })
         );
+    }
+
+    /// The fold as RFC 7396 spells it, on copies: what the fold over
+    /// references must give, member order included.
+    fn fold_by_copies(confs: &[Value], keyed: &[KeyedList]) -> Value {
+        fn patch(target: &mut Value, patch_value: &Value, keyed: &[KeyedList]) {
+            let Value::Object(patch_map) = patch_value else {
+                *target = patch_value.clone();
+                return;
+            };
+            if !target.is_object() {
+                *target = Value::Object(Map::new());
+            }
+            let Value::Object(target_map) = target else {
+                return;
+            };
+            for (key, value) in patch_map {
+                if value.is_null() {
+                    target_map.remove(key);
+                    continue;
+                }
+                let appends =
+                    key.starts_with(APPEND_PREFIX) || keyed.iter().any(|k| k.field == key);
+                match (target_map.get_mut(key), value) {
+                    (Some(Value::Array(existing)), Value::Array(more)) if appends => {
+                        existing.extend(more.iter().cloned());
+                    }
+                    (Some(existing @ Value::Object(_)), Value::Object(_)) => {
+                        patch(existing, value, &[]);
+                    }
+                    _ => {
+                        let mut fresh = Value::Null;
+                        patch(&mut fresh, value, &[]);
+                        target_map.insert(key.clone(), fresh);
+                    }
+                }
+            }
+        }
+        let mut result = confs.first().cloned().unwrap_or(json!({}));
+        for conf in confs.iter().skip(1) {
+            patch(&mut result, conf, keyed);
+        }
+        result
+    }
+
+    #[test]
+    fn folding_by_reference_gives_what_patching_copies_gives() {
+        let confs = [
+            json!({"a": 1, "b": {"c": null, "d": [1], "appendX": [1]}, "rules": [{"x": 1}], "e": null}),
+            json!({"b": {"d": [2], "appendX": [2], "f": {"g": null, "h": 1}}, "a": null, "z": 3}),
+            json!({"b": {"appendX": [3], "f": "scalar"}, "rules": [{"x": 2}], "e": {"k": null}}),
+            json!({"b": null, "a": {"n": {"m": null, "o": 1}}, "appendY": [1]}),
+            json!("not an object"),
+            json!({"appendY": [2], "z": null, "y": {"w": 1}}),
+            json!({"q": 1, "r": 2, "s": 3, "t": 4}),
+            json!({"q": null, "r": {"p": null}}),
+        ];
+        let keyed = &[KeyedList {
+            field: "rules",
+            key: "matches",
+            value: "default",
+        }];
+        // Every ordered pair and triple, and the whole list, each way.
+        let n = confs.len();
+        let mut sequences: Vec<Vec<usize>> = vec![(0..n).collect(), (0..n).rev().collect()];
+        for i in 0..n {
+            for j in 0..n {
+                sequences.push(vec![i, j]);
+                for k in 0..n {
+                    sequences.push(vec![i, j, k]);
+                }
+            }
+        }
+        for sequence in sequences {
+            let seq: Vec<Value> = sequence.iter().map(|&i| confs[i].clone()).collect();
+            for keyed in [&[][..], &keyed[..]] {
+                let mut folded = Folded::Conf(&seq[0]);
+                for conf in &seq[1..] {
+                    folded.patch(conf, keyed);
+                }
+                let got = folded.into_value();
+                let want = fold_by_copies(&seq, keyed);
+                // As text: member order must match too.
+                assert_eq!(got.to_string(), want.to_string(), "{sequence:?}");
+            }
+        }
     }
 
     #[test]

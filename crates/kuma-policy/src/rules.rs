@@ -4,7 +4,7 @@
 
 mod cliques;
 
-use std::collections::{BTreeSet, HashMap};
+use std::collections::{BTreeSet, HashMap, HashSet};
 
 use serde::Serialize;
 use serde::de::DeserializeOwned;
@@ -15,7 +15,7 @@ use kuma_api::policies::{TargetRef, TargetRefKind};
 
 use crate::PolicyError;
 use crate::merge::MergeStrategy;
-use crate::subset::{Element, Subset, Tag, combinations, deduplicate};
+use crate::subset::{Element, Subset, Tag, combinations, distinct};
 
 /// A policy that contributed to a rule.
 #[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize)]
@@ -106,7 +106,12 @@ pub fn build(
     if items.is_empty() {
         return Ok(Vec::new());
     }
-    let subsets = deduplicate(items.iter().map(|(s, _)| s.clone()).collect());
+    // Equal subsets (thousands of entries aim at a few hundred services)
+    // make one rule: only the distinct ones are copied.
+    let subsets: Vec<Subset> = distinct(items.iter().map(|(s, _)| s))
+        .into_iter()
+        .map(|i| items[i].0.clone())
+        .collect();
     let keys: BTreeSet<&str> = subsets
         .iter()
         .flat_map(|s| s.tags().iter().map(|t| t.key.as_str()))
@@ -273,13 +278,28 @@ fn holds_service(subset: &Subset, service: &str) -> bool {
 
 /// Distinct policies in order of first contribution.
 pub fn origins<'a>(all: impl Iterator<Item = &'a PolicyOrigin>) -> Vec<PolicyOrigin> {
-    let mut out: Vec<PolicyOrigin> = Vec::new();
+    // Entries of one policy share its origin: most repeats are the same
+    // reference, and long lists (a rule many policies fold into) are
+    // deduplicated by hash rather than by comparing every pair.
+    let mut seen: Vec<&PolicyOrigin> = Vec::new();
+    let mut index: Option<HashSet<&PolicyOrigin>> = None;
     for o in all {
-        if !out.contains(o) {
-            out.push(o.clone());
+        if seen.last().is_some_and(|last| std::ptr::eq(*last, o)) {
+            continue;
+        }
+        let new = match &mut index {
+            Some(index) => index.insert(o),
+            None => !seen.contains(&o),
+        };
+        if !new {
+            continue;
+        }
+        seen.push(o);
+        if index.is_none() && seen.len() > 16 {
+            index = Some(seen.iter().copied().collect());
         }
     }
-    out
+    seen.into_iter().cloned().collect()
 }
 
 #[cfg(test)]

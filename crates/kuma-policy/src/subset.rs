@@ -2,6 +2,7 @@
 //! `version != v2`) describing a group of clients or destinations, as Kuma's
 //! rules print them.
 
+use std::borrow::Cow;
 use std::collections::{BTreeMap, HashMap, HashSet};
 
 use serde::Serialize;
@@ -119,10 +120,14 @@ impl Subset {
         })
     }
 
-    fn canonical(&self) -> Vec<Tag> {
+    /// The conditions in one order (most subsets already are).
+    fn canonical(&self) -> Cow<'_, [Tag]> {
+        if self.0.is_sorted() {
+            return Cow::Borrowed(&self.0);
+        }
         let mut tags = self.0.clone();
         tags.sort();
-        tags
+        Cow::Owned(tags)
     }
 }
 
@@ -138,10 +143,24 @@ fn implies(condition: &Tag, required: &Tag) -> bool {
 
 /// Subsets with equal conditions, in any order, collapse to the first.
 pub fn deduplicate(subsets: Vec<Subset>) -> Vec<Subset> {
-    let mut seen = HashSet::new();
+    let keep: HashSet<usize> = distinct(subsets.iter()).into_iter().collect();
     subsets
         .into_iter()
-        .filter(|s| seen.insert(s.canonical()))
+        .enumerate()
+        .filter(|(i, _)| keep.contains(i))
+        .map(|(_, s)| s)
+        .collect()
+}
+
+/// The positions of the subsets [`deduplicate`] keeps, ascending, without
+/// copying any subset.
+pub fn distinct<'a>(subsets: impl IntoIterator<Item = &'a Subset>) -> Vec<usize> {
+    let mut seen: HashSet<Cow<'a, [Tag]>> = HashSet::new();
+    subsets
+        .into_iter()
+        .enumerate()
+        .filter(|(_, s)| seen.insert(s.canonical()))
+        .map(|(i, _)| i)
         .collect()
 }
 

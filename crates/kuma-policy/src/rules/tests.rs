@@ -2,6 +2,7 @@ use serde_json::{Value, json};
 
 use super::*;
 use crate::subset::Element;
+use crate::subset::deduplicate;
 use crate::testing::Pairs;
 
 fn origin(name: &str) -> PolicyOrigin {
