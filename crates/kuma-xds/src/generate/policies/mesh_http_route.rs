@@ -15,7 +15,6 @@ mod filters;
 use std::cmp::Ordering;
 use std::collections::BTreeMap;
 
-use base64::Engine;
 use envoy_types::pb::envoy::config::core::v3::RuntimeFractionalPercent;
 use envoy_types::pb::envoy::config::route::v3::{
     DirectResponseAction, HeaderMatcher, QueryParameterMatcher, Route, RouteAction, RouteMatch,
@@ -29,10 +28,10 @@ use kuma_api::Kind;
 use kuma_api::kinds::tags::SERVICE_TAG;
 use kuma_api::policies::mesh_http_route::{Conf, Filter, Match, PathMatch};
 use kuma_api::policies::values::BackendRef;
+use kuma_policy::inspect::hash_matches;
 use kuma_policy::{Element, Policy, ResourceId, rules};
 use serde::Deserialize;
 use serde_json::Value;
-use sha2::{Digest, Sha256};
 
 use super::{Confs, DestinationPolicies, DestinationRef, ProxyPolicies};
 
@@ -258,11 +257,6 @@ pub(crate) fn route_table(
     entries
 }
 
-/// Kuma's route name: base64 of the SHA-256 of the matches' JSON.
-fn hash_matches(matches: &[Match]) -> String {
-    let json = serde_json::to_string(matches).unwrap_or_default();
-    base64::engine::general_purpose::STANDARD.encode(Sha256::digest(json.as_bytes()))
-}
 
 /// Gateway API precedence: a path beats none, Exact beats PathPrefix beats
 /// RegularExpression, a longer prefix or regex beats a shorter one; then a
