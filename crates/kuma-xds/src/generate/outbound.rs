@@ -32,10 +32,14 @@ const MESH_SERVICE: &str = "MeshService";
 
 /// A destination the proxy declared: the cluster name it goes by and what is behind it.
 struct Target<'a> {
-    cluster: String,
+    /// Borrowed for a `kuma.io/service` (its name), so that a transparent
+    /// proxy's thousands of destinations cost no copy of it.
+    cluster: Cow<'a, str>,
     /// A subset of a service is a filtered copy of its instances.
     destination: Cow<'a, Destination>,
-    /// The `kuma.io/service` identities its instances may present.
+    /// The `kuma.io/service` identities its instances may present; empty for
+    /// a whole `kuma.io/service`, whose identity is its cluster's name (see
+    /// [`Target::identities`]).
     services: Vec<String>,
     /// Tags a subset selects by (none for a whole destination): they go into
     /// the SNI as Kuma spells it.
@@ -83,7 +87,7 @@ fn port_section(snapshot: &MeshSnapshot, name: &str, port: u32) -> String {
 fn target<'a>(
     snapshot: &'a MeshSnapshot,
     policies: &ProxyPolicies,
-    outbound: &Outbound,
+    outbound: &'a Outbound,
 ) -> Option<Target<'a>> {
     match &outbound.backend_ref {
         Some(r) if r.kind == MESH_SERVICE => {
@@ -95,7 +99,7 @@ fn target<'a>(
         Some(_) => None,
         None => {
             let service = outbound.service()?;
-            Some(service_target(snapshot, policies, service))
+            Some(service_target(snapshot, policies, Cow::Borrowed(service)))
         }
     }
 }
@@ -112,7 +116,7 @@ fn mesh_service_target<'a>(
         section: port_section(snapshot, name, port),
     };
     Some(Target {
-        cluster: names::mesh_service_cluster(snapshot.mesh(), name, port),
+        cluster: Cow::Owned(names::mesh_service_cluster(snapshot.mesh(), name, port)),
         destination: Cow::Borrowed(destination),
         services: served_by(destination, name),
         subset: BTreeMap::new(),
@@ -125,23 +129,48 @@ fn mesh_service_target<'a>(
 fn service_target<'a>(
     snapshot: &'a MeshSnapshot,
     policies: &ProxyPolicies,
-    service: &str,
+    service: Cow<'a, str>,
 ) -> Target<'a> {
-    let r = DestinationRef::Service(service);
+    let mut t = reachable_service(snapshot, policies, service);
+    t.route_origins = policies.http_route_origins(&DestinationRef::Service(&t.cluster));
+    t
+}
+
+/// A `kuma.io/service` as a transparent proxy reaches it: its cluster and
+/// load assignment only (no listener, so no route origins).
+fn reachable_service<'a>(
+    snapshot: &'a MeshSnapshot,
+    policies: &ProxyPolicies,
+    service: Cow<'a, str>,
+) -> Target<'a> {
+    let r = DestinationRef::Service(&service);
+    let destination = Cow::Borrowed(snapshot.service(&service).unwrap_or(&UNSERVED));
+    let policies = policies.destination(&r);
     Target {
-        cluster: service.to_string(),
-        destination: Cow::Borrowed(snapshot.service(service).unwrap_or(&UNSERVED)),
-        services: vec![service.to_string()],
+        cluster: service,
+        destination,
+        services: Vec::new(),
         subset: BTreeMap::new(),
-        policies: policies.destination(&r),
-        route_origins: policies.http_route_origins(&r),
+        policies,
+        route_origins: Vec::new(),
         mesh_service: false,
     }
 }
 
-pub(crate) fn generate(
-    snapshot: &MeshSnapshot,
-    dataplane: &DataplaneSpec,
+impl Target<'_> {
+    /// The `kuma.io/service` identities its instances may present.
+    fn identities(&self) -> Cow<'_, [String]> {
+        if self.services.is_empty() {
+            Cow::Owned(vec![self.cluster.to_string()])
+        } else {
+            Cow::Borrowed(&self.services)
+        }
+    }
+}
+
+pub(crate) fn generate<'a>(
+    snapshot: &'a MeshSnapshot,
+    dataplane: &'a DataplaneSpec,
     policies: &ProxyPolicies,
     tls: Option<&MeshTls<'_>>,
     out: &mut ProxyResources,
@@ -163,7 +192,7 @@ pub(crate) fn generate(
         let key = CacheKey::OutboundListener {
             address: address.to_string(),
             port: outbound.port,
-            cluster: t.cluster.clone(),
+            cluster: t.cluster.to_string(),
             protocol,
             policies: format!(
                 "{}{}{}",
@@ -200,7 +229,7 @@ pub(crate) fn generate(
             tp.reachable_services.iter().map(String::as_str).collect()
         };
         for service in services {
-            let t = service_target(snapshot, policies, service);
+            let t = reachable_service(snapshot, policies, Cow::Borrowed(service));
             add_destination(snapshot, &t, tls, out);
         }
     }
@@ -218,7 +247,7 @@ fn add_destination(
     // The TLS settings name secrets, not their content: one cluster still
     // serves every proxy of the mesh.
     let key = CacheKey::Cluster {
-        name: t.cluster.clone(),
+        name: t.cluster.to_string(),
         mtls: tls.is_some(),
         policies: t.policies.key(),
     };
@@ -226,23 +255,20 @@ fn add_destination(
         let mut c = cluster::eds_cluster(&t.cluster, protocol);
         t.policies.apply_cluster(&mut c, protocol);
         if let Some(tls) = tls {
-            let sni_service = t
-                .services
-                .first()
-                .map_or(t.cluster.as_str(), String::as_str);
+            let sni_service = t.services.first().map_or(&*t.cluster, String::as_str);
             let sni = if t.subset.is_empty() {
                 names::sni(sni_service, tls.mesh)
             } else {
                 backends::subset_sni(sni_service, tls.mesh, &t.subset)
             };
-            c.transport_socket = Some(mtls::upstream(tls.mesh, &sni, &t.services));
+            c.transport_socket = Some(mtls::upstream(tls.mesh, &sni, &t.identities()));
         }
-        XdsResource::new(&t.cluster, pack_any(c))
+        XdsResource::new(&*t.cluster, pack_any(c))
     }));
     out.insert(
-        snapshot.shared(CacheKey::LoadAssignment(t.cluster.clone()), || {
+        snapshot.shared(CacheKey::LoadAssignment(t.cluster.to_string()), || {
             XdsResource::new(
-                &t.cluster,
+                &*t.cluster,
                 endpoints::load_assignment(&t.cluster, &t.destination),
             )
         }),

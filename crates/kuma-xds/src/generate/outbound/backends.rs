@@ -46,7 +46,7 @@ impl<'s, 'p> Resolver<'s, 'p> {
         Resolver {
             snapshot,
             policies,
-            own_cluster: outbound.cluster.clone(),
+            own_cluster: outbound.cluster.to_string(),
             route_origins: outbound.route_origins.clone(),
             mesh_service: outbound.mesh_service,
             require_http: false,
@@ -99,17 +99,19 @@ impl<'s, 'p> Resolver<'s, 'p> {
             .filter(|(k, _)| k.as_str() != SERVICE_TAG)
             .map(|(k, v)| (k.clone(), v.clone()))
             .collect();
-        let mut target = service_target(self.snapshot, self.policies, service);
+        let mut target = service_target(self.snapshot, self.policies, service.to_string().into());
         if tags.is_empty() {
             return Some(target);
         }
+        // Named after the subset now, it keeps the service's identity.
+        target.services = vec![service.to_string()];
         let endpoints = all
             .endpoints
             .iter()
             .filter(|e| tags.iter().all(|(k, v)| e.tags.get(k) == Some(v)))
             .cloned()
             .collect();
-        target.cluster = subset_cluster(service, &tags);
+        target.cluster = subset_cluster(service, &tags).into();
         target.destination = Cow::Owned(Destination {
             endpoints,
             protocol: all.protocol,
@@ -122,7 +124,7 @@ impl<'s, 'p> Resolver<'s, 'p> {
 impl Backends for Resolver<'_, '_> {
     fn cluster(&mut self, backend: &BackendRef) -> Option<String> {
         let target = self.resolve(backend)?;
-        let name = target.cluster.clone();
+        let name = target.cluster.to_string();
         if name != self.own_cluster && !self.backends.iter().any(|b| b.cluster == name) {
             self.backends.push(target);
         }
