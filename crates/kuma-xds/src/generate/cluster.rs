@@ -17,11 +17,12 @@ use envoy_types::pb::envoy::extensions::upstreams::http::v3::HttpProtocolOptions
 use envoy_types::pb::envoy::extensions::upstreams::http::v3::http_protocol_options::{
     ExplicitHttpConfig, UpstreamProtocolOptions, explicit_http_config::ProtocolConfig,
 };
-use envoy_types::pb::google::protobuf::Duration;
+use envoy_types::pb::google::protobuf::{Any, Duration};
 use envoy_types::util::pack_any;
 use prost::Message;
 
 use super::snapshot::Protocol;
+use crate::type_url;
 
 /// Kuma's default connect timeout for every cluster.
 const CONNECT_TIMEOUT_SECONDS: i64 = 5;
@@ -99,6 +100,15 @@ pub(crate) fn update_http_options(
         .insert(HTTP_PROTOCOL_OPTIONS.to_string(), pack_any(options));
 }
 
+/// A cluster packed as Envoy receives it. `pack_any` formats the type URL
+/// anew for every message, which shows over thousands of destinations.
+pub(crate) fn packed(cluster: &Cluster) -> Any {
+    Any {
+        type_url: type_url::CLUSTER.to_string(),
+        value: cluster.encode_to_vec(),
+    }
+}
+
 /// A destination's cluster, round robin over endpoints delivered by EDS.
 pub(crate) fn eds_cluster(name: &str, protocol: Protocol) -> Cluster {
     Cluster {
@@ -135,6 +145,12 @@ pub(crate) fn static_cluster(name: &str, address: &str, port: u32, protocol: Pro
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn packed_as_pack_any_packs() {
+        let c = eds_cluster("svc", Protocol::Grpc);
+        assert_eq!(packed(&c), pack_any(c));
+    }
 
     #[test]
     fn http2_destinations_get_explicit_http2() {

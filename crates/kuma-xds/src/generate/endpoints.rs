@@ -14,11 +14,10 @@
 //! tag order, sorted map entries, empty strings left out as prost leaves
 //! them out); the tests hold the encoder to that.
 
-use envoy_types::pb::envoy::config::endpoint::v3::ClusterLoadAssignment;
 use envoy_types::pb::google::protobuf::Any;
-use prost::Name;
 
 use super::snapshot::{self, Destination, Endpoint};
+use crate::type_url;
 
 /// Filter metadata namespace the load balancer's subset matching reads.
 const LB_METADATA: &str = "envoy.lb";
@@ -51,7 +50,7 @@ pub(crate) fn load_assignment(cluster: &str, destination: &Destination) -> Any {
     }
     debug_assert_eq!(buf.len(), total);
     Any {
-        type_url: ClusterLoadAssignment::type_url(),
+        type_url: type_url::ENDPOINT.to_string(),
         value: buf,
     }
 }

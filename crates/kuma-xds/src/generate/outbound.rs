@@ -263,7 +263,7 @@ fn add_destination(
             };
             c.transport_socket = Some(mtls::upstream(tls.mesh, &sni, &t.identities()));
         }
-        XdsResource::new(&*t.cluster, pack_any(c))
+        XdsResource::new(&*t.cluster, cluster::packed(&c))
     }));
     out.insert(
         snapshot.shared(CacheKey::LoadAssignment(t.cluster.to_string()), || {

@@ -4,7 +4,7 @@ use envoy_types::pb::envoy::config::core::v3::{address, socket_address};
 use envoy_types::pb::envoy::config::endpoint::v3::lb_endpoint::HostIdentifier;
 use envoy_types::pb::envoy::config::endpoint::v3::{ClusterLoadAssignment, Endpoint};
 use envoy_types::pb::google::protobuf::{UInt32Value, Value, value::Kind};
-use prost::Message;
+use prost::{Message, Name};
 
 use super::*;
 use crate::generate::cluster::socket_address;
@@ -111,6 +111,7 @@ fn mk_destination(tags: &[(&str, &str)]) -> Destination {
 fn decodes_as_envoy_cluster_load_assignment() {
     let tags = [("kuma.io/service", "web"), ("version", "v1"), ("zone", "a")];
     let any = load_assignment("web", &mk_destination(&tags));
+    assert_eq!(any.type_url, ClusterLoadAssignment::type_url());
     let cla = ClusterLoadAssignment::decode(any.value.as_slice()).expect("decodes");
     assert_eq!(cla.cluster_name, "web");
     let lb = &cla.endpoints[0].lb_endpoints[0];
