@@ -123,14 +123,17 @@ pub(crate) enum CacheKey {
 pub struct MeshSnapshot {
     mesh: String,
     mesh_spec: Option<MeshSpec>,
-    dataplanes: BTreeMap<String, Arc<IndexedDataplane>>,
+    /// The maps are behind `Arc` as a whole too: an update that does not
+    /// touch Dataplanes (a policy change) shares them without copying
+    /// thousands of entries.
+    dataplanes: Arc<BTreeMap<String, Arc<IndexedDataplane>>>,
     policies: Arc<PolicySet>,
     mesh_services: Arc<BTreeMap<String, MeshServiceSpec>>,
-    services: BTreeMap<String, Arc<Destination>>,
+    services: Arc<BTreeMap<String, Arc<Destination>>>,
     /// Per `kuma.io/service`, the Dataplanes with an inbound of it that is
     /// not ignored: what an update re-indexes the service from.
-    service_members: BTreeMap<String, Arc<BTreeSet<String>>>,
-    mesh_service_ports: BTreeMap<(String, u32), Arc<Destination>>,
+    service_members: Arc<BTreeMap<String, Arc<BTreeSet<String>>>>,
+    mesh_service_ports: Arc<BTreeMap<(String, u32), Arc<Destination>>>,
     pub(super) shared: Mutex<HashMap<CacheKey, CacheEntry>>,
 }
 
@@ -270,12 +273,12 @@ impl MeshSnapshotBuilder {
         MeshSnapshot {
             mesh: self.mesh,
             mesh_spec: self.mesh_spec,
-            dataplanes,
+            dataplanes: Arc::new(dataplanes),
             policies: Arc::new(policies),
             mesh_services: Arc::new(self.mesh_services),
-            services,
-            service_members,
-            mesh_service_ports,
+            services: Arc::new(services),
+            service_members: Arc::new(service_members),
+            mesh_service_ports: Arc::new(mesh_service_ports),
             shared: Mutex::default(),
         }
     }

@@ -35,8 +35,8 @@ impl MeshSnapshot {
         &self,
         changes: impl IntoIterator<Item = (String, DataplaneState)>,
     ) -> MeshSnapshot {
-        let mut dataplanes = self.dataplanes.clone();
-        let mut service_members = self.service_members.clone();
+        let mut dataplanes = (*self.dataplanes).clone();
+        let mut service_members = (*self.service_members).clone();
         let mut services_touched: BTreeSet<String> = BTreeSet::new();
         let mut mesh_services_touched: BTreeSet<&str> = BTreeSet::new();
         for (name, state) in changes {
@@ -68,7 +68,7 @@ impl MeshSnapshot {
                 }
             }
         }
-        let mut services = self.services.clone();
+        let mut services = (*self.services).clone();
         for service in &services_touched {
             match service_members.get(service) {
                 Some(members) if !members.is_empty() => {
@@ -86,7 +86,7 @@ impl MeshSnapshot {
                 }
             }
         }
-        let mut mesh_service_ports = self.mesh_service_ports.clone();
+        let mut mesh_service_ports = (*self.mesh_service_ports).clone();
         for svc_name in mesh_services_touched {
             if let Some(svc) = self.mesh_services.get(svc_name) {
                 index::insert_mesh_service_ports(
@@ -100,12 +100,12 @@ impl MeshSnapshot {
         MeshSnapshot {
             mesh: self.mesh.clone(),
             mesh_spec: self.mesh_spec.clone(),
-            dataplanes,
+            dataplanes: Arc::new(dataplanes),
             policies: self.policies.clone(),
             mesh_services: self.mesh_services.clone(),
-            services,
-            service_members,
-            mesh_service_ports,
+            services: Arc::new(services),
+            service_members: Arc::new(service_members),
+            mesh_service_ports: Arc::new(mesh_service_ports),
             shared: Mutex::default(),
         }
     }

@@ -372,6 +372,9 @@ fn a_policy_update_indexes_again_only_the_kinds_it_changes() {
         after.policy_context(),
         before.policy_context()
     ));
+    // Dataplanes and destinations are shared whole, not copied.
+    assert!(Arc::ptr_eq(&before.dataplanes, &after.dataplanes));
+    assert!(Arc::ptr_eq(&before.services, &after.services));
     for name in state.keys() {
         assert!(Arc::ptr_eq(
             &before.dataplanes[name],
