@@ -71,6 +71,10 @@ pub struct PolicyIndex {
     /// selector and labels, all `select` reads of a policy) select the
     /// same of every proxy, so a proxy is checked once per class.
     classes: Vec<usize>,
+    /// Per policy, whether it has a selector: read in the loop over every
+    /// candidate of every proxy, which the selectors themselves (large,
+    /// and apart in memory) would slow down.
+    selectable: Vec<bool>,
     /// Candidates for the Dataplane of that name.
     by_name: HashMap<String, Vec<usize>>,
     warnings: Vec<String>,
@@ -139,6 +143,7 @@ impl PolicyIndex {
             always: Vec::new(),
             by_tag: HashMap::new(),
             classes: Vec::new(),
+            selectable: Vec::new(),
             by_name: HashMap::new(),
             warnings,
             memo: Memo::default(),
@@ -181,6 +186,7 @@ impl PolicyIndex {
             }
         }
         index.classes = selection_classes(&index.policies, &selectors);
+        index.selectable = selectors.iter().map(Option::is_some).collect();
         index.selectors = selectors;
         index
     }
@@ -240,9 +246,12 @@ impl PolicyIndex {
         let matched = candidates
             .into_iter()
             .filter_map(|i| {
-                let selector = self.selectors[i].as_ref()?;
+                if !self.selectable[i] {
+                    return None;
+                }
                 let class = self.classes[i];
                 if slots[class] == usize::MAX {
+                    let selector = self.selectors[i].as_ref()?;
                     selections.push(select(&self.policies[i], selector, proxy));
                     slots[class] = selections.len() - 1;
                 }
@@ -325,12 +334,39 @@ impl PolicyIndex {
         ctx: &MeshContext,
         memoize: bool,
     ) -> (OutboundPart, Vec<(InboundKey, InboundPart)>) {
-        let mut by_inbound: BTreeMap<&InboundKey, Vec<usize>> = BTreeMap::new();
+        // The inbounds each selection holds, as positions among the
+        // proxy's distinct inbounds: hundreds of policies share a few
+        // selections, and looking each policy's inbounds up by key was a
+        // good part of the cost of a proxy.
+        let mut keys: Vec<&InboundKey> = Vec::new();
+        let slot_keys: Vec<Vec<usize>> = selections
+            .iter()
+            .map(|selection| {
+                selection
+                    .inbounds
+                    .iter()
+                    .map(|key| match keys.iter().position(|k| *k == key) {
+                        Some(at) => at,
+                        None => {
+                            keys.push(key);
+                            keys.len() - 1
+                        }
+                    })
+                    .collect()
+            })
+            .collect();
+        let mut per_key: Vec<Vec<usize>> = vec![Vec::new(); keys.len()];
         for (i, slot) in matched {
-            for key in &selections[*slot].inbounds {
-                by_inbound.entry(key).or_default().push(*i);
+            for &at in &slot_keys[*slot] {
+                per_key[at].push(*i);
             }
         }
+        let mut by_inbound: Vec<(&InboundKey, Vec<usize>)> = keys
+            .into_iter()
+            .zip(per_key)
+            .filter(|(_, indices)| !indices.is_empty())
+            .collect();
+        by_inbound.sort_by(|a, b| a.0.cmp(b.0));
         let inbounds = by_inbound
             .into_iter()
             .map(|(key, indices)| {
@@ -514,8 +550,25 @@ struct Memo {
     /// The context the memoized parts were computed with (by address:
     /// it lives beside the index in its snapshot).
     context: OnceLock<usize>,
-    outbound: Mutex<HashMap<Vec<usize>, OutboundPart>>,
-    inbound: Mutex<HashMap<Vec<usize>, InboundPart>>,
+    outbound: Mutex<HashMap<Indices, OutboundPart>>,
+    inbound: Mutex<HashMap<Indices, InboundPart>>,
+}
+
+/// Fold-order indices of policies, as a memo key. Every proxy looks its
+/// parts up by hundreds of indices (one per mesh-wide policy): they are
+/// hashed as one cheap fingerprint and compared in full only on a match.
+#[derive(PartialEq, Eq)]
+struct Indices(Vec<usize>);
+
+impl Hash for Indices {
+    fn hash<H: Hasher>(&self, state: &mut H) {
+        let mut fingerprint = self.0.len() as u64;
+        for &i in &self.0 {
+            fingerprint =
+                (fingerprint.rotate_left(5) ^ i as u64).wrapping_mul(0x517c_c1b7_2722_0a95);
+        }
+        state.write_u64(fingerprint);
+    }
 }
 
 impl Memo {
@@ -542,10 +595,11 @@ impl Memo {
 }
 
 fn memoized<T: Clone>(
-    memo: &Mutex<HashMap<Vec<usize>, T>>,
+    memo: &Mutex<HashMap<Indices, T>>,
     indices: Vec<usize>,
     compute: impl FnOnce(&[usize]) -> T,
 ) -> T {
+    let indices = Indices(indices);
     // A poisoned lock only means another thread panicked mid-insert; the
     // map itself is still whole.
     let lock = || memo.lock().unwrap_or_else(|e| e.into_inner());
@@ -554,7 +608,7 @@ fn memoized<T: Clone>(
     }
     // Computed outside the lock: two threads may both compute a part, and
     // both results are equal.
-    let part = compute(&indices);
+    let part = compute(&indices.0);
     lock().entry(indices).or_insert(part).clone()
 }
 

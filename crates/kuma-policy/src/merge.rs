@@ -139,14 +139,15 @@ impl<'a> Folded<'a> {
                 }
                 continue;
             }
-            let appends = key.starts_with(APPEND_PREFIX) || keyed.iter().any(|k| k.field == key);
             let Some(at) = at else {
                 members.push((key.as_str(), Folded::fresh(value)));
                 continue;
             };
             let existing = &mut members[at].1;
+            let appends =
+                || key.starts_with(APPEND_PREFIX) || keyed.iter().any(|k| k.field == key);
             match value {
-                Value::Array(more) if appends && existing.is_array() => existing.append(more),
+                Value::Array(more) if existing.is_array() && appends() => existing.append(more),
                 // Keyed lists only exist at the top of a conf.
                 Value::Object(_) if existing.is_object() => existing.patch(value, &[]),
                 _ => *existing = Folded::fresh(value),
