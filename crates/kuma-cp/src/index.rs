@@ -230,6 +230,18 @@ fn dataplane_spec(
     }
 }
 
+/// Whether a mesh has a route policy (MeshHTTPRoute, MeshTCPRoute).
+fn has_routes(resources: &BTreeMap<(Kind, String), Resource>) -> bool {
+    [Kind::MeshHTTPRoute, Kind::MeshTCPRoute]
+        .into_iter()
+        .any(|kind| {
+            resources
+                .range((kind, String::new())..)
+                .next()
+                .is_some_and(|((k, _), _)| *k == kind)
+        })
+}
+
 /// The Dataplanes among a mesh's resources.
 fn dataplanes(
     resources: &BTreeMap<(Kind, String), Resource>,
@@ -592,7 +604,12 @@ impl MeshIndex {
                 new,
             };
             let reached = if key.kind.is_policy() {
-                affected::policy::affected(&change, &entry.reach, dataplanes(&entry.resources))
+                affected::policy::affected(
+                    &change,
+                    &entry.reach,
+                    dataplanes(&entry.resources),
+                    has_routes(&entry.resources),
+                )
             } else {
                 affected::affected(&change, &entry.reach, mesh_services(&entry.resources))
             };

@@ -5,7 +5,10 @@
 //!
 //! Anything this cannot read narrowly (a policy that does not parse, a
 //! top-level targetRef to a MeshHTTPRoute or MeshGateway, a `to` entry by
-//! labels or to a route) reaches every proxy selected, or everyone.
+//! labels or to a route) reaches every proxy selected, or everyone. In a
+//! mesh with route policies `to` entries are not narrowed either: a route
+//! may send a proxy's traffic to a service it has no outbound to, and that
+//! backend's cluster takes the service's `to` confs.
 
 use std::collections::BTreeSet;
 
@@ -19,11 +22,13 @@ use super::{Affected, Change, Reach};
 /// The proxies a change of a policy can reach: for each of its old and new
 /// versions, the proxies it selects, narrowed to those reaching the
 /// services its `to` entries name when those are all it has.
-/// `dataplanes` are the mesh's Dataplane resources.
+/// `dataplanes` are the mesh's Dataplane resources; `routes` whether the
+/// mesh has a MeshHTTPRoute or MeshTCPRoute.
 pub(crate) fn affected<'a>(
     change: &Change<'_>,
     reach: &Reach,
     dataplanes: impl Iterator<Item = &'a Resource> + Clone,
+    routes: bool,
 ) -> Affected {
     let versions: Vec<&Resource> = [change.old, change.new].into_iter().flatten().collect();
     if versions.is_empty() {
@@ -34,7 +39,7 @@ pub(crate) fn affected<'a>(
         let Ok(policy) = Policy::from_resource(resource) else {
             return Affected::Everyone;
         };
-        out.merge(reached(&policy, reach, dataplanes.clone()));
+        out.merge(reached(&policy, reach, dataplanes.clone(), routes));
         if out == Affected::Everyone {
             break;
         }
@@ -46,8 +51,10 @@ fn reached<'a>(
     policy: &Policy,
     reach: &Reach,
     dataplanes: impl Iterator<Item = &'a Resource>,
+    routes: bool,
 ) -> Affected {
-    let callers = to_services(policy).map(|services| {
+    let named = if routes { None } else { to_services(policy) };
+    let callers = named.map(|services| {
         let mut callers: BTreeSet<String> = reach.everything.clone();
         for service in &services {
             callers.extend(reach.service_callers(service).cloned());

@@ -60,6 +60,10 @@ fn mk_policy(kind: &str, spec: &str) -> Resource {
 }
 
 fn reached_by(old: Option<&Resource>, new: Option<&Resource>) -> Affected {
+    reached_in(false, old, new)
+}
+
+fn reached_in(routes: bool, old: Option<&Resource>, new: Option<&Resource>) -> Affected {
     let (dataplanes, reach) = mk_mesh();
     let kind = new.or(old).map_or(Kind::MeshTimeout, Resource::kind);
     let change = Change {
@@ -68,7 +72,7 @@ fn reached_by(old: Option<&Resource>, new: Option<&Resource>) -> Affected {
         old,
         new,
     };
-    affected(&change, &reach, dataplanes.iter())
+    affected(&change, &reach, dataplanes.iter(), routes)
 }
 
 fn only(names: &[&str]) -> Affected {
@@ -91,6 +95,21 @@ fn a_mesh_policy_to_one_service_reaches_only_that_services_callers() {
         "  targetRef:\n    kind: Mesh\n  to:\n  - targetRef:\n      kind: MeshService\n      name: api\n    default:\n      tcp:\n        maxConnectAttempt: 2\n",
     );
     assert_eq!(reached_by(None, Some(&api)), only(&["front", "tp-all"]));
+}
+
+#[test]
+fn with_routes_in_the_mesh_to_entries_are_not_narrowed() {
+    // A route may send traffic of any selected proxy to `backend`.
+    let timeout = mk_policy(
+        "MeshTimeout",
+        &format!("  targetRef:\n    kind: Mesh\n{TO_BACKEND}"),
+    );
+    assert_eq!(reached_in(true, None, Some(&timeout)), Affected::Everyone);
+    let from_front = mk_policy(
+        "MeshTimeout",
+        &format!("  targetRef:\n    kind: MeshService\n    name: front\n{TO_BACKEND}"),
+    );
+    assert_eq!(reached_in(true, None, Some(&from_front)), only(&["front"]));
 }
 
 #[test]
