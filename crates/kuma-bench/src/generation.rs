@@ -11,11 +11,14 @@
 //!   as kuma-cp does) and every affected proxy (the service's callers)
 //!   regenerated. `warm` is one affected proxy regenerated once a first one
 //!   filled the shared cache; `first`, `rebuild` and `per_affected` show what
-//!   the change costs in all.
+//!   the change costs in all;
+//! - mesh: a fresh snapshot and every proxy of the mesh generated, the cost
+//!   of a whole mesh (see [`whole_mesh`]).
 //!
 //! Times are the thread's CPU time, not wall time (the machine is shared).
 
 mod mesh;
+mod whole_mesh;
 
 use std::time::Duration;
 
@@ -52,6 +55,10 @@ pub struct Args {
     /// One-service changes per point.
     #[arg(long, default_value_t = 30)]
     changes: u32,
+    /// Whole-mesh generations per point (default: fewer for more
+    /// services); 0 leaves the whole-mesh figure out.
+    #[arg(long)]
+    mesh_iterations: Option<usize>,
 }
 
 /// What one point (S services, P policies) measured; durations are CPU time.
@@ -80,6 +87,7 @@ pub fn run(args: Args) -> anyhow::Result<()> {
     let cores = std::thread::available_parallelism().map_or(1, usize::from);
     for &services in &args.services {
         let mut baseline: Option<Duration> = None;
+        let mut mesh_baseline: Option<Duration> = None;
         for &policies in &args.policies {
             let shape = Shape {
                 services,
@@ -102,6 +110,15 @@ pub fn run(args: Args) -> anyhow::Result<()> {
                     us(cold),
                     cold.as_secs_f64() / base.as_secs_f64().max(f64::EPSILON)
                 ),
+            }
+            let mesh_iterations = args
+                .mesh_iterations
+                .unwrap_or_else(|| (2_000 / services as usize).clamp(3, 10));
+            if mesh_iterations > 0 {
+                let resources = mesh::build(shape)?;
+                let whole = whole_mesh::measure_mesh(shape, &resources, mesh_iterations)?;
+                let base = *mesh_baseline.get_or_insert(whole.total_p50());
+                println!("{}", whole.line(base, cores));
             }
         }
     }
