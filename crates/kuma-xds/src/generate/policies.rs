@@ -218,17 +218,22 @@ impl Confs {
         }
     }
 
-    /// A compact, deterministic text of the confs, for cache keys.
+    /// A compact, deterministic text of the confs, for cache keys: the
+    /// JSON object of the confs by kind name, written straight from the
+    /// confs (every destination of every proxy has one).
     fn key(&self) -> String {
+        use std::fmt::Write;
         if self.0.is_empty() {
             return String::new();
         }
-        let map: serde_json::Map<String, Value> = self
-            .0
-            .iter()
-            .map(|(k, v)| (k.name().to_string(), v.clone()))
-            .collect();
-        Value::Object(map).to_string()
+        let mut out = String::from("{");
+        for (i, (kind, conf)) in self.0.iter().enumerate() {
+            let comma = if i == 0 { "" } else { "," };
+            // Kind names need no escaping; writing to a String cannot fail.
+            let _ = write!(out, "{comma}\"{}\":{conf}", kind.name());
+        }
+        out.push('}');
+        out
     }
 }
 
@@ -403,5 +408,30 @@ impl InboundPolicies {
         if let Some(conf) = self.every.get(Kind::MeshTimeout) {
             mesh_timeout::tcp(&conf, tcp);
         }
+    }
+}
+
+#[cfg(test)]
+mod confs_tests {
+    use serde_json::json;
+
+    use super::*;
+
+    #[test]
+    fn the_cache_key_is_the_json_object_of_the_confs_by_kind_name() {
+        assert_eq!(Confs::default().key(), "");
+        let confs = Confs(BTreeMap::from([
+            (
+                Kind::MeshRetry,
+                json!({"http": {"numRetries": 2}, "tcp": {"x": "a\"b"}}),
+            ),
+            (Kind::MeshTimeout, json!({"idleTimeout": "20s"})),
+        ]));
+        let by_name: serde_json::Map<String, Value> = confs
+            .0
+            .iter()
+            .map(|(k, v)| (k.name().to_string(), v.clone()))
+            .collect();
+        assert_eq!(confs.key(), Value::Object(by_name).to_string());
     }
 }
