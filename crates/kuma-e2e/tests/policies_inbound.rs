@@ -366,7 +366,9 @@ async fn fault_injection_from_a_subset_aborts_only_that_clients_requests() {
         "mesh": mesh,
         "name": "web-fails",
         "spec": {
-            "targetRef": {"kind": "Mesh", "proxyTypes": ["Sidecar"]},
+            // Aimed at backend alone: web's and other's proxies must still
+            // start sending their tags for backend to tell them apart.
+            "targetRef": {"kind": "MeshService", "name": "backend"},
             "from": [{
                 "targetRef": {"kind": "MeshSubset", "tags": {"kuma.io/service": "web"}},
                 "default": {"http": [{"abort": {"httpStatus": 503, "percentage": 100}}]},

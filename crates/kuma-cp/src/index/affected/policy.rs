@@ -3,6 +3,9 @@
 //! only of `to` entries naming services only changes how those proxies
 //! reach those services, so only the ones that reach them change.
 //!
+//! A MeshFaultInjection created or deleted reaches everyone: whether callers
+//! send their tags header depends on the mesh having one.
+//!
 //! Anything this cannot read narrowly (a policy that does not parse, a
 //! top-level targetRef to a MeshHTTPRoute or MeshGateway, a `to` entry by
 //! labels or to a route) reaches every proxy selected, or everyone. In a
@@ -32,6 +35,12 @@ pub(crate) fn affected<'a>(
 ) -> Affected {
     let versions: Vec<&Resource> = [change.old, change.new].into_iter().flatten().collect();
     if versions.is_empty() {
+        return Affected::Everyone;
+    }
+    // Every proxy's outbounds send their tags (for per-client faults) only
+    // while the mesh has a MeshFaultInjection: one appearing or going away
+    // may change every caller, whichever proxies it selects.
+    if change.kind == Kind::MeshFaultInjection && (change.old.is_none() || change.new.is_none()) {
         return Affected::Everyone;
     }
     let mut out = Affected::default();

@@ -202,3 +202,16 @@ fn what_is_not_read_narrowly_reaches_every_proxy_selected() {
     // Nothing known about the policy.
     assert_eq!(reached_by(None, None), Affected::Everyone);
 }
+
+#[test]
+fn a_fault_injection_appearing_or_going_reaches_every_caller() {
+    let faults = mk_policy(
+        "MeshFaultInjection",
+        "  targetRef:\n    kind: MeshService\n    name: backend\n  from:\n  - targetRef:\n      kind: MeshSubset\n      tags:\n        kuma.io/service: web\n    default:\n      http:\n      - abort:\n          httpStatus: 503\n          percentage: 100\n",
+    );
+    // Its callers start or stop sending their tags, so they change too.
+    assert_eq!(reached_by(None, Some(&faults)), Affected::Everyone);
+    assert_eq!(reached_by(Some(&faults), None), Affected::Everyone);
+    // An update leaves that as it was: only the proxies it selects.
+    assert_eq!(reached_by(Some(&faults), Some(&faults)), only(&["backend"]));
+}
