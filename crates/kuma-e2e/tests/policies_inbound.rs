@@ -13,6 +13,7 @@ use kuma_e2e::binaries::{self, Binaries};
 use kuma_e2e::control_plane::ControlPlane;
 use kuma_e2e::dataplane::{Dataplane, Inbound, Outbound, dataplane_yaml};
 use kuma_e2e::service::TestService;
+use kuma_e2e::sidecar_pair::{BackendInstance, mtls_mesh};
 use kuma_e2e::{eventually, free_port};
 use serde_json::{Value, json};
 
@@ -47,74 +48,66 @@ async fn status(port: u16, path: &str) -> Result<u16, String> {
     get(port, path, "-").await.map(|(s, _)| s)
 }
 
-async fn start_dataplane(
-    b: &Binaries,
-    cp: &ControlPlane,
-    mesh: &str,
-    name: &str,
-    yaml: &str,
-) -> Dataplane {
-    let token = cp.dataplane_token(mesh, name).await;
-    let mut dp = Dataplane::spawn_with_token(b, cp, name, yaml, &token);
-    dp.wait_ready().await;
-    dp
-}
-
-/// backend-1's proxy in front of its test service, alone in `mesh`.
-struct Backend {
-    dp: Dataplane,
-    _app: TestService,
-    app_port: u16,
-    inbound: u16,
-}
-
-async fn start_backend(b: &Binaries, cp: &ControlPlane, mesh: &str) -> Backend {
-    let mesh_body = json!({
-        "type": "Mesh",
-        "name": mesh,
-        "skipCreatingInitialPolicies": ["*"],
-    });
-    cp.put(&format!("/meshes/{mesh}"), &mesh_body).await;
-    let app = TestService::start("backend-1").await.expect("backend app");
-    let inbound = free_port();
-    let yaml = dataplane_yaml(
-        mesh,
-        "backend-1",
-        &[Inbound {
-            port: inbound,
-            service_port: app.port(),
-            service: "backend".into(),
-        }],
-        &[],
-    );
-    let dp = start_dataplane(b, cp, mesh, "backend-1", &yaml).await;
-    let backend = Backend {
-        dp,
-        app_port: app.port(),
-        _app: app,
-        inbound,
-    };
-    eventually("backend's inbound to answer", WAIT, || async {
-        match status(backend.inbound, "/").await {
-            Ok(200) => Ok(()),
+/// Waits until a request to 127.0.0.1:`port` answers `code`.
+async fn until_status(what: &str, port: u16, code: u16) {
+    eventually(what, WAIT, || async move {
+        match status(port, "/").await {
+            Ok(answered) if answered == code => Ok(()),
             other => Err(format!("{other:?}")),
         }
     })
     .await;
+}
+
+/// Waits until `dp`'s Envoy holds a configuration containing `needle`:
+/// token buckets are measured full, so a limit's arrival is read from
+/// Envoy's configuration rather than by spending tokens.
+async fn until_config_holds(what: &str, dp: &Dataplane, needle: &str) {
+    eventually(what, WAIT, || async {
+        match dp.admin("/config_dump").await {
+            Ok(dump) if dump.contains(needle) => Ok(()),
+            Ok(_) => Err(format!("no {needle} in the config")),
+            Err(e) => Err(e),
+        }
+    })
+    .await;
+}
+
+/// backend-1's proxy in front of its test service, alone in `mesh`
+/// (created without initial policies), once its inbound answers.
+async fn start_backend(b: &Binaries, cp: &ControlPlane, mesh: &str) -> BackendInstance {
+    cp.create_mesh_without_initial_policies(mesh).await;
+    let backend = BackendInstance::start(b, cp, mesh, "backend-1", &[]).await;
+    until_status("backend's inbound to answer", backend.inbound, 200).await;
     backend
 }
 
-/// A policy on every sidecar's inbounds, one match-less rule.
-fn inbound_policy(kind: &str, mesh: &str, name: &str, default: Value) -> Value {
+/// Puts `mesh` without initial policies and with mTLS STRICT from a
+/// builtin CA.
+async fn put_strict_mtls_mesh(cp: &ControlPlane, mesh: &str) {
+    let mut body = mtls_mesh("STRICT", "");
+    body["name"] = json!(mesh);
+    body["skipCreatingInitialPolicies"] = json!(["*"]);
+    cp.put(&format!("/meshes/{mesh}"), &body).await;
+}
+
+/// A policy on every sidecar's inbounds with one `rule` (its `default`,
+/// and `matches` if any).
+fn inbound_policy_rule(kind: &str, mesh: &str, name: &str, rule: Value) -> Value {
     json!({
         "type": kind,
         "mesh": mesh,
         "name": name,
         "spec": {
             "targetRef": {"kind": "Mesh", "proxyTypes": ["Sidecar"]},
-            "rules": [{"default": default}],
+            "rules": [rule],
         },
     })
+}
+
+/// A policy on every sidecar's inbounds, one match-less rule.
+fn inbound_policy(kind: &str, mesh: &str, name: &str, default: Value) -> Value {
+    inbound_policy_rule(kind, mesh, name, json!({"default": default}))
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -144,15 +137,12 @@ async fn a_rate_limit_answers_429_past_the_limit_with_its_headers() {
     )
     .await;
     // Envoy refills the bucket continuously (here one token per 12 s), so
-    // the limit is measured on a full bucket: wait for the limit to be in
-    // place by reading Envoy's configuration, not by spending tokens.
-    eventually("Envoy to hold the rate limit", WAIT, || async {
-        match backend.dp.admin("/config_dump").await {
-            Ok(dump) if dump.contains("local_rate_limit_enforced") => Ok(()),
-            Ok(_) => Err("no rate limit in the config".to_string()),
-            Err(e) => Err(e),
-        }
-    })
+    // the limit is measured on a full bucket.
+    until_config_holds(
+        "Envoy to hold the rate limit",
+        &backend.dp,
+        "local_rate_limit_enforced",
+    )
     .await;
     let mut answers = Vec::new();
     for _ in 0..10 {
@@ -169,11 +159,7 @@ async fn a_connection_rate_limit_closes_connections_past_the_limit() {
     let b = binaries::get();
     let cp = ControlPlane::start(b).await;
     let mesh = "connlimit";
-    cp.put(
-        &format!("/meshes/{mesh}"),
-        &json!({"type": "Mesh", "name": mesh, "skipCreatingInitialPolicies": ["*"]}),
-    )
-    .await;
+    cp.create_mesh_without_initial_policies(mesh).await;
     let app = TestService::start("db-1").await.expect("db app");
     let inbound = free_port();
     // A TCP inbound: Envoy only forwards bytes (HTTP from the test client).
@@ -181,16 +167,10 @@ async fn a_connection_rate_limit_closes_connections_past_the_limit() {
         "type: Dataplane\nmesh: {mesh}\nname: db-1\nnetworking:\n  address: 127.0.0.1\n  inbound:\n  - port: {inbound}\n    servicePort: {}\n    tags:\n      kuma.io/service: db\n      kuma.io/protocol: tcp\n",
         app.port()
     );
-    let dp = start_dataplane(b, &cp, mesh, "db-1", &yaml).await;
+    let dp = Dataplane::start_in_mesh(b, &cp, mesh, "db-1", &yaml).await;
 
     // No MeshRateLimit: many connections in a row are served.
-    eventually("db's inbound to answer", WAIT, || async {
-        match status(inbound, "/").await {
-            Ok(200) => Ok(()),
-            other => Err(format!("{other:?}")),
-        }
-    })
-    .await;
+    until_status("db's inbound to answer", inbound, 200).await;
     for _ in 0..6 {
         assert_eq!(status(inbound, "/").await, Ok(200));
     }
@@ -207,14 +187,7 @@ async fn a_connection_rate_limit_closes_connections_past_the_limit() {
     )
     .await;
     // As for requests: measured on a full bucket (one token per 20 s).
-    eventually("Envoy to hold the connection limit", WAIT, || async {
-        match dp.admin("/config_dump").await {
-            Ok(dump) if dump.contains("tcp_rate_limit") => Ok(()),
-            Ok(_) => Err("no connection limit in the config".to_string()),
-            Err(e) => Err(e),
-        }
-    })
-    .await;
+    until_config_holds("Envoy to hold the connection limit", &dp, "tcp_rate_limit").await;
     let mut answers = Vec::new();
     for _ in 0..6 {
         answers.push(status(inbound, "/").await);
@@ -278,7 +251,10 @@ async fn fault_injection_aborts_its_percentage_and_delays_requests() {
         json!({"http": [{"delay": {"value": "500ms", "percentage": 100}}]}),
     );
     cp.put(&path, &body).await;
-    let stat = format!("http.localhost_{}.fault.delays_injected", backend.app_port);
+    let stat = format!(
+        "http.localhost_{}.fault.delays_injected",
+        backend.app.port()
+    );
     eventually("the delay to replace the abort", WAIT, || async {
         match count_status(backend.inbound, 10, 503).await {
             Ok(0) => Ok(()),
@@ -326,12 +302,28 @@ async fn start_client(b: &Binaries, cp: &ControlPlane, mesh: &str, name: &str) -
             service: "backend".into(),
         }],
     );
-    let dp = start_dataplane(b, cp, mesh, &format!("{name}-1"), &yaml).await;
+    let dp = Dataplane::start_in_mesh(b, cp, mesh, &format!("{name}-1"), &yaml).await;
     Client {
         _dp: dp,
         _app: app,
         outbound,
     }
+}
+
+/// The clients web and other of backend in `mesh`, once both reach it
+/// through their own sidecars.
+async fn start_web_and_other(b: &Binaries, cp: &ControlPlane, mesh: &str) -> (Client, Client) {
+    let web = start_client(b, cp, mesh, "web").await;
+    let other = start_client(b, cp, mesh, "other").await;
+    for client in [&web, &other] {
+        until_status(
+            "the client's outbound to reach backend",
+            client.outbound,
+            200,
+        )
+        .await;
+    }
+    (web, other)
 }
 
 /// The answers of `n` requests.
@@ -343,23 +335,33 @@ async fn statuses(port: u16, path: &str, n: usize) -> Vec<Result<u16, String>> {
     out
 }
 
+/// Applies `fault`, a MeshFaultInjection meant for web's requests alone,
+/// and waits until one of web's requests is aborted. From then on the
+/// abort is in place on backend's inbound: all `n` further requests of web
+/// must fail and all `n` of other pass.
+async fn abort_web_only(
+    cp: &ControlPlane,
+    fault: &Value,
+    (web, other): (&Client, &Client),
+    n: usize,
+) {
+    let (Some(mesh), Some(name)) = (fault["mesh"].as_str(), fault["name"].as_str()) else {
+        panic!("a policy without mesh or name: {fault}");
+    };
+    cp.put(&format!("/meshes/{mesh}/meshfaultinjections/{name}"), fault)
+        .await;
+    until_status("web's requests to be aborted", web.outbound, 503).await;
+    assert_eq!(statuses(web.outbound, "/", n).await, vec![Ok(503); n]);
+    assert_eq!(statuses(other.outbound, "/", n).await, vec![Ok(200); n]);
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn fault_injection_from_a_subset_aborts_only_that_clients_requests() {
     let b = binaries::get();
     let cp = ControlPlane::start(b).await;
     let mesh = "perclient";
     let _backend = start_backend(b, &cp, mesh).await;
-    let web = start_client(b, &cp, mesh, "web").await;
-    let other = start_client(b, &cp, mesh, "other").await;
-    for client in [&web, &other] {
-        eventually("the client's outbound to reach backend", WAIT, || async {
-            match status(client.outbound, "/").await {
-                Ok(200) => Ok(()),
-                other => Err(format!("{other:?}")),
-            }
-        })
-        .await;
-    }
+    let (web, other) = start_web_and_other(b, &cp, mesh).await;
 
     let body = json!({
         "type": "MeshFaultInjection",
@@ -375,22 +377,7 @@ async fn fault_injection_from_a_subset_aborts_only_that_clients_requests() {
             }],
         },
     });
-    cp.put(
-        &format!("/meshes/{mesh}/meshfaultinjections/web-fails"),
-        &body,
-    )
-    .await;
-    eventually("web's requests to be aborted", WAIT, || async {
-        match status(web.outbound, "/").await {
-            Ok(503) => Ok(()),
-            other => Err(format!("{other:?}")),
-        }
-    })
-    .await;
-    // The abort is in place on backend's inbound: from now on every request
-    // of web fails and every request of other passes.
-    assert_eq!(statuses(web.outbound, "/", 20).await, vec![Ok(503); 20]);
-    assert_eq!(statuses(other.outbound, "/", 20).await, vec![Ok(200); 20]);
+    abort_web_only(&cp, &body, (&web, &other), 20).await;
 
     // The tags that told them apart stay between the proxies.
     let (code, seen) =
@@ -421,60 +408,31 @@ async fn rules_matched_on_the_callers_identity_single_out_web() {
         }),
     )
     .await;
-    cp.put(
-        &format!("/meshes/{mesh}"),
-        &json!({
-            "type": "Mesh",
-            "name": mesh,
-            "skipCreatingInitialPolicies": ["*"],
-            "mtls": {
-                "enabledBackend": "ca-1",
-                "backends": [{"name": "ca-1", "type": "builtin", "mode": "STRICT"}],
-            },
-        }),
-    )
-    .await;
+    put_strict_mtls_mesh(&cp, mesh).await;
     let web_identity =
         json!([{"spiffeID": {"type": "Exact", "value": format!("spiffe://{mesh}/web")}}]);
 
     // A limit for web's identity only: 3 requests per 10 minutes (Envoy
     // refills continuously: one token every 200 s). In place before the
     // clients start, so that their connections meet it.
-    cp.put(
-        &format!("/meshes/{mesh}/meshratelimits/web-limited"),
-        &json!({
-            "type": "MeshRateLimit",
-            "mesh": mesh,
-            "name": "web-limited",
-            "spec": {
-                "targetRef": {"kind": "Mesh", "proxyTypes": ["Sidecar"]},
-                "rules": [{
-                    "matches": web_identity,
-                    "default": {"local": {"http": {"requestRate": {"num": 3, "interval": "10m"}}}},
-                }],
-            },
+    let body = inbound_policy_rule(
+        "MeshRateLimit",
+        mesh,
+        "web-limited",
+        json!({
+            "matches": web_identity,
+            "default": {"local": {"http": {"requestRate": {"num": 3, "interval": "10m"}}}},
         }),
+    );
+    cp.put(&format!("/meshes/{mesh}/meshratelimits/web-limited"), &body)
+        .await;
+    until_config_holds(
+        "Envoy to hold the identity's limit",
+        &backend.dp,
+        "kuma.mesh_rate_limit.match.spiffe_id",
     )
     .await;
-    eventually("Envoy to hold the identity's limit", WAIT, || async {
-        match backend.dp.admin("/config_dump").await {
-            Ok(dump) if dump.contains("kuma.mesh_rate_limit.match.spiffe_id") => Ok(()),
-            Ok(_) => Err("no identity limit in the config".to_string()),
-            Err(e) => Err(e),
-        }
-    })
-    .await;
-    let web = start_client(b, &cp, mesh, "web").await;
-    let other = start_client(b, &cp, mesh, "other").await;
-    for client in [&web, &other] {
-        eventually("the client's outbound to reach backend", WAIT, || async {
-            match status(client.outbound, "/").await {
-                Ok(200) => Ok(()),
-                other => Err(format!("{other:?}")),
-            }
-        })
-        .await;
-    }
+    let (web, other) = start_web_and_other(b, &cp, mesh).await;
     // web spent one of its tokens getting through above.
     let answers = statuses(web.outbound, "/", 8).await;
     let passed = answers.iter().take_while(|a| **a == Ok(200)).count();
@@ -483,31 +441,16 @@ async fn rules_matched_on_the_callers_identity_single_out_web() {
     assert_eq!(statuses(other.outbound, "/", 10).await, vec![Ok(200); 10]);
 
     // Faults for web's identity only (they come before the limit).
-    cp.put(
-        &format!("/meshes/{mesh}/meshfaultinjections/web-fails"),
-        &json!({
-            "type": "MeshFaultInjection",
-            "mesh": mesh,
-            "name": "web-fails",
-            "spec": {
-                "targetRef": {"kind": "Mesh", "proxyTypes": ["Sidecar"]},
-                "rules": [{
-                    "matches": web_identity,
-                    "default": {"http": [{"abort": {"httpStatus": 503, "percentage": 100}}]},
-                }],
-            },
+    let body = inbound_policy_rule(
+        "MeshFaultInjection",
+        mesh,
+        "web-fails",
+        json!({
+            "matches": web_identity,
+            "default": {"http": [{"abort": {"httpStatus": 503, "percentage": 100}}]},
         }),
-    )
-    .await;
-    eventually("web's requests to be aborted", WAIT, || async {
-        match status(web.outbound, "/").await {
-            Ok(503) => Ok(()),
-            other => Err(format!("{other:?}")),
-        }
-    })
-    .await;
-    assert_eq!(statuses(web.outbound, "/", 10).await, vec![Ok(503); 10]);
-    assert_eq!(statuses(other.outbound, "/", 10).await, vec![Ok(200); 10]);
+    );
+    abort_web_only(&cp, &body, (&web, &other), 10).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -515,19 +458,7 @@ async fn mesh_tls_permissive_inbound_takes_plaintext_in_a_strict_mesh() {
     let b = binaries::get();
     let cp = ControlPlane::start(b).await;
     let mesh = "meshtls";
-    cp.put(
-        &format!("/meshes/{mesh}"),
-        &json!({
-            "type": "Mesh",
-            "name": mesh,
-            "skipCreatingInitialPolicies": ["*"],
-            "mtls": {
-                "enabledBackend": "ca-1",
-                "backends": [{"name": "ca-1", "type": "builtin", "mode": "STRICT"}],
-            },
-        }),
-    )
-    .await;
+    put_strict_mtls_mesh(&cp, mesh).await;
     let api_app = TestService::start("backend-api").await.expect("api app");
     let admin_app = TestService::start("backend-admin")
         .await
@@ -550,7 +481,7 @@ async fn mesh_tls_permissive_inbound_takes_plaintext_in_a_strict_mesh() {
         ],
         &[],
     );
-    let _dp = start_dataplane(b, &cp, mesh, "backend-1", &yaml).await;
+    let _dp = Dataplane::start_in_mesh(b, &cp, mesh, "backend-1", &yaml).await;
 
     // STRICT: plaintext gets no answer on either inbound.
     for port in [api, admin] {
@@ -574,13 +505,7 @@ async fn mesh_tls_permissive_inbound_takes_plaintext_in_a_strict_mesh() {
     });
     cp.put(&format!("/meshes/{mesh}/meshtlses/admin-permissive"), &body)
         .await;
-    eventually("the Permissive inbound to take plaintext", WAIT, || async {
-        match status(admin, "/").await {
-            Ok(200) => Ok(()),
-            other => Err(format!("{other:?}")),
-        }
-    })
-    .await;
+    until_status("the Permissive inbound to take plaintext", admin, 200).await;
     // The other inbound of the same proxy stays STRICT.
     for _ in 0..5 {
         let answer = status(api, "/").await;
