@@ -222,18 +222,27 @@ impl Confs {
     /// JSON object of the confs by kind name, written straight from the
     /// confs (every destination of every proxy has one).
     fn key(&self) -> String {
-        use std::fmt::Write;
         if self.0.is_empty() {
             return String::new();
         }
-        let mut out = String::from("{");
+        // Bytes first: serde_json writes them directly, where `Display`
+        // goes through a formatter token by token.
+        let mut out: Vec<u8> = b"{".to_vec();
         for (i, (kind, conf)) in self.0.iter().enumerate() {
-            let comma = if i == 0 { "" } else { "," };
-            // Kind names need no escaping; writing to a String cannot fail.
-            let _ = write!(out, "{comma}\"{}\":{conf}", kind.name());
+            if i > 0 {
+                out.push(b',');
+            }
+            // Kind names need no escaping.
+            out.push(b'"');
+            out.extend_from_slice(kind.name().as_bytes());
+            out.extend_from_slice(b"\":");
+            // Writing a JSON value to memory cannot fail.
+            let _ = serde_json::to_writer(&mut out, conf);
         }
-        out.push('}');
-        out
+        out.push(b'}');
+        // serde_json writes UTF-8.
+        String::from_utf8(out)
+            .unwrap_or_else(|e| String::from_utf8_lossy(e.as_bytes()).into_owned())
     }
 }
 
