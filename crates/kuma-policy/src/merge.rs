@@ -144,8 +144,7 @@ impl<'a> Folded<'a> {
                 continue;
             };
             let existing = &mut members[at].1;
-            let appends =
-                || key.starts_with(APPEND_PREFIX) || keyed.iter().any(|k| k.field == key);
+            let appends = || key.starts_with(APPEND_PREFIX) || keyed.iter().any(|k| k.field == key);
             match value {
                 Value::Array(more) if existing.is_array() && appends() => existing.append(more),
                 // Keyed lists only exist at the top of a conf.
