@@ -257,7 +257,6 @@ pub(crate) fn route_table(
     entries
 }
 
-
 /// Gateway API precedence: a path beats none, Exact beats PathPrefix beats
 /// RegularExpression, a longer prefix or regex beats a shorter one; then a
 /// method beats none; then more header matches, then more query matches,
