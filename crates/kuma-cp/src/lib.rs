@@ -65,11 +65,17 @@ impl ControlPlane {
         let info = Arc::new(api::ServerInfo::detect());
         let tokens = Arc::new(tokens::DataplaneTokens::new(store.clone()));
         let insights = Arc::new(insights::Insights::new(info.instance_id.clone()));
+        // Listen for proxies before loading the index: after a restart they
+        // reconnect at once, and a connection that waits while the index
+        // loads costs them nothing, where a refused one sends each into a
+        // longer backoff (up to 30 s for Envoy).
+        let dp_listener = bind_dp_server(&config).await?;
         let index = index::MeshIndex::start(store.clone(), metrics.clone(), stopped.clone())
             .await
             .context("could not load the mesh index")?;
         let dp_server = start_dp_server(
             &config,
+            dp_listener,
             store.clone(),
             index,
             tokens.clone(),
@@ -194,15 +200,13 @@ impl ControlPlane {
     }
 }
 
-async fn start_dp_server(
-    config: &Config,
-    store: Arc<dyn ResourceStore>,
-    index: index::MeshIndex,
-    tokens: Arc<tokens::DataplaneTokens>,
-    insights: Arc<insights::Insights>,
-    observer: Arc<dyn kuma_xds::server::StreamObserver>,
-    stopped: watch::Receiver<bool>,
-) -> anyhow::Result<dp_server::DpServer> {
+/// The data plane server's TLS material and bound socket, not served yet.
+struct DpListener {
+    tls: dp_server::tls::DpServerTls,
+    listener: tokio::net::TcpListener,
+}
+
+async fn bind_dp_server(config: &Config) -> anyhow::Result<DpListener> {
     let dp = &config.dp_server;
     let general = &config.general;
     let user_pair = match (&dp.tls_cert_file, &dp.tls_key_file) {
@@ -227,6 +231,19 @@ async fn start_dp_server(
                 dp.port
             )
         })?;
+    Ok(DpListener { tls, listener })
+}
+
+async fn start_dp_server(
+    config: &Config,
+    DpListener { tls, listener }: DpListener,
+    store: Arc<dyn ResourceStore>,
+    index: index::MeshIndex,
+    tokens: Arc<tokens::DataplaneTokens>,
+    insights: Arc<insights::Insights>,
+    observer: Arc<dyn kuma_xds::server::StreamObserver>,
+    stopped: watch::Receiver<bool>,
+) -> anyhow::Result<dp_server::DpServer> {
     let config = Arc::new(config.clone());
     let ca_path = tls.ca_cert_path.clone();
     let server = dp_server::DpServer::start(
