@@ -74,7 +74,6 @@ impl ControlPlane {
             .await
             .context("could not load the mesh index")?;
         let dp_server = start_dp_server(
-            &config,
             dp_listener,
             store.clone(),
             index,
@@ -200,8 +199,10 @@ impl ControlPlane {
     }
 }
 
-/// The data plane server's TLS material and bound socket, not served yet.
+/// The data plane server's settings, TLS material and bound socket, not
+/// served yet.
 struct DpListener {
+    config: Arc<Config>,
     tls: dp_server::tls::DpServerTls,
     listener: tokio::net::TcpListener,
 }
@@ -231,12 +232,19 @@ async fn bind_dp_server(config: &Config) -> anyhow::Result<DpListener> {
                 dp.port
             )
         })?;
-    Ok(DpListener { tls, listener })
+    Ok(DpListener {
+        config: Arc::new(config.clone()),
+        tls,
+        listener,
+    })
 }
 
 async fn start_dp_server(
-    config: &Config,
-    DpListener { tls, listener }: DpListener,
+    DpListener {
+        config,
+        tls,
+        listener,
+    }: DpListener,
     store: Arc<dyn ResourceStore>,
     index: index::MeshIndex,
     tokens: Arc<tokens::DataplaneTokens>,
@@ -244,7 +252,6 @@ async fn start_dp_server(
     observer: Arc<dyn kuma_xds::server::StreamObserver>,
     stopped: watch::Receiver<bool>,
 ) -> anyhow::Result<dp_server::DpServer> {
-    let config = Arc::new(config.clone());
     let ca_path = tls.ca_cert_path.clone();
     let server = dp_server::DpServer::start(
         move |port| dp_server::DpServerState {
