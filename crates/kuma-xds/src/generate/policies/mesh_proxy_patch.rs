@@ -126,8 +126,12 @@ pub(crate) fn apply(conf: &Conf, dataplane: &DataplaneSpec, out: &mut ProxyResou
             let result = match field {
                 "cluster" => edit_resources(&mut clusters, one, CLUSTER, &|_| None),
                 "listener" => edit_resources(&mut listeners, one, LISTENER, &|n| tags.get(n)),
-                "networkFilter" => edit_network_filters(&mut listeners, one, &tags),
-                "httpFilter" => edit_http_filters(&mut listeners, one, &tags),
+                "networkFilter" => {
+                    edit_filters(&mut listeners, one, &tags, filter_lists, NETWORK_FILTER)
+                }
+                "httpFilter" => {
+                    edit_filters(&mut listeners, one, &tags, http_filter_lists, HTTP_FILTER)
+                }
                 _ => edit_virtual_hosts(&mut listeners, &mut routes, one),
             };
             if let Err(e) = result {
@@ -407,18 +411,23 @@ fn edit_filter_list(filters: &mut Vec<Value>, one: &Mod, full_name: &str) -> Res
     Ok(())
 }
 
-fn edit_network_filters(
+/// Network or HTTP filter edits (`lists` finds the filter lists of a
+/// listener) on the listeners `one` selects. Each listener is edited on a
+/// copy, so a modification that fails leaves it as it was.
+fn edit_filters(
     listeners: &mut Editable,
     one: &Mod,
     tags: &BTreeMap<String, Tags>,
+    lists: fn(&mut Value) -> Vec<&mut Vec<Value>>,
+    full_name: &str,
 ) -> Result<(), String> {
     let none = no_match();
     let m = one.matcher.as_ref().unwrap_or(&none);
     for name in selected_listeners(listeners, m, tags) {
         if let Some(listener) = listeners.items.get_mut(&name) {
             let mut edited = listener.clone();
-            for filters in filter_lists(&mut edited) {
-                edit_filter_list(filters, one, NETWORK_FILTER)?;
+            for filters in lists(&mut edited) {
+                edit_filter_list(filters, one, full_name)?;
             }
             *listener = edited;
         }
@@ -436,25 +445,12 @@ fn connection_managers(listener: &mut Value) -> Vec<&mut Value> {
         .collect()
 }
 
-fn edit_http_filters(
-    listeners: &mut Editable,
-    one: &Mod,
-    tags: &BTreeMap<String, Tags>,
-) -> Result<(), String> {
-    let none = no_match();
-    let m = one.matcher.as_ref().unwrap_or(&none);
-    for name in selected_listeners(listeners, m, tags) {
-        if let Some(listener) = listeners.items.get_mut(&name) {
-            let mut edited = listener.clone();
-            for hcm in connection_managers(&mut edited) {
-                if let Some(filters) = hcm.get_mut("httpFilters").and_then(Value::as_array_mut) {
-                    edit_filter_list(filters, one, HTTP_FILTER)?;
-                }
-            }
-            *listener = edited;
-        }
-    }
-    Ok(())
+/// The `httpFilters` lists of a listener's HTTP connection managers.
+fn http_filter_lists(listener: &mut Value) -> Vec<&mut Vec<Value>> {
+    connection_managers(listener)
+        .into_iter()
+        .filter_map(|hcm| hcm.get_mut("httpFilters").and_then(Value::as_array_mut))
+        .collect()
 }
 
 /// Virtual hosts of route tables inline in listeners and of route
