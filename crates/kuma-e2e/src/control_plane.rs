@@ -191,3 +191,22 @@ impl ControlPlane {
             .ok_or_else(|| format!("{name} is not among the overviews: {list}"))
     }
 }
+
+/// Responses the proxy rejected (NACKs) over all subscriptions of a
+/// DataplaneOverview, as [`ControlPlane::overview`] returns it. Counters
+/// may come as numbers or, as protobuf JSON writes 64-bit ones, strings.
+pub fn responses_rejected(overview: &Value) -> u64 {
+    overview["dataplaneInsight"]["subscriptions"]
+        .as_array()
+        .map(|subs| {
+            subs.iter()
+                .map(|s| {
+                    let v = &s["status"]["total"]["responsesRejected"];
+                    v.as_u64()
+                        .or_else(|| v.as_str().and_then(|s| s.parse().ok()))
+                        .unwrap_or(0)
+                })
+                .sum()
+        })
+        .unwrap_or(0)
+}

@@ -117,3 +117,29 @@ impl RequestStream {
         all
     }
 }
+
+/// One GET of `path` to 127.0.0.1:`port` on a fresh connection (so that it
+/// meets the listener configuration of the moment): the status and the
+/// value of `header` in the answer, or why no answer came.
+pub async fn get_header(
+    port: u16,
+    path: &str,
+    header: &str,
+) -> Result<(u16, Option<String>), String> {
+    let client = reqwest::Client::builder()
+        .timeout(Duration::from_secs(10))
+        .pool_max_idle_per_host(0)
+        .build()
+        .map_err(|e| e.to_string())?;
+    let response = client
+        .get(format!("http://127.0.0.1:{port}{path}"))
+        .send()
+        .await
+        .map_err(|e| e.to_string())?;
+    let value = response
+        .headers()
+        .get(header)
+        .and_then(|v| v.to_str().ok())
+        .map(str::to_string);
+    Ok((response.status().as_u16(), value))
+}

@@ -4,7 +4,7 @@ use std::collections::BTreeMap;
 use std::time::Duration;
 
 use kuma_e2e::binaries::{self, Binaries};
-use kuma_e2e::control_plane::ControlPlane;
+use kuma_e2e::control_plane::{ControlPlane, responses_rejected};
 use kuma_e2e::dataplane::{Dataplane, Inbound, Outbound, dataplane_yaml};
 use kuma_e2e::service::TestService;
 use kuma_e2e::{eventually, free_port};
@@ -297,19 +297,7 @@ async fn a_nacked_config_is_recorded_and_traffic_keeps_the_last_good_one() {
         .await;
     let rejected = eventually("the NACK to show in web's insight", WAIT, || async {
         let overview = cp.overview("default", "web").await?;
-        let total: u64 = overview["dataplaneInsight"]["subscriptions"]
-            .as_array()
-            .map(|subs| {
-                subs.iter()
-                    .map(|s| {
-                        let v = &s["status"]["total"]["responsesRejected"];
-                        v.as_u64()
-                            .or_else(|| v.as_str().and_then(|s| s.parse().ok()))
-                            .unwrap_or(0)
-                    })
-                    .sum()
-            })
-            .unwrap_or(0);
+        let total = responses_rejected(&overview);
         if total >= 1 {
             Ok(total)
         } else {

@@ -14,38 +14,14 @@ use kuma_e2e::control_plane::ControlPlane;
 use kuma_e2e::dataplane::{Dataplane, Inbound, Outbound, dataplane_yaml};
 use kuma_e2e::service::TestService;
 use kuma_e2e::sidecar_pair::{BackendInstance, mtls_mesh};
+use kuma_e2e::traffic::get_header;
 use kuma_e2e::{eventually, free_port};
 use serde_json::{Value, json};
 
 const WAIT: Duration = Duration::from_secs(30);
 
-/// The outcome of one request: status and one response header, or why no
-/// answer came.
-type Answer = Result<(u16, Option<String>), String>;
-
-/// One GET to 127.0.0.1:`port` on a fresh connection (so that it meets the
-/// listener configuration of the moment), reading `header` of the answer.
-async fn get(port: u16, path: &str, header: &str) -> Answer {
-    let client = reqwest::Client::builder()
-        .timeout(Duration::from_secs(10))
-        .pool_max_idle_per_host(0)
-        .build()
-        .map_err(|e| e.to_string())?;
-    let response = client
-        .get(format!("http://127.0.0.1:{port}{path}"))
-        .send()
-        .await
-        .map_err(|e| e.to_string())?;
-    let value = response
-        .headers()
-        .get(header)
-        .and_then(|v| v.to_str().ok())
-        .map(str::to_string);
-    Ok((response.status().as_u16(), value))
-}
-
 async fn status(port: u16, path: &str) -> Result<u16, String> {
-    get(port, path, "-").await.map(|(s, _)| s)
+    get_header(port, path, "-").await.map(|(s, _)| s)
 }
 
 /// Waits until a request to 127.0.0.1:`port` answers `code`.
@@ -146,7 +122,7 @@ async fn a_rate_limit_answers_429_past_the_limit_with_its_headers() {
     .await;
     let mut answers = Vec::new();
     for _ in 0..10 {
-        answers.push(get(backend.inbound, "/", "x-kuma-rate-limited").await);
+        answers.push(get_header(backend.inbound, "/", "x-kuma-rate-limited").await);
     }
     let passed = vec![Ok((200, None)); 5];
     let limited = vec![Ok((429, Some("true".to_string()))); 5];

@@ -10,9 +10,10 @@
 use std::time::Duration;
 
 use kuma_e2e::binaries::{self, Binaries};
-use kuma_e2e::control_plane::ControlPlane;
+use kuma_e2e::control_plane::{ControlPlane, responses_rejected};
 use kuma_e2e::eventually;
 use kuma_e2e::sidecar_pair::BackendInstance;
+use kuma_e2e::traffic::get_header;
 use serde_json::{Value, json};
 
 // Generous: the machine running these is often busy compiling.
@@ -20,22 +21,7 @@ const WAIT: Duration = Duration::from_secs(60);
 
 /// Status and the `x-patched` header of one GET on a fresh connection.
 async fn get(port: u16) -> Result<(u16, Option<String>), String> {
-    let client = reqwest::Client::builder()
-        .timeout(Duration::from_secs(10))
-        .pool_max_idle_per_host(0)
-        .build()
-        .map_err(|e| e.to_string())?;
-    let response = client
-        .get(format!("http://127.0.0.1:{port}/"))
-        .send()
-        .await
-        .map_err(|e| e.to_string())?;
-    let header = response
-        .headers()
-        .get("x-patched")
-        .and_then(|v| v.to_str().ok())
-        .map(str::to_string);
-    Ok((response.status().as_u16(), header))
+    get_header(port, "/", "x-patched").await
 }
 
 /// backend-1 behind its proxy in a new `mesh` without initial policies,
@@ -121,19 +107,7 @@ async fn a_patch_envoy_refuses_is_nacked_and_recorded() {
         .await;
     eventually("the NACK in backend's insight", WAIT, || async {
         let overview = cp.overview(mesh, "backend-1").await?;
-        let rejected: u64 = overview["dataplaneInsight"]["subscriptions"]
-            .as_array()
-            .map(|subs| {
-                subs.iter()
-                    .map(|s| {
-                        let v = &s["status"]["total"]["responsesRejected"];
-                        v.as_u64()
-                            .or_else(|| v.as_str().and_then(|s| s.parse().ok()))
-                            .unwrap_or(0)
-                    })
-                    .sum()
-            })
-            .unwrap_or(0);
+        let rejected = responses_rejected(&overview);
         if rejected >= 1 {
             Ok(())
         } else {
