@@ -39,7 +39,7 @@ impl Default for BuiltinCaOptions {
 
 impl BuiltinCaOptions {
     /// `caCert.RSAbits` (0 or absent: 2048) and `caCert.expiration` (mesh
-    /// duration syntax, absent: 10y).
+    /// duration syntax, absent: 10y, at least [`crate::MIN_LIFETIME`]).
     pub fn from_conf(conf: &BuiltinCaConfig) -> Result<Self> {
         let ca_cert = conf.ca_cert.clone().unwrap_or_default();
         let bits = match ca_cert.rsa_bits {
@@ -50,16 +50,19 @@ impl BuiltinCaOptions {
             field: "conf.caCert.RSAbits",
             reason: e.to_string(),
         })?;
-        let validity = if ca_cert.expiration.is_empty() {
-            DEFAULT_CA_VALIDITY
-        } else {
-            kuma_api::duration::parse_mesh_duration(&ca_cert.expiration).map_err(|reason| {
-                CaError::InvalidConfig {
-                    field: "conf.caCert.expiration",
-                    reason,
-                }
-            })?
-        };
+        let validity =
+            if ca_cert.expiration.is_empty() {
+                DEFAULT_CA_VALIDITY
+            } else {
+                let validity = kuma_api::duration::parse_mesh_duration(&ca_cert.expiration)
+                    .map_err(|reason| CaError::InvalidConfig {
+                        field: "conf.caCert.expiration",
+                        reason,
+                    })?;
+                // A root that has expired by the time it is stored would leave
+                // the mesh without identities.
+                crate::time::check_lifetime("conf.caCert.expiration", validity)?
+            };
         Ok(BuiltinCaOptions {
             key: KeyAlgorithm::Rsa { bits },
             validity,

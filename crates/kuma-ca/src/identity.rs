@@ -25,7 +25,8 @@ pub const DEFAULT_IDENTITY_VALIDITY: Duration = Duration::from_secs(5 * 24 * 360
 /// A proxy's tags, every value of every tag across its inbounds.
 pub type TagSet = BTreeMap<String, BTreeSet<String>>;
 
-/// `dpCert.rotation.expiration` of a backend (mesh duration syntax), or the default.
+/// `dpCert.rotation.expiration` of a backend (mesh duration syntax, at least
+/// [`crate::MIN_LIFETIME`]), or the default.
 pub fn identity_validity(backend: &CaBackend) -> Result<Duration> {
     let expiration = backend
         .dp_cert
@@ -36,10 +37,14 @@ pub fn identity_validity(backend: &CaBackend) -> Result<Duration> {
     if expiration.is_empty() {
         return Ok(DEFAULT_IDENTITY_VALIDITY);
     }
-    kuma_api::duration::parse_mesh_duration(expiration).map_err(|reason| CaError::InvalidConfig {
-        field: "dpCert.rotation.expiration",
-        reason,
-    })
+    let validity = kuma_api::duration::parse_mesh_duration(expiration).map_err(|reason| {
+        CaError::InvalidConfig {
+            field: "dpCert.rotation.expiration",
+            reason,
+        }
+    })?;
+    // Shorter lifetimes would be renewed as fast as they are issued.
+    crate::time::check_lifetime("dpCert.rotation.expiration", validity)
 }
 
 /// What to put in one identity certificate.

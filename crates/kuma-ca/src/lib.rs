@@ -36,6 +36,12 @@ pub use verify::verify_chain;
 /// little behind does not reject a fresh one (Kuma uses the same 10s).
 pub const ALLOWED_CLOCK_SKEW: chrono::TimeDelta = chrono::TimeDelta::seconds(10);
 
+/// The shortest lifetime a CA (`conf.caCert.expiration`) or an identity
+/// (`dpCert.rotation.expiration`) may be given. Certificates count whole
+/// seconds, so anything shorter is expired when issued, or due for renewal
+/// as soon as it is sent.
+pub const MIN_LIFETIME: std::time::Duration = std::time::Duration::from_secs(1);
+
 /// A random positive 128-bit serial number, never zero.
 fn random_serial() -> rcgen::SerialNumber {
     use rsa::rand_core::RngCore;

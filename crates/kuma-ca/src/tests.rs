@@ -146,6 +146,19 @@ fn builtin_conf_sets_expiration_and_rejects_bad_values() {
             ..
         })
     ));
+    // A root expired as soon as it is made is refused, not generated.
+    let zero = BuiltinCaConfig {
+        ca_cert: Some(CaCert {
+            rsa_bits: None,
+            expiration: "0s".to_string(),
+        }),
+    };
+    let err = BuiltinCaOptions::from_conf(&zero).unwrap_err();
+    assert!(
+        matches!(&err, CaError::InvalidConfig { field: "conf.caCert.expiration", reason }
+            if reason == "must be at least 1s"),
+        "{err}"
+    );
 }
 
 #[test]
@@ -349,6 +362,29 @@ fn dp_cert_expiration_comes_from_the_backend() {
         request_timeout: None,
     });
     assert!(identity_validity(&backend).is_err());
+
+    // Zero (or sub-second) lifetimes would be renewed as fast as issued.
+    for short in ["0", "0s", "500ms"] {
+        backend.dp_cert = Some(DpCert {
+            rotation: Some(Rotation {
+                expiration: short.to_string(),
+            }),
+            request_timeout: None,
+        });
+        let err = identity_validity(&backend).unwrap_err();
+        assert!(
+            matches!(&err, CaError::InvalidConfig { field: "dpCert.rotation.expiration", reason }
+                if reason == "must be at least 1s"),
+            "{short}: {err}"
+        );
+    }
+    backend.dp_cert = Some(DpCert {
+        rotation: Some(Rotation {
+            expiration: "1s".to_string(),
+        }),
+        request_timeout: None,
+    });
+    assert_eq!(identity_validity(&backend).unwrap(), MIN_LIFETIME);
 }
 
 #[test]

@@ -19,3 +19,18 @@ pub(crate) fn from_asn1(t: ASN1Time) -> DateTime<Utc> {
 pub(crate) fn whole_seconds(t: DateTime<Utc>) -> DateTime<Utc> {
     DateTime::from_timestamp(t.timestamp(), 0).unwrap_or(t)
 }
+
+/// Refuses a certificate lifetime below [`crate::MIN_LIFETIME`] as an
+/// invalid `field`.
+pub(crate) fn check_lifetime(
+    field: &'static str,
+    lifetime: std::time::Duration,
+) -> crate::Result<std::time::Duration> {
+    if lifetime < crate::MIN_LIFETIME {
+        return Err(crate::CaError::InvalidConfig {
+            field,
+            reason: "must be at least 1s".to_string(),
+        });
+    }
+    Ok(lifetime)
+}

@@ -113,9 +113,11 @@ impl MeshCa {
 }
 
 /// Checks the CA backends of a Mesh about to be written: a `provided`
-/// backend's cert and key must load and form a usable CA at `now`, and a
-/// `builtin` backend's root must be one that can be generated. Violations use Kuma's
-/// paths (`mtls.backends[i].conf.cert`, `...conf.cert[j]`, `...conf.key`).
+/// backend's cert and key must load and form a usable CA at `now`, a
+/// `builtin` backend's root must be one that can be generated (and not be
+/// expired from the start), and identities must live at least a second.
+/// Violations use Kuma's paths (`mtls.backends[i].conf.cert`,
+/// `...conf.cert[j]`, `...conf.key`, `...dpCert.rotation.expiration`).
 pub async fn check_ca_backends(
     store: &dyn ResourceStore,
     mesh: &str,
@@ -131,6 +133,13 @@ pub async fn check_ca_backends(
     }
     for (i, backend) in mtls.backends.iter().enumerate() {
         let conf_path = format!("mtls.backends[{i}].conf");
+        // Identities shorter lived than this would be renewed without pause.
+        if let Err(CaError::InvalidConfig { field, reason }) = kuma_ca::identity_validity(backend) {
+            violations.push(Violation {
+                field: format!("mtls.backends[{i}].{field}"),
+                message: reason,
+            });
+        }
         if backend.type_ == "builtin" {
             // A root this crate cannot generate (say, RSA 1024) would only
             // fail after the Mesh is written; refuse it now instead.

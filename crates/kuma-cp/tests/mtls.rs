@@ -7,7 +7,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use ads_client::Ads;
-use chrono::Utc;
+use chrono::{Timelike, Utc};
 use envoy_types::pb::envoy::config::cluster::v3::Cluster;
 use envoy_types::pb::envoy::config::core::v3::{Node, data_source::Specifier};
 use envoy_types::pb::envoy::extensions::transport_sockets::tls::v3::{Secret, secret};
@@ -167,6 +167,46 @@ async fn builtin_ca_secrets_are_created_once_and_reused_after_restart() {
     tokio::time::sleep(Duration::from_millis(300)).await;
     assert_eq!(cp.secret_data("secure", cert_name).await, Some(first.0));
     assert_eq!(cp.secret_data("secure", key_name).await, Some(first.1));
+    cp.cp.shutdown().await;
+}
+
+#[tokio::test]
+async fn builtin_ca_key_size_and_expiration_come_from_conf_ca_cert() {
+    use rsa::pkcs1::DecodeRsaPrivateKey;
+    use rsa::traits::PublicKeyParts;
+
+    let dir = tempfile::tempdir().unwrap();
+    let cp = Cp::start(dir.path(), StoreType::Memory).await;
+    let before = Utc::now();
+    cp.put_ok(
+        "/meshes/sized",
+        json!({"type": "Mesh", "name": "sized", "mtls": {"enabledBackend": "ca-1", "backends": [
+            {"name": "ca-1", "type": "builtin",
+             "conf": {"caCert": {"RSAbits": 3072, "expiration": "2y"}}},
+        ]}}),
+    )
+    .await;
+    let pem = |name: &'static str| {
+        let cp = &cp;
+        async move {
+            let (b64, _) = cp.secret_data("sized", name).await.expect(name);
+            String::from_utf8(kuma_api::kinds::secret::decode_base64(&b64).unwrap()).unwrap()
+        }
+    };
+    let cert = pem("sized.ca-builtin-cert-ca-1").await;
+    let key = pem("sized.ca-builtin-key-ca-1").await;
+    // Kuma's builtin roots: an RSA key of RSAbits, stored as PKCS#1.
+    let private = rsa::RsaPrivateKey::from_pkcs1_pem(&key).expect("PKCS#1 RSA key");
+    assert_eq!(private.n().bits(), 3072);
+    // The certificate matches that key, and lives `expiration` (plus the
+    // clock-skew allowance before its start).
+    let ca = CertificateAuthority::load(cert.as_bytes(), key.as_bytes(), Utc::now()).unwrap();
+    let two_years = chrono::TimeDelta::days(2 * 365);
+    assert_eq!(
+        ca.not_after() - ca.not_before(),
+        two_years + kuma_ca::ALLOWED_CLOCK_SKEW
+    );
+    assert!(ca.not_after() >= before.with_nanosecond(0).unwrap() + two_years);
     cp.cp.shutdown().await;
 }
 
@@ -332,6 +372,20 @@ async fn provided_ca_problems_are_refused_at_apply_time_with_field_paths() {
                    "backends": [{"name": "ca-1", "type": "builtin"}]}}),
             "mtls.enabledBackend",
             "has to be set to one of the backends",
+        ),
+        (
+            "builtin root expired as soon as it is made",
+            json!({"type": "Mesh", "name": "prov", "mtls": {"enabledBackend": "ca-1",
+                   "backends": [{"name": "ca-1", "type": "builtin",
+                                 "conf": {"caCert": {"expiration": "0s"}}}]}}),
+            "mtls.backends[0].conf.caCert.expiration",
+            "must be at least 1s",
+        ),
+        (
+            "identities renewed as fast as they are issued",
+            mk_mesh_builtin("prov", &["ca-1"], "ca-1", "0s"),
+            "mtls.backends[0].dpCert.rotation.expiration",
+            "must be at least 1s",
         ),
     ];
     for (what, mesh, field, reason) in cases {
@@ -730,6 +784,35 @@ async fn a_refused_mesh_update_leaves_the_running_mesh_and_its_proxies_alone() {
         );
     }
     assert_eq!(cp.cp.store().get(&mesh_key).await.unwrap(), stored);
+
+    // A permission with an invalid targetRef is refused too, and the
+    // mesh's allow-all stays as it was.
+    let mtp_key = ResourceKey::in_mesh(Kind::MeshTrafficPermission, "live", "allow-all-live");
+    let mtp = cp.cp.store().get(&mtp_key).await.unwrap();
+    let bad_targets = [
+        (
+            json!({"kind": "MeshGateway", "name": "gw"}),
+            "spec.targetRef.kind",
+        ),
+        (json!({"kind": "MeshService"}), "spec.targetRef"),
+    ];
+    for (target, field) in bad_targets {
+        let (status, body) = cp
+            .put(
+                "/meshes/live/meshtrafficpermissions/allow-all-live",
+                json!({"type": "MeshTrafficPermission", "mesh": "live", "name": "allow-all-live",
+                       "spec": {"targetRef": target,
+                                "from": [{"targetRef": {"kind": "Mesh"},
+                                          "default": {"action": "Deny"}}]}}),
+            )
+            .await;
+        assert_eq!(status, 400, "{target}: {body}");
+        assert!(
+            invalid_fields(&body).iter().any(|(f, _)| f == field),
+            "{target}: expected {field} in {body}"
+        );
+    }
+    assert_eq!(cp.cp.store().get(&mtp_key).await.unwrap(), mtp);
     // The proxy is sent nothing: same identity, same clusters, same listeners.
     if let Some(update) = web.next(Duration::from_secs(2), None).await {
         panic!("a refused update reached the proxy: {update:?}");
