@@ -1,6 +1,6 @@
 //! One policy resource read into the parts the engine works with, whatever
 //! its kind: top-level targetRef, `to`, `from`, `rules` and `default`, each
-//! conf kept as JSON.
+//! conf kept as JSON (`read` takes specs apart).
 
 use std::cmp::Ordering;
 use std::collections::BTreeMap;
@@ -10,9 +10,11 @@ use serde_json::Value;
 
 use kuma_api::policies::values::Match;
 use kuma_api::policies::{ProxyType, TargetRef, TargetRefKind};
-use kuma_api::{Kind, Resource};
+use kuma_api::{Kind, Resource, Spec};
 
 use crate::PolicyError;
+
+mod read;
 
 pub const DISPLAY_NAME_LABEL: &str = "kuma.io/display-name";
 pub const ORIGIN_LABEL: &str = "kuma.io/origin";
@@ -73,69 +75,41 @@ impl Policy {
     /// Reads a policy resource of any kind; `Err` for kinds that are not
     /// targetRef policies or specs whose refs do not parse.
     pub fn from_resource(resource: &Resource) -> Result<Policy, PolicyError> {
-        let kind = resource.kind();
+        let mesh = resource.meta.mesh.as_deref().unwrap_or_default();
+        Policy::from_spec(
+            mesh,
+            &resource.meta.name,
+            &resource.meta.labels,
+            &resource.spec,
+        )
+    }
+
+    /// Reads the policy `name` of `mesh` from its labels and spec, as
+    /// [`Policy::from_resource`] does.
+    pub fn from_spec(
+        mesh: &str,
+        name: &str,
+        labels: &BTreeMap<String, String>,
+        spec: &Spec,
+    ) -> Result<Policy, PolicyError> {
+        let kind = spec.kind();
         if !kind.is_policy() {
             return Err(PolicyError::NotAPolicy(kind));
         }
-        let spec = resource.spec.to_json();
-        let name = resource.meta.name.clone();
-        let read_ref = |value: &Value, field: &str| -> Result<TargetRef, PolicyError> {
-            serde_json::from_value(value.clone()).map_err(|source| PolicyError::TargetRef {
-                policy: name.clone(),
-                field: field.to_string(),
-                source,
-            })
+        let parts = match read::from_typed(spec) {
+            Some(parts) => parts,
+            None => read::from_json(&spec.to_json(), name)?,
         };
-        let target_ref = match spec.get("targetRef") {
-            Some(v) if !v.is_null() => read_ref(v, "spec.targetRef")?,
-            _ => TargetRef::mesh(),
-        };
-        let targeted = |section: &str| -> Result<Vec<TargetedEntry>, PolicyError> {
-            let Some(Value::Array(items)) = spec.get(section) else {
-                return Ok(Vec::new());
-            };
-            items
-                .iter()
-                .enumerate()
-                .map(|(i, item)| {
-                    let field = format!("spec.{section}[{i}].targetRef");
-                    let target_ref =
-                        read_ref(item.get("targetRef").unwrap_or(&Value::Null), &field)?;
-                    Ok(TargetedEntry {
-                        target_ref,
-                        conf: conf_of(item),
-                    })
-                })
-                .collect()
-        };
-        let to = targeted("to")?;
-        let from = targeted("from")?;
-        let rules = match spec.get("rules") {
-            // MeshHTTPRoute/MeshTCPRoute keep `rules` inside `to`; a
-            // top-level `rules` is always the inbound form.
-            Some(Value::Array(items)) => items
-                .iter()
-                .map(|item| MatchedEntry {
-                    matches: item
-                        .get("matches")
-                        .and_then(|m| serde_json::from_value(m.clone()).ok())
-                        .unwrap_or_default(),
-                    conf: conf_of(item),
-                })
-                .collect(),
-            _ => Vec::new(),
-        };
-        let default = spec.get("default").filter(|d| !d.is_null()).cloned();
         Ok(Policy {
             kind,
-            mesh: resource.meta.mesh.clone().unwrap_or_default(),
-            name: resource.meta.name.clone(),
-            labels: resource.meta.labels.clone(),
-            target_ref,
-            to,
-            from,
-            rules,
-            default,
+            mesh: mesh.to_string(),
+            name: name.to_string(),
+            labels: labels.clone(),
+            target_ref: parts.target_ref,
+            to: parts.to,
+            from: parts.from,
+            rules: parts.rules,
+            default: parts.default,
         })
     }
 
@@ -173,20 +147,6 @@ impl Policy {
 
     pub fn proxy_types(&self) -> &[ProxyType] {
         self.target_ref.proxy_types.as_deref().unwrap_or_default()
-    }
-}
-
-/// An entry's conf: its `default`, or for route kinds (whose `to` entries
-/// carry `rules`/`hostnames` beside the targetRef) everything but the
-/// targetRef.
-fn conf_of(item: &Value) -> Value {
-    match item.get("default") {
-        Some(v) if !v.is_null() => v.clone(),
-        _ => {
-            let mut rest = item.as_object().cloned().unwrap_or_default();
-            rest.remove("targetRef");
-            Value::Object(rest)
-        }
     }
 }
 
