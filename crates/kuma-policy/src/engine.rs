@@ -56,8 +56,9 @@ pub struct ProxyRules {
 pub struct PolicyIndex {
     kind: Kind,
     strategy: MergeStrategy,
-    /// Fold order; indices below refer to it.
-    policies: Vec<Policy>,
+    /// Fold order; indices below refer to it. Shared with the snapshot
+    /// the index was built from.
+    policies: Vec<Arc<Policy>>,
     origins: Vec<PolicyOrigin>,
     /// The top-level targetRef each policy selects proxies with (a
     /// MeshHTTPRoute's own when the policy targets a route).
@@ -90,7 +91,7 @@ impl PolicyIndex {
         ctx: &MeshContext,
     ) -> PolicyIndex {
         let mut warnings = Vec::new();
-        let policies = resources
+        let policies: Vec<Policy> = resources
             .into_iter()
             .filter(|r| r.kind() == kind)
             .filter_map(|r| match Policy::from_resource(r) {
@@ -106,9 +107,17 @@ impl PolicyIndex {
         index
     }
 
-    pub fn new(kind: Kind, mut policies: Vec<Policy>, ctx: &MeshContext) -> PolicyIndex {
-        policies.retain(|p| p.kind == kind && !p.is_shadow());
-        policies.sort_by(compare);
+    pub fn new(
+        kind: Kind,
+        policies: impl IntoIterator<Item = impl Into<Arc<Policy>>>,
+        ctx: &MeshContext,
+    ) -> PolicyIndex {
+        let mut policies: Vec<Arc<Policy>> = policies
+            .into_iter()
+            .map(Into::into)
+            .filter(|p| p.kind == kind && !p.is_shadow())
+            .collect();
+        policies.sort_by(|a, b| compare(a, b));
         let mut warnings = Vec::new();
         let selectors: Vec<Option<TargetRef>> = policies
             .iter()
@@ -196,7 +205,7 @@ impl PolicyIndex {
     }
 
     /// The policies, in fold order.
-    pub fn policies(&self) -> &[Policy] {
+    pub fn policies(&self) -> &[Arc<Policy>] {
         &self.policies
     }
 
@@ -406,7 +415,7 @@ impl PolicyIndex {
         let inbound = inbound::build(
             indices
                 .iter()
-                .map(|&i| (&self.policies[i], &self.origins[i])),
+                .map(|&i| (&*self.policies[i], &self.origins[i])),
         );
         InboundPart {
             from,
@@ -444,7 +453,7 @@ impl PolicyIndex {
         let to_resources = outbound::build(
             indices
                 .iter()
-                .map(|&i| (&self.policies[i], &self.origins[i])),
+                .map(|&i| (&*self.policies[i], &self.origins[i])),
             &ctx.mesh,
             &ctx.destinations,
             self.strategy,
@@ -475,7 +484,7 @@ impl PolicyIndex {
 }
 
 /// The selection class of each policy (see `PolicyIndex::classes`).
-fn selection_classes(policies: &[Policy], selectors: &[Option<TargetRef>]) -> Vec<usize> {
+fn selection_classes(policies: &[Arc<Policy>], selectors: &[Option<TargetRef>]) -> Vec<usize> {
     // Representatives by a hash of what decides selection most often;
     // policies with equal hashes are compared in full before they share a
     // class.

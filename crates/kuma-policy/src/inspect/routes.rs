@@ -114,6 +114,7 @@ pub(super) fn to_rules_with_routes(
         .policies()
         .iter()
         .filter(|p| matched.contains(p.name.as_str()))
+        .map(|p| &**p)
         .collect();
     if !selected
         .iter()
