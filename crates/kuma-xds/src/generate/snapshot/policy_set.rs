@@ -6,11 +6,12 @@
 use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;
 
-use kuma_api::{Kind, Resource, ResourceMeta, Spec};
+use kuma_api::{Kind, Spec};
 use kuma_policy::{Destination as PolicyDestination, MeshContext, Policy, PolicyIndex};
 
-/// One kind's policies by name: each read, or why it could not be.
-pub(super) type Sources = BTreeMap<String, Result<Policy, String>>;
+/// One kind's policies by name: each read, or why it could not be. Read
+/// policies are shared with the indexes built from them.
+pub(super) type Sources = BTreeMap<String, Result<Arc<Policy>, String>>;
 
 /// The mesh's policies, indexed; they depend on policies and MeshServices
 /// only, never on Dataplanes.
@@ -36,24 +37,18 @@ pub(super) fn read_policy(
     name: &str,
     labels: &BTreeMap<String, String>,
     spec: Spec,
-) -> Result<Policy, String> {
-    let resource = Resource {
-        meta: ResourceMeta {
-            mesh: Some(mesh.to_string()),
-            name: name.to_string(),
-            labels: labels.clone(),
-            creation_time: Default::default(),
-            modification_time: Default::default(),
-            version: 0,
-        },
-        spec,
-    };
-    Policy::from_resource(&resource).map_err(|e| e.to_string())
+) -> Result<Arc<Policy>, String> {
+    Policy::from_spec(mesh, name, labels, &spec)
+        .map(Arc::new)
+        .map_err(|e| e.to_string())
 }
 
 /// The index of one kind, `None` when no policy of it reads.
 fn index(kind: Kind, sources: &Sources, context: &MeshContext) -> Option<PolicyIndex> {
-    let policies: Vec<Policy> = sources.values().filter_map(|p| p.clone().ok()).collect();
+    let policies: Vec<Arc<Policy>> = sources
+        .values()
+        .filter_map(|p| p.as_ref().ok().cloned())
+        .collect();
     (!policies.is_empty()).then(|| PolicyIndex::new(kind, policies, context))
 }
 
@@ -75,7 +70,12 @@ impl PolicySet {
         // of what every kind is indexed with.
         let http_routes = sources
             .get(&Kind::MeshHTTPRoute)
-            .map(|routes| routes.values().filter_map(|p| p.clone().ok()).collect())
+            .map(|routes| {
+                routes
+                    .values()
+                    .filter_map(|p| p.as_ref().ok().map(|p| Policy::clone(p)))
+                    .collect()
+            })
             .unwrap_or_default();
         let context = Arc::new(MeshContext {
             mesh,
@@ -89,7 +89,7 @@ impl PolicySet {
             })
             .collect();
         PolicySet {
-            none: PolicyIndex::new(Kind::MeshTrafficPermission, Vec::new(), &context),
+            none: PolicyIndex::new(Kind::MeshTrafficPermission, Vec::<Policy>::new(), &context),
             context,
             by_kind,
             warnings: warnings(&sources),
@@ -103,7 +103,7 @@ impl PolicySet {
     /// of the context, so then every kind is.
     pub(super) fn with_changes(
         &self,
-        changes: impl IntoIterator<Item = (Kind, String, Option<Result<Policy, String>>)>,
+        changes: impl IntoIterator<Item = (Kind, String, Option<Result<Arc<Policy>, String>>)>,
     ) -> PolicySet {
         let mut sources = self.sources.clone();
         let mut touched = BTreeSet::new();
@@ -142,7 +142,11 @@ impl PolicySet {
         PolicySet {
             context: self.context.clone(),
             by_kind,
-            none: PolicyIndex::new(Kind::MeshTrafficPermission, Vec::new(), &self.context),
+            none: PolicyIndex::new(
+                Kind::MeshTrafficPermission,
+                Vec::<Policy>::new(),
+                &self.context,
+            ),
             warnings: warnings(&sources),
             sources,
         }
