@@ -1,6 +1,7 @@
 //! Mutual TLS and MeshTrafficPermission on real Envoys: the control plane
 //! issues the identities, the proxies enforce STRICT / PERMISSIVE and RBAC
-//! (the mesh's default allow-all permission, deny without any, per identity).
+//! (the mesh's default allow-all permission, deny without any, per identity),
+//! and permissions stop applying when mTLS is turned off on the live mesh.
 
 use std::time::Duration;
 
@@ -172,6 +173,12 @@ impl Mesh {
             .await;
     }
 
+    /// Turns mTLS off: the Mesh without an `mtls` section.
+    async fn disable_mtls(&self) {
+        let body = json!({"type": "Mesh", "name": "default"});
+        self.cp.put("/meshes/default", &body).await;
+    }
+
     async fn delete_permission(&self, name: &str) {
         let path = format!("/meshes/default/meshtrafficpermissions/{name}");
         let response = reqwest::Client::new()
@@ -322,4 +329,53 @@ async fn traffic_permission_denies_web_over_tcp_with_a_reset() {
     mesh.set_permission("allow-all-default", allow_all()).await;
     mesh.expect_mesh_traffic("TCP traffic through web's outbound once web is allowed again")
         .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn permissions_apply_only_with_mtls_and_mtls_turns_off_live() {
+    let b = binaries::get();
+    let mesh = start_mesh(b, "http").await;
+    // web is denied, with mTLS STRICT: the permission is in force.
+    mesh.set_mtls("STRICT").await;
+    mesh.set_permission("allow-all-default", deny_web()).await;
+    wait_for_answer(
+        "backend to answer web with 403 under STRICT",
+        mesh.web_outbound,
+        (403, ""),
+    )
+    .await;
+    wait_for_refusal(
+        "backend's inbound to refuse plaintext under STRICT",
+        mesh.backend_inbound,
+    )
+    .await;
+
+    // mTLS off on the live mesh, nothing restarted: backend's inbound is
+    // plaintext again (so its new listener is in place), and the same Deny
+    // no longer applies, since without mTLS there is no identity to check.
+    mesh.disable_mtls().await;
+    wait_for_answer(
+        "a direct plaintext request to backend once mTLS is off",
+        mesh.backend_inbound,
+        (200, "backend-1"),
+    )
+    .await;
+    mesh.expect_mesh_traffic("web's requests reach backend once mTLS is off, Deny or not")
+        .await;
+    for _ in 0..5 {
+        let answer = get(mesh.web_outbound).await;
+        assert!(
+            matches!(&answer, Ok((200, body)) if body.contains("backend-1")),
+            "a permission applied without mTLS: {answer:?}"
+        );
+    }
+
+    // And back on: the Deny applies again.
+    mesh.set_mtls("STRICT").await;
+    wait_for_answer(
+        "backend to answer web with 403 once mTLS is back on",
+        mesh.web_outbound,
+        (403, ""),
+    )
+    .await;
 }
