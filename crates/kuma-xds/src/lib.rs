@@ -103,6 +103,39 @@ pub struct ProxyResources {
     pub by_type: BTreeMap<String, BTreeMap<String, Arc<XdsResource>>>,
 }
 
+/// The same as inserting each resource in turn (of one type and name, the
+/// last one stays), but built in bulk: the resources of each type are
+/// sorted by name once and each map built from its sorted run, where
+/// inserting one by one searches both maps for every resource.
+impl FromIterator<Arc<XdsResource>> for ProxyResources {
+    fn from_iter<I: IntoIterator<Item = Arc<XdsResource>>>(resources: I) -> Self {
+        // A proxy has a handful of types: a list beats a map here.
+        let mut groups: Vec<Vec<Arc<XdsResource>>> = Vec::new();
+        for r in resources {
+            match groups.iter_mut().find(|g| g[0].type_url() == r.type_url()) {
+                Some(group) => group.push(r),
+                None => groups.push(vec![r]),
+            }
+        }
+        let mut out = ProxyResources::default();
+        for mut group in groups {
+            // Stable: of equal names, the one given last stays last.
+            group.sort_by(|a, b| a.name.cmp(&b.name));
+            let type_url = group[0].type_url().to_string();
+            let mut unique: Vec<(String, Arc<XdsResource>)> = Vec::with_capacity(group.len());
+            for r in group {
+                match unique.last_mut() {
+                    Some((name, last)) if *name == r.name => *last = r,
+                    _ => unique.push((r.name.clone(), r)),
+                }
+            }
+            // Sorted and unique: the map is built without searching.
+            out.by_type.insert(type_url, unique.into_iter().collect());
+        }
+        out
+    }
+}
+
 impl ProxyResources {
     pub fn insert(&mut self, resource: Arc<XdsResource>) {
         // Looked up first: a proxy has few types and many resources, and
@@ -155,6 +188,34 @@ mod tests {
         let c = XdsResource::new("c", any(type_url::CLUSTER, b"two"));
         assert_eq!(a.version(), b.version());
         assert_ne!(a.version(), c.version());
+    }
+
+    #[test]
+    fn collecting_is_inserting_in_turn() {
+        let resources: Vec<Arc<XdsResource>> = [
+            ("b", type_url::CLUSTER, "1"),
+            ("a", type_url::LISTENER, "1"),
+            ("a", type_url::CLUSTER, "1"),
+            ("b", type_url::CLUSTER, "2"),
+            ("c", type_url::ENDPOINT, "1"),
+            ("a", type_url::CLUSTER, "3"),
+            ("b", type_url::CLUSTER, "4"),
+        ]
+        .into_iter()
+        .map(|(name, url, value)| Arc::new(XdsResource::new(name, any(url, value.as_bytes()))))
+        .collect();
+        let mut inserted = ProxyResources::default();
+        for r in &resources {
+            inserted.insert(r.clone());
+        }
+        let collected: ProxyResources = resources.into_iter().collect();
+        assert_eq!(collected, inserted);
+        let clusters: Vec<_> = collected
+            .of_type(type_url::CLUSTER)
+            .map(|r| (r.name.as_str(), r.body.value.as_slice()))
+            .collect();
+        assert_eq!(clusters, [("a", &b"3"[..]), ("b", &b"4"[..])]);
+        assert_eq!(ProxyResources::from_iter([]), ProxyResources::default());
     }
 
     #[test]

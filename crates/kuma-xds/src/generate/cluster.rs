@@ -1,5 +1,7 @@
 //! Envoy clusters: EDS clusters of destinations, static clusters of local workloads.
 
+use std::sync::OnceLock;
+
 use envoy_types::pb::envoy::config::cluster::v3::Cluster;
 use envoy_types::pb::envoy::config::cluster::v3::cluster::{
     ClusterDiscoveryType, DiscoveryType, EdsClusterConfig,
@@ -20,6 +22,7 @@ use envoy_types::pb::envoy::extensions::upstreams::http::v3::http_protocol_optio
 use envoy_types::pb::google::protobuf::{Any, Duration};
 use envoy_types::util::pack_any;
 use prost::Message;
+use prost::encoding;
 
 use super::snapshot::Protocol;
 use crate::type_url;
@@ -109,6 +112,47 @@ pub(crate) fn packed(cluster: &Cluster) -> Any {
     }
 }
 
+/// [`eds_cluster`] packed, for a destination that neither policy confs nor
+/// TLS change: written as the cluster's name field followed by the encoding
+/// of the same cluster without a name, which is the same for every such
+/// destination of a protocol. Building a `Cluster` (a message of some
+/// hundred fields), encoding and dropping it per destination was most of the
+/// cost of a transparent proxy's clusters.
+///
+/// This relies on prost writing `name` first (fields in declaration order;
+/// the only one declared before it, `transport_socket_matches`, is empty
+/// here); the tests hold it to `packed(&eds_cluster(..))`.
+pub(crate) fn packed_plain_eds(name: &str, protocol: Protocol) -> Any {
+    let unnamed = unnamed_eds(protocol);
+    let mut value = Vec::with_capacity(
+        1 + prost::length_delimiter_len(name.len()) + name.len() + unnamed.len(),
+    );
+    if !name.is_empty() {
+        // Cluster.name = 1, length-delimited; prost leaves an empty one out.
+        encoding::encode_key(1, encoding::WireType::LengthDelimited, &mut value);
+        encoding::encode_varint(name.len() as u64, &mut value);
+        value.extend_from_slice(name.as_bytes());
+    }
+    value.extend_from_slice(unnamed);
+    Any {
+        type_url: type_url::CLUSTER.to_string(),
+        value,
+    }
+}
+
+/// The encoded [`eds_cluster`] of `protocol` with an empty name, built once
+/// per process (it depends on nothing else).
+fn unnamed_eds(protocol: Protocol) -> &'static [u8] {
+    static UNNAMED: [OnceLock<Vec<u8>>; 4] = [const { OnceLock::new() }; 4];
+    let slot = match protocol {
+        Protocol::Tcp => 0,
+        Protocol::Http => 1,
+        Protocol::Http2 => 2,
+        Protocol::Grpc => 3,
+    };
+    UNNAMED[slot].get_or_init(|| eds_cluster("", protocol).encode_to_vec())
+}
+
 /// A destination's cluster, round robin over endpoints delivered by EDS.
 pub(crate) fn eds_cluster(name: &str, protocol: Protocol) -> Cluster {
     Cluster {
@@ -150,6 +194,25 @@ mod tests {
     fn packed_as_pack_any_packs() {
         let c = eds_cluster("svc", Protocol::Grpc);
         assert_eq!(packed(&c), pack_any(c));
+    }
+
+    #[test]
+    fn plain_eds_clusters_are_packed_as_prost_packs_them() {
+        let long = "l".repeat(300);
+        for protocol in [
+            Protocol::Tcp,
+            Protocol::Http,
+            Protocol::Http2,
+            Protocol::Grpc,
+        ] {
+            for name in ["", "svc", "default_backend___msvc_80", long.as_str()] {
+                assert_eq!(
+                    packed_plain_eds(name, protocol),
+                    packed(&eds_cluster(name, protocol)),
+                    "{protocol:?} {name}"
+                );
+            }
+        }
     }
 
     #[test]

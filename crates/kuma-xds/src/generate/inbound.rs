@@ -3,6 +3,8 @@
 //! or may also come in plaintext (PERMISSIVE), and MeshTrafficPermission
 //! decides which identities get through.
 
+use std::sync::Arc;
+
 use envoy_types::pb::envoy::config::core::v3::TrafficDirection;
 use envoy_types::pb::envoy::config::listener::v3::{Filter, FilterChain};
 use envoy_types::pb::envoy::config::route::v3::RouteConfiguration;
@@ -18,14 +20,14 @@ use super::permissions::{self, Permissions};
 use super::policies::{InboundPolicies, ProxyPolicies};
 use super::snapshot::{CacheKey, MeshSnapshot, Protocol};
 use super::{GenerateError, cluster, listener, names};
-use crate::{ProxyResources, XdsResource};
+use crate::XdsResource;
 
 pub(crate) fn generate(
     snapshot: &MeshSnapshot,
     proxy: &Proxy<'_>,
     policies: &ProxyPolicies,
     tls: Option<&MeshTls<'_>>,
-    out: &mut ProxyResources,
+    out: &mut Vec<Arc<XdsResource>>,
 ) -> Result<(), GenerateError> {
     let name = proxy.name;
     let dataplane = proxy.spec;
@@ -60,7 +62,7 @@ pub(crate) fn generate(
             protocol,
             policies: inbound_policies.key(),
         };
-        out.insert(snapshot.shared(key, || {
+        out.push(snapshot.shared(key, || {
             let mut c = cluster::static_cluster(
                 &cluster_name,
                 workload_address,
@@ -127,10 +129,7 @@ pub(crate) fn generate(
                 )
             }
         };
-        out.insert(std::sync::Arc::new(XdsResource::new(
-            listener_name,
-            pack_any(l),
-        )));
+        out.push(Arc::new(XdsResource::new(listener_name, pack_any(l))));
     }
     Ok(())
 }

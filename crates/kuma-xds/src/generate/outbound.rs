@@ -10,6 +10,7 @@ mod backends;
 
 use std::borrow::Cow;
 use std::collections::BTreeMap;
+use std::sync::Arc;
 
 use envoy_types::pb::envoy::config::core::v3::TrafficDirection;
 use envoy_types::pb::envoy::config::listener::v3::Filter;
@@ -25,7 +26,7 @@ use super::policies::mesh_tcp_route;
 use super::policies::{DestinationPolicies, DestinationRef, ProxyPolicies};
 use super::snapshot::{CacheKey, Destination, MeshSnapshot, Protocol};
 use super::{cluster, endpoints, listener, names};
-use crate::{ProxyResources, XdsResource};
+use crate::XdsResource;
 use backends::Resolver;
 
 const MESH_SERVICE: &str = "MeshService";
@@ -173,7 +174,7 @@ pub(crate) fn generate<'a>(
     dataplane: &'a DataplaneSpec,
     policies: &ProxyPolicies,
     tls: Option<&MeshTls<'_>>,
-    out: &mut ProxyResources,
+    out: &mut Vec<Arc<XdsResource>>,
 ) {
     // As Kuma's outbounds do, tell callees who calls while fault injections
     // may pick clients by tags.
@@ -201,7 +202,7 @@ pub(crate) fn generate<'a>(
                 tags.map(|t| format!("|tags={t}")).unwrap_or_default()
             ),
         };
-        out.insert(snapshot.shared(key, || {
+        out.push(snapshot.shared(key, || {
             let name = names::outbound_listener(address, outbound.port);
             let filter = shape.filter(&t, tags);
             let l = listener::listener(
@@ -241,17 +242,22 @@ fn add_destination(
     snapshot: &MeshSnapshot,
     t: &Target<'_>,
     tls: Option<&MeshTls<'_>>,
-    out: &mut ProxyResources,
+    out: &mut Vec<Arc<XdsResource>>,
 ) {
     let protocol = t.destination.protocol;
     // The TLS settings name secrets, not their content: one cluster still
     // serves every proxy of the mesh.
+    let policies = t.policies.key();
+    let plain = tls.is_none() && policies.is_empty();
     let key = CacheKey::Cluster {
         name: t.cluster.to_string(),
         mtls: tls.is_some(),
-        policies: t.policies.key(),
+        policies,
     };
-    out.insert(snapshot.shared(key, || {
+    out.push(snapshot.shared(key, || {
+        if plain {
+            return XdsResource::new(&*t.cluster, cluster::packed_plain_eds(&t.cluster, protocol));
+        }
         let mut c = cluster::eds_cluster(&t.cluster, protocol);
         t.policies.apply_cluster(&mut c, protocol);
         if let Some(tls) = tls {
@@ -265,7 +271,7 @@ fn add_destination(
         }
         XdsResource::new(&*t.cluster, cluster::packed(&c))
     }));
-    out.insert(
+    out.push(
         snapshot.shared(CacheKey::LoadAssignment(t.cluster.to_string()), || {
             XdsResource::new(
                 &*t.cluster,

@@ -37,7 +37,7 @@ use super::listener;
 use super::policies::ProxyPolicies;
 use super::policies::mesh_passthrough::{self, Mode};
 use super::snapshot::{CacheKey, MeshSnapshot};
-use crate::{ProxyResources, XdsResource, type_url};
+use crate::{XdsResource, type_url};
 
 const TLS_INSPECTOR: &str = "envoy.filters.listener.tls_inspector";
 const HTTP_INSPECTOR: &str = "envoy.filters.listener.http_inspector";
@@ -98,7 +98,7 @@ pub(crate) fn generate(
     snapshot: &MeshSnapshot,
     dataplane: &DataplaneSpec,
     policies: &ProxyPolicies<'_>,
-    out: &mut ProxyResources,
+    out: &mut Vec<Arc<XdsResource>>,
 ) {
     let Some(tp) = dataplane.transparent_proxying() else {
         return;
@@ -147,11 +147,11 @@ pub(crate) fn generate(
         // content (it depends on `ipv6_enabled`, not on the family): one
         // key serves both.
         for (name, cluster) in clusters {
-            out.insert(shared.get(type_url::CLUSTER, Cow::Owned(name), |name| {
+            out.push(shared.get(type_url::CLUSTER, Cow::Owned(name), |name| {
                 XdsResource::new(name, pack_any(cluster))
             }));
         }
-        out.insert(
+        out.push(
             shared.get(type_url::LISTENER, family.outbound.into(), |name| {
                 let mut outbound = outbound_listener(family, tp.redirect_port_outbound);
                 // A family no match concerns keeps its listener, which leads to
@@ -164,14 +164,14 @@ pub(crate) fn generate(
             }),
         );
         if original_dst_clusters {
-            out.insert(
+            out.push(
                 shared.get(type_url::CLUSTER, family.outbound.into(), |name| {
                     XdsResource::new(name, pack_any(original_dst(name)))
                 }),
             );
         }
         if tp.redirect_port_inbound != 0 {
-            out.insert(
+            out.push(
                 shared.get(type_url::LISTENER, family.inbound.into(), |name| {
                     let inbound = tcp_listener(
                         name,
@@ -182,7 +182,7 @@ pub(crate) fn generate(
                     XdsResource::new(name, pack_any(inbound))
                 }),
             );
-            out.insert(
+            out.push(
                 shared.get(type_url::CLUSTER, family.inbound.into(), |name| {
                     XdsResource::new(name, pack_any(inbound_cluster(family)))
                 }),
