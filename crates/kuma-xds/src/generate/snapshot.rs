@@ -134,7 +134,25 @@ pub struct MeshSnapshot {
     /// not ignored: what an update re-indexes the service from.
     service_members: Arc<BTreeMap<String, Arc<BTreeSet<String>>>>,
     mesh_service_ports: Arc<BTreeMap<(String, u32), Arc<Destination>>>,
-    pub(super) shared: Mutex<HashMap<CacheKey, CacheEntry>>,
+    pub(super) shared: Mutex<SharedCache>,
+}
+
+/// The encoded resources proxies share, by what they were built from. Keys
+/// are hashed with foldhash (seeded per map): SipHash over every key of a
+/// proxy's hundreds of clusters and load assignments showed in cold
+/// generation, and the keys (service names) are not secret enough to need it.
+pub(super) type SharedCache = HashMap<CacheKey, CacheEntry, foldhash::fast::RandomState>;
+
+/// An empty cache with room for what the proxies of a mesh with
+/// `destinations` destinations share (a cluster and a load assignment each,
+/// and some listeners): growing it entry by entry rehashed it again and
+/// again while the first proxies were generated.
+pub(super) fn shared_cache(destinations: usize) -> Mutex<SharedCache> {
+    let capacity = destinations.saturating_mul(2).saturating_add(16);
+    Mutex::new(HashMap::with_capacity_and_hasher(
+        capacity,
+        foldhash::fast::RandomState::default(),
+    ))
 }
 
 /// A shared resource, and whether generation asked for it since it was
@@ -259,7 +277,7 @@ impl MeshSnapshotBuilder {
             .map(|(name, (labels, spec))| (name, Arc::new(IndexedDataplane { labels, spec })))
             .collect();
         let service_members = index::service_members(&dataplanes);
-        let services = service_members
+        let services: BTreeMap<String, Arc<Destination>> = service_members
             .iter()
             .map(|(service, members)| {
                 let dest = index::service_destination(service, members, &dataplanes);
@@ -270,6 +288,7 @@ impl MeshSnapshotBuilder {
         for (name, svc) in &self.mesh_services {
             index::insert_mesh_service_ports(&mut mesh_service_ports, name, svc, &dataplanes);
         }
+        let destinations = services.len() + mesh_service_ports.len();
         MeshSnapshot {
             mesh: self.mesh,
             mesh_spec: self.mesh_spec,
@@ -279,7 +298,7 @@ impl MeshSnapshotBuilder {
             services: Arc::new(services),
             service_members: Arc::new(service_members),
             mesh_service_ports: Arc::new(mesh_service_ports),
-            shared: Mutex::default(),
+            shared: shared_cache(destinations),
         }
     }
 }
