@@ -306,3 +306,83 @@ fn inspect_policy_lists_the_proxies_it_selects() {
     let help = env.kumactl(&["inspect", "--help"]).ok().stdout;
     assert!(help.contains("meshtrafficpermission"), "{help}");
 }
+
+/// Permissions as Kuma documents them: everyone may call, web may not call
+/// backend. Both policies reach backend-1's inbound.
+const PERMISSIONS: &str = "\
+type: MeshTrafficPermission
+mesh: demo
+name: allow-all
+spec:
+  targetRef:
+    kind: Mesh
+  from:
+    - targetRef:
+        kind: Mesh
+      default:
+        action: Allow
+---
+type: MeshTrafficPermission
+mesh: demo
+name: deny-web
+spec:
+  targetRef:
+    kind: MeshService
+    name: backend
+  from:
+    - targetRef:
+        kind: MeshService
+        name: web
+      default:
+        action: Deny
+";
+
+#[test]
+fn inspect_dataplane_shows_the_permissions_of_each_inbound_per_caller() {
+    let env = Env::start();
+    let file = env.home.path().join("permissions.yaml");
+    std::fs::write(&file, PERMISSIONS).unwrap();
+    env.kumactl(&["apply", "-f", file.to_str().unwrap()]).ok();
+
+    let out = env
+        .kumactl(&["inspect", "dataplane", "backend-1", "-m", "demo"])
+        .ok()
+        .stdout;
+    let inbound = out
+        .split("\n\n")
+        .find(|s| s.starts_with("INBOUND "))
+        .unwrap_or_else(|| panic!("no inbound section in\n{out}"));
+    let lines: Vec<&str> = inbound.lines().collect();
+    assert_eq!(lines.len(), 7, "{out}");
+    // web is denied by the more specific policy, folded after allow-all...
+    assert_eq!(
+        lines[1..4],
+        [
+            "  MeshTrafficPermission from kuma.io/service=web",
+            "    conf: {\"action\":\"Deny\"}",
+            "    origin: allow-all, deny-web",
+        ],
+        "{out}"
+    );
+    // ...and every other caller is allowed by allow-all alone.
+    assert_eq!(
+        lines[4..7],
+        [
+            "  MeshTrafficPermission from !kuma.io/service=web",
+            "    conf: {\"action\":\"Allow\"}",
+            "    origin: allow-all",
+        ],
+        "{out}"
+    );
+
+    // web-1 is not backend: only allow-all reaches its inbound.
+    let out = env
+        .kumactl(&["inspect", "dataplane", "web-1", "-m", "demo"])
+        .ok()
+        .stdout;
+    assert!(
+        out.contains("  MeshTrafficPermission from *\n    conf: {\"action\":\"Allow\"}\n    origin: allow-all\n"),
+        "{out}"
+    );
+    assert!(!out.contains("deny-web"), "{out}");
+}
