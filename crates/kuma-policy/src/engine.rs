@@ -531,7 +531,12 @@ impl SharedProxyRules {
     /// The first `to` rule holding the destination service, as
     /// `rules::compute(&to, &{kuma.io/service: service})` finds it.
     pub fn to_service(&self, service: &str) -> Option<&Rule> {
-        self.to_by_service.compute(&self.to, service)
+        self.to.get(self.to_service_position(service)?)
+    }
+
+    /// Where in `to` [`SharedProxyRules::to_service`] finds its rule.
+    pub fn to_service_position(&self, service: &str) -> Option<usize> {
+        self.to_by_service.position(&self.to, service)
     }
 }
 

@@ -61,8 +61,22 @@ impl MergeStrategy {
             return Value::Object(Map::new());
         };
         let mut folded = Folded::Conf(first);
+        let mut last = first;
+        let mut patched = false;
         for conf in iter {
+            // A merge patch applied twice in a row changes nothing more,
+            // unless it appends: many policies often carry one conf. The
+            // first conf is taken as it is, not applied: its `null`s are
+            // still there for a repeat to delete.
+            if self.keyed_lists.is_empty()
+                && repeats(last, conf)
+                && (patched || !matches!(first, Value::Object(m) if has_null_member(m)))
+            {
+                continue;
+            }
             folded.patch(conf, self.keyed_lists);
+            last = conf;
+            patched = true;
         }
         let mut result = folded.into_value();
         for keyed in self.keyed_lists {
@@ -219,6 +233,23 @@ impl<'a> Folded<'a> {
     }
 }
 
+/// Whether patching with `conf` right after `last` changes nothing: they
+/// are equal, members in the same order, and neither appends anywhere
+/// (without appending, a merge patch is idempotent). Unequal orders only
+/// cost the shortcut.
+fn repeats(last: &Value, conf: &Value) -> bool {
+    match (last, conf) {
+        (Value::Object(a), Value::Object(b)) => {
+            a.len() == b.len()
+                && a.iter().zip(b).all(|((ka, va), (kb, vb))| {
+                    ka == kb && !ka.starts_with(APPEND_PREFIX) && repeats(va, vb)
+                })
+        }
+        // Lists are replaced whole (appending ones are refused above).
+        (a, b) => a == b,
+    }
+}
+
 /// Whether a patch object deletes anything, at any depth of objects.
 fn has_null_member(map: &Map<String, Value>) -> bool {
     map.values().any(|v| match v {
@@ -366,6 +397,39 @@ mod tests {
                 // As text: member order must match too.
                 assert_eq!(got.to_string(), want.to_string(), "{sequence:?}");
             }
+        }
+    }
+
+    #[test]
+    fn repeated_confs_fold_as_patching_each_copy_does() {
+        let confs = [
+            json!({"a": 1, "b": {"c": null, "d": [1]}, "e": null}),
+            json!({"b": {"d": [2], "f": {"g": null, "h": 1}}, "a": null}),
+            json!({"b": {"d": [2], "f": {"g": null, "h": 1}}, "a": null}),
+            json!({"a": null, "b": {"d": [2], "f": {"g": null, "h": 1}}}),
+            json!({"x": {"appendY": [1]}, "z": [{"appendW": 1}]}),
+            json!({"x": {"appendY": [1]}, "z": [{"appendW": 1}]}),
+            json!({"appendV": [3], "k": {"m": null}}),
+            json!({"appendV": [3], "k": {"m": null}}),
+            json!("scalar"),
+            json!({"k": {"m": 2}, "n": null}),
+        ];
+        // Runs of equal confs in every combination of a few positions.
+        let mut random = 0x2545_f491_4f6c_dd1d_u64;
+        for round in 0..2000 {
+            let len = 1 + round % 9;
+            let sequence: Vec<Value> = (0..len)
+                .map(|_| {
+                    random ^= random << 13;
+                    random ^= random >> 7;
+                    random ^= random << 17;
+                    confs[(random % confs.len() as u64) as usize].clone()
+                })
+                .flat_map(|conf| std::iter::repeat_n(conf, 1 + round % 3))
+                .collect();
+            let got = MergeStrategy::default().fold(sequence.iter());
+            let want = fold_by_copies(&sequence, &[]);
+            assert_eq!(got.to_string(), want.to_string(), "{sequence:?}");
         }
     }
 

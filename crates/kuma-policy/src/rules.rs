@@ -3,6 +3,7 @@
 //! destination) gives the conf of every policy entry aimed at it.
 
 mod cliques;
+mod plain;
 
 use std::collections::{BTreeSet, HashMap, HashSet};
 
@@ -94,6 +95,20 @@ pub fn is_tag_era_kind(kind: &TargetRefKind) -> bool {
 /// folds each entry whose subset contains it. Rules with more positive tags
 /// come first, so the most specific answer is found first.
 pub fn build(
+    items: &[RuleItem<'_>],
+    negations: bool,
+    strategy: MergeStrategy,
+) -> Result<Vec<Rule>, PolicyError> {
+    // Most `to` entries name one service or the mesh: their rules are per
+    // service, found without subset algebra over every entry.
+    if !negations && let Some(rules) = plain::build(items, strategy) {
+        return Ok(rules);
+    }
+    build_by_subsets(items, negations, strategy)
+}
+
+/// [`build`] through candidate subsets, whatever the entries.
+fn build_by_subsets(
     items: &[RuleItem<'_>],
     negations: bool,
     strategy: MergeStrategy,
@@ -243,6 +258,11 @@ impl ServiceRules {
     /// The first of `rules` (the ones this was built from) holding the
     /// destination `service`.
     pub fn compute<'a>(&self, rules: &'a [Rule], service: &str) -> Option<&'a Rule> {
+        rules.get(self.position(rules, service)?)
+    }
+
+    /// Where in `rules` [`ServiceRules::compute`] finds its rule.
+    pub fn position(&self, rules: &[Rule], service: &str) -> Option<usize> {
         let first = |indices: &[usize]| {
             indices
                 .iter()
@@ -251,11 +271,10 @@ impl ServiceRules {
         };
         let specific = self.by_service.get(service).and_then(|i| first(i));
         let generic = first(&self.generic);
-        let index = match (specific, generic) {
+        match (specific, generic) {
             (Some(a), Some(b)) => Some(a.min(b)),
             (a, b) => a.or(b),
-        }?;
-        rules.get(index)
+        }
     }
 }
 
@@ -289,7 +308,7 @@ pub fn origins<'a>(all: impl Iterator<Item = &'a PolicyOrigin>) -> Vec<PolicyOri
         }
         let new = match &mut index {
             Some(index) => index.insert(o),
-            None => !seen.contains(&o),
+            None => !seen.iter().any(|s| same_origin(s, o)),
         };
         if !new {
             continue;
@@ -300,6 +319,12 @@ pub fn origins<'a>(all: impl Iterator<Item = &'a PolicyOrigin>) -> Vec<PolicyOri
         }
     }
     seen.into_iter().cloned().collect()
+}
+
+/// `a == b`, names first: origins in one list mostly differ by name only,
+/// and most names differ in length, so one comparison usually settles it.
+fn same_origin(a: &PolicyOrigin, b: &PolicyOrigin) -> bool {
+    std::ptr::eq(a, b) || (a.name == b.name && a.kind == b.kind && a.mesh == b.mesh)
 }
 
 #[cfg(test)]
