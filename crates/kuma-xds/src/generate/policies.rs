@@ -30,6 +30,7 @@ mod mesh_timeout;
 mod mesh_tls;
 
 use std::collections::BTreeMap;
+use std::sync::Arc;
 
 use envoy_types::pb::envoy::config::cluster::v3::Cluster;
 use envoy_types::pb::envoy::config::listener::v3::Filter;
@@ -40,7 +41,8 @@ use envoy_types::pb::envoy::extensions::transport_sockets::tls::v3::TlsParameter
 use kuma_api::Kind;
 use kuma_api::kinds::mesh::MtlsMode;
 use kuma_policy::{
-    Element, InboundKey, MergeStrategy, Proxy, ResourceId, engine::SharedProxyRules, inbound, rules,
+    Element, InboundKey, MergeStrategy, Proxy, ResourceId, Rule, engine::SharedProxyRules, inbound,
+    rules,
 };
 use serde::de::DeserializeOwned;
 use serde_json::Value;
@@ -115,14 +117,17 @@ impl<'a> ProxyPolicies<'a> {
         let mut confs = BTreeMap::new();
         for (kind, rules) in &self.rules {
             let conf = match destination {
-                DestinationRef::Service(service) => rules.to_service(service).map(|r| &r.conf),
+                DestinationRef::Service(service) => rules
+                    .to_service_position(service)
+                    .map(|at| SharedConf::ToRule(rules.to.clone(), at)),
                 DestinationRef::MeshService { name, section } => {
                     let id = ResourceId::new("MeshService", name, Some(section));
-                    rules.to_resources.compute(&id, &self.mesh).map(|r| &r.conf)
+                    let rule = rules.to_resources.compute(&id, &self.mesh);
+                    rule.map(|r| SharedConf::Own(r.conf.clone()))
                 }
             };
             if let Some(conf) = conf {
-                confs.insert(*kind, conf.clone());
+                confs.insert(*kind, conf);
             }
         }
         DestinationPolicies {
@@ -181,7 +186,7 @@ impl<'a> ProxyPolicies<'a> {
                 limits = mesh_rate_limit::per_client(entries, conf.as_ref());
             }
             if let Some(conf) = conf {
-                confs.insert(*kind, conf);
+                confs.insert(*kind, SharedConf::Own(conf));
             }
         }
         InboundPolicies {
@@ -200,15 +205,41 @@ impl<'a> ProxyPolicies<'a> {
     }
 }
 
+/// A folded conf, shared with the proxy's rules rather than copied out of
+/// them: every destination of a proxy holds one per policy kind.
+#[derive(Debug, Clone)]
+enum SharedConf {
+    /// The conf of the `to` rule at this position.
+    ToRule(Arc<Vec<Rule>>, usize),
+    Own(Value),
+}
+
+impl SharedConf {
+    fn value(&self) -> &Value {
+        static EMPTY: Value = Value::Null;
+        match self {
+            // The position came from these rules.
+            SharedConf::ToRule(rules, at) => rules.get(*at).map_or(&EMPTY, |r| &r.conf),
+            SharedConf::Own(value) => value,
+        }
+    }
+}
+
+impl PartialEq for SharedConf {
+    fn eq(&self, other: &SharedConf) -> bool {
+        self.value() == other.value()
+    }
+}
+
 /// Folded confs by policy kind.
 #[derive(Debug, Clone, Default, PartialEq)]
-struct Confs(BTreeMap<Kind, Value>);
+struct Confs(BTreeMap<Kind, SharedConf>);
 
 impl Confs {
     /// The conf of `kind` read as its typed form. A conf that does not read
     /// (validation keeps these out of the store) is as if absent.
     fn get<T: DeserializeOwned>(&self, kind: Kind) -> Option<T> {
-        let value = self.0.get(&kind)?;
+        let value = self.0.get(&kind)?.value();
         match T::deserialize(value) {
             Ok(conf) => Some(conf),
             Err(e) => {
@@ -237,7 +268,7 @@ impl Confs {
             out.extend_from_slice(kind.name().as_bytes());
             out.extend_from_slice(b"\":");
             // Writing a JSON value to memory cannot fail.
-            let _ = serde_json::to_writer(&mut out, conf);
+            let _ = serde_json::to_writer(&mut out, conf.value());
         }
         out.push(b'}');
         // serde_json writes UTF-8.
@@ -429,18 +460,27 @@ mod confs_tests {
     #[test]
     fn the_cache_key_is_the_json_object_of_the_confs_by_kind_name() {
         assert_eq!(Confs::default().key(), "");
+        let rules = Arc::new(vec![Rule {
+            subset: kuma_policy::Subset::mesh(),
+            conf: json!({"idleTimeout": "20s"}),
+            origins: Vec::new(),
+        }]);
         let confs = Confs(BTreeMap::from([
             (
                 Kind::MeshRetry,
-                json!({"http": {"numRetries": 2}, "tcp": {"x": "a\"b"}}),
+                SharedConf::Own(json!({"http": {"numRetries": 2}, "tcp": {"x": "a\"b"}})),
             ),
-            (Kind::MeshTimeout, json!({"idleTimeout": "20s"})),
+            (Kind::MeshTimeout, SharedConf::ToRule(rules, 0)),
         ]));
         let by_name: serde_json::Map<String, Value> = confs
             .0
             .iter()
-            .map(|(k, v)| (k.name().to_string(), v.clone()))
+            .map(|(k, v)| (k.name().to_string(), v.value().clone()))
             .collect();
+        assert_eq!(
+            by_name[Kind::MeshTimeout.name()],
+            json!({"idleTimeout": "20s"})
+        );
         assert_eq!(confs.key(), Value::Object(by_name).to_string());
     }
 }

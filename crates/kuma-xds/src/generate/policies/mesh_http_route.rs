@@ -33,7 +33,7 @@ use kuma_policy::{Element, Policy, ResourceId, rules};
 use serde::Deserialize;
 use serde_json::Value;
 
-use super::{Confs, DestinationPolicies, DestinationRef, ProxyPolicies};
+use super::{Confs, DestinationPolicies, DestinationRef, ProxyPolicies, SharedConf};
 
 const EXACT: &str = "Exact";
 const PATH_PREFIX: &str = "PathPrefix";
@@ -55,7 +55,10 @@ impl ProxyPolicies<'_> {
             .rules
             .iter()
             .filter(|(kind, _)| **kind != Kind::MeshHTTPRoute)
-            .filter_map(|(kind, rules)| Some((*kind, rules.to_resources.0.get(&id)?.conf.clone())))
+            .filter_map(|(kind, rules)| {
+                let conf = rules.to_resources.0.get(&id)?.conf.clone();
+                Some((*kind, SharedConf::Own(conf)))
+            })
             .collect();
         DestinationPolicies {
             confs: Confs(confs),
