@@ -1,6 +1,7 @@
 //! Mutual TLS and MeshTrafficPermission on real Envoys: the control plane
 //! issues the identities, the proxies enforce STRICT / PERMISSIVE and RBAC
-//! (the mesh's default allow-all permission, deny without any, per identity),
+//! (the mesh's default allow-all permission, deny without any, per identity,
+//! AllowWithShadowDeny counted but let through),
 //! and permissions stop applying when mTLS is turned off on the live mesh.
 
 use std::time::Duration;
@@ -295,6 +296,52 @@ async fn traffic_permission_denies_and_allows_web_by_identity() {
     mesh.set_permission("allow-all", allow_all()).await;
     mesh.expect_mesh_traffic("traffic through web's outbound once web is allowed again")
         .await;
+
+    // AllowWithShadowDeny: web still gets through, and backend's Envoy
+    // counts what a Deny would have refused (RBAC shadow rules).
+    let shadow_before = shadow_denied(&mesh._backend.0).await;
+    mesh.set_permission("allow-all", shadow_deny_web()).await;
+    eventually(
+        "backend's RBAC to count web's requests as shadow denied",
+        PROPAGATION,
+        || async {
+            let answer = get(mesh.web_outbound).await;
+            if !matches!(&answer, Ok((200, body)) if body.contains("backend-1")) {
+                return Err(format!("web was not let through: {answer:?}"));
+            }
+            let now = shadow_denied(&mesh._backend.0).await;
+            if now > shadow_before {
+                Ok(())
+            } else {
+                Err(format!("shadow denied stays at {now}"))
+            }
+        },
+    )
+    .await;
+    mesh.expect_mesh_traffic("web's requests answered under AllowWithShadowDeny")
+        .await;
+}
+
+/// Everyone may call; web is let through but counted as a shadow denial.
+fn shadow_deny_web() -> Value {
+    json!([
+        {"targetRef": {"kind": "Mesh"}, "default": {"action": "Allow"}},
+        {"targetRef": {"kind": "MeshService", "name": "web"},
+         "default": {"action": "AllowWithShadowDeny"}},
+    ])
+}
+
+/// The sum of every RBAC `shadow_denied` counter of `dp`'s Envoy (0 when
+/// none exists yet).
+async fn shadow_denied(dp: &Dataplane) -> u64 {
+    let text = dp
+        .admin("/stats?filter=rbac\\.shadow_denied$")
+        .await
+        .unwrap_or_default();
+    text.lines()
+        .filter_map(|l| l.rsplit_once(": "))
+        .filter_map(|(_, v)| v.trim().parse::<u64>().ok())
+        .sum()
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
