@@ -228,6 +228,15 @@ async fn strict_mtls_refuses_plaintext_and_permissive_takes_it() {
         mesh.backend_inbound,
     )
     .await;
+    // backend's Envoy holds its SPIFFE identity with Kuma's tag SANs.
+    let uris = proxy_cert_uris(&mesh._backend.0).await;
+    for want in [
+        "spiffe://default/backend",
+        "kuma://kuma.io/service/backend",
+        "kuma://kuma.io/protocol/http",
+    ] {
+        assert!(uris.iter().any(|u| u == want), "{want} not in {uris:?}");
+    }
     // Still carried by the mesh once plaintext is refused: the refusal is
     // about the client, not a broken backend.
     mesh.expect_mesh_traffic("traffic through web's outbound after the refusal")
@@ -425,4 +434,19 @@ async fn permissions_apply_only_with_mtls_and_mtls_turns_off_live() {
         (403, ""),
     )
     .await;
+}
+
+/// The URI SANs of the identity certificates `dp`'s Envoy holds, from its
+/// admin `/certs` (the certificate chains, not the trusted CAs).
+async fn proxy_cert_uris(dp: &Dataplane) -> Vec<String> {
+    let text = dp.admin("/certs").await.expect("Envoy admin /certs");
+    let certs: Value = serde_json::from_str(&text).expect("/certs is JSON");
+    certs["certificates"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .flat_map(|c| c["cert_chain"].as_array().into_iter().flatten())
+        .flat_map(|c| c["subject_alt_names"].as_array().into_iter().flatten())
+        .filter_map(|san| san["uri"].as_str().map(str::to_string))
+        .collect()
 }
