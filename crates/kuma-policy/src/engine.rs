@@ -25,7 +25,8 @@ use crate::rules::{self, PolicyOrigin, Rule, RuleItem, ServiceRules};
 pub struct MeshContext {
     pub mesh: String,
     pub destinations: Vec<Destination>,
-    pub http_routes: Vec<Policy>,
+    /// Shared with the snapshot's MeshHTTPRoute index.
+    pub http_routes: Vec<Arc<Policy>>,
 }
 
 /// Everything one policy kind means for one proxy.

@@ -6,6 +6,7 @@
 //! Pure: the caller hands in the mesh's resources, read however it likes.
 
 use std::collections::{BTreeMap, HashMap};
+use std::sync::Arc;
 
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
@@ -181,7 +182,7 @@ impl MeshInspector {
             if r.kind() == Kind::MeshHTTPRoute
                 && let Ok(p) = Policy::from_resource(r)
             {
-                http_routes.push(p);
+                http_routes.push(Arc::new(p));
             }
         }
         gateways.sort_by(|a, b| a.0.cmp(&b.0));

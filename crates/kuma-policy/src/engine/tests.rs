@@ -386,7 +386,7 @@ fn policies_targeting_a_route_select_through_the_route() {
         json!({"targetRef": {"kind": "MeshService", "name": "web-admin"}, "to": [{"targetRef": {"kind": "MeshService", "name": "backend"}, "rules": []}]}),
     );
     let mut ctx = ctx();
-    ctx.http_routes = vec![route];
+    ctx.http_routes = vec![Arc::new(route)];
     let timeout = mk_policy(
         Kind::MeshTimeout,
         "on-route",

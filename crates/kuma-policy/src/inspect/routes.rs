@@ -7,6 +7,7 @@
 //! applies to.
 
 use std::collections::{BTreeMap, HashSet};
+use std::sync::Arc;
 
 use base64::Engine;
 use serde::{Deserialize, Serialize};
@@ -107,7 +108,7 @@ struct OwnedItem {
 pub(super) fn to_rules_with_routes(
     index: &PolicyIndex,
     rules: &ProxyRules,
-    routes: &[Policy],
+    routes: &[Arc<Policy>],
 ) -> Option<Vec<Rule>> {
     let matched: HashSet<&str> = rules.policies.iter().map(|o| o.name.as_str()).collect();
     let selected: Vec<&Policy> = index

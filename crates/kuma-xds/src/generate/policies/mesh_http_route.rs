@@ -14,6 +14,7 @@ mod filters;
 
 use std::cmp::Ordering;
 use std::collections::BTreeMap;
+use std::sync::Arc;
 
 use envoy_types::pb::envoy::config::core::v3::RuntimeFractionalPercent;
 use envoy_types::pb::envoy::config::route::v3::{
@@ -105,7 +106,7 @@ impl DestinationPolicies {
 pub(crate) fn origin_of<'p>(
     matches: &[Match],
     candidates: &[String],
-    routes: &'p [Policy],
+    routes: &'p [Arc<Policy>],
 ) -> Option<&'p str> {
     // Compared as typed matches: the policy's text may spell defaults out.
     let same = |rule: &Value| {

@@ -73,7 +73,7 @@ impl PolicySet {
             .map(|routes| {
                 routes
                     .values()
-                    .filter_map(|p| p.as_ref().ok().map(|p| Policy::clone(p)))
+                    .filter_map(|p| p.as_ref().ok().cloned())
                     .collect()
             })
             .unwrap_or_default();
