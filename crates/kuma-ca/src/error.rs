@@ -11,13 +11,15 @@ pub enum CaError {
     #[error("invalid CA backend configuration at {field}: {reason}")]
     InvalidConfig { field: &'static str, reason: String },
 
-    #[error("no PEM encoded certificate found in the CA certificate data")]
+    // Kuma's words for a pair Go's TLS stack refuses, so a Kuma user sees
+    // the message they know.
+    #[error("not a valid TLS key pair: tls: failed to find any PEM data in certificate input")]
     NoCertificate,
 
     #[error("certificate [{index}] is not a valid x509 certificate: {reason}")]
     MalformedCertificate { index: usize, reason: String },
 
-    #[error("no PEM encoded private key found in the CA key data")]
+    #[error("not a valid TLS key pair: tls: failed to find any PEM data in key input")]
     NoPrivateKey,
 
     #[error("not a valid private key: {reason}")]
@@ -26,7 +28,7 @@ pub enum CaError {
     #[error("unsupported key type {algorithm}: use RSA (2048 to 4096 bits) or ECDSA P-256/P-384")]
     UnsupportedKey { algorithm: String },
 
-    #[error("the private key does not match the public key of the CA certificate")]
+    #[error("not a valid TLS key pair: tls: private key does not match public key")]
     KeyMismatch,
 
     #[error(

@@ -457,7 +457,8 @@ fn provided_ca_with_another_key_is_refused() {
     assert!(matches!(err, CaError::KeyMismatch), "{err}");
     assert_eq!(
         err.to_string(),
-        "the private key does not match the public key of the CA certificate"
+        // Kuma's message for the same pair.
+        "not a valid TLS key pair: tls: private key does not match public key"
     );
 }
 
@@ -574,4 +575,13 @@ fn provided_garbage_is_refused_with_its_own_errors() {
         };
         assert!(ok, "{case}: {err}");
     }
+    // Kuma's messages for the same inputs.
+    assert_eq!(
+        CaError::NoCertificate.to_string(),
+        "not a valid TLS key pair: tls: failed to find any PEM data in certificate input"
+    );
+    assert_eq!(
+        CaError::NoPrivateKey.to_string(),
+        "not a valid TLS key pair: tls: failed to find any PEM data in key input"
+    );
 }
