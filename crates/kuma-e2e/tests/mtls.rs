@@ -237,6 +237,19 @@ async fn strict_mtls_refuses_plaintext_and_permissive_takes_it() {
     ] {
         assert!(uris.iter().any(|u| u == want), "{want} not in {uris:?}");
     }
+    // Its configuration as the API shows it (Envoy's config dump, secrets
+    // included) names the identity but never carries its private key.
+    let dump = mesh
+        .cp
+        .get_json("/meshes/default/dataplanes/backend-1/xds")
+        .await
+        .expect("backend's config dump")
+        .to_string();
+    assert!(dump.contains("identity_cert:secret:default"), "{dump}");
+    assert!(
+        !dump.contains("PRIVATE KEY"),
+        "a private key in the config dump"
+    );
     // Still carried by the mesh once plaintext is refused: the refusal is
     // about the client, not a broken backend.
     mesh.expect_mesh_traffic("traffic through web's outbound after the refusal")
