@@ -132,20 +132,22 @@ fn service_target<'a>(
     policies: &ProxyPolicies,
     service: Cow<'a, str>,
 ) -> Target<'a> {
-    let mut t = reachable_service(snapshot, policies, service);
+    let destination = snapshot.service(&service);
+    let mut t = reachable_service(policies, service, destination);
     t.route_origins = policies.http_route_origins(&DestinationRef::Service(&t.cluster));
     t
 }
 
 /// A `kuma.io/service` as a transparent proxy reaches it: its cluster and
-/// load assignment only (no listener, so no route origins).
+/// load assignment only (no listener, so no route origins). `destination`
+/// is what the snapshot has for it (`None` while nobody serves it).
 fn reachable_service<'a>(
-    snapshot: &'a MeshSnapshot,
     policies: &ProxyPolicies,
     service: Cow<'a, str>,
+    destination: Option<&'a Destination>,
 ) -> Target<'a> {
     let r = DestinationRef::Service(&service);
-    let destination = Cow::Borrowed(snapshot.service(&service).unwrap_or(&UNSERVED));
+    let destination = Cow::Borrowed(destination.unwrap_or(&UNSERVED));
     let policies = policies.destination(&r);
     Target {
         cluster: service,
@@ -224,13 +226,20 @@ pub(crate) fn generate<'a>(
     // clusters of what it may reach. Without VIPs (not modelled yet) there are
     // no per-service listeners: only clusters and their endpoints.
     if let Some(tp) = dataplane.transparent_proxying() {
-        let services: Vec<&str> = if tp.reachable_services.is_empty() {
-            snapshot.service_names().collect()
-        } else {
-            tp.reachable_services.iter().map(String::as_str).collect()
-        };
-        for service in services {
-            let t = reachable_service(snapshot, policies, Cow::Borrowed(service));
+        // Each service with its destination at hand, rather than searched
+        // for again by name.
+        let services: Box<dyn Iterator<Item = (&str, Option<&Destination>)>> =
+            if tp.reachable_services.is_empty() {
+                Box::new(snapshot.services().map(|(name, d)| (name, Some(d))))
+            } else {
+                Box::new(
+                    tp.reachable_services
+                        .iter()
+                        .map(|name| (name.as_str(), snapshot.service(name))),
+                )
+            };
+        for (service, destination) in services {
+            let t = reachable_service(policies, Cow::Borrowed(service), destination);
             add_destination(snapshot, &t, tls, out);
         }
     }

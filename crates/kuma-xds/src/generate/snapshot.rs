@@ -380,6 +380,11 @@ impl MeshSnapshot {
         self.services.keys().map(String::as_str)
     }
 
+    /// Every `kuma.io/service` served in the mesh with its destination, by name.
+    pub(crate) fn services(&self) -> impl Iterator<Item = (&str, &Destination)> {
+        self.services.iter().map(|(name, d)| (name.as_str(), &**d))
+    }
+
     /// The destination of a `kuma.io/service`; `None` when no inbound serves it.
     pub fn service(&self, service: &str) -> Option<&Destination> {
         self.services.get(service).map(|d| &**d)
