@@ -64,20 +64,24 @@ pub struct PolicyIndex {
     /// The top-level targetRef each policy selects proxies with (a
     /// MeshHTTPRoute's own when the policy targets a route).
     selectors: Vec<Option<TargetRef>>,
-    /// Candidates for every proxy.
+    /// Candidate classes for every proxy.
     always: Vec<usize>,
-    /// Candidates for proxies with an inbound (or gateway) tag `key=value`.
-    /// (Nested so that a proxy's tags are looked up without copies.)
+    /// Candidate classes for proxies with an inbound (or gateway) tag
+    /// `key=value`. (Nested so that a proxy's tags are looked up without
+    /// copies.)
     by_tag: HashMap<String, HashMap<String, Vec<usize>>>,
-    /// Per policy, its selection class: policies of one class (equal
-    /// selector and labels, all `select` reads of a policy) select the
-    /// same of every proxy, so a proxy is checked once per class.
+    /// Per policy, its selection class (the first policy of the class):
+    /// policies of one class (equal selector and labels, all `select`
+    /// reads of a policy) select the same of every proxy, so a proxy is
+    /// checked once per class, and the policies that select it are whole
+    /// classes. (Equal selectors land in one candidate list, so a class is
+    /// a candidate as a whole too.)
     classes: Vec<usize>,
-    /// Per policy, whether it has a selector: read in the loop over every
-    /// candidate of every proxy, which the selectors themselves (large,
-    /// and apart in memory) would slow down.
-    selectable: Vec<bool>,
-    /// Candidates for the Dataplane of that name.
+    /// The policies of each class, in fold order, at the class's index.
+    members: Vec<Vec<usize>>,
+    /// Every class.
+    all_classes: Vec<usize>,
+    /// Candidate classes for the Dataplane of that name.
     by_name: HashMap<String, Vec<usize>>,
     warnings: Vec<String>,
     memo: Memo,
@@ -153,7 +157,8 @@ impl PolicyIndex {
             always: Vec::new(),
             by_tag: HashMap::new(),
             classes: Vec::new(),
-            selectable: Vec::new(),
+            members: Vec::new(),
+            all_classes: Vec::new(),
             by_name: HashMap::new(),
             warnings,
             memo: Memo::default(),
@@ -195,8 +200,29 @@ impl PolicyIndex {
                 _ => index.always.push(i),
             }
         }
-        index.classes = selection_classes(&index.policies, &selectors);
-        index.selectable = selectors.iter().map(Option::is_some).collect();
+        let classes = selection_classes(&index.policies, &selectors);
+        let mut members = vec![Vec::new(); classes.len()];
+        for (i, &class) in classes.iter().enumerate() {
+            members[class].push(i);
+        }
+        // Candidate lists hold classes from here on.
+        let to_classes = |list: &mut Vec<usize>| {
+            for i in list.iter_mut() {
+                *i = classes[*i];
+            }
+            list.sort_unstable();
+            list.dedup();
+        };
+        to_classes(&mut index.always);
+        index
+            .by_tag
+            .values_mut()
+            .flat_map(|by_value| by_value.values_mut())
+            .for_each(to_classes);
+        index.by_name.values_mut().for_each(to_classes);
+        index.all_classes = (0..classes.len()).filter(|&i| classes[i] == i).collect();
+        index.classes = classes;
+        index.members = members;
         index.selectors = selectors;
         index
     }
@@ -213,20 +239,27 @@ impl PolicyIndex {
     /// Policies that select `proxy`, in fold order, with what they select.
     pub fn matching(&self, proxy: &Proxy<'_>) -> Vec<(usize, Selection)> {
         let (matched, selections) = self.matched(proxy);
-        matched
+        let mut out: Vec<(usize, Selection)> = matched
             .into_iter()
-            .map(|(i, slot)| (i, selections[slot].clone()))
-            .collect()
+            .flat_map(|(class, slot)| {
+                let selection = &selections[slot];
+                self.members[class]
+                    .iter()
+                    .map(move |&i| (i, selection.clone()))
+            })
+            .collect();
+        out.sort_by_key(|(i, _)| *i);
+        out
     }
 
-    /// [`PolicyIndex::matching`] with each selection computed, and held,
-    /// once per selection class: `(policy, slot in the selections)`.
+    /// The selection classes that select `proxy`, ascending, each with its
+    /// selection: `(class, slot in the selections)`.
     fn matched(&self, proxy: &Proxy<'_>) -> (Vec<(usize, usize)>, Vec<Selection>) {
         let mut candidates: Vec<usize> = self.always.clone();
         if proxy.gateway.is_some() {
             // Listener tags of a builtin gateway are not indexed; gateways
             // are few, so they check every policy.
-            candidates.extend(0..self.policies.len());
+            candidates.extend(&self.all_classes);
         } else {
             let networking = proxy.spec.networking.as_ref();
             let gateway_tags = networking.and_then(|n| n.gateway.as_ref()).map(|g| &g.tags);
@@ -249,27 +282,30 @@ impl PolicyIndex {
         }
         candidates.sort_unstable();
         candidates.dedup();
-        // Slot of each class's selection by class (a policy index), so that
-        // hundreds of candidates cost no hashing.
-        let mut slots: Vec<usize> = vec![usize::MAX; self.policies.len()];
         let mut selections: Vec<Selection> = Vec::new();
         let matched = candidates
             .into_iter()
-            .filter_map(|i| {
-                if !self.selectable[i] {
+            .filter_map(|class| {
+                let selector = self.selectors[class].as_ref()?;
+                let selection = select(&self.policies[class], selector, proxy);
+                if selection.is_empty() {
                     return None;
                 }
-                let class = self.classes[i];
-                if slots[class] == usize::MAX {
-                    let selector = self.selectors[i].as_ref()?;
-                    selections.push(select(&self.policies[i], selector, proxy));
-                    slots[class] = selections.len() - 1;
-                }
-                let slot = slots[class];
-                (!selections[slot].is_empty()).then_some((i, slot))
+                selections.push(selection);
+                Some((class, selections.len() - 1))
             })
             .collect();
         (matched, selections)
+    }
+
+    /// The policies of `classes`, in fold order.
+    fn members_of(&self, classes: &[usize]) -> Vec<usize> {
+        let mut out: Vec<usize> = classes
+            .iter()
+            .flat_map(|&c| self.members[c].iter().copied())
+            .collect();
+        out.sort_unstable();
+        out
     }
 
     /// The rules of this kind for `proxy`.
@@ -365,10 +401,12 @@ impl PolicyIndex {
                     .collect()
             })
             .collect();
+        // Classes per inbound (memo keys are classes: a few instead of
+        // hundreds of policies).
         let mut per_key: Vec<Vec<usize>> = vec![Vec::new(); keys.len()];
-        for (i, slot) in matched {
+        for (class, slot) in matched {
             for &at in &slot_keys[*slot] {
-                per_key[at].push(*i);
+                per_key[at].push(*class);
             }
         }
         let mut by_inbound: Vec<(&InboundKey, Vec<usize>)> = keys
@@ -379,20 +417,22 @@ impl PolicyIndex {
         by_inbound.sort_by(|a, b| a.0.cmp(b.0));
         let inbounds = by_inbound
             .into_iter()
-            .map(|(key, indices)| {
+            .map(|(key, classes)| {
+                let compute = |classes: &[usize]| self.inbound_part(&self.members_of(classes));
                 let part = if memoize {
-                    self.memo.inbound(indices, |i| self.inbound_part(i))
+                    self.memo.inbound(classes, compute)
                 } else {
-                    self.inbound_part(&indices)
+                    compute(&classes)
                 };
                 (key.clone(), part)
             })
             .collect();
-        let indices: Vec<usize> = matched.iter().map(|(i, _)| *i).collect();
+        let classes: Vec<usize> = matched.iter().map(|(c, _)| *c).collect();
+        let compute = |classes: &[usize]| self.outbound_part(&self.members_of(classes), ctx);
         let outbound = if memoize {
-            self.memo.outbound(indices, |i| self.outbound_part(i, ctx))
+            self.memo.outbound(classes, compute)
         } else {
-            self.outbound_part(&indices, ctx)
+            compute(&classes)
         };
         (outbound, inbounds)
     }
@@ -557,7 +597,7 @@ struct InboundPart {
     inbound: Arc<Vec<InboundRule>>,
 }
 
-/// Parts computed so far, by the fold-order indices of the policies that
+/// Parts computed so far, by the selection classes of the policies that
 /// decide them. Many proxies share tags, hence matched policies; in a
 /// snapshot they would otherwise rebuild the same rules again and again.
 #[derive(Default)]
@@ -569,9 +609,8 @@ struct Memo {
     inbound: Mutex<HashMap<Indices, InboundPart>>,
 }
 
-/// Fold-order indices of policies, as a memo key. Every proxy looks its
-/// parts up by hundreds of indices (one per mesh-wide policy): they are
-/// hashed as one cheap fingerprint and compared in full only on a match.
+/// Selection classes, ascending, as a memo key: hashed as one cheap
+/// fingerprint and compared in full only on a match.
 #[derive(PartialEq, Eq)]
 struct Indices(Vec<usize>);
 
