@@ -75,30 +75,35 @@ impl Policy {
     /// Reads a policy resource of any kind; `Err` for kinds that are not
     /// targetRef policies or specs whose refs do not parse.
     pub fn from_resource(resource: &Resource) -> Result<Policy, PolicyError> {
+        let kind = resource.kind();
+        if !kind.is_policy() {
+            return Err(PolicyError::NotAPolicy(kind));
+        }
         let mesh = resource.meta.mesh.as_deref().unwrap_or_default();
         Policy::from_spec(
             mesh,
             &resource.meta.name,
             &resource.meta.labels,
-            &resource.spec,
+            resource.spec.clone(),
         )
     }
 
     /// Reads the policy `name` of `mesh` from its labels and spec, as
-    /// [`Policy::from_resource`] does.
+    /// [`Policy::from_resource`] does; the spec's parts move into the
+    /// policy.
     pub fn from_spec(
         mesh: &str,
         name: &str,
         labels: &BTreeMap<String, String>,
-        spec: &Spec,
+        spec: Spec,
     ) -> Result<Policy, PolicyError> {
         let kind = spec.kind();
         if !kind.is_policy() {
             return Err(PolicyError::NotAPolicy(kind));
         }
         let parts = match read::from_typed(spec) {
-            Some(parts) => parts,
-            None => read::from_json(&spec.to_json(), name)?,
+            Ok(parts) => parts,
+            Err(spec) => read::from_json(&spec.to_json(), name)?,
         };
         Ok(Policy {
             kind,

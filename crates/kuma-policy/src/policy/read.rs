@@ -31,9 +31,9 @@ pub(super) struct Parts {
 }
 
 impl Parts {
-    fn new(target_ref: &Option<TargetRef>) -> Parts {
+    fn new(target_ref: Option<TargetRef>) -> Parts {
         Parts {
-            target_ref: target_ref.clone().unwrap_or_else(TargetRef::mesh),
+            target_ref: target_ref.unwrap_or_else(TargetRef::mesh),
             to: Vec::new(),
             from: Vec::new(),
             rules: Vec::new(),
@@ -42,32 +42,30 @@ impl Parts {
     }
 }
 
-/// The parts of a policy spec read from its typed form; `None` for kinds
-/// without a typed reader (read them with [`from_json`]).
+/// The parts of a policy spec read from its typed form; the spec back for
+/// kinds without a typed reader (read them with [`from_json`]). TargetRefs
+/// and matches are moved out of the spec, confs serialized from it.
 ///
 /// Specs are taken apart field by field, without `..`, so that a field
 /// added to a spec fails to compile here instead of being silently left out.
-pub(super) fn from_typed(spec: &Spec) -> Option<Parts> {
-    Some(match spec {
+pub(super) fn from_typed(spec: Spec) -> Result<Parts, Box<Spec>> {
+    Ok(match spec {
         Spec::MeshTrafficPermission(s) => {
             let mesh_traffic_permission::MeshTrafficPermissionSpec {
                 target_ref,
                 from,
                 rules,
             } = s;
+            let rules = rules.into_iter().flatten().map(|rule| {
+                let mesh_traffic_permission::Rule { default } = &rule;
+                MatchedEntry {
+                    matches: Vec::new(),
+                    conf: entry_conf(Some(default), &rule),
+                }
+            });
             Parts {
                 from: targeted(from),
-                rules: rules
-                    .iter()
-                    .flatten()
-                    .map(|rule| {
-                        let mesh_traffic_permission::Rule { default } = rule;
-                        MatchedEntry {
-                            matches: Vec::new(),
-                            conf: entry_conf(Some(default), rule),
-                        }
-                    })
-                    .collect(),
+                rules: rules.collect(),
                 ..Parts::new(target_ref)
             }
         }
@@ -115,13 +113,17 @@ pub(super) fn from_typed(spec: &Spec) -> Option<Parts> {
         }
         Spec::MeshHTTPRoute(s) => {
             let mesh_http_route::MeshHttpRouteSpec { target_ref, to } = s;
-            let to = to.iter().flatten().map(|entry| {
+            let to = to.into_iter().flatten().map(|entry| {
                 let mesh_http_route::To {
                     hostnames: _,
-                    target_ref,
+                    target_ref: _,
                     rules: _,
-                } = entry;
-                route_entry(target_ref, entry)
+                } = &entry;
+                let conf = rest_of(to_value(&entry));
+                TargetedEntry {
+                    target_ref: entry.target_ref,
+                    conf,
+                }
             });
             Parts {
                 to: to.collect(),
@@ -130,12 +132,16 @@ pub(super) fn from_typed(spec: &Spec) -> Option<Parts> {
         }
         Spec::MeshTCPRoute(s) => {
             let mesh_tcp_route::MeshTcpRouteSpec { target_ref, to } = s;
-            let to = to.iter().flatten().map(|entry| {
+            let to = to.into_iter().flatten().map(|entry| {
                 let mesh_tcp_route::To {
-                    target_ref,
+                    target_ref: _,
                     rules: _,
-                } = entry;
-                route_entry(target_ref, entry)
+                } = &entry;
+                let conf = rest_of(to_value(&entry));
+                TargetedEntry {
+                    target_ref: entry.target_ref,
+                    conf,
+                }
             });
             Parts {
                 to: to.collect(),
@@ -197,7 +203,7 @@ pub(super) fn from_typed(spec: &Spec) -> Option<Parts> {
                 default,
             } = s;
             Parts {
-                default: conf_value(default),
+                default: conf_value(&default),
                 ..Parts::new(target_ref)
             }
         }
@@ -207,7 +213,7 @@ pub(super) fn from_typed(spec: &Spec) -> Option<Parts> {
                 default,
             } = s;
             Parts {
-                default: conf_value(default),
+                default: conf_value(&default),
                 ..Parts::new(target_ref)
             }
         }
@@ -217,7 +223,7 @@ pub(super) fn from_typed(spec: &Spec) -> Option<Parts> {
                 default,
             } = s;
             Parts {
-                default: conf_value(default),
+                default: conf_value(&default),
                 ..Parts::new(target_ref)
             }
         }
@@ -243,61 +249,58 @@ pub(super) fn from_typed(spec: &Spec) -> Option<Parts> {
                 ..Parts::new(target_ref)
             }
         }
-        _ => return None,
+        other => return Err(Box::new(other)),
     })
 }
 
-fn targeted<C: Serialize>(entries: &Option<Vec<TargetedConf<C>>>) -> Vec<TargetedEntry> {
+fn targeted<C: Serialize>(entries: Option<Vec<TargetedConf<C>>>) -> Vec<TargetedEntry> {
     entries
-        .iter()
+        .into_iter()
         .flatten()
         .map(|entry| {
             let TargetedConf {
-                target_ref,
+                target_ref: _,
                 default,
-            } = entry;
+            } = &entry;
+            let conf = entry_conf(default.as_ref(), &entry);
             TargetedEntry {
-                target_ref: target_ref.clone(),
-                conf: entry_conf(default.as_ref(), entry),
+                target_ref: entry.target_ref,
+                conf,
             }
         })
         .collect()
 }
 
-fn matched<C: Serialize>(rules: &Option<Vec<MatchedRule<C>>>) -> Vec<MatchedEntry> {
+fn matched<C: Serialize>(rules: Option<Vec<MatchedRule<C>>>) -> Vec<MatchedEntry> {
     rules
-        .iter()
+        .into_iter()
         .flatten()
         .map(|rule| {
-            let MatchedRule { matches, default } = rule;
+            let MatchedRule {
+                matches: _,
+                default,
+            } = &rule;
+            let conf = entry_conf(default.as_ref(), &rule);
             MatchedEntry {
-                matches: matches.clone().unwrap_or_default(),
-                conf: entry_conf(default.as_ref(), rule),
+                matches: rule.matches.unwrap_or_default(),
+                conf,
             }
         })
         .collect()
 }
 
-fn plain<C: Serialize>(rules: &Option<Vec<PlainRule<C>>>) -> Vec<MatchedEntry> {
+fn plain<C: Serialize>(rules: Option<Vec<PlainRule<C>>>) -> Vec<MatchedEntry> {
     rules
-        .iter()
+        .into_iter()
         .flatten()
         .map(|rule| {
-            let PlainRule { default } = rule;
+            let PlainRule { default } = &rule;
             MatchedEntry {
                 matches: Vec::new(),
-                conf: entry_conf(default.as_ref(), rule),
+                conf: entry_conf(default.as_ref(), &rule),
             }
         })
         .collect()
-}
-
-/// A route's `to` entry: its conf is all of it but the targetRef.
-fn route_entry(target_ref: &TargetRef, entry: &impl Serialize) -> TargetedEntry {
-    TargetedEntry {
-        target_ref: target_ref.clone(),
-        conf: rest_of(to_value(entry)),
-    }
 }
 
 /// An entry's conf: its `default`, else the entry without its targetRef

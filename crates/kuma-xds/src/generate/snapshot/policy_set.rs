@@ -38,7 +38,7 @@ pub(super) fn read_policy(
     labels: &BTreeMap<String, String>,
     spec: Spec,
 ) -> Result<Arc<Policy>, String> {
-    Policy::from_spec(mesh, name, labels, &spec)
+    Policy::from_spec(mesh, name, labels, spec)
         .map(Arc::new)
         .map_err(|e| e.to_string())
 }
