@@ -41,6 +41,7 @@ pub use snapshot::{Destination, Endpoint, MeshSnapshot, MeshSnapshotBuilder, Pro
 
 use std::sync::Arc;
 
+use kuma_api::kinds::dataplane::DataplaneSpec;
 use kuma_policy::Proxy;
 
 use crate::ProxyResources;
@@ -105,7 +106,7 @@ pub fn generate_proxy_with_identity(
     // Gathered first and sorted into place at once: inserting each of a
     // transparent proxy's hundreds of resources into the maps one by one
     // cost more than building them from sorted runs.
-    let mut generated = Vec::new();
+    let mut generated = Vec::with_capacity(expected_resources(snapshot, dataplane));
     inbound::generate(snapshot, &proxy, &policies, tls.as_ref(), &mut generated)?;
     outbound::generate(snapshot, dataplane, &policies, tls.as_ref(), &mut generated);
     passthrough::generate(snapshot, dataplane, &policies, &mut generated);
@@ -118,4 +119,20 @@ pub fn generate_proxy_with_identity(
     // Last, so that patches see (and may change) everything generated.
     policies.apply_proxy_patch(dataplane, &mut out);
     Ok(out)
+}
+
+/// About how many resources `dataplane` gets, to gather them without
+/// growing the list again and again: two per inbound and per outbound
+/// (listener and cluster, cluster and load assignment), two per service a
+/// transparent proxy reaches, and its passthrough listeners and clusters.
+fn expected_resources(snapshot: &MeshSnapshot, dataplane: &DataplaneSpec) -> usize {
+    let declared = dataplane.inbounds().len() + dataplane.outbounds().len();
+    let reachable = dataplane.transparent_proxying().map_or(0, |tp| {
+        8 + if tp.reachable_services.is_empty() {
+            snapshot.service_count()
+        } else {
+            tp.reachable_services.len()
+        }
+    });
+    2 * (declared + reachable) + 2
 }

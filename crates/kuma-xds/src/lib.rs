@@ -122,8 +122,11 @@ impl FromIterator<Arc<XdsResource>> for ProxyResources {
         }
         let mut out = ProxyResources::default();
         for mut group in groups {
-            // Stable: of equal names, the one given last stays last.
-            group.sort_by(|a, b| a.name.cmp(&b.name));
+            // Mostly sorted already (services come in name order); stable:
+            // of equal names, the one given last stays last.
+            if !group.is_sorted_by(|a, b| a.name <= b.name) {
+                group.sort_by(|a, b| a.name.cmp(&b.name));
+            }
             let type_url = group[0].type_url().to_string();
             let mut unique: Vec<(String, Arc<XdsResource>)> = Vec::with_capacity(group.len());
             for r in group {

@@ -119,9 +119,8 @@ pub(crate) fn packed(cluster: &Cluster) -> Any {
 /// hundred fields), encoding and dropping it per destination was most of the
 /// cost of a transparent proxy's clusters.
 ///
-/// This relies on prost writing `name` first (fields in declaration order;
-/// the only one declared before it, `transport_socket_matches`, is empty
-/// here); the tests hold it to `packed(&eds_cluster(..))`.
+/// This relies on prost writing fields in tag order, so `name` (tag 1)
+/// first; the tests hold it to `packed(&eds_cluster(..))`.
 pub(crate) fn packed_plain_eds(name: &str, protocol: Protocol) -> Any {
     let unnamed = unnamed_eds(protocol);
     let mut value = Vec::with_capacity(

@@ -380,6 +380,11 @@ impl MeshSnapshot {
         self.services.keys().map(String::as_str)
     }
 
+    /// How many `kuma.io/service`s are served in the mesh.
+    pub(crate) fn service_count(&self) -> usize {
+        self.services.len()
+    }
+
     /// Every `kuma.io/service` served in the mesh with its destination, by name.
     pub(crate) fn services(&self) -> impl Iterator<Item = (&str, &Destination)> {
         self.services.iter().map(|(name, d)| (name.as_str(), &**d))
