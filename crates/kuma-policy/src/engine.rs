@@ -144,14 +144,7 @@ impl PolicyIndex {
         let mut index = PolicyIndex {
             kind,
             strategy: MergeStrategy::for_kind(kind),
-            origins: policies
-                .iter()
-                .map(|p| PolicyOrigin {
-                    kind: kind.name().to_string(),
-                    mesh: p.mesh.clone(),
-                    name: p.name.clone(),
-                })
-                .collect(),
+            origins: origins_of(kind, &policies),
             policies,
             selectors: Vec::new(),
             always: Vec::new(),
@@ -522,6 +515,25 @@ impl PolicyIndex {
             single_item: Arc::new(single_item),
         }
     }
+}
+
+/// Each policy's origin, the kind's and mesh's names shared by all.
+fn origins_of(kind: Kind, policies: &[Arc<Policy>]) -> Vec<PolicyOrigin> {
+    let kind: Arc<str> = kind.name().into();
+    let mut mesh: Arc<str> = Arc::from("");
+    policies
+        .iter()
+        .map(|p| {
+            if *mesh != *p.mesh {
+                mesh = p.mesh.as_str().into();
+            }
+            PolicyOrigin {
+                kind: kind.clone(),
+                mesh: mesh.clone(),
+                name: p.name.as_str().into(),
+            }
+        })
+        .collect()
 }
 
 /// The selection class of each policy (see `PolicyIndex::classes`).

@@ -308,13 +308,13 @@ impl MeshInspector {
 
     fn origin_meta(&self, origin: &PolicyOrigin) -> Meta {
         let labels = Kind::from_name(&origin.kind)
-            .and_then(|k| self.policies.get(&(k, origin.name.clone())))
+            .and_then(|k| self.policies.get(&(k, origin.name.to_string())))
             .map(|p| p.labels.clone())
             .unwrap_or_default();
         Meta {
-            kind: origin.kind.clone(),
-            mesh: origin.mesh.clone(),
-            name: origin.name.clone(),
+            kind: origin.kind.to_string(),
+            mesh: origin.mesh.to_string(),
+            name: origin.name.to_string(),
             labels,
         }
     }
@@ -362,7 +362,7 @@ impl MeshInspector {
     /// `id` (Kuma's `ruleIndex`).
     fn to_entry_index(&self, origin: &PolicyOrigin, id: &ResourceId) -> usize {
         let Some(policy) = Kind::from_name(&origin.kind)
-            .and_then(|k| self.policies.get(&(k, origin.name.clone())))
+            .and_then(|k| self.policies.get(&(k, origin.name.to_string())))
         else {
             return 0;
         };

@@ -6,6 +6,7 @@ mod cliques;
 mod plain;
 
 use std::collections::{BTreeSet, HashMap, HashSet};
+use std::sync::Arc;
 
 use serde::Serialize;
 use serde::de::DeserializeOwned;
@@ -19,12 +20,25 @@ use crate::merge::MergeStrategy;
 use crate::subset::{Element, Subset, Tag, combinations, distinct};
 
 /// A policy that contributed to a rule.
-#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize)]
-#[serde(rename_all = "camelCase")]
+///
+/// Shared text: every rule a policy contributes to lists it, so copies
+/// only count references.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub struct PolicyOrigin {
-    pub kind: String,
-    pub mesh: String,
-    pub name: String,
+    pub kind: Arc<str>,
+    pub mesh: Arc<str>,
+    pub name: Arc<str>,
+}
+
+impl Serialize for PolicyOrigin {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        use serde::ser::SerializeStruct;
+        let mut out = serializer.serialize_struct("PolicyOrigin", 3)?;
+        out.serialize_field("kind", &*self.kind)?;
+        out.serialize_field("mesh", &*self.mesh)?;
+        out.serialize_field("name", &*self.name)?;
+        out.end()
+    }
 }
 
 /// One rule: who it applies to, what they get, and from which policies.

@@ -294,7 +294,7 @@ fn more_specific_policies_fold_last_and_win() {
     assert_eq!(at(9090).0, json!("Allow"));
     assert_eq!(
         at(9090).1,
-        vec!["b-mesh".to_string(), "a-mesh".into(), "dp".into()]
+        vec![Arc::<str>::from("b-mesh"), "a-mesh".into(), "dp".into()]
     );
     assert_eq!(rules.policies.len(), 4);
 }
@@ -401,7 +401,7 @@ fn policies_targeting_a_route_select_through_the_route() {
     let spec = web_dataplane();
     let labels = BTreeMap::new();
     let rules = index.rules_for(&proxy("dp", &labels, &spec), &ctx);
-    let names: Vec<&str> = rules.policies.iter().map(|o| o.name.as_str()).collect();
+    let names: Vec<&str> = rules.policies.iter().map(|o| &*o.name).collect();
     assert_eq!(names, vec!["on-route"]);
     assert!(
         rules.warnings[0].contains("couldn't resolve MeshHTTPRoute targetRef with name 'nope'")
@@ -445,7 +445,7 @@ fn inbound_rules_keep_entries_and_order_precise_matches_first() {
         .iter()
         .map(|r| {
             (
-                r.origin.name.as_str(),
+                &*r.origin.name,
                 r.matches
                     .as_ref()
                     .and_then(|m| m.spiffe_id.as_ref())
@@ -498,7 +498,7 @@ fn single_item_policies_fold_their_default() {
     let names: Vec<&str> = rules.single_item[0]
         .origins
         .iter()
-        .map(|o| o.name.as_str())
+        .map(|o| &*o.name)
         .collect();
     assert_eq!(names, vec!["all", "web"]);
 }
@@ -530,7 +530,7 @@ fn shadow_and_other_namespace_policies_do_not_apply() {
         .rules_for(&proxy("dp", &in_a, &spec), &ctx())
         .policies
         .into_iter()
-        .map(|o| o.name)
+        .map(|o| o.name.to_string())
         .collect();
     assert_eq!(names, vec!["consumer".to_string()]);
 }

@@ -110,7 +110,7 @@ pub(super) fn to_rules_with_routes(
     rules: &ProxyRules,
     routes: &[Arc<Policy>],
 ) -> Option<Vec<Rule>> {
-    let matched: HashSet<&str> = rules.policies.iter().map(|o| o.name.as_str()).collect();
+    let matched: HashSet<&str> = rules.policies.iter().map(|o| &*o.name).collect();
     let selected: Vec<&Policy> = index
         .policies()
         .iter()
@@ -135,9 +135,9 @@ pub(super) fn to_rules_with_routes(
             continue;
         }
         let origin = PolicyOrigin {
-            kind: policy.kind.name().to_string(),
-            mesh: policy.mesh.clone(),
-            name: policy.name.clone(),
+            kind: policy.kind.name().into(),
+            mesh: policy.mesh.as_str().into(),
+            name: policy.name.as_str().into(),
         };
         if policy.target_ref.kind != TargetRefKind::MeshHTTPRoute {
             owned.extend(policy.to.iter().map(|e| OwnedItem {

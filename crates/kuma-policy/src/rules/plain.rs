@@ -182,7 +182,7 @@ mod tests {
             .map(|i| PolicyOrigin {
                 kind: "MeshRetry".into(),
                 mesh: "default".into(),
-                name: format!("policy-{i}"),
+                name: format!("policy-{i}").into(),
             })
             .collect();
         let mut random = Random(0x9e37_79b9_7f4a_7c15);

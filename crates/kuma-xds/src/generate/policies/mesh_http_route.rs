@@ -89,7 +89,7 @@ impl ProxyPolicies<'_> {
         origins
             .into_iter()
             .flatten()
-            .map(|o| o.name.clone())
+            .map(|o| o.name.to_string())
             .collect()
     }
 }
