@@ -61,9 +61,9 @@ pub struct PolicyIndex {
     /// the index was built from.
     policies: Vec<Arc<Policy>>,
     origins: Vec<PolicyOrigin>,
-    /// The top-level targetRef each policy selects proxies with (a
-    /// MeshHTTPRoute's own when the policy targets a route).
-    selectors: Vec<Option<TargetRef>>,
+    /// The policy whose top-level targetRef each policy selects proxies
+    /// with: itself, or the MeshHTTPRoute it targets (shared, not copied).
+    selectors: Vec<Option<Arc<Policy>>>,
     /// Candidate classes for every proxy.
     always: Vec<usize>,
     /// Candidate classes for proxies with an inbound (or gateway) tag
@@ -124,11 +124,11 @@ impl PolicyIndex {
             .collect();
         policies.sort_by(|a, b| compare(a, b));
         let mut warnings = Vec::new();
-        let selectors: Vec<Option<TargetRef>> = policies
+        let selectors: Vec<Option<Arc<Policy>>> = policies
             .iter()
             .map(|p| {
                 if p.target_ref.kind != TargetRefKind::MeshHTTPRoute {
-                    return Some(p.target_ref.clone());
+                    return Some(p.clone());
                 }
                 let name = p.target_ref.name.as_deref().unwrap_or_default();
                 let route = ctx.http_routes.iter().find(|r| r.name == name);
@@ -138,7 +138,7 @@ impl PolicyIndex {
                         p.mesh, p.name
                     ));
                 }
-                route.map(|r| r.target_ref.clone())
+                route.cloned()
             })
             .collect();
         let mut index = PolicyIndex {
@@ -157,30 +157,19 @@ impl PolicyIndex {
             memo: Memo::default(),
         };
         for (i, selector) in selectors.iter().enumerate() {
-            let Some(r) = selector else { continue };
-            let service = || (SERVICE_TAG.to_string(), r.name.clone().unwrap_or_default());
+            let Some(r) = selector.as_ref().map(|s| &s.target_ref) else {
+                continue;
+            };
             match r.kind {
                 TargetRefKind::MeshService | TargetRefKind::MeshServiceSubset => {
-                    let (k, v) = service();
-                    index
-                        .by_tag
-                        .entry(k)
-                        .or_default()
-                        .entry(v)
-                        .or_default()
-                        .push(i);
+                    let name = r.name.as_deref().unwrap_or_default();
+                    add_tag_candidate(&mut index.by_tag, SERVICE_TAG, name, i);
                 }
                 TargetRefKind::MeshSubset => {
                     // Any one exact tag of the selector must be on the proxy.
                     let exact = r.tags.iter().flatten().find(|(_, v)| v.as_str() != "*");
                     match exact {
-                        Some((k, v)) => index
-                            .by_tag
-                            .entry(k.clone())
-                            .or_default()
-                            .entry(v.clone())
-                            .or_default()
-                            .push(i),
+                        Some((k, v)) => add_tag_candidate(&mut index.by_tag, k, v, i),
                         None => index.always.push(i),
                     }
                 }
@@ -280,7 +269,7 @@ impl PolicyIndex {
             .into_iter()
             .filter_map(|class| {
                 let selector = self.selectors[class].as_ref()?;
-                let selection = select(&self.policies[class], selector, proxy);
+                let selection = select(&self.policies[class], &selector.target_ref, proxy);
                 if selection.is_empty() {
                     return None;
                 }
@@ -536,8 +525,33 @@ fn origins_of(kind: Kind, policies: &[Arc<Policy>]) -> Vec<PolicyOrigin> {
         .collect()
 }
 
+/// Adds candidate `i` for proxies with tag `key=value`; key and value are
+/// copied only the first time they are seen.
+fn add_tag_candidate(
+    by_tag: &mut HashMap<String, HashMap<String, Vec<usize>>>,
+    key: &str,
+    value: &str,
+    i: usize,
+) {
+    let by_value = match by_tag.get_mut(key) {
+        Some(by_value) => by_value,
+        None => by_tag.entry(key.to_string()).or_default(),
+    };
+    match by_value.get_mut(value) {
+        Some(found) => found.push(i),
+        None => {
+            by_value.insert(value.to_string(), vec![i]);
+        }
+    }
+}
+
+/// What a selector (see `PolicyIndex::selectors`) selects proxies with.
+fn target_ref(selector: &Option<Arc<Policy>>) -> Option<&TargetRef> {
+    selector.as_ref().map(|s| &s.target_ref)
+}
+
 /// The selection class of each policy (see `PolicyIndex::classes`).
-fn selection_classes(policies: &[Arc<Policy>], selectors: &[Option<TargetRef>]) -> Vec<usize> {
+fn selection_classes(policies: &[Arc<Policy>], selectors: &[Option<Arc<Policy>>]) -> Vec<usize> {
     // Representatives by a hash of what decides selection most often;
     // policies with equal hashes are compared in full before they share a
     // class.
@@ -546,14 +560,13 @@ fn selection_classes(policies: &[Arc<Policy>], selectors: &[Option<TargetRef>]) 
     for (i, (policy, selector)) in policies.iter().zip(selectors).enumerate() {
         let mut hasher = std::hash::DefaultHasher::new();
         policy.labels.hash(&mut hasher);
-        if let Some(r) = selector {
+        if let Some(r) = target_ref(selector) {
             (&r.kind, &r.name, &r.tags, &r.labels, &r.section_name).hash(&mut hasher);
         }
         let same = by_hash.entry(hasher.finish()).or_default();
-        let found = same
-            .iter()
-            .copied()
-            .find(|&r| policies[r].labels == policy.labels && selectors[r] == *selector);
+        let found = same.iter().copied().find(|&r| {
+            policies[r].labels == policy.labels && target_ref(&selectors[r]) == target_ref(selector)
+        });
         match found {
             Some(r) => classes.push(classes[r]),
             None => {
