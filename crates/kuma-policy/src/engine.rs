@@ -346,6 +346,7 @@ impl PolicyIndex {
             inbound: inbound_rules,
             to: outbound.to,
             to_by_service: outbound.to_by_service,
+            to_texts: outbound.to_texts,
             to_resources: outbound.to_resources,
             single_item: outbound.single_item,
             warnings,
@@ -498,6 +499,7 @@ impl PolicyIndex {
         OutboundPart {
             policies: Arc::new(indices.iter().map(|&i| self.origins[i].clone()).collect()),
             to_by_service: Arc::new(ServiceRules::new(&to)),
+            to_texts: Arc::new(ConfTexts::new(to.len())),
             to: Arc::new(to),
             to_error,
             to_resources: Arc::new(to_resources),
@@ -588,6 +590,8 @@ pub struct SharedProxyRules {
     pub to: Arc<Vec<Rule>>,
     /// `to` indexed by destination service.
     pub to_by_service: Arc<ServiceRules>,
+    /// The JSON text of each `to` rule's conf.
+    pub to_texts: Arc<ConfTexts>,
     pub to_resources: Arc<ResourceRules>,
     pub single_item: Arc<Vec<Rule>>,
     pub warnings: Vec<String>,
@@ -606,11 +610,36 @@ impl SharedProxyRules {
     }
 }
 
+/// The compact JSON text of each of a list of rules' confs, written on
+/// first use and kept with the rules: proxies that share the rules put the
+/// same text in the cache key of every destination they reach.
+#[derive(Debug, Default)]
+pub struct ConfTexts(Vec<OnceLock<String>>);
+
+impl ConfTexts {
+    pub fn new(rules: usize) -> ConfTexts {
+        ConfTexts((0..rules).map(|_| OnceLock::new()).collect())
+    }
+
+    /// The text of `rules[at].conf`; `rules` must be the rules this was
+    /// made for.
+    pub fn get(&self, rules: &[Rule], at: usize) -> Option<&str> {
+        let conf = &rules.get(at)?.conf;
+        // Writing a JSON value to memory cannot fail.
+        let text = self
+            .0
+            .get(at)?
+            .get_or_init(|| serde_json::to_string(conf).unwrap_or_default());
+        Some(text)
+    }
+}
+
 #[derive(Debug, Clone)]
 struct OutboundPart {
     policies: Arc<Vec<PolicyOrigin>>,
     to: Arc<Vec<Rule>>,
     to_by_service: Arc<ServiceRules>,
+    to_texts: Arc<ConfTexts>,
     to_error: Option<String>,
     to_resources: Arc<ResourceRules>,
     single_item: Arc<Vec<Rule>>,

@@ -41,8 +41,9 @@ use envoy_types::pb::envoy::extensions::transport_sockets::tls::v3::TlsParameter
 use kuma_api::Kind;
 use kuma_api::kinds::mesh::MtlsMode;
 use kuma_policy::{
-    Element, InboundKey, MergeStrategy, Proxy, ResourceId, Rule, engine::SharedProxyRules, inbound,
-    rules,
+    Element, InboundKey, MergeStrategy, Proxy, ResourceId, Rule,
+    engine::{ConfTexts, SharedProxyRules},
+    inbound, rules,
 };
 use serde::de::DeserializeOwned;
 use serde_json::Value;
@@ -119,7 +120,7 @@ impl<'a> ProxyPolicies<'a> {
             let conf = match destination {
                 DestinationRef::Service(service) => rules
                     .to_service_position(service)
-                    .map(|at| SharedConf::ToRule(rules.to.clone(), at)),
+                    .map(|at| SharedConf::ToRule(rules.to.clone(), rules.to_texts.clone(), at)),
                 DestinationRef::MeshService { name, section } => {
                     let id = ResourceId::new("MeshService", name, Some(section));
                     let rule = rules.to_resources.compute(&id, &self.mesh);
@@ -209,8 +210,9 @@ impl<'a> ProxyPolicies<'a> {
 /// them: every destination of a proxy holds one per policy kind.
 #[derive(Debug, Clone)]
 enum SharedConf {
-    /// The conf of the `to` rule at this position.
-    ToRule(Arc<Vec<Rule>>, usize),
+    /// The conf of the `to` rule at this position, with the JSON texts
+    /// of those rules' confs.
+    ToRule(Arc<Vec<Rule>>, Arc<ConfTexts>, usize),
     Own(Value),
 }
 
@@ -219,7 +221,7 @@ impl SharedConf {
         static EMPTY: Value = Value::Null;
         match self {
             // The position came from these rules.
-            SharedConf::ToRule(rules, at) => rules.get(*at).map_or(&EMPTY, |r| &r.conf),
+            SharedConf::ToRule(rules, _, at) => rules.get(*at).map_or(&EMPTY, |r| &r.conf),
             SharedConf::Own(value) => value,
         }
     }
@@ -267,8 +269,17 @@ impl Confs {
             out.push(b'"');
             out.extend_from_slice(kind.name().as_bytes());
             out.extend_from_slice(b"\":");
-            // Writing a JSON value to memory cannot fail.
-            let _ = serde_json::to_writer(&mut out, conf.value());
+            match conf {
+                // Written once for every proxy sharing the rules.
+                SharedConf::ToRule(rules, texts, at) => {
+                    let text = texts.get(rules, *at).unwrap_or("null");
+                    out.extend_from_slice(text.as_bytes());
+                }
+                // Writing a JSON value to memory cannot fail.
+                SharedConf::Own(value) => {
+                    let _ = serde_json::to_writer(&mut out, value);
+                }
+            }
         }
         out.push(b'}');
         // serde_json writes UTF-8.
@@ -470,7 +481,10 @@ mod confs_tests {
                 Kind::MeshRetry,
                 SharedConf::Own(json!({"http": {"numRetries": 2}, "tcp": {"x": "a\"b"}})),
             ),
-            (Kind::MeshTimeout, SharedConf::ToRule(rules, 0)),
+            (
+                Kind::MeshTimeout,
+                SharedConf::ToRule(rules, Arc::new(ConfTexts::new(1)), 0),
+            ),
         ]));
         let by_name: serde_json::Map<String, Value> = confs
             .0
