@@ -192,17 +192,20 @@ pub(crate) fn generate<'a>(
         let mut resolver = Resolver::new(snapshot, policies, &t);
         let shape = Shape::of(&t, &mut resolver, policies);
         let tags = tags_header.as_deref().filter(|_| shape.is_http());
+        // Appended rather than formatted: without confs, routes or tags
+        // (most outbounds) this allocates nothing.
+        let mut listener_policies = t.policies.key();
+        listener_policies.push_str(&shape.key());
+        if let Some(tags) = tags {
+            listener_policies.push_str("|tags=");
+            listener_policies.push_str(tags);
+        }
         let key = CacheKey::OutboundListener {
             address: address.to_string(),
             port: outbound.port,
             cluster: t.cluster.to_string(),
             protocol,
-            policies: format!(
-                "{}{}{}",
-                t.policies.key(),
-                shape.key(),
-                tags.map(|t| format!("|tags={t}")).unwrap_or_default()
-            ),
+            policies: listener_policies,
         };
         out.push(snapshot.shared(key, || {
             let name = names::outbound_listener(address, outbound.port);
