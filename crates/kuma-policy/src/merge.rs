@@ -93,8 +93,14 @@ impl MergeStrategy {
         // earlier slot's values and moves to the later position.
         let mut slots: Vec<Option<(Value, Vec<Value>)>> = Vec::with_capacity(entries.len());
         for entry in entries {
-            let key = entry.get(keyed.key).cloned().unwrap_or(Value::Null);
-            let value = entry.get(keyed.value).cloned().unwrap_or(Value::Null);
+            // The entries are this fold's own copies: taken apart, not copied.
+            let (key, value) = match entry {
+                Value::Object(mut map) => (
+                    map.swap_remove(keyed.key).unwrap_or(Value::Null),
+                    map.swap_remove(keyed.value).unwrap_or(Value::Null),
+                ),
+                _ => (Value::Null, Value::Null),
+            };
             let mut values = Vec::new();
             for slot in slots.iter_mut() {
                 if slot.as_ref().is_some_and(|(k, _)| *k == key)
@@ -109,11 +115,16 @@ impl MergeStrategy {
         slots
             .into_iter()
             .flatten()
-            .map(|(key, values)| {
+            .map(|(key, mut values)| {
                 let inner = MergeStrategy::default();
                 let mut out = Map::new();
                 out.insert(keyed.key.to_string(), key);
-                out.insert(keyed.value.to_string(), inner.fold(values.iter()));
+                // One value folds to itself.
+                let folded = match values.len() {
+                    1 => values.pop().unwrap_or(Value::Null),
+                    _ => inner.fold(values.iter()),
+                };
+                out.insert(keyed.value.to_string(), folded);
                 Value::Object(out)
             })
             .collect()
