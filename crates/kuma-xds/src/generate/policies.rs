@@ -260,7 +260,22 @@ impl Confs {
         }
         // Bytes first: serde_json writes them directly, where `Display`
         // goes through a formatter token by token.
-        let mut out: Vec<u8> = b"{".to_vec();
+        // Sized up front: growing it was most of the cost of a key.
+        let size: usize = self
+            .0
+            .iter()
+            .map(|(kind, conf)| {
+                let text = match conf {
+                    SharedConf::ToRule(rules, texts, at) => {
+                        texts.get(rules, *at).map_or(4, str::len)
+                    }
+                    SharedConf::Own(_) => 128,
+                };
+                kind.name().len() + 4 + text
+            })
+            .sum();
+        let mut out: Vec<u8> = Vec::with_capacity(size + 2);
+        out.push(b'{');
         for (i, (kind, conf)) in self.0.iter().enumerate() {
             if i > 0 {
                 out.push(b',');
