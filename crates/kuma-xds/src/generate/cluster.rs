@@ -10,7 +10,7 @@ use envoy_types::pb::envoy::config::core::v3::config_source::ConfigSourceSpecifi
 use envoy_types::pb::envoy::config::core::v3::socket_address::PortSpecifier;
 use envoy_types::pb::envoy::config::core::v3::{
     Address, AggregatedConfigSource, ApiVersion, ConfigSource, Http1ProtocolOptions,
-    Http2ProtocolOptions, SocketAddress, address,
+    Http2ProtocolOptions, SocketAddress, TransportSocket, address,
 };
 use envoy_types::pb::envoy::config::endpoint::v3::{
     ClusterLoadAssignment, Endpoint, LbEndpoint, LocalityLbEndpoints, lb_endpoint,
@@ -112,19 +112,27 @@ pub(crate) fn packed(cluster: &Cluster) -> Any {
     }
 }
 
-/// [`eds_cluster`] packed, for a destination that neither policy confs nor
-/// TLS change: written as the cluster's name field followed by the encoding
-/// of the same cluster without a name, which is the same for every such
-/// destination of a protocol. Building a `Cluster` (a message of some
-/// hundred fields), encoding and dropping it per destination was most of the
-/// cost of a transparent proxy's clusters.
+/// [`eds_cluster`] with `transport_socket` packed, for a destination no
+/// policy conf changes: written as the cluster's name field, then the
+/// encoding of the same cluster without a name (the same for every
+/// destination of a protocol) with the transport socket put in its place.
+/// Building a `Cluster` (a message of some hundred fields), encoding and
+/// dropping it per destination was most of the cost of a transparent
+/// proxy's clusters.
 ///
 /// This relies on prost writing fields in tag order, so `name` (tag 1)
 /// first; the tests hold it to `packed(&eds_cluster(..))`.
-pub(crate) fn packed_plain_eds(name: &str, protocol: Protocol) -> Any {
+pub(crate) fn packed_eds(
+    name: &str,
+    protocol: Protocol,
+    transport_socket: Option<&TransportSocket>,
+) -> Any {
     let unnamed = unnamed_eds(protocol);
+    let (before, after) = unnamed.bytes.split_at(unnamed.transport_socket_at);
+    let socket_len =
+        transport_socket.map_or(0, |ts| encoding::message::encoded_len(TRANSPORT_SOCKET, ts));
     let mut value = Vec::with_capacity(
-        1 + prost::length_delimiter_len(name.len()) + name.len() + unnamed.len(),
+        1 + prost::length_delimiter_len(name.len()) + name.len() + unnamed.bytes.len() + socket_len,
     );
     if !name.is_empty() {
         // Cluster.name = 1, length-delimited; prost leaves an empty one out.
@@ -132,24 +140,72 @@ pub(crate) fn packed_plain_eds(name: &str, protocol: Protocol) -> Any {
         encoding::encode_varint(name.len() as u64, &mut value);
         value.extend_from_slice(name.as_bytes());
     }
-    value.extend_from_slice(unnamed);
+    value.extend_from_slice(before);
+    if let Some(ts) = transport_socket {
+        encoding::message::encode(TRANSPORT_SOCKET, ts, &mut value);
+    }
+    value.extend_from_slice(after);
     Any {
         type_url: type_url::CLUSTER.to_string(),
         value,
     }
 }
 
-/// The encoded [`eds_cluster`] of `protocol` with an empty name, built once
-/// per process (it depends on nothing else).
-fn unnamed_eds(protocol: Protocol) -> &'static [u8] {
-    static UNNAMED: [OnceLock<Vec<u8>>; 4] = [const { OnceLock::new() }; 4];
+/// Tag of `Cluster.transport_socket`.
+const TRANSPORT_SOCKET: u32 = 24;
+
+/// An encoded [`eds_cluster`] with an empty name, and where in it a
+/// transport socket goes: before the first field of a higher tag.
+struct Unnamed {
+    bytes: Vec<u8>,
+    transport_socket_at: usize,
+}
+
+/// The [`Unnamed`] cluster of `protocol`, built once per process (it
+/// depends on nothing else).
+fn unnamed_eds(protocol: Protocol) -> &'static Unnamed {
+    static UNNAMED: [OnceLock<Unnamed>; 4] = [const { OnceLock::new() }; 4];
     let slot = match protocol {
         Protocol::Tcp => 0,
         Protocol::Http => 1,
         Protocol::Http2 => 2,
         Protocol::Grpc => 3,
     };
-    UNNAMED[slot].get_or_init(|| eds_cluster("", protocol).encode_to_vec())
+    UNNAMED[slot].get_or_init(|| {
+        let bytes = eds_cluster("", protocol).encode_to_vec();
+        let transport_socket_at = first_field_above(&bytes, TRANSPORT_SOCKET);
+        Unnamed {
+            bytes,
+            transport_socket_at,
+        }
+    })
+}
+
+/// The offset of the first field of the encoded message `bytes` whose tag
+/// is above `tag`; the end when there is none (or the bytes do not read,
+/// which prost's own encoding always does).
+fn first_field_above(bytes: &[u8], tag: u32) -> usize {
+    let mut rest = bytes;
+    while !rest.is_empty() {
+        let at = bytes.len() - rest.len();
+        let Ok((field, wire_type)) = encoding::decode_key(&mut rest) else {
+            break;
+        };
+        if field > tag {
+            return at;
+        }
+        if encoding::skip_field(
+            wire_type,
+            field,
+            &mut rest,
+            encoding::DecodeContext::default(),
+        )
+        .is_err()
+        {
+            break;
+        }
+    }
+    bytes.len()
 }
 
 /// A destination's cluster, round robin over endpoints delivered by EDS.
@@ -196,8 +252,9 @@ mod tests {
     }
 
     #[test]
-    fn plain_eds_clusters_are_packed_as_prost_packs_them() {
+    fn eds_clusters_are_packed_as_prost_packs_them() {
         let long = "l".repeat(300);
+        let socket = super::super::mtls::upstream("default", "svc{mesh=default}", &["svc".into()]);
         for protocol in [
             Protocol::Tcp,
             Protocol::Http,
@@ -205,10 +262,17 @@ mod tests {
             Protocol::Grpc,
         ] {
             for name in ["", "svc", "default_backend___msvc_80", long.as_str()] {
+                let mut cluster = eds_cluster(name, protocol);
                 assert_eq!(
-                    packed_plain_eds(name, protocol),
-                    packed(&eds_cluster(name, protocol)),
+                    packed_eds(name, protocol, None),
+                    packed(&cluster),
                     "{protocol:?} {name}"
+                );
+                cluster.transport_socket = Some(socket.clone());
+                assert_eq!(
+                    packed_eds(name, protocol, Some(&socket)),
+                    packed(&cluster),
+                    "{protocol:?} {name} with TLS"
                 );
             }
         }

@@ -257,29 +257,35 @@ fn add_destination(
     out: &mut Vec<Arc<XdsResource>>,
 ) {
     let protocol = t.destination.protocol;
+    let policies = t.policies.key();
+    // Without confs the cluster is its protocol's plain one but for its name
+    // and TLS, which are written into the plain one's encoding.
+    let plain = policies.is_empty();
     // The TLS settings name secrets, not their content: one cluster still
     // serves every proxy of the mesh.
-    let policies = t.policies.key();
-    let plain = tls.is_none() && policies.is_empty();
     let key = CacheKey::Cluster {
         name: t.cluster.to_string(),
         mtls: tls.is_some(),
         policies,
     };
     out.push(snapshot.shared(key, || {
-        if plain {
-            return XdsResource::new(&*t.cluster, cluster::packed_plain_eds(&t.cluster, protocol));
-        }
-        let mut c = cluster::eds_cluster(&t.cluster, protocol);
-        t.policies.apply_cluster(&mut c, protocol);
-        if let Some(tls) = tls {
+        let transport_socket = tls.map(|tls| {
             let sni_service = t.services.first().map_or(&*t.cluster, String::as_str);
             let sni = if t.subset.is_empty() {
                 names::sni(sni_service, tls.mesh)
             } else {
                 backends::subset_sni(sni_service, tls.mesh, &t.subset)
             };
-            c.transport_socket = Some(mtls::upstream(tls.mesh, &sni, &t.identities()));
+            mtls::upstream(tls.mesh, &sni, &t.identities())
+        });
+        if plain {
+            let packed = cluster::packed_eds(&t.cluster, protocol, transport_socket.as_ref());
+            return XdsResource::new(&*t.cluster, packed);
+        }
+        let mut c = cluster::eds_cluster(&t.cluster, protocol);
+        t.policies.apply_cluster(&mut c, protocol);
+        if transport_socket.is_some() {
+            c.transport_socket = transport_socket;
         }
         XdsResource::new(&*t.cluster, cluster::packed(&c))
     }));
