@@ -204,6 +204,25 @@ impl<'a> ProxyPolicies<'a> {
     pub(crate) fn sends_tags_header(&self) -> bool {
         self.rules.contains_key(&Kind::MeshFaultInjection)
     }
+
+    /// The TLS versions and ciphers MeshTLS sets for the proxy's client
+    /// side. As in Kuma, they are those of the conf every client of an
+    /// inbound gets: versions and ciphers are allowed only on Mesh-wide
+    /// policies, so the first inbound's stand for all. None without inbounds.
+    pub(crate) fn outbound_tls_params(
+        &self,
+        dataplane: &kuma_api::kinds::dataplane::DataplaneSpec,
+    ) -> Option<TlsParameters> {
+        if !self.rules.contains_key(&Kind::MeshTLS) {
+            return None;
+        }
+        let inbound = dataplane.inbounds().first()?;
+        let key = InboundKey {
+            address: inbound.dataplane_address(dataplane.address()).to_string(),
+            port: inbound.port,
+        };
+        self.inbound(&key).tls_params()
+    }
 }
 
 /// A folded conf, shared with the proxy's rules rather than copied out of
