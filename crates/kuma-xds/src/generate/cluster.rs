@@ -254,7 +254,20 @@ mod tests {
     #[test]
     fn eds_clusters_are_packed_as_prost_packs_them() {
         let long = "l".repeat(300);
-        let socket = super::super::mtls::upstream("default", "svc{mesh=default}", &["svc".into()]);
+        use envoy_types::pb::envoy::extensions::transport_sockets::tls::v3::{
+            TlsParameters, tls_parameters::TlsProtocol,
+        };
+        let upstream = |params| {
+            super::super::mtls::upstream("default", "svc{mesh=default}", &["svc".into()], params)
+        };
+        let socket = upstream(None);
+        // MeshTLS versions and ciphers ride in the transport socket: the
+        // plain cluster carries them as well as a built one does.
+        let with_params = upstream(Some(TlsParameters {
+            tls_maximum_protocol_version: TlsProtocol::TlSv12 as i32,
+            cipher_suites: vec!["ECDHE-RSA-AES256-GCM-SHA384".into()],
+            ..TlsParameters::default()
+        }));
         for protocol in [
             Protocol::Tcp,
             Protocol::Http,
@@ -268,12 +281,14 @@ mod tests {
                     packed(&cluster),
                     "{protocol:?} {name}"
                 );
-                cluster.transport_socket = Some(socket.clone());
-                assert_eq!(
-                    packed_eds(name, protocol, Some(&socket)),
-                    packed(&cluster),
-                    "{protocol:?} {name} with TLS"
-                );
+                for socket in [&socket, &with_params] {
+                    cluster.transport_socket = Some(socket.clone());
+                    assert_eq!(
+                        packed_eds(name, protocol, Some(socket)),
+                        packed(&cluster),
+                        "{protocol:?} {name} with TLS"
+                    );
+                }
             }
         }
     }

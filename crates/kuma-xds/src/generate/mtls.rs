@@ -141,15 +141,61 @@ fn transport_socket(config: envoy_types::pb::google::protobuf::Any) -> Transport
     }
 }
 
+/// The client side of mesh TLS for one proxy: the mesh's TLS, and the TLS
+/// versions and ciphers MeshTLS sets for the proxy's outbound clusters.
+#[derive(Debug)]
+pub(crate) struct ClientTls<'a> {
+    pub tls: &'a MeshTls<'a>,
+    params: Option<TlsParameters>,
+    /// `params` as text for cluster cache keys, written once per proxy
+    /// rather than per destination; empty without params.
+    key: String,
+}
+
+impl<'a> ClientTls<'a> {
+    pub fn new(tls: &'a MeshTls<'a>, params: Option<TlsParameters>) -> Self {
+        let key = params.as_ref().map_or_else(String::new, params_key);
+        ClientTls { tls, params, key }
+    }
+
+    /// What tells this proxy's upstream TLS apart from another's in a
+    /// shared cluster's cache key (the mesh is in the cluster's name).
+    pub fn key(&self) -> &str {
+        &self.key
+    }
+
+    /// The transport socket towards a destination (see [`upstream`]).
+    pub fn upstream(&self, sni: &str, services: &[String]) -> TransportSocket {
+        upstream(self.tls.mesh, sni, services, self.params.clone())
+    }
+}
+
+/// A compact text of TLS parameters: versions by number, then ciphers
+/// (whose names hold neither `,` nor `:`).
+fn params_key(params: &TlsParameters) -> String {
+    format!(
+        "|tls={},{},{}",
+        params.tls_minimum_protocol_version,
+        params.tls_maximum_protocol_version,
+        params.cipher_suites.join(":")
+    )
+}
+
 /// Client side towards a destination: SNI `sni`, and the peer must be one of
 /// the `services` of the mesh (`spiffe://<mesh>/<service>`, exactly).
-pub(crate) fn upstream(mesh: &str, sni: &str, services: &[String]) -> TransportSocket {
+/// `params` (from MeshTLS) narrow the TLS versions and ciphers.
+pub(crate) fn upstream(
+    mesh: &str,
+    sni: &str,
+    services: &[String],
+    params: Option<TlsParameters>,
+) -> TransportSocket {
     let sans = services
         .iter()
         .map(|s| uri_san(MatchPattern::Exact(names::spiffe_id(mesh, s))))
         .collect();
     let tls = UpstreamTlsContext {
-        common_tls_context: Some(common(mesh, sans, vec![MESH_ALPN.to_string()], None)),
+        common_tls_context: Some(common(mesh, sans, vec![MESH_ALPN.to_string()], params)),
         sni: sni.to_string(),
         ..UpstreamTlsContext::default()
     };
@@ -171,6 +217,8 @@ pub(crate) fn downstream(mesh: &str, params: Option<TlsParameters>) -> Transport
 
 #[cfg(test)]
 mod tests {
+    use envoy_types::pb::envoy::extensions::transport_sockets::tls::v3::tls_parameters::TlsProtocol;
+
     use super::*;
 
     #[test]
@@ -181,7 +229,12 @@ mod tests {
 
     #[test]
     fn upstream_matches_each_service_exactly() {
-        let socket = upstream("default", "backend{mesh=default}", &["backend".to_string()]);
+        let socket = upstream(
+            "default",
+            "backend{mesh=default}",
+            &["backend".to_string()],
+            None,
+        );
         let Some(transport_socket::ConfigType::TypedConfig(any)) = socket.config_type else {
             panic!("typed config");
         };
@@ -190,6 +243,7 @@ mod tests {
         assert_eq!(tls.sni, "backend{mesh=default}");
         let common = tls.common_tls_context.expect("common");
         assert_eq!(common.alpn_protocols, vec!["kuma".to_string()]);
+        assert_eq!(common.tls_params, None, "Envoy's defaults without MeshTLS");
         let Some(common_tls_context::ValidationContextType::CombinedValidationContext(v)) =
             common.validation_context_type
         else {
@@ -211,5 +265,79 @@ mod tests {
             v.validation_context_sds_secret_config.map(|s| s.name),
             Some("mesh_ca:secret:default".to_string())
         );
+    }
+
+    fn upstream_tls(socket: TransportSocket) -> UpstreamTlsContext {
+        let Some(transport_socket::ConfigType::TypedConfig(any)) = socket.config_type else {
+            panic!("typed config");
+        };
+        <UpstreamTlsContext as prost::Message>::decode(any.value.as_slice()).expect("upstream tls")
+    }
+
+    fn mk_params(max: TlsProtocol, ciphers: &[&str]) -> TlsParameters {
+        TlsParameters {
+            tls_minimum_protocol_version: TlsProtocol::TlSv12 as i32,
+            tls_maximum_protocol_version: max as i32,
+            cipher_suites: ciphers.iter().map(|c| c.to_string()).collect(),
+            ..TlsParameters::default()
+        }
+    }
+
+    fn mk_identity() -> ProxyIdentity {
+        ProxyIdentity {
+            cert_chain_pem: "CERT".into(),
+            private_key_pem: "KEY".into(),
+            ca_pems: vec!["CA".into()],
+        }
+    }
+
+    #[test]
+    fn client_tls_puts_meshtls_params_on_every_upstream() {
+        let identity = mk_identity();
+        let mesh = MeshTls {
+            mesh: "default",
+            mode: MtlsMode::Strict,
+            identity: &identity,
+        };
+        let params = mk_params(TlsProtocol::TlSv12, &["ECDHE-RSA-AES256-GCM-SHA384"]);
+        let client = ClientTls::new(&mesh, Some(params.clone()));
+        let tls = upstream_tls(client.upstream("svc{mesh=default}", &["svc".into()]));
+        assert_eq!(tls.sni, "svc{mesh=default}");
+        let common = tls.common_tls_context.expect("common");
+        assert_eq!(common.tls_params, Some(params));
+        // The rest of the context is what it is without MeshTLS.
+        assert_eq!(common.alpn_protocols, vec![MESH_ALPN.to_string()]);
+        assert_eq!(
+            common.tls_certificate_sds_secret_configs[0].name,
+            "identity_cert:secret:default"
+        );
+
+        let plain = ClientTls::new(&mesh, None);
+        let tls = upstream_tls(plain.upstream("svc{mesh=default}", &["svc".into()]));
+        assert_eq!(tls.common_tls_context.expect("common").tls_params, None);
+    }
+
+    #[test]
+    fn client_tls_keys_tell_params_apart() {
+        let identity = mk_identity();
+        let mesh = MeshTls {
+            mesh: "default",
+            mode: MtlsMode::Strict,
+            identity: &identity,
+        };
+        let key = |p: Option<TlsParameters>| ClientTls::new(&mesh, p).key().to_string();
+        assert_eq!(key(None), "");
+        let tls12 = key(Some(mk_params(TlsProtocol::TlSv12, &[])));
+        let tls13 = key(Some(mk_params(TlsProtocol::TlSv13, &[])));
+        let one = key(Some(mk_params(TlsProtocol::TlSv12, &["A"])));
+        let two = key(Some(mk_params(TlsProtocol::TlSv12, &["A", "B"])));
+        let keys = [&tls12, &tls13, &one, &two];
+        for (i, a) in keys.iter().enumerate() {
+            assert!(!a.is_empty());
+            for b in &keys[i + 1..] {
+                assert_ne!(a, b);
+            }
+        }
+        assert_eq!(key(Some(mk_params(TlsProtocol::TlSv12, &["A"]))), one);
     }
 }

@@ -19,7 +19,7 @@ use envoy_types::util::pack_any;
 use kuma_api::kinds::dataplane::{DataplaneSpec, Outbound};
 use kuma_api::kinds::tags::SERVICE_TAG;
 
-use super::mtls::{self, MeshTls};
+use super::mtls::{ClientTls, MeshTls};
 use super::policies::mesh_fault_injection;
 use super::policies::mesh_http_route::{self, RouteEntry};
 use super::policies::mesh_tcp_route;
@@ -183,6 +183,10 @@ pub(crate) fn generate<'a>(
     let tags_header = policies
         .sends_tags_header()
         .then(|| mesh_fault_injection::tags_header_value(dataplane));
+    // As in Kuma, the proxy's own MeshTLS versions and ciphers apply to its
+    // client side too, on every mesh TLS cluster.
+    let client = tls.map(|tls| ClientTls::new(tls, policies.outbound_tls_params(dataplane)));
+    let tls = client.as_ref();
     for outbound in dataplane.outbounds() {
         let Some(t) = target(snapshot, policies, outbound) else {
             continue;
@@ -253,16 +257,20 @@ pub(crate) fn generate<'a>(
 fn add_destination(
     snapshot: &MeshSnapshot,
     t: &Target<'_>,
-    tls: Option<&MeshTls<'_>>,
+    tls: Option<&ClientTls<'_>>,
     out: &mut Vec<Arc<XdsResource>>,
 ) {
     let protocol = t.destination.protocol;
-    let policies = t.policies.key();
+    let mut policies = t.policies.key();
     // Without confs the cluster is its protocol's plain one but for its name
-    // and TLS, which are written into the plain one's encoding.
+    // and TLS (MeshTLS params included), which are written into the plain
+    // one's encoding.
     let plain = policies.is_empty();
     // The TLS settings name secrets, not their content: one cluster still
-    // serves every proxy of the mesh.
+    // serves every proxy of the mesh with the same MeshTLS params.
+    if let Some(tls) = tls {
+        policies.push_str(tls.key());
+    }
     let key = CacheKey::Cluster {
         name: t.cluster.to_string(),
         mtls: tls.is_some(),
@@ -270,13 +278,14 @@ fn add_destination(
     };
     out.push(snapshot.shared(key, || {
         let transport_socket = tls.map(|tls| {
+            let mesh = tls.tls.mesh;
             let sni_service = t.services.first().map_or(&*t.cluster, String::as_str);
             let sni = if t.subset.is_empty() {
-                names::sni(sni_service, tls.mesh)
+                names::sni(sni_service, mesh)
             } else {
-                backends::subset_sni(sni_service, tls.mesh, &t.subset)
+                backends::subset_sni(sni_service, mesh, &t.subset)
             };
-            mtls::upstream(tls.mesh, &sni, &t.identities())
+            tls.upstream(&sni, &t.identities())
         });
         if plain {
             let packed = cluster::packed_eds(&t.cluster, protocol, transport_socket.as_ref());
@@ -570,5 +579,137 @@ mod tests {
         let web = outbound_listener(&without, "web-1");
         assert!(Arc::ptr_eq(&web, &outbound_listener(&without, "other-1")));
         assert!(!text(&web).contains("x-kuma-tags"));
+    }
+
+    /// MeshTLS `max` (or none) in an mTLS mesh where caller-1 and caller-2
+    /// reach backend, and client-1 (no inbound, so no MeshTLS conf) too.
+    fn mk_tls_docs(max: Option<&str>) -> Vec<String> {
+        let caller = |name: &str, ip: &str, inbound: bool| {
+            let inbound = if inbound {
+                "  inbound:\n  - port: 8080\n    tags:\n      kuma.io/service: caller\n"
+            } else {
+                ""
+            };
+            format!(
+                "type: Dataplane\nmesh: default\nname: {name}\nnetworking:\n  address: {ip}\n{inbound}  outbound:\n  - port: 10001\n    tags:\n      kuma.io/service: backend\n"
+            )
+        };
+        let mut docs = vec![
+            "type: Mesh\nname: default\nmtls:\n  enabledBackend: ca-1\n  backends:\n  - name: ca-1\n    type: builtin\n".to_string(),
+            "type: Dataplane\nmesh: default\nname: backend-1\nnetworking:\n  address: 10.0.0.9\n  inbound:\n  - port: 8080\n    tags:\n      kuma.io/service: backend\n".to_string(),
+            caller("caller-1", "10.0.0.1", true),
+            caller("caller-2", "10.0.0.2", true),
+            caller("client-1", "10.0.0.3", false),
+        ];
+        if let Some(max) = max {
+            docs.push(mk_mesh_tls(max));
+        }
+        docs
+    }
+
+    fn mk_mesh_tls(max: &str) -> String {
+        format!(
+            "type: MeshTLS\nmesh: default\nname: versions\nspec:\n  targetRef:\n    kind: Mesh\n  from:\n  - targetRef:\n      kind: Mesh\n    default:\n      tlsVersion:\n        max: {max}\n      tlsCiphers:\n      - ECDHE-RSA-AES128-GCM-SHA256\n"
+        )
+    }
+
+    fn mk_snapshot_of(docs: &[String]) -> MeshSnapshot {
+        let mut b = MeshSnapshot::builder("default");
+        for doc in docs {
+            let doc = ResourceDocument::from_yaml(doc).expect("valid resource");
+            b.add(doc.mesh.as_deref(), &doc.name, &doc.labels, doc.spec);
+        }
+        b.build()
+    }
+
+    fn mk_identity() -> crate::generate::ProxyIdentity {
+        // Generation only names the secrets' content; it does not parse it.
+        crate::generate::ProxyIdentity {
+            cert_chain_pem: "CERT".into(),
+            private_key_pem: "KEY".into(),
+            ca_pems: vec!["CA".into()],
+        }
+    }
+
+    /// The backend cluster `proxy` gets, and the TLS params of its upstream
+    /// TLS context.
+    fn backend_cluster(
+        snapshot: &MeshSnapshot,
+        proxy: &str,
+    ) -> (
+        std::sync::Arc<crate::XdsResource>,
+        Option<envoy_types::pb::envoy::extensions::transport_sockets::tls::v3::TlsParameters>,
+    ) {
+        use envoy_types::pb::envoy::config::cluster::v3::Cluster;
+        use envoy_types::pb::envoy::config::core::v3::transport_socket::ConfigType;
+        use envoy_types::pb::envoy::extensions::transport_sockets::tls::v3::UpstreamTlsContext;
+        let identity = mk_identity();
+        let resources =
+            crate::generate::generate_proxy_with_identity(snapshot, proxy, Some(&identity))
+                .expect("generates");
+        let resource = resources
+            .of_type(&Cluster::type_url())
+            .find(|r| r.name == "backend")
+            .cloned()
+            .expect("the backend cluster");
+        let cluster = Cluster::decode(resource.body.value.as_slice()).expect("cluster");
+        let socket = cluster.transport_socket.expect("mesh TLS");
+        assert_eq!(socket.name, "envoy.transport_sockets.tls");
+        let Some(ConfigType::TypedConfig(any)) = socket.config_type else {
+            panic!("typed config expected");
+        };
+        let tls = UpstreamTlsContext::decode(any.value.as_slice()).expect("upstream TLS");
+        let params = tls.common_tls_context.expect("common context").tls_params;
+        (resource, params)
+    }
+
+    #[test]
+    fn meshtls_versions_and_ciphers_go_on_outbound_clusters() {
+        use envoy_types::pb::envoy::extensions::transport_sockets::tls::v3::tls_parameters::TlsProtocol;
+        let snapshot = mk_snapshot_of(&mk_tls_docs(Some("TLS12")));
+        let (one, params) = backend_cluster(&snapshot, "caller-1");
+        let params = params.expect("MeshTLS params");
+        assert_eq!(
+            params.tls_maximum_protocol_version,
+            TlsProtocol::TlSv12 as i32
+        );
+        assert_eq!(
+            params.tls_minimum_protocol_version,
+            TlsProtocol::TlsAuto as i32
+        );
+        assert_eq!(params.cipher_suites, vec!["ECDHE-RSA-AES128-GCM-SHA256"]);
+        // Proxies with the same params share one cluster...
+        let (two, _) = backend_cluster(&snapshot, "caller-2");
+        assert!(std::sync::Arc::ptr_eq(&one, &two));
+        // ...but a proxy no MeshTLS conf reaches (no inbound) keeps Envoy's
+        // defaults in a cluster of its own.
+        let (other, params) = backend_cluster(&snapshot, "client-1");
+        assert_eq!(params, None);
+        assert!(!std::sync::Arc::ptr_eq(&one, &other));
+        assert_ne!(one.hash, other.hash);
+
+        // Without MeshTLS, no params.
+        let plain = mk_snapshot_of(&mk_tls_docs(None));
+        assert_eq!(backend_cluster(&plain, "caller-1").1, None);
+    }
+
+    #[test]
+    fn a_meshtls_change_builds_outbound_clusters_again() {
+        use envoy_types::pb::envoy::extensions::transport_sockets::tls::v3::tls_parameters::TlsProtocol;
+        let before = mk_snapshot_of(&mk_tls_docs(Some("TLS12")));
+        let (old, _) = backend_cluster(&before, "caller-1");
+        let doc = ResourceDocument::from_yaml(&mk_mesh_tls("TLS13")).expect("valid MeshTLS");
+        let after = before.with_policy_changes([(
+            kuma_api::Kind::MeshTLS,
+            doc.name.clone(),
+            Some((doc.labels, doc.spec)),
+        )]);
+        after.carry_shared_from(&before);
+        let (new, params) = backend_cluster(&after, "caller-1");
+        assert_eq!(
+            params.map(|p| p.tls_maximum_protocol_version),
+            Some(TlsProtocol::TlSv13 as i32)
+        );
+        assert_ne!(old.hash, new.hash);
     }
 }
