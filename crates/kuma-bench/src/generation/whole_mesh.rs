@@ -20,6 +20,9 @@ use crate::cpu::{measure, percentile};
 pub struct MeshPoint {
     pub shape: Shape,
     pub proxies: usize,
+    /// Encoded bytes of every proxy's configuration together: policies
+    /// make configurations larger, and this shows by how much.
+    pub bytes: usize,
     /// Building the snapshot alone, per iteration.
     pub snapshot: Vec<Duration>,
     /// The snapshot and every proxy's generation, per iteration.
@@ -35,6 +38,7 @@ pub fn measure_mesh(
     let mut point = MeshPoint {
         shape,
         proxies: 0,
+        bytes: 0,
         snapshot: Vec::new(),
         total: Vec::new(),
     };
@@ -42,17 +46,20 @@ pub fn measure_mesh(
         let input = resources.to_vec();
         let (snapshot, snapshot_time) = measure(|| MeshSnapshot::from_resources(MESH, input));
         let names: Vec<String> = snapshot.dataplane_names().map(str::to_string).collect();
-        let (generated, generate_time) = measure(|| -> anyhow::Result<usize> {
-            let mut resources = 0;
+        let (generated, generate_time) = measure(|| -> anyhow::Result<(usize, usize)> {
+            let (mut resources, mut bytes) = (0, 0);
             for name in &names {
                 let config = generate_proxy(&snapshot, name)
                     .with_context(|| format!("generating {name}"))?;
-                resources += config.by_type.values().map(|m| m.len()).sum::<usize>();
+                for r in config.by_type.values().flat_map(|m| m.values()) {
+                    resources += 1;
+                    bytes += r.body.value.len();
+                }
             }
-            Ok(resources)
+            Ok((resources, bytes))
         });
         // Every proxy has at least its inbound's listener and cluster.
-        let generated = generated?;
+        let (generated, bytes) = generated?;
         if generated < 2 * names.len() {
             anyhow::bail!(
                 "{} proxies got only {generated} resources in all",
@@ -60,6 +67,7 @@ pub fn measure_mesh(
             );
         }
         point.proxies = names.len();
+        point.bytes = bytes;
         point.snapshot.push(snapshot_time);
         point.total.push(snapshot_time + generate_time);
     }
@@ -73,18 +81,21 @@ impl MeshPoint {
         percentile(&self.total, 0.5)
     }
 
-    /// One line; `baseline` is the P=0 total the ratio is taken against.
-    pub fn line(&self, baseline: Duration, cores: usize) -> String {
+    /// One line; `baseline` is the point (usually P=0) the ratios are
+    /// taken against: `ratio` of the time, `output_ratio` of the bytes
+    /// generated.
+    pub fn line(&self, baseline: &MeshPoint, cores: usize) -> String {
         let total = self.total_p50();
         format!(
-            "generation-mesh services={} policies={} proxies={} total_ms={:.1} snapshot_ms={:.1} per_proxy_us={:.1} ratio={:.2}x samples={} cores={cores}",
+            "generation-mesh services={} policies={} proxies={} total_ms={:.1} snapshot_ms={:.1} per_proxy_us={:.1} ratio={:.2}x output_ratio={:.2}x samples={} cores={cores}",
             self.shape.services,
             self.shape.policies,
             self.proxies,
             total.as_secs_f64() * 1e3,
             percentile(&self.snapshot, 0.5).as_secs_f64() * 1e3,
             total.as_secs_f64() * 1e6 / self.proxies.max(1) as f64,
-            total.as_secs_f64() / baseline.as_secs_f64().max(f64::EPSILON),
+            total.as_secs_f64() / baseline.total_p50().as_secs_f64().max(f64::EPSILON),
+            self.bytes as f64 / baseline.bytes.max(1) as f64,
             self.total.len(),
         )
     }
@@ -108,11 +119,29 @@ mod tests {
         assert_eq!(point.proxies, 21);
         assert_eq!(point.total.len(), 2);
         assert!(point.total.iter().zip(&point.snapshot).all(|(t, s)| t > s));
-        let line = point.line(point.total_p50(), 2);
+        let line = point.line(&point, 2);
         assert!(
             line.starts_with("generation-mesh services=10 policies=12 proxies=21 "),
             "{line}"
         );
-        assert!(line.contains(" ratio=1.00x "), "{line}");
+        assert!(line.contains(" ratio=1.00x output_ratio=1.00x "), "{line}");
+    }
+
+    #[test]
+    fn the_output_ratio_counts_what_policies_add() {
+        let measured = |policies| {
+            let shape = Shape {
+                services: 10,
+                instances: 2,
+                policies,
+            };
+            measure_mesh(shape, &mesh::build(shape).expect("valid mesh"), 1).expect("measured")
+        };
+        let none = measured(0);
+        let some = measured(12);
+        // Retries, health checks and routes land in the configurations.
+        assert!(some.bytes > none.bytes, "{} <= {}", some.bytes, none.bytes);
+        let line = some.line(&none, 2);
+        assert!(!line.contains(" output_ratio=1.00x "), "{line}");
     }
 }
