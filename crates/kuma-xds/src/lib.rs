@@ -16,6 +16,7 @@ use envoy_types::pb::google::protobuf::Any;
 pub mod bootstrap;
 pub mod generate;
 pub mod golden;
+pub mod map_order;
 pub mod server;
 
 /// xDS resource type URLs, in the order Envoy must receive them to make

@@ -21,7 +21,7 @@ use kuma_api::policies::mesh_proxy_patch::{Conf, JsonPatchBlock, Mod, ModMatch};
 use serde_json::Value;
 
 use crate::generate::names;
-use crate::{ProxyResources, XdsResource, type_url};
+use crate::{ProxyResources, XdsResource, map_order, type_url};
 
 const CLUSTER: &str = "envoy.config.cluster.v3.Cluster";
 const LISTENER: &str = "envoy.config.listener.v3.Listener";
@@ -213,7 +213,12 @@ impl Editable {
             if self.original.get(&name) == Some(&value) {
                 continue;
             }
-            match proto_json::from_json(self.full_name, value) {
+            match proto_json::from_json(self.full_name, value).and_then(|bytes| {
+                // Re-encoded from maps of a per-process seed: put their
+                // entries in key order, or the version changes by process.
+                let desc = proto_json::message(self.full_name)?;
+                Ok(map_order::sort_maps(&desc, &bytes)?)
+            }) {
                 Ok(bytes) => out.insert(Arc::new(XdsResource::new(
                     name,
                     Any {
