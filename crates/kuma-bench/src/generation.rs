@@ -66,6 +66,8 @@ pub struct Args {
 pub struct Point {
     pub shape: Shape,
     pub resources: usize,
+    /// Encoded bytes of the all-services proxy's resources.
+    pub bytes: usize,
     pub snapshot: Vec<Duration>,
     pub cold: Vec<Duration>,
     pub encode: Vec<Duration>,
@@ -86,8 +88,8 @@ pub fn run(args: Args) -> anyhow::Result<()> {
     }
     let cores = std::thread::available_parallelism().map_or(1, usize::from);
     for &services in &args.services {
-        // Cold generation and encoding alone of the first policy count.
-        let mut baseline: Option<(Duration, Duration)> = None;
+        // Cold generation and output bytes of the first policy count.
+        let mut baseline: Option<(Duration, usize)> = None;
         let mut mesh_baseline: Option<whole_mesh::MeshPoint> = None;
         for &policies in &args.policies {
             let shape = Shape {
@@ -103,18 +105,16 @@ pub fn run(args: Args) -> anyhow::Result<()> {
             println!("{}", point.cold_line(cores));
             println!("{}", point.change_line(cores));
             let cold = percentile(&point.cold, 0.5);
-            let encode = percentile(&point.encode, 0.5);
             match baseline {
-                None => baseline = Some((cold, encode)),
+                None => baseline = Some((cold, point.bytes)),
                 // Policies change the proxy's configuration itself:
-                // `encode_ratio` is how much more there is to encode, a
-                // floor under `ratio` that no generator can go below.
-                Some((base, base_encode)) => println!(
-                    "generation-policies services={services} policies={policies} baseline_policies={} cold_p50_us={:.1} ratio={:.2}x encode_ratio={:.2}x",
+                // `output_ratio` is how much larger it is.
+                Some((base, base_bytes)) => println!(
+                    "generation-policies services={services} policies={policies} baseline_policies={} cold_p50_us={:.1} ratio={:.2}x output_ratio={:.2}x",
                     args.policies[0],
                     us(cold),
                     ratio(cold, base),
-                    ratio(encode, base_encode),
+                    point.bytes as f64 / base_bytes.max(1) as f64,
                 ),
             }
             let mesh_iterations = args
@@ -137,6 +137,7 @@ pub fn measure_point(shape: Shape, iterations: usize, changes: u32) -> anyhow::R
     let mut point = Point {
         shape,
         resources: 0,
+        bytes: 0,
         snapshot: Vec::new(),
         cold: Vec::new(),
         encode: Vec::new(),
@@ -157,6 +158,12 @@ pub fn measure_point(shape: Shape, iterations: usize, changes: u32) -> anyhow::R
         point.cold.push(t);
         if typed.is_empty() {
             point.resources = config.by_type.values().map(|m| m.len()).sum();
+            point.bytes = config
+                .by_type
+                .values()
+                .flat_map(|m| m.values())
+                .map(|r| r.body.value.len())
+                .sum();
             check_covers_every_service(&config, shape.services)?;
             typed = decode_all(&config)?;
         }
@@ -328,10 +335,11 @@ impl Point {
         let cold = percentile(&self.cold, 0.5);
         let encode = percentile(&self.encode, 0.5);
         format!(
-            "generation-cold services={} policies={} resources={} cold_p50_us={:.1} encode_p50_us={:.1} cold_vs_encode={:.2}x snapshot_p50_ms={:.2} samples={} cores={cores}",
+            "generation-cold services={} policies={} resources={} bytes={} cold_p50_us={:.1} encode_p50_us={:.1} cold_vs_encode={:.2}x snapshot_p50_ms={:.2} samples={} cores={cores}",
             self.shape.services,
             self.shape.policies,
             self.resources,
+            self.bytes,
             us(cold),
             us(encode),
             ratio(cold, encode),
@@ -375,6 +383,7 @@ mod tests {
         // 20 services: a cluster and a load assignment each, plus the
         // inbound's listener and cluster.
         assert!(point.resources >= 2 * 20 + 2, "{}", point.resources);
+        assert!(point.bytes > point.resources, "{}", point.bytes);
         assert_eq!(point.cold.len(), 3);
         assert_eq!(point.rebuild.len(), 4);
         // 3 callers of 2 instances each: one fills the cache, 5 are warm.
