@@ -2,7 +2,7 @@
 //! per-proxy rules computed from them.
 
 use std::collections::{BTreeMap, HashMap};
-use std::hash::{Hash, Hasher};
+use std::hash::{BuildHasher, Hash, Hasher};
 use std::sync::{Arc, Mutex, OnceLock};
 
 use serde::Serialize;
@@ -15,7 +15,7 @@ use crate::inbound::{self, InboundRule};
 use crate::matcher::{InboundKey, Proxy, Selection, select};
 use crate::merge::MergeStrategy;
 use crate::outbound::{self, Destination, ResourceRules};
-use crate::policy::{Policy, compare};
+use crate::policy::Policy;
 use crate::rules::{self, PolicyOrigin, Rule, RuleItem, ServiceRules};
 
 /// What beside the policies themselves decides the rules: the mesh's name,
@@ -69,7 +69,7 @@ pub struct PolicyIndex {
     /// Candidate classes for proxies with an inbound (or gateway) tag
     /// `key=value`. (Nested so that a proxy's tags are looked up without
     /// copies.)
-    by_tag: HashMap<String, HashMap<String, Vec<usize>>>,
+    by_tag: foldhash::HashMap<String, foldhash::HashMap<String, Vec<usize>>>,
     /// Per policy, its selection class (the first policy of the class):
     /// policies of one class (equal selector and labels, all `select`
     /// reads of a policy) select the same of every proxy, so a proxy is
@@ -82,7 +82,7 @@ pub struct PolicyIndex {
     /// Every class.
     all_classes: Vec<usize>,
     /// Candidate classes for the Dataplane of that name.
-    by_name: HashMap<String, Vec<usize>>,
+    by_name: foldhash::HashMap<String, Vec<usize>>,
     warnings: Vec<String>,
     memo: Memo,
 }
@@ -122,7 +122,7 @@ impl PolicyIndex {
             .map(Into::into)
             .filter(|p| p.kind == kind && !p.is_shadow())
             .collect();
-        policies.sort_by(|a, b| compare(a, b));
+        crate::policy::sort(&mut policies);
         let mut warnings = Vec::new();
         let selectors: Vec<Option<Arc<Policy>>> = policies
             .iter()
@@ -148,11 +148,11 @@ impl PolicyIndex {
             policies,
             selectors: Vec::new(),
             always: Vec::new(),
-            by_tag: HashMap::new(),
+            by_tag: foldhash::HashMap::default(),
             classes: Vec::new(),
             members: Vec::new(),
             all_classes: Vec::new(),
-            by_name: HashMap::new(),
+            by_name: foldhash::HashMap::default(),
             warnings,
             memo: Memo::default(),
         };
@@ -530,7 +530,7 @@ fn origins_of(kind: Kind, policies: &[Arc<Policy>]) -> Vec<PolicyOrigin> {
 /// Adds candidate `i` for proxies with tag `key=value`; key and value are
 /// copied only the first time they are seen.
 fn add_tag_candidate(
-    by_tag: &mut HashMap<String, HashMap<String, Vec<usize>>>,
+    by_tag: &mut foldhash::HashMap<String, foldhash::HashMap<String, Vec<usize>>>,
     key: &str,
     value: &str,
     i: usize,
@@ -557,10 +557,12 @@ fn selection_classes(policies: &[Arc<Policy>], selectors: &[Option<Arc<Policy>>]
     // Representatives by a hash of what decides selection most often;
     // policies with equal hashes are compared in full before they share a
     // class.
-    let mut by_hash: HashMap<u64, Vec<usize>> = HashMap::new();
+    let mut by_hash: foldhash::HashMap<u64, Vec<usize>> = foldhash::HashMap::default();
     let mut classes = Vec::with_capacity(policies.len());
+    // Any hash does for grouping within one call; foldhash is the fast one.
+    let state = foldhash::fast::FixedState::default();
     for (i, (policy, selector)) in policies.iter().zip(selectors).enumerate() {
-        let mut hasher = std::hash::DefaultHasher::new();
+        let mut hasher = state.build_hasher();
         policy.labels.hash(&mut hasher);
         if let Some(r) = target_ref(selector) {
             (&r.kind, &r.name, &r.tags, &r.labels, &r.section_name).hash(&mut hasher);

@@ -115,14 +115,16 @@ pub(super) fn from_typed(spec: Spec) -> Result<Parts, Box<Spec>> {
             let mesh_http_route::MeshHttpRouteSpec { target_ref, to } = s;
             let to = to.into_iter().flatten().map(|entry| {
                 let mesh_http_route::To {
-                    hostnames: _,
-                    target_ref: _,
-                    rules: _,
-                } = &entry;
-                let conf = rest_of(to_value(&entry));
+                    hostnames,
+                    target_ref,
+                    rules,
+                } = entry;
                 TargetedEntry {
-                    target_ref: entry.target_ref,
-                    conf,
+                    target_ref,
+                    conf: to_value(&RouteConf {
+                        hostnames: hostnames.as_ref(),
+                        rules: &rules,
+                    }),
                 }
             });
             Parts {
@@ -133,14 +135,13 @@ pub(super) fn from_typed(spec: Spec) -> Result<Parts, Box<Spec>> {
         Spec::MeshTCPRoute(s) => {
             let mesh_tcp_route::MeshTcpRouteSpec { target_ref, to } = s;
             let to = to.into_iter().flatten().map(|entry| {
-                let mesh_tcp_route::To {
-                    target_ref: _,
-                    rules: _,
-                } = &entry;
-                let conf = rest_of(to_value(&entry));
+                let mesh_tcp_route::To { target_ref, rules } = entry;
                 TargetedEntry {
-                    target_ref: entry.target_ref,
-                    conf,
+                    target_ref,
+                    conf: to_value(&RouteConf {
+                        hostnames: None::<&Vec<String>>,
+                        rules: &rules,
+                    }),
                 }
             });
             Parts {
@@ -251,6 +252,18 @@ pub(super) fn from_typed(spec: Spec) -> Result<Parts, Box<Spec>> {
         }
         other => return Err(Box::new(other)),
     })
+}
+
+/// A route kind's `to` entry without its targetRef, which is what its conf
+/// is: written as the entry would be (same names, same order, same empty
+/// fields left out) minus the targetRef, never serialized only to be
+/// removed again.
+#[derive(Serialize)]
+struct RouteConf<'a, H, R> {
+    #[serde(skip_serializing_if = "Option::is_none")]
+    hostnames: Option<&'a H>,
+    #[serde(skip_serializing_if = "<[R]>::is_empty")]
+    rules: &'a [R],
 }
 
 fn targeted<C: Serialize>(entries: Option<Vec<TargetedConf<C>>>) -> Vec<TargetedEntry> {

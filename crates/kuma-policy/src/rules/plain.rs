@@ -6,8 +6,6 @@
 //! Gives exactly what the general path of [`super::build`] gives for such
 //! entries (see the tests beside it); the general path remains for the rest.
 
-use std::collections::HashMap;
-
 use kuma_api::kinds::tags::SERVICE_TAG;
 use kuma_api::policies::TargetRefKind;
 
@@ -54,7 +52,7 @@ pub(super) fn build(items: &[RuleItem<'_>], strategy: MergeStrategy) -> Option<V
     let mut mesh_wide: Vec<usize> = Vec::new();
     // Distinct tag values in order of first appearance, with their entries.
     let mut values: Vec<(&str, Vec<usize>)> = Vec::new();
-    let mut by_value: HashMap<&str, usize> = HashMap::new();
+    let mut by_value: foldhash::HashMap<&str, usize> = foldhash::HashMap::default();
     for (i, item) in items.iter().enumerate() {
         if !is_tag_era_kind(&item.target_ref.kind) {
             continue;

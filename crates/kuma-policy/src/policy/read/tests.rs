@@ -13,6 +13,8 @@ fn assert_same_parts(kind: Kind, spec: Value) {
     let spec = mk_spec(kind, spec);
     let json = from_json(&spec.to_json(), "p").unwrap();
     let typed = from_typed(spec).unwrap_or_else(|_| panic!("{kind} has no typed reader"));
+    // Member order too: confs are folded and written out in it.
+    assert_eq!(format!("{typed:?}"), format!("{json:?}"), "{kind}");
     assert_eq!(typed, json, "{kind}");
 }
 
@@ -105,6 +107,22 @@ fn typed_and_json_readers_agree_on_routes_and_defaults() {
             ]},
             {"targetRef": {"kind": "Mesh"}}
         ]}),
+    );
+    // Hostnames or rules alone, rules without matches.
+    assert_same_parts(
+        Kind::MeshHTTPRoute,
+        json!({"to": [
+            {"targetRef": {"kind": "MeshService", "name": "a"}, "hostnames": ["x.y", "z"]},
+            {"targetRef": {"kind": "MeshService", "name": "b"}, "hostnames": [], "rules": [
+                {"default": {"filters": [{"type": "RequestHeaderModifier",
+                             "requestHeaderModifier": {"set": [{"name": "x", "value": "1"}]}}]}}
+            ]},
+            {"rules": [{"matches": [{"method": "GET"}], "default": {}}], "targetRef": {"kind": "Mesh"}}
+        ]}),
+    );
+    assert_same_parts(
+        Kind::MeshTCPRoute,
+        json!({"to": [{"targetRef": {"kind": "Mesh"}}]}),
     );
     assert_same_parts(
         Kind::MeshTCPRoute,
