@@ -62,20 +62,29 @@ impl MergeStrategy {
         };
         let mut folded = Folded::Conf(first);
         let mut last = first;
+        // Whether `last` appends anywhere, once asked.
+        let mut last_appends = None;
         let mut patched = false;
         for conf in iter {
             // A merge patch applied twice in a row changes nothing more,
             // unless it appends: many policies often carry one conf. The
             // first conf is taken as it is, not applied: its `null`s are
-            // still there for a repeat to delete.
+            // still there for a repeat to delete. Equal confs read together
+            // are one value (`SharedConfs`): a repeat by address is known
+            // without comparing them.
             if self.keyed_lists.is_empty()
-                && repeats(last, conf)
+                && (if std::ptr::eq(last, conf) {
+                    !*last_appends.get_or_insert_with(|| appends(last))
+                } else {
+                    repeats(last, conf)
+                })
                 && (patched || !matches!(first, Value::Object(m) if has_null_member(m)))
             {
                 continue;
             }
             folded.patch(conf, self.keyed_lists);
             last = conf;
+            last_appends = None;
             patched = true;
         }
         let mut result = folded.into_value();
@@ -261,6 +270,17 @@ fn repeats(last: &Value, conf: &Value) -> bool {
     }
 }
 
+/// Whether `conf` has an appending field at any depth of objects: what
+/// keeps [`repeats`] from taking a conf as a repeat of itself.
+fn appends(conf: &Value) -> bool {
+    match conf {
+        Value::Object(map) => map
+            .iter()
+            .any(|(k, v)| k.starts_with(APPEND_PREFIX) || appends(v)),
+        _ => false,
+    }
+}
+
 /// Whether a patch object deletes anything, at any depth of objects.
 fn has_null_member(map: &Map<String, Value>) -> bool {
     map.values().any(|v| match v {
@@ -440,6 +460,40 @@ mod tests {
                 .collect();
             let got = MergeStrategy::default().fold(sequence.iter());
             let want = fold_by_copies(&sequence, &[]);
+            assert_eq!(got.to_string(), want.to_string(), "{sequence:?}");
+        }
+    }
+
+    #[test]
+    fn shared_confs_fold_as_patching_each_copy_does() {
+        let confs = [
+            json!({"a": 1, "b": {"c": null, "d": [1]}, "e": null}),
+            json!({"b": {"d": [2], "f": {"g": null, "h": 1}}, "a": null}),
+            json!({"x": {"appendY": [1]}, "z": [{"appendW": 1}]}),
+            json!({"appendV": [3], "k": {"m": null}}),
+            json!({"z": [{"appendW": 1}]}),
+            json!("scalar"),
+            json!({"k": {"m": 2}, "n": null}),
+        ];
+        for conf in &confs {
+            assert_eq!(appends(conf), !repeats(conf, &conf.clone()), "{conf}");
+        }
+        // The same values again and again, as confs read together are.
+        let mut random = 0x2545_f491_4f6c_dd1d_u64;
+        for round in 0..3000 {
+            let len = 1 + round % 11;
+            let sequence: Vec<&Value> = (0..len)
+                .flat_map(|_| {
+                    random ^= random << 13;
+                    random ^= random >> 7;
+                    random ^= random << 17;
+                    let conf = &confs[(random % confs.len() as u64) as usize];
+                    std::iter::repeat_n(conf, 1 + (random >> 32) as usize % 3)
+                })
+                .collect();
+            let got = MergeStrategy::default().fold(sequence.iter().copied());
+            let copies: Vec<Value> = sequence.iter().map(|v| (*v).clone()).collect();
+            let want = fold_by_copies(&copies, &[]);
             assert_eq!(got.to_string(), want.to_string(), "{sequence:?}");
         }
     }

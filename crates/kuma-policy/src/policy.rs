@@ -17,6 +17,8 @@ use crate::PolicyError;
 
 mod read;
 
+pub use read::SharedConfs;
+
 pub const DISPLAY_NAME_LABEL: &str = "kuma.io/display-name";
 pub const ORIGIN_LABEL: &str = "kuma.io/origin";
 pub const POLICY_ROLE_LABEL: &str = "kuma.io/policy-role";
@@ -42,18 +44,20 @@ pub enum PolicyRole {
     WorkloadOwner,
 }
 
-/// One `to`/`from` entry: where it aims and what it sets.
+/// One `to`/`from` entry: where it aims and what it sets. Confs are
+/// shared: policies read together ([`SharedConfs`]) hold one value for
+/// equal confs, which a fold recognizes as a repeat by its address.
 #[derive(Debug, Clone, PartialEq)]
 pub struct TargetedEntry {
     pub target_ref: TargetRef,
-    pub conf: Value,
+    pub conf: Arc<Value>,
 }
 
 /// One `rules` entry: caller conditions (empty: every caller) and conf.
 #[derive(Debug, Clone, PartialEq)]
 pub struct MatchedEntry {
     pub matches: Vec<Match>,
-    pub conf: Value,
+    pub conf: Arc<Value>,
 }
 
 /// A policy read once per mesh snapshot.
@@ -69,7 +73,7 @@ pub struct Policy {
     pub from: Vec<TargetedEntry>,
     pub rules: Vec<MatchedEntry>,
     /// `spec.default` of policies without to/from (MeshTrace, MeshMetric...).
-    pub default: Option<Value>,
+    pub default: Option<Arc<Value>>,
 }
 
 impl Policy {
@@ -98,11 +102,23 @@ impl Policy {
         labels: &BTreeMap<String, String>,
         spec: Spec,
     ) -> Result<Policy, PolicyError> {
+        Policy::from_spec_sharing(mesh, name, labels, spec, &mut SharedConfs::default())
+    }
+
+    /// [`Policy::from_spec`], sharing its confs with the policies read
+    /// before with `confs` wherever they are equal.
+    pub fn from_spec_sharing(
+        mesh: &str,
+        name: &str,
+        labels: &BTreeMap<String, String>,
+        spec: Spec,
+        confs: &mut SharedConfs,
+    ) -> Result<Policy, PolicyError> {
         let kind = spec.kind();
         if !kind.is_policy() {
             return Err(PolicyError::NotAPolicy(kind));
         }
-        let parts = match read::from_typed(spec) {
+        let parts = match read::from_typed(spec, confs) {
             Ok(parts) => parts,
             Err(spec) => read::from_json(&spec.to_json(), name)?,
         };
@@ -238,8 +254,8 @@ mod tests {
             }),
         );
         assert_eq!(p.target_ref.kind, TargetRefKind::MeshService);
-        assert_eq!(p.to[0].conf, json!({"idleTimeout": "1s"}));
-        assert_eq!(p.from[0].conf, json!({"idleTimeout": "2s"}));
+        assert_eq!(*p.to[0].conf, json!({"idleTimeout": "1s"}));
+        assert_eq!(*p.from[0].conf, json!({"idleTimeout": "2s"}));
         let trace = mk_policy(
             Kind::MeshTrace,
             "tr",

@@ -142,7 +142,7 @@ pub(super) fn to_rules_with_routes(
         if policy.target_ref.kind != TargetRefKind::MeshHTTPRoute {
             owned.extend(policy.to.iter().map(|e| OwnedItem {
                 target_ref: e.target_ref.clone(),
-                conf: e.conf.clone(),
+                conf: (*e.conf).clone(),
                 origin: origin.clone(),
             }));
             continue;
@@ -157,7 +157,7 @@ pub(super) fn to_rules_with_routes(
                 let target_ref = route_subset(&route_to.target_ref, &hash_matches(&matches));
                 owned.extend(policy.to.iter().map(|e| OwnedItem {
                     target_ref: target_ref.clone(),
-                    conf: e.conf.clone(),
+                    conf: (*e.conf).clone(),
                     origin: origin.clone(),
                 }));
             }

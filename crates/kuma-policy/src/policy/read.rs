@@ -5,6 +5,8 @@
 //! cost. The JSON reader stays for kinds without a typed reader; both give
 //! the same parts.
 
+use std::sync::Arc;
+
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
 
@@ -27,7 +29,7 @@ pub(super) struct Parts {
     pub(super) to: Vec<TargetedEntry>,
     pub(super) from: Vec<TargetedEntry>,
     pub(super) rules: Vec<MatchedEntry>,
-    pub(super) default: Option<Value>,
+    pub(super) default: Option<Arc<Value>>,
 }
 
 impl Parts {
@@ -48,7 +50,7 @@ impl Parts {
 ///
 /// Specs are taken apart field by field, without `..`, so that a field
 /// added to a spec fails to compile here instead of being silently left out.
-pub(super) fn from_typed(spec: Spec) -> Result<Parts, Box<Spec>> {
+pub(super) fn from_typed(spec: Spec, confs: &mut SharedConfs) -> Result<Parts, Box<Spec>> {
     Ok(match spec {
         Spec::MeshTrafficPermission(s) => {
             let mesh_traffic_permission::MeshTrafficPermissionSpec {
@@ -56,15 +58,16 @@ pub(super) fn from_typed(spec: Spec) -> Result<Parts, Box<Spec>> {
                 from,
                 rules,
             } = s;
+            let from = targeted(from, confs);
             let rules = rules.into_iter().flatten().map(|rule| {
                 let mesh_traffic_permission::Rule { default } = &rule;
                 MatchedEntry {
                     matches: Vec::new(),
-                    conf: entry_conf(Some(default), &rule),
+                    conf: entry_conf(Some(default), &rule, confs),
                 }
             });
             Parts {
-                from: targeted(from),
+                from,
                 rules: rules.collect(),
                 ..Parts::new(target_ref)
             }
@@ -77,16 +80,16 @@ pub(super) fn from_typed(spec: Spec) -> Result<Parts, Box<Spec>> {
                 rules,
             } = s;
             Parts {
-                to: targeted(to),
-                from: targeted(from),
-                rules: matched(rules),
+                to: targeted(to, confs),
+                from: targeted(from, confs),
+                rules: matched(rules, confs),
                 ..Parts::new(target_ref)
             }
         }
         Spec::MeshRetry(s) => {
             let mesh_retry::MeshRetrySpec { target_ref, to } = s;
             Parts {
-                to: targeted(to),
+                to: targeted(to, confs),
                 ..Parts::new(target_ref)
             }
         }
@@ -98,16 +101,16 @@ pub(super) fn from_typed(spec: Spec) -> Result<Parts, Box<Spec>> {
                 rules,
             } = s;
             Parts {
-                to: targeted(to),
-                from: targeted(from),
-                rules: plain(rules),
+                to: targeted(to, confs),
+                from: targeted(from, confs),
+                rules: plain(rules, confs),
                 ..Parts::new(target_ref)
             }
         }
         Spec::MeshHealthCheck(s) => {
             let mesh_health_check::MeshHealthCheckSpec { target_ref, to } = s;
             Parts {
-                to: targeted(to),
+                to: targeted(to, confs),
                 ..Parts::new(target_ref)
             }
         }
@@ -121,7 +124,7 @@ pub(super) fn from_typed(spec: Spec) -> Result<Parts, Box<Spec>> {
                 } = entry;
                 TargetedEntry {
                     target_ref,
-                    conf: to_value(&RouteConf {
+                    conf: confs.entry(&RouteConf {
                         hostnames: hostnames.as_ref(),
                         rules: &rules,
                     }),
@@ -138,7 +141,7 @@ pub(super) fn from_typed(spec: Spec) -> Result<Parts, Box<Spec>> {
                 let mesh_tcp_route::To { target_ref, rules } = entry;
                 TargetedEntry {
                     target_ref,
-                    conf: to_value(&RouteConf {
+                    conf: confs.entry(&RouteConf {
                         hostnames: None::<&Vec<String>>,
                         rules: &rules,
                     }),
@@ -152,7 +155,7 @@ pub(super) fn from_typed(spec: Spec) -> Result<Parts, Box<Spec>> {
         Spec::MeshLoadBalancingStrategy(s) => {
             let mesh_load_balancing_strategy::MeshLoadBalancingStrategySpec { target_ref, to } = s;
             Parts {
-                to: targeted(to),
+                to: targeted(to, confs),
                 ..Parts::new(target_ref)
             }
         }
@@ -164,9 +167,9 @@ pub(super) fn from_typed(spec: Spec) -> Result<Parts, Box<Spec>> {
                 rules,
             } = s;
             Parts {
-                to: targeted(to),
-                from: targeted(from),
-                rules: matched(rules),
+                to: targeted(to, confs),
+                from: targeted(from, confs),
+                rules: matched(rules, confs),
                 ..Parts::new(target_ref)
             }
         }
@@ -178,9 +181,9 @@ pub(super) fn from_typed(spec: Spec) -> Result<Parts, Box<Spec>> {
                 rules,
             } = s;
             Parts {
-                to: targeted(to),
-                from: targeted(from),
-                rules: matched(rules),
+                to: targeted(to, confs),
+                from: targeted(from, confs),
+                rules: matched(rules, confs),
                 ..Parts::new(target_ref)
             }
         }
@@ -192,9 +195,9 @@ pub(super) fn from_typed(spec: Spec) -> Result<Parts, Box<Spec>> {
                 rules,
             } = s;
             Parts {
-                to: targeted(to),
-                from: targeted(from),
-                rules: matched(rules),
+                to: targeted(to, confs),
+                from: targeted(from, confs),
+                rules: matched(rules, confs),
                 ..Parts::new(target_ref)
             }
         }
@@ -204,7 +207,7 @@ pub(super) fn from_typed(spec: Spec) -> Result<Parts, Box<Spec>> {
                 default,
             } = s;
             Parts {
-                default: conf_value(&default),
+                default: confs.read(&default),
                 ..Parts::new(target_ref)
             }
         }
@@ -214,7 +217,7 @@ pub(super) fn from_typed(spec: Spec) -> Result<Parts, Box<Spec>> {
                 default,
             } = s;
             Parts {
-                default: conf_value(&default),
+                default: confs.read(&default),
                 ..Parts::new(target_ref)
             }
         }
@@ -224,7 +227,7 @@ pub(super) fn from_typed(spec: Spec) -> Result<Parts, Box<Spec>> {
                 default,
             } = s;
             Parts {
-                default: conf_value(&default),
+                default: confs.read(&default),
                 ..Parts::new(target_ref)
             }
         }
@@ -234,7 +237,7 @@ pub(super) fn from_typed(spec: Spec) -> Result<Parts, Box<Spec>> {
                 default,
             } = s;
             Parts {
-                default: default.as_ref().and_then(conf_value),
+                default: default.as_ref().and_then(|d| confs.read(d)),
                 ..Parts::new(target_ref)
             }
         }
@@ -245,8 +248,8 @@ pub(super) fn from_typed(spec: Spec) -> Result<Parts, Box<Spec>> {
                 rules,
             } = s;
             Parts {
-                from: targeted(from),
-                rules: plain(rules),
+                from: targeted(from, confs),
+                rules: plain(rules, confs),
                 ..Parts::new(target_ref)
             }
         }
@@ -266,7 +269,10 @@ struct RouteConf<'a, H, R> {
     rules: &'a [R],
 }
 
-fn targeted<C: Serialize>(entries: Option<Vec<TargetedConf<C>>>) -> Vec<TargetedEntry> {
+fn targeted<C: Serialize>(
+    entries: Option<Vec<TargetedConf<C>>>,
+    confs: &mut SharedConfs,
+) -> Vec<TargetedEntry> {
     entries
         .into_iter()
         .flatten()
@@ -275,7 +281,7 @@ fn targeted<C: Serialize>(entries: Option<Vec<TargetedConf<C>>>) -> Vec<Targeted
                 target_ref: _,
                 default,
             } = &entry;
-            let conf = entry_conf(default.as_ref(), &entry);
+            let conf = entry_conf(default.as_ref(), &entry, confs);
             TargetedEntry {
                 target_ref: entry.target_ref,
                 conf,
@@ -284,7 +290,10 @@ fn targeted<C: Serialize>(entries: Option<Vec<TargetedConf<C>>>) -> Vec<Targeted
         .collect()
 }
 
-fn matched<C: Serialize>(rules: Option<Vec<MatchedRule<C>>>) -> Vec<MatchedEntry> {
+fn matched<C: Serialize>(
+    rules: Option<Vec<MatchedRule<C>>>,
+    confs: &mut SharedConfs,
+) -> Vec<MatchedEntry> {
     rules
         .into_iter()
         .flatten()
@@ -293,7 +302,7 @@ fn matched<C: Serialize>(rules: Option<Vec<MatchedRule<C>>>) -> Vec<MatchedEntry
                 matches: _,
                 default,
             } = &rule;
-            let conf = entry_conf(default.as_ref(), &rule);
+            let conf = entry_conf(default.as_ref(), &rule, confs);
             MatchedEntry {
                 matches: rule.matches.unwrap_or_default(),
                 conf,
@@ -302,7 +311,10 @@ fn matched<C: Serialize>(rules: Option<Vec<MatchedRule<C>>>) -> Vec<MatchedEntry
         .collect()
 }
 
-fn plain<C: Serialize>(rules: Option<Vec<PlainRule<C>>>) -> Vec<MatchedEntry> {
+fn plain<C: Serialize>(
+    rules: Option<Vec<PlainRule<C>>>,
+    confs: &mut SharedConfs,
+) -> Vec<MatchedEntry> {
     rules
         .into_iter()
         .flatten()
@@ -310,7 +322,7 @@ fn plain<C: Serialize>(rules: Option<Vec<PlainRule<C>>>) -> Vec<MatchedEntry> {
             let PlainRule { default } = &rule;
             MatchedEntry {
                 matches: Vec::new(),
-                conf: entry_conf(default.as_ref(), &rule),
+                conf: entry_conf(default.as_ref(), &rule, confs),
             }
         })
         .collect()
@@ -318,15 +330,52 @@ fn plain<C: Serialize>(rules: Option<Vec<PlainRule<C>>>) -> Vec<MatchedEntry> {
 
 /// An entry's conf: its `default`, else the entry without its targetRef
 /// (as [`from_json`] reads it).
-fn entry_conf<C: Serialize>(default: Option<&C>, entry: &impl Serialize) -> Value {
-    match default.and_then(conf_value) {
+fn entry_conf<C: Serialize>(
+    default: Option<&C>,
+    entry: &impl Serialize,
+    confs: &mut SharedConfs,
+) -> Arc<Value> {
+    match default.and_then(|d| confs.read(d)) {
         Some(conf) => conf,
-        None => rest_of(to_value(entry)),
+        None => confs.entry(&rest_of(to_value(entry))),
     }
 }
 
-fn conf_value(conf: &impl Serialize) -> Option<Value> {
-    Some(to_value(conf)).filter(|v| !v.is_null())
+/// The confs of policies read together, by their JSON text: equal confs
+/// (many policies often set the same) are converted to a value once and
+/// shared. Writing a conf as text costs a fraction of building its value.
+#[derive(Debug, Default)]
+pub struct SharedConfs {
+    by_text: foldhash::HashMap<Box<[u8]>, Arc<Value>>,
+    /// The text of the conf being read, kept for its buffer.
+    text: Vec<u8>,
+}
+
+impl SharedConfs {
+    /// `conf` as a value, `None` when it is `null`.
+    fn read(&mut self, conf: &impl Serialize) -> Option<Arc<Value>> {
+        self.text.clear();
+        // Specs are plain data (strings, numbers, maps with string keys):
+        // serializing them cannot fail.
+        if serde_json::to_writer(&mut self.text, conf).is_err() || self.text == b"null" {
+            return None;
+        }
+        if let Some(shared) = self.by_text.get(self.text.as_slice()) {
+            return Some(shared.clone());
+        }
+        // Equal text, equal value: the value is built from the same
+        // serialization as the text (numbers of either kind written apart,
+        // members in the same order).
+        let value = Arc::new(to_value(conf));
+        self.by_text
+            .insert(self.text.as_slice().into(), value.clone());
+        Some(value)
+    }
+
+    /// `conf` as a value, `null` included.
+    fn entry(&mut self, conf: &impl Serialize) -> Arc<Value> {
+        self.read(conf).unwrap_or_else(|| Arc::new(Value::Null))
+    }
 }
 
 fn rest_of(entry: Value) -> Value {
@@ -369,7 +418,7 @@ pub(super) fn from_json(spec: &Value, policy: &str) -> Result<Parts, PolicyError
                 let field = || format!("spec.{section}[{i}].targetRef");
                 Ok(TargetedEntry {
                     target_ref: read_ref(item.get("targetRef").unwrap_or(&Value::Null), &field)?,
-                    conf: json_conf(item),
+                    conf: Arc::new(json_conf(item)),
                 })
             })
             .collect()
@@ -386,7 +435,7 @@ pub(super) fn from_json(spec: &Value, policy: &str) -> Result<Parts, PolicyError
                     .get("matches")
                     .and_then(|m| Vec::<Match>::deserialize(m).ok())
                     .unwrap_or_default(),
-                conf: json_conf(item),
+                conf: Arc::new(json_conf(item)),
             })
             .collect(),
         _ => Vec::new(),
@@ -396,7 +445,10 @@ pub(super) fn from_json(spec: &Value, policy: &str) -> Result<Parts, PolicyError
         to,
         from,
         rules,
-        default: spec.get("default").filter(|d| !d.is_null()).cloned(),
+        default: spec
+            .get("default")
+            .filter(|d| !d.is_null())
+            .map(|d| Arc::new(d.clone())),
     })
 }
 

@@ -12,7 +12,8 @@ fn mk_spec(kind: Kind, spec: Value) -> Spec {
 fn assert_same_parts(kind: Kind, spec: Value) {
     let spec = mk_spec(kind, spec);
     let json = from_json(&spec.to_json(), "p").unwrap();
-    let typed = from_typed(spec).unwrap_or_else(|_| panic!("{kind} has no typed reader"));
+    let typed = from_typed(spec, &mut SharedConfs::default())
+        .unwrap_or_else(|_| panic!("{kind} has no typed reader"));
     // Member order too: confs are folded and written out in it.
     assert_eq!(format!("{typed:?}"), format!("{json:?}"), "{kind}");
     assert_eq!(typed, json, "{kind}");
@@ -22,11 +23,12 @@ fn assert_same_parts(kind: Kind, spec: Value) {
 fn every_policy_kind_has_a_typed_reader() {
     for kind in Kind::ALL.iter().filter(|k| k.is_policy()) {
         let spec = mk_spec(*kind, json!({}));
-        let parts = from_typed(spec).unwrap_or_else(|_| panic!("{kind} has no typed reader"));
+        let parts = from_typed(spec, &mut SharedConfs::default())
+            .unwrap_or_else(|_| panic!("{kind} has no typed reader"));
         assert_eq!(parts.target_ref, TargetRef::mesh(), "{kind}");
     }
     let dataplane = mk_spec(Kind::Dataplane, json!({}));
-    assert!(from_typed(dataplane).is_err());
+    assert!(from_typed(dataplane, &mut SharedConfs::default()).is_err());
 }
 
 #[test]
@@ -157,4 +159,57 @@ fn json_reader_names_the_target_ref_it_cannot_read() {
     );
     let missing = from_json(&json!({"from": [{}]}), "p").unwrap_err();
     assert!(missing.to_string().contains("spec.from[0].targetRef"));
+}
+
+#[test]
+fn policies_read_together_share_equal_confs_and_read_as_alone() {
+    let timeouts = [
+        json!({"idleTimeout": "1s"}),
+        json!({"idleTimeout": "1s", "http": {"requestTimeout": "2s"}}),
+        json!({"http": {"requestTimeout": "2s"}, "idleTimeout": "1s"}),
+        json!({"connectionTimeout": "1s"}),
+        json!({}),
+    ];
+    let mut confs = SharedConfs::default();
+    let mut random = 0x9e37_79b9_7f4a_7c15_u64;
+    let mut read = Vec::new();
+    for round in 0..200 {
+        random ^= random << 13;
+        random ^= random >> 7;
+        random ^= random << 17;
+        let a = &timeouts[(random % 5) as usize];
+        let b = &timeouts[((random >> 8) % 5) as usize];
+        let spec = json!({"to": [{"targetRef": {"kind": "Mesh"}, "default": a}],
+                          "from": [{"targetRef": {"kind": "Mesh"}, "default": b}],
+                          "rules": [{"default": a}, {}]});
+        let together = from_typed(mk_spec(Kind::MeshTimeout, spec.clone()), &mut confs).unwrap();
+        let alone = from_typed(
+            mk_spec(Kind::MeshTimeout, spec),
+            &mut SharedConfs::default(),
+        )
+        .unwrap();
+        assert_eq!(
+            format!("{together:?}"),
+            format!("{alone:?}"),
+            "round {round}"
+        );
+        read.push(together);
+    }
+    // Equal confs are one value; confs with members in another order are
+    // not equal as text, so they are not shared.
+    let confs: Vec<&Arc<Value>> = read
+        .iter()
+        .flat_map(|p| {
+            p.to.iter()
+                .chain(&p.from)
+                .map(|e| &e.conf)
+                .chain(p.rules.iter().map(|e| &e.conf))
+        })
+        .collect();
+    for a in &confs {
+        for b in &confs {
+            let same_text = a.to_string() == b.to_string();
+            assert_eq!(Arc::ptr_eq(a, b), same_text, "{a} {b}");
+        }
+    }
 }

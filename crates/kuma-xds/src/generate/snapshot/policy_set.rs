@@ -7,11 +7,16 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;
 
 use kuma_api::{Kind, Spec};
+use kuma_policy::policy::SharedConfs;
 use kuma_policy::{Destination as PolicyDestination, MeshContext, Policy, PolicyIndex};
+
+/// One kind's policies by name, as added to a snapshot: read when the
+/// policy set is built, all together.
+pub(super) type Sources = BTreeMap<String, Added>;
 
 /// One kind's policies by name: each read, or why it could not be. Read
 /// policies are shared with the indexes built from them.
-pub(super) type Sources = BTreeMap<String, Result<Arc<Policy>, String>>;
+type Read = BTreeMap<String, Result<Arc<Policy>, String>>;
 
 /// The mesh's policies, indexed; they depend on policies and MeshServices
 /// only, never on Dataplanes.
@@ -28,23 +33,66 @@ pub(super) struct PolicySet {
     /// Policies left out because they could not be read.
     pub(super) warnings: Vec<String>,
     /// What the indexes were built from, kept for updates.
-    sources: BTreeMap<Kind, Arc<Sources>>,
+    sources: BTreeMap<Kind, Arc<Read>>,
 }
 
-/// Reads one policy of `mesh` as the engine wants it.
+/// A policy added to a snapshot, not read yet: policies read together
+/// share equal confs (one value each, which makes folds that meet it
+/// again cheap) and read a repeated conf once.
+#[derive(Debug, Clone)]
+pub(super) struct Added {
+    labels: BTreeMap<String, String>,
+    spec: Spec,
+}
+
+/// One policy as the set will read it (its mesh is the set's).
 pub(super) fn read_policy(
-    mesh: &str,
-    name: &str,
+    _mesh: &str,
+    _name: &str,
     labels: &BTreeMap<String, String>,
     spec: Spec,
+) -> Added {
+    Added {
+        labels: labels.clone(),
+        spec,
+    }
+}
+
+/// Reads policies of `mesh`, sharing equal confs among them.
+fn read_all(
+    mesh: &str,
+    sources: BTreeMap<Kind, Arc<Sources>>,
+    confs: &mut SharedConfs,
+) -> BTreeMap<Kind, Arc<Read>> {
+    sources
+        .into_iter()
+        .map(|(kind, by_name)| {
+            let by_name = Arc::try_unwrap(by_name).unwrap_or_else(|shared| (*shared).clone());
+            let read = by_name
+                .into_iter()
+                .map(|(name, added)| {
+                    let policy = read_one(mesh, &name, added, confs);
+                    (name, policy)
+                })
+                .collect();
+            (kind, Arc::new(read))
+        })
+        .collect()
+}
+
+fn read_one(
+    mesh: &str,
+    name: &str,
+    added: Added,
+    confs: &mut SharedConfs,
 ) -> Result<Arc<Policy>, String> {
-    Policy::from_spec(mesh, name, labels, spec)
+    Policy::from_spec_sharing(mesh, name, &added.labels, added.spec, confs)
         .map(Arc::new)
         .map_err(|e| e.to_string())
 }
 
 /// The index of one kind, `None` when no policy of it reads.
-fn index(kind: Kind, sources: &Sources, context: &MeshContext) -> Option<PolicyIndex> {
+fn index(kind: Kind, sources: &Read, context: &MeshContext) -> Option<PolicyIndex> {
     let policies: Vec<Arc<Policy>> = sources
         .values()
         .filter_map(|p| p.as_ref().ok().cloned())
@@ -52,7 +100,7 @@ fn index(kind: Kind, sources: &Sources, context: &MeshContext) -> Option<PolicyI
     (!policies.is_empty()).then(|| PolicyIndex::new(kind, policies, context))
 }
 
-fn warnings(sources: &BTreeMap<Kind, Arc<Sources>>) -> Vec<String> {
+fn warnings(sources: &BTreeMap<Kind, Arc<Read>>) -> Vec<String> {
     sources
         .values()
         .flat_map(|by_name| by_name.values())
@@ -65,6 +113,15 @@ impl PolicySet {
         mesh: String,
         destinations: Vec<PolicyDestination>,
         sources: BTreeMap<Kind, Arc<Sources>>,
+    ) -> PolicySet {
+        let read = read_all(&mesh, sources, &mut SharedConfs::default());
+        PolicySet::from_read(mesh, destinations, read)
+    }
+
+    fn from_read(
+        mesh: String,
+        destinations: Vec<PolicyDestination>,
+        sources: BTreeMap<Kind, Arc<Read>>,
     ) -> PolicySet {
         // Policies may target MeshHTTPRoutes by name: the routes are part
         // of what every kind is indexed with.
@@ -103,14 +160,16 @@ impl PolicySet {
     /// of the context, so then every kind is.
     pub(super) fn with_changes(
         &self,
-        changes: impl IntoIterator<Item = (Kind, String, Option<Result<Arc<Policy>, String>>)>,
+        changes: impl IntoIterator<Item = (Kind, String, Option<Added>)>,
     ) -> PolicySet {
         let mut sources = self.sources.clone();
         let mut touched = BTreeSet::new();
+        let mut confs = SharedConfs::default();
         for (kind, name, state) in changes {
             let by_name = Arc::make_mut(sources.entry(kind).or_default());
             match state {
-                Some(policy) => {
+                Some(added) => {
+                    let policy = read_one(&self.context.mesh, &name, added, &mut confs);
                     by_name.insert(name, policy);
                 }
                 None => {
@@ -123,7 +182,7 @@ impl PolicySet {
             touched.insert(kind);
         }
         if touched.contains(&Kind::MeshHTTPRoute) {
-            return PolicySet::new(
+            return PolicySet::from_read(
                 self.context.mesh.clone(),
                 self.context.destinations.clone(),
                 sources,
