@@ -102,15 +102,21 @@ impl Policy {
         labels: &BTreeMap<String, String>,
         spec: Spec,
     ) -> Result<Policy, PolicyError> {
-        Policy::from_spec_sharing(mesh, name, labels, spec, &mut SharedConfs::default())
+        Policy::from_spec_sharing(
+            mesh,
+            name,
+            labels.clone(),
+            spec,
+            &mut SharedConfs::default(),
+        )
     }
 
     /// [`Policy::from_spec`], sharing its confs with the policies read
-    /// before with `confs` wherever they are equal.
+    /// before with `confs` wherever they are equal; the labels move in.
     pub fn from_spec_sharing(
         mesh: &str,
         name: &str,
-        labels: &BTreeMap<String, String>,
+        labels: BTreeMap<String, String>,
         spec: Spec,
         confs: &mut SharedConfs,
     ) -> Result<Policy, PolicyError> {
@@ -126,7 +132,7 @@ impl Policy {
             kind,
             mesh: mesh.to_string(),
             name: name.to_string(),
-            labels: labels.clone(),
+            labels,
             target_ref: parts.target_ref,
             to: parts.to,
             from: parts.from,

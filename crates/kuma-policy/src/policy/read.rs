@@ -124,7 +124,7 @@ pub(super) fn from_typed(spec: Spec, confs: &mut SharedConfs) -> Result<Parts, B
                 } = entry;
                 TargetedEntry {
                     target_ref,
-                    conf: confs.entry(&RouteConf {
+                    conf: route_conf(&RouteConf {
                         hostnames: hostnames.as_ref(),
                         rules: &rules,
                     }),
@@ -141,7 +141,7 @@ pub(super) fn from_typed(spec: Spec, confs: &mut SharedConfs) -> Result<Parts, B
                 let mesh_tcp_route::To { target_ref, rules } = entry;
                 TargetedEntry {
                     target_ref,
-                    conf: confs.entry(&RouteConf {
+                    conf: route_conf(&RouteConf {
                         hostnames: None::<&Vec<String>>,
                         rules: &rules,
                     }),
@@ -267,6 +267,13 @@ struct RouteConf<'a, H, R> {
     hostnames: Option<&'a H>,
     #[serde(skip_serializing_if = "<[R]>::is_empty")]
     rules: &'a [R],
+}
+
+/// A route entry's conf, not shared: routes name their own paths and
+/// backends, so equal ones are rare, and their folds (keyed by matches)
+/// do not skip repeats anyway.
+fn route_conf<H: Serialize, R: Serialize>(conf: &RouteConf<'_, H, R>) -> Arc<Value> {
+    Arc::new(to_value(conf))
 }
 
 fn targeted<C: Serialize>(

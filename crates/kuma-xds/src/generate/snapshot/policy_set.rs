@@ -39,23 +39,21 @@ pub(super) struct PolicySet {
 /// A policy added to a snapshot, not read yet: policies read together
 /// share equal confs (one value each, which makes folds that meet it
 /// again cheap) and read a repeated conf once.
+///
+/// Boxed: the builder keeps these in a map by name, and moving whole specs
+/// around its nodes on every insert cost more than the box.
 #[derive(Debug, Clone)]
-pub(super) struct Added {
-    labels: BTreeMap<String, String>,
-    spec: Spec,
-}
+pub(super) struct Added(Box<(BTreeMap<String, String>, Spec)>);
 
-/// One policy as the set will read it (its mesh is the set's).
+/// One policy as the set will read it: `mesh` and `name` are not kept,
+/// they are the set's mesh and the policy's key in its kind's map.
 pub(super) fn read_policy(
     _mesh: &str,
     _name: &str,
     labels: &BTreeMap<String, String>,
     spec: Spec,
 ) -> Added {
-    Added {
-        labels: labels.clone(),
-        spec,
-    }
+    Added(Box::new((labels.clone(), spec)))
 }
 
 /// Reads policies of `mesh`, sharing equal confs among them.
@@ -86,7 +84,8 @@ fn read_one(
     added: Added,
     confs: &mut SharedConfs,
 ) -> Result<Arc<Policy>, String> {
-    Policy::from_spec_sharing(mesh, name, &added.labels, added.spec, confs)
+    let (labels, spec) = *added.0;
+    Policy::from_spec_sharing(mesh, name, labels, spec, confs)
         .map(Arc::new)
         .map_err(|e| e.to_string())
 }
