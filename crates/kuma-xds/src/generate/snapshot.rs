@@ -227,7 +227,7 @@ impl MeshSnapshotBuilder {
         if !kind.is_policy() {
             return self;
         }
-        let policy = policy_set::read_policy(&self.mesh, name, labels, spec);
+        let policy = policy_set::added(labels.clone(), spec);
         self.policies
             .entry(kind)
             .or_default()

@@ -45,15 +45,10 @@ pub(super) struct PolicySet {
 #[derive(Debug, Clone)]
 pub(super) struct Added(Box<(BTreeMap<String, String>, Spec)>);
 
-/// One policy as the set will read it: `mesh` and `name` are not kept,
-/// they are the set's mesh and the policy's key in its kind's map.
-pub(super) fn read_policy(
-    _mesh: &str,
-    _name: &str,
-    labels: &BTreeMap<String, String>,
-    spec: Spec,
-) -> Added {
-    Added(Box::new((labels.clone(), spec)))
+/// One policy as the set will read it; its mesh and name are the set's
+/// mesh and the policy's key in its kind's map.
+pub(super) fn added(labels: BTreeMap<String, String>, spec: Spec) -> Added {
+    Added(Box::new((labels, spec)))
 }
 
 /// Reads policies of `mesh`, sharing equal confs among them.

@@ -129,9 +129,7 @@ impl MeshSnapshot {
                     // A spec of another kind under this kind's key is a
                     // caller's mistake: read it as the deletion it implies.
                     .filter(|(_, spec)| spec.kind() == kind)
-                    .map(|(labels, spec)| {
-                        policy_set::read_policy(&self.mesh, &name, &labels, spec)
-                    });
+                    .map(|(labels, spec)| policy_set::added(labels, spec));
                 (kind, name, policy)
             });
         let policies = self.policies.with_changes(changes);
