@@ -9,60 +9,23 @@
 //! processes would disagree on.
 
 use std::collections::BTreeMap;
-use std::path::{Path, PathBuf};
 
-use kuma_api::{ResourceDocument, yaml_documents};
 use kuma_xds::ProxyResources;
-use kuma_xds::generate::{MeshSnapshot, ProxyIdentity, generate_proxy_with_identity, proto_json};
+use kuma_xds::generate::proto_json;
 use prost::bytes::Buf;
 use prost::encoding::{WireType, decode_key, decode_varint};
 use prost_reflect::{Kind, MessageDescriptor};
-use serde_json::Value;
 
 /// How many times each scenario is generated: a map of two entries keeps
 /// its order with probability about 1/2 per build, so twelve builds miss a
 /// nondeterministic one with probability about 1/2048.
 const BUILDS: usize = 12;
 
-fn golden_dir() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/golden")
-}
+#[allow(dead_code)]
+#[path = "support/scenario.rs"]
+mod scenario;
 
-fn identity(name: &str) -> ProxyIdentity {
-    let dir = golden_dir();
-    let read =
-        |p: PathBuf| std::fs::read_to_string(&p).unwrap_or_else(|e| panic!("{}: {e}", p.display()));
-    let ca = Path::new(name).with_file_name("ca.pem");
-    ProxyIdentity {
-        cert_chain_pem: read(dir.join(format!("{name}.pem"))),
-        private_key_pem: read(dir.join(format!("{name}.key"))),
-        ca_pems: vec![read(dir.join(ca))],
-    }
-}
-
-/// The scenario's proxy resources, built from scratch (snapshot included).
-fn generate(input: &Path) -> ProxyResources {
-    let text = std::fs::read_to_string(input).expect("readable input");
-    generate_text(&text)
-}
-
-fn generate_text(text: &str) -> ProxyResources {
-    let docs = yaml_documents(text).expect("valid YAML");
-    let (header, resources) = docs.split_first().expect("a header document");
-    let field = |k: &str| header.get(k).and_then(Value::as_str).map(str::to_string);
-    let proxy = field("proxy").expect("header names the proxy");
-    let mesh = field("mesh").unwrap_or_else(|| "default".to_string());
-    let mut builder = MeshSnapshot::builder(&mesh);
-    for value in resources {
-        let doc = ResourceDocument::from_json(value.clone()).expect("a Kuma resource");
-        doc.validate()
-            .unwrap_or_else(|e| panic!("{} is invalid: {e:?}", doc.name));
-        builder.add(doc.mesh.as_deref(), &doc.name, &doc.labels, doc.spec);
-    }
-    let snapshot = builder.build();
-    let identity = field("identity").map(|name| identity(&name));
-    generate_proxy_with_identity(&snapshot, &proxy, identity.as_ref()).expect("generates")
-}
+use scenario::generate;
 
 /// MeshProxyPatch values are user-written and may hold maps of many
 /// entries, nested (a Struct in a Struct, a Struct packed in an `Any` in a
@@ -138,7 +101,7 @@ networking:
 
 /// Every golden scenario, then [`PATCHED_MAPS`]: (label, resources).
 fn every_input() -> Vec<(String, ProxyResources)> {
-    let mut out: Vec<(String, ProxyResources)> = scenarios()
+    let mut out: Vec<(String, ProxyResources)> = scenario::inputs()
         .into_iter()
         .map(|input| {
             let label = input
@@ -149,7 +112,10 @@ fn every_input() -> Vec<(String, ProxyResources)> {
             (label, generate(&input))
         })
         .collect();
-    out.push(("patched-maps".to_string(), generate_text(PATCHED_MAPS)));
+    out.push((
+        "patched-maps".to_string(),
+        scenario::generate_text(PATCHED_MAPS, "patched-maps"),
+    ));
     out
 }
 
@@ -164,16 +130,6 @@ fn bytes_of(resources: &ProxyResources) -> BTreeMap<(String, String), Vec<u8>> {
                 .map(move |(name, r)| ((url.clone(), name.clone()), r.body.value.clone()))
         })
         .collect()
-}
-
-fn scenarios() -> Vec<PathBuf> {
-    let mut inputs: Vec<PathBuf> = std::fs::read_dir(golden_dir())
-        .expect("golden dir")
-        .filter_map(|e| e.ok().map(|e| e.path()))
-        .filter(|p| p.to_string_lossy().ends_with(".input.yaml"))
-        .collect();
-    inputs.sort();
-    inputs
 }
 
 #[test]
