@@ -59,7 +59,9 @@ impl MeshSnapshot {
         );
         old.retain(|key, entry| {
             let same = match key {
-                CacheKey::InboundCluster { .. } | CacheKey::Passthrough(_) => true,
+                CacheKey::InboundCluster { .. }
+                | CacheKey::Passthrough(_)
+                | CacheKey::ClusterTemplate { .. } => true,
                 CacheKey::OutboundListener { .. } => !routes,
                 CacheKey::Cluster { name, .. } | CacheKey::LoadAssignment(name) => {
                     !routes && self.same_service_destination(previous, name)

@@ -128,11 +128,40 @@ pub(crate) fn packed_eds(
     transport_socket: Option<&TransportSocket>,
 ) -> Any {
     let unnamed = unnamed_eds(protocol);
-    let (before, after) = unnamed.bytes.split_at(unnamed.transport_socket_at);
+    named(
+        name,
+        &unnamed.bytes,
+        unnamed.transport_socket_at,
+        transport_socket,
+    )
+}
+
+/// [`packed_eds`] from `template`, the encoding of a cluster with an
+/// empty name and no transport socket that policy confs were applied to:
+/// destinations with the same protocol and confs differ only in name and
+/// TLS, so their clusters are written from one template.
+pub(crate) fn packed_from_template(
+    name: &str,
+    template: &[u8],
+    transport_socket: Option<&TransportSocket>,
+) -> Any {
+    let at = first_field_above(template, TRANSPORT_SOCKET);
+    named(name, template, at, transport_socket)
+}
+
+/// `unnamed` with the name field first and `transport_socket` put in at
+/// `transport_socket_at`.
+fn named(
+    name: &str,
+    unnamed: &[u8],
+    transport_socket_at: usize,
+    transport_socket: Option<&TransportSocket>,
+) -> Any {
+    let (before, after) = unnamed.split_at(transport_socket_at.min(unnamed.len()));
     let socket_len =
         transport_socket.map_or(0, |ts| encoding::message::encoded_len(TRANSPORT_SOCKET, ts));
     let mut value = Vec::with_capacity(
-        1 + prost::length_delimiter_len(name.len()) + name.len() + unnamed.bytes.len() + socket_len,
+        1 + prost::length_delimiter_len(name.len()) + name.len() + unnamed.len() + socket_len,
     );
     if !name.is_empty() {
         // Cluster.name = 1, length-delimited; prost leaves an empty one out.
@@ -289,6 +318,54 @@ mod tests {
                         "{protocol:?} {name} with TLS"
                     );
                 }
+            }
+        }
+    }
+
+    #[test]
+    fn clusters_from_a_template_are_packed_as_prost_packs_them() {
+        use envoy_types::pb::envoy::config::cluster::v3::{
+            CircuitBreakers, OutlierDetection, cluster::CommonLbConfig, cluster::LbPolicy,
+        };
+        use envoy_types::pb::envoy::config::core::v3::HealthCheck;
+        use envoy_types::pb::envoy::r#type::v3::Percent;
+        // Policy confs set fields on both sides of the transport socket's
+        // tag (24): health checks (8), circuit breakers (10), outlier
+        // detection (19), the balancing config (27).
+        let with_confs = |name: &str, protocol| Cluster {
+            lb_policy: LbPolicy::LeastRequest as i32,
+            health_checks: vec![HealthCheck {
+                timeout: Some(Duration {
+                    seconds: 2,
+                    nanos: 0,
+                }),
+                ..HealthCheck::default()
+            }],
+            circuit_breakers: Some(CircuitBreakers::default()),
+            outlier_detection: Some(OutlierDetection::default()),
+            common_lb_config: Some(CommonLbConfig {
+                healthy_panic_threshold: Some(Percent { value: 30.0 }),
+                ..CommonLbConfig::default()
+            }),
+            ..eds_cluster(name, protocol)
+        };
+        let socket =
+            super::super::mtls::upstream("default", "svc{mesh=default}", &["svc".into()], None);
+        for protocol in [Protocol::Tcp, Protocol::Http, Protocol::Grpc] {
+            let template = packed(&with_confs("", protocol)).value;
+            for name in ["svc", "default_backend___msvc_80"] {
+                let mut cluster = with_confs(name, protocol);
+                assert_eq!(
+                    packed_from_template(name, &template, None),
+                    packed(&cluster),
+                    "{protocol:?} {name}"
+                );
+                cluster.transport_socket = Some(socket.clone());
+                assert_eq!(
+                    packed_from_template(name, &template, Some(&socket)),
+                    packed(&cluster),
+                    "{protocol:?} {name} with TLS"
+                );
             }
         }
     }

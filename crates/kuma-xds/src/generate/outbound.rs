@@ -264,8 +264,12 @@ fn add_destination(
     let mut policies = t.policies.key();
     // Without confs the cluster is its protocol's plain one but for its name
     // and TLS (MeshTLS params included), which are written into the plain
-    // one's encoding.
-    let plain = policies.is_empty();
+    // one's encoding; with confs, into the template of its protocol and
+    // confs, built once per snapshot.
+    let template_key = (!policies.is_empty()).then(|| CacheKey::ClusterTemplate {
+        protocol,
+        policies: policies.clone(),
+    });
     // The TLS settings name secrets, not their content: one cluster still
     // serves every proxy of the mesh with the same MeshTLS params.
     if let Some(tls) = tls {
@@ -287,16 +291,23 @@ fn add_destination(
             };
             tls.upstream(&sni, &t.identities())
         });
-        if plain {
-            let packed = cluster::packed_eds(&t.cluster, protocol, transport_socket.as_ref());
-            return XdsResource::new(&*t.cluster, packed);
-        }
-        let mut c = cluster::eds_cluster(&t.cluster, protocol);
-        t.policies.apply_cluster(&mut c, protocol);
-        if transport_socket.is_some() {
-            c.transport_socket = transport_socket;
-        }
-        XdsResource::new(&*t.cluster, cluster::packed(&c))
+        let packed = match template_key {
+            None => cluster::packed_eds(&t.cluster, protocol, transport_socket.as_ref()),
+            Some(key) => {
+                // Not under the cache's lock here: `shared` builds outside it.
+                let template = snapshot.shared(key, || {
+                    let mut c = cluster::eds_cluster("", protocol);
+                    t.policies.apply_cluster(&mut c, protocol);
+                    XdsResource::new("", cluster::packed(&c))
+                });
+                cluster::packed_from_template(
+                    &t.cluster,
+                    &template.body.value,
+                    transport_socket.as_ref(),
+                )
+            }
+        };
+        XdsResource::new(&*t.cluster, packed)
     }));
     out.push(
         snapshot.shared(CacheKey::LoadAssignment(t.cluster.to_string()), || {

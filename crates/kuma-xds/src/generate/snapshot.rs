@@ -93,6 +93,13 @@ pub(crate) enum CacheKey {
         policies: String,
     },
     LoadAssignment(String),
+    /// A destination cluster with an empty name and no TLS, policy confs
+    /// applied: what every destination of that protocol and those confs
+    /// is written from (`cluster::packed_from_template`).
+    ClusterTemplate {
+        protocol: Protocol,
+        policies: String,
+    },
     InboundCluster {
         address: String,
         port: u32,
