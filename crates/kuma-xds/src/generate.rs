@@ -108,7 +108,7 @@ pub fn generate_proxy_with_identity(
     // cost more than building them from sorted runs.
     let mut generated = Vec::with_capacity(expected_resources(snapshot, dataplane));
     inbound::generate(snapshot, &proxy, &policies, tls.as_ref(), &mut generated)?;
-    outbound::generate(snapshot, dataplane, &policies, tls.as_ref(), &mut generated);
+    outbound::generate(snapshot, &proxy, &policies, tls.as_ref(), &mut generated);
     passthrough::generate(snapshot, dataplane, &policies, &mut generated);
     if let Some(tls) = &tls {
         for secret in tls.secrets() {

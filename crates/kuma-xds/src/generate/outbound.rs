@@ -16,8 +16,9 @@ use envoy_types::pb::envoy::config::core::v3::TrafficDirection;
 use envoy_types::pb::envoy::config::listener::v3::Filter;
 use envoy_types::pb::envoy::config::route::v3::{Route, RouteConfiguration, VirtualHost};
 use envoy_types::util::pack_any;
-use kuma_api::kinds::dataplane::{DataplaneSpec, Outbound};
+use kuma_api::kinds::dataplane::Outbound;
 use kuma_api::kinds::tags::SERVICE_TAG;
+use kuma_policy::Proxy;
 
 use super::mtls::{ClientTls, MeshTls};
 use super::policies::mesh_fault_injection;
@@ -173,11 +174,12 @@ impl Target<'_> {
 
 pub(crate) fn generate<'a>(
     snapshot: &'a MeshSnapshot,
-    dataplane: &'a DataplaneSpec,
+    proxy: &Proxy<'a>,
     policies: &ProxyPolicies,
     tls: Option<&MeshTls<'_>>,
     out: &mut Vec<Arc<XdsResource>>,
 ) {
+    let dataplane = proxy.spec;
     // As Kuma's outbounds do, tell callees who calls while fault injections
     // may pick clients by tags.
     let tags_header = policies
@@ -185,7 +187,7 @@ pub(crate) fn generate<'a>(
         .then(|| mesh_fault_injection::tags_header_value(dataplane));
     // As in Kuma, the proxy's own MeshTLS versions and ciphers apply to its
     // client side too, on every mesh TLS cluster.
-    let client = tls.map(|tls| ClientTls::new(tls, policies.outbound_tls_params(dataplane)));
+    let client = tls.map(|tls| ClientTls::new(tls, policies.outbound_tls_params(proxy)));
     let tls = client.as_ref();
     for outbound in dataplane.outbounds() {
         let Some(t) = target(snapshot, policies, outbound) else {

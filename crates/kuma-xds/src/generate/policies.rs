@@ -209,19 +209,12 @@ impl<'a> ProxyPolicies<'a> {
     /// side. As in Kuma, they are those of the conf every client of an
     /// inbound gets: versions and ciphers are allowed only on Mesh-wide
     /// policies, so the first inbound's stand for all. None without inbounds.
-    pub(crate) fn outbound_tls_params(
-        &self,
-        dataplane: &kuma_api::kinds::dataplane::DataplaneSpec,
-    ) -> Option<TlsParameters> {
+    pub(crate) fn outbound_tls_params(&self, proxy: &Proxy<'_>) -> Option<TlsParameters> {
         if !self.rules.contains_key(&Kind::MeshTLS) {
             return None;
         }
-        let inbound = dataplane.inbounds().first()?;
-        let key = InboundKey {
-            address: inbound.dataplane_address(dataplane.address()).to_string(),
-            port: inbound.port,
-        };
-        self.inbound(&key).tls_params()
+        let inbound = proxy.spec.inbounds().first()?;
+        self.inbound(&proxy.inbound_key(inbound)).tls_params()
     }
 }
 
