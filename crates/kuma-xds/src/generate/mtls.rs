@@ -229,17 +229,12 @@ mod tests {
 
     #[test]
     fn upstream_matches_each_service_exactly() {
-        let socket = upstream(
+        let tls = upstream_tls(upstream(
             "default",
             "backend{mesh=default}",
             &["backend".to_string()],
             None,
-        );
-        let Some(transport_socket::ConfigType::TypedConfig(any)) = socket.config_type else {
-            panic!("typed config");
-        };
-        let tls = <UpstreamTlsContext as prost::Message>::decode(any.value.as_slice())
-            .expect("upstream tls");
+        ));
         assert_eq!(tls.sni, "backend{mesh=default}");
         let common = tls.common_tls_context.expect("common");
         assert_eq!(common.alpn_protocols, vec!["kuma".to_string()]);
