@@ -293,6 +293,7 @@ fn has_null_member(map: &Map<String, Value>) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::testing::Random;
     use serde_json::json;
 
     fn fold(kind: Kind, confs: &[Value]) -> Value {
@@ -446,16 +447,11 @@ mod tests {
             json!({"k": {"m": 2}, "n": null}),
         ];
         // Runs of equal confs in every combination of a few positions.
-        let mut random = 0x2545_f491_4f6c_dd1d_u64;
+        let mut random = Random(0x2545_f491_4f6c_dd1d);
         for round in 0..2000 {
             let len = 1 + round % 9;
             let sequence: Vec<Value> = (0..len)
-                .map(|_| {
-                    random ^= random << 13;
-                    random ^= random >> 7;
-                    random ^= random << 17;
-                    confs[(random % confs.len() as u64) as usize].clone()
-                })
+                .map(|_| random.pick(&confs).clone())
                 .flat_map(|conf| std::iter::repeat_n(conf, 1 + round % 3))
                 .collect();
             let got = MergeStrategy::default().fold(sequence.iter());
@@ -479,14 +475,12 @@ mod tests {
             assert_eq!(appends(conf), !repeats(conf, &conf.clone()), "{conf}");
         }
         // The same values again and again, as confs read together are.
-        let mut random = 0x2545_f491_4f6c_dd1d_u64;
+        let mut random = Random(0x2545_f491_4f6c_dd1d);
         for round in 0..3000 {
             let len = 1 + round % 11;
             let sequence: Vec<&Value> = (0..len)
                 .flat_map(|_| {
-                    random ^= random << 13;
-                    random ^= random >> 7;
-                    random ^= random << 17;
+                    let random = random.next_u64();
                     let conf = &confs[(random % confs.len() as u64) as usize];
                     std::iter::repeat_n(conf, 1 + (random >> 32) as usize % 3)
                 })

@@ -245,7 +245,7 @@ pub fn sort(policies: &mut Vec<Arc<Policy>>) {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::testing::{mk_policy, with_labels};
+    use crate::testing::{Random, mk_policy, with_labels};
     use serde_json::json;
 
     #[test]
@@ -304,13 +304,8 @@ mod tests {
             (DISPLAY_NAME_LABEL, "b"),
             (DISPLAY_NAME_LABEL, ""),
         ];
-        let mut random = 0x2545_f491_4f6c_dd1d_u64;
-        let mut below = |n: usize| {
-            random ^= random << 13;
-            random ^= random >> 7;
-            random ^= random << 17;
-            (random % n as u64) as usize
-        };
+        let mut random = Random(0x2545_f491_4f6c_dd1d);
+        let mut below = |n: usize| random.below(n);
         for round in 0..300 {
             let mut policies: Vec<Arc<Policy>> = (0..below(12))
                 .map(|i| {

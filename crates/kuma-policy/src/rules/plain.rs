@@ -123,22 +123,7 @@ mod tests {
 
     use super::super::{PolicyOrigin, RuleItem, build, build_by_subsets};
     use crate::merge::MergeStrategy;
-
-    /// A small deterministic generator (xorshift), so that failures repeat.
-    struct Random(u64);
-
-    impl Random {
-        fn below(&mut self, n: usize) -> usize {
-            self.0 ^= self.0 << 13;
-            self.0 ^= self.0 >> 7;
-            self.0 ^= self.0 << 17;
-            (self.0 % n as u64) as usize
-        }
-
-        fn pick<'a, T>(&mut self, from: &'a [T]) -> &'a T {
-            &from[self.below(from.len())]
-        }
-    }
+    use crate::testing::Random;
 
     fn target_refs() -> Vec<TargetRef> {
         [

@@ -3,6 +3,7 @@ use serde_json::json;
 use kuma_api::{Kind, Spec};
 
 use super::*;
+use crate::testing::Random;
 
 fn mk_spec(kind: Kind, spec: Value) -> Spec {
     Spec::from_json(kind, spec).unwrap_or_else(|e| panic!("{kind}: {e}"))
@@ -171,12 +172,10 @@ fn policies_read_together_share_equal_confs_and_read_as_alone() {
         json!({}),
     ];
     let mut confs = SharedConfs::default();
-    let mut random = 0x9e37_79b9_7f4a_7c15_u64;
+    let mut random = Random(0x9e37_79b9_7f4a_7c15);
     let mut read = Vec::new();
     for round in 0..200 {
-        random ^= random << 13;
-        random ^= random >> 7;
-        random ^= random << 17;
+        let random = random.next_u64();
         let a = &timeouts[(random % 5) as usize];
         let b = &timeouts[((random >> 8) % 5) as usize];
         let spec = json!({"to": [{"targetRef": {"kind": "Mesh"}, "default": a}],
