@@ -16,7 +16,12 @@ use crate::matcher::{InboundKey, Proxy, Selection, select};
 use crate::merge::MergeStrategy;
 use crate::outbound::{self, Destination, ResourceRules};
 use crate::policy::Policy;
-use crate::rules::{self, PolicyOrigin, Rule, RuleItem, ServiceRules};
+use crate::rules::{self, PolicyOrigin, Rule, RuleItem};
+
+mod to_rules;
+
+use to_rules::{Aims, Source};
+pub use to_rules::{PolicyList, ToRules};
 
 /// What beside the policies themselves decides the rules: the mesh's name,
 /// the destinations `to` entries may name, and the MeshHTTPRoutes policies
@@ -56,11 +61,10 @@ pub struct ProxyRules {
 #[derive(Debug, Clone)]
 pub struct PolicyIndex {
     kind: Kind,
-    strategy: MergeStrategy,
-    /// Fold order; indices below refer to it. Shared with the snapshot
-    /// the index was built from.
-    policies: Vec<Arc<Policy>>,
-    origins: Vec<PolicyOrigin>,
+    /// The policies in fold order (indices below refer to it), shared with
+    /// the snapshot the index was built from, and what `to` rules are
+    /// built from.
+    source: Source,
     /// The policy whose top-level targetRef each policy selects proxies
     /// with: itself, or the MeshHTTPRoute it targets (shared, not copied).
     selectors: Vec<Option<Arc<Policy>>>,
@@ -123,6 +127,7 @@ impl PolicyIndex {
             .filter(|p| p.kind == kind && !p.is_shadow())
             .collect();
         crate::policy::sort(&mut policies);
+        let policies: Arc<[Arc<Policy>]> = policies.into();
         let mut warnings = Vec::new();
         let selectors: Vec<Option<Arc<Policy>>> = policies
             .iter()
@@ -143,9 +148,12 @@ impl PolicyIndex {
             .collect();
         let mut index = PolicyIndex {
             kind,
-            strategy: MergeStrategy::for_kind(kind),
-            origins: origins_of(kind, &policies),
-            policies,
+            source: Source {
+                origins: origins_of(kind, &policies).into(),
+                aims: Arc::new(Aims::new(&policies)),
+                strategy: MergeStrategy::for_kind(kind),
+                policies,
+            },
             selectors: Vec::new(),
             always: Vec::new(),
             by_tag: foldhash::HashMap::default(),
@@ -182,7 +190,7 @@ impl PolicyIndex {
                 _ => index.always.push(i),
             }
         }
-        let classes = selection_classes(&index.policies, &selectors);
+        let classes = selection_classes(&index.source.policies, &selectors);
         let mut members = vec![Vec::new(); classes.len()];
         for (i, &class) in classes.iter().enumerate() {
             members[class].push(i);
@@ -215,7 +223,7 @@ impl PolicyIndex {
 
     /// The policies, in fold order.
     pub fn policies(&self) -> &[Arc<Policy>] {
-        &self.policies
+        &self.source.policies
     }
 
     /// Policies that select `proxy`, in fold order, with what they select.
@@ -269,7 +277,7 @@ impl PolicyIndex {
             .into_iter()
             .filter_map(|class| {
                 let selector = self.selectors[class].as_ref()?;
-                let selection = select(&self.policies[class], &selector.target_ref, proxy);
+                let selection = select(&self.source.policies[class], &selector.target_ref, proxy);
                 if selection.is_empty() {
                     return None;
                 }
@@ -282,6 +290,9 @@ impl PolicyIndex {
 
     /// The policies of `classes`, in fold order.
     fn members_of(&self, classes: &[usize]) -> Vec<usize> {
+        if let [class] = classes {
+            return self.members[*class].clone();
+        }
         let mut out: Vec<usize> = classes
             .iter()
             .flat_map(|&c| self.members[c].iter().copied())
@@ -308,10 +319,10 @@ impl PolicyIndex {
         }
         warnings.extend(outbound.to_error.iter().cloned());
         ProxyRules {
-            policies: outbound.policies.as_ref().clone(),
+            policies: outbound.policies.to_vec(),
             from,
             inbound: inbound_rules,
-            to: outbound.to.as_ref().clone(),
+            to: outbound.to.rules().to_vec(),
             to_resources: outbound.to_resources.as_ref().clone(),
             single_item: outbound.single_item.as_ref().clone(),
             warnings,
@@ -345,8 +356,6 @@ impl PolicyIndex {
             from,
             inbound: inbound_rules,
             to: outbound.to,
-            to_by_service: outbound.to_by_service,
-            to_texts: outbound.to_texts,
             to_resources: outbound.to_resources,
             single_item: outbound.single_item,
             warnings,
@@ -411,7 +420,7 @@ impl PolicyIndex {
             })
             .collect();
         let classes: Vec<usize> = matched.iter().map(|(c, _)| *c).collect();
-        let compute = |classes: &[usize]| self.outbound_part(&self.members_of(classes), ctx);
+        let compute = |classes: &[usize]| self.outbound_part(self.members_of(classes), ctx);
         let outbound = if memoize {
             self.memo.outbound(classes, compute)
         } else {
@@ -423,23 +432,29 @@ impl PolicyIndex {
     /// `from` and inbound `rules` of the policies (in fold order) that
     /// select one inbound.
     fn inbound_part(&self, indices: &[usize]) -> InboundPart {
+        if !self.source.aims.inbound {
+            return InboundPart {
+                from: Ok(Arc::default()),
+                inbound: Arc::default(),
+            };
+        }
         let items: Vec<RuleItem<'_>> = indices
             .iter()
             .flat_map(|&i| {
-                self.policies[i].from.iter().map(move |e| RuleItem {
+                self.source.policies[i].from.iter().map(move |e| RuleItem {
                     target_ref: &e.target_ref,
                     conf: &e.conf,
-                    origin: &self.origins[i],
+                    origin: &self.source.origins[i],
                 })
             })
             .collect();
-        let from = rules::build(&items, true, self.strategy)
+        let from = rules::build(&items, true, self.source.strategy)
             .map(Arc::new)
             .map_err(|e| format!("couldn't create From rules: {e}"));
         let inbound = inbound::build(
             indices
                 .iter()
-                .map(|&i| (&*self.policies[i], &self.origins[i])),
+                .map(|&i| (&*self.source.policies[i], &self.source.origins[i])),
         );
         InboundPart {
             from,
@@ -448,58 +463,37 @@ impl PolicyIndex {
     }
 
     /// `to` and single-item rules of the matched policies (in fold order).
-    fn outbound_part(&self, indices: &[usize], ctx: &MeshContext) -> OutboundPart {
-        // Policies with a `to` entry aimed at a MeshHTTPRoute, or targeting
-        // one, are routed per route and do not take part in tag rules.
-        let to_items: Vec<RuleItem<'_>> = indices
-            .iter()
-            .copied()
-            .filter(|&i| {
-                let p = &self.policies[i];
-                p.target_ref.kind != TargetRefKind::MeshHTTPRoute
-                    && !p
-                        .to
-                        .iter()
-                        .any(|e| e.target_ref.kind == TargetRefKind::MeshHTTPRoute)
-            })
-            .flat_map(|i| {
-                self.policies[i].to.iter().map(move |e| RuleItem {
-                    target_ref: &e.target_ref,
-                    conf: &e.conf,
-                    origin: &self.origins[i],
-                })
-            })
-            .collect();
-        let (to, to_error) = match rules::build(&to_items, false, self.strategy) {
-            Ok(to) => (to, None),
-            Err(e) => (Vec::new(), Some(format!("couldn't create To rules: {e}"))),
-        };
+    fn outbound_part(&self, indices: Vec<usize>, ctx: &MeshContext) -> OutboundPart {
+        let (to, to_error) = self.source.to_rules(&indices);
+        let (policies, origins) = (&self.source.policies, &self.source.origins);
         let to_resources = outbound::build(
-            indices
-                .iter()
-                .map(|&i| (&*self.policies[i], &self.origins[i])),
+            indices.iter().map(|&i| (&*policies[i], &origins[i])),
             &ctx.mesh,
             &ctx.destinations,
-            self.strategy,
+            self.source.strategy,
         );
 
         let mesh = TargetRef::mesh();
-        let single_items: Vec<RuleItem<'_>> = indices
+        let with_defaults = if self.source.aims.defaults {
+            &indices[..]
+        } else {
+            &[]
+        };
+        let single_items: Vec<RuleItem<'_>> = with_defaults
             .iter()
             .filter_map(|&i| {
-                self.policies[i].default.as_ref().map(|conf| RuleItem {
+                policies[i].default.as_ref().map(|conf| RuleItem {
                     target_ref: &mesh,
                     conf,
-                    origin: &self.origins[i],
+                    origin: &origins[i],
                 })
             })
             .collect();
-        let single_item = rules::build(&single_items, false, self.strategy).unwrap_or_default();
+        let single_item =
+            rules::build(&single_items, false, self.source.strategy).unwrap_or_default();
 
         OutboundPart {
-            policies: Arc::new(indices.iter().map(|&i| self.origins[i].clone()).collect()),
-            to_by_service: Arc::new(ServiceRules::new(&to)),
-            to_texts: Arc::new(ConfTexts::new(to.len())),
+            policies: Arc::new(PolicyList::new(origins.clone(), indices)),
             to: Arc::new(to),
             to_error,
             to_resources: Arc::new(to_resources),
@@ -586,62 +580,28 @@ fn selection_classes(policies: &[Arc<Policy>], selectors: &[Option<Arc<Policy>>]
 /// the fields mean the same.
 #[derive(Debug, Clone)]
 pub struct SharedProxyRules {
-    pub policies: Arc<Vec<PolicyOrigin>>,
+    pub policies: Arc<PolicyList>,
     pub from: BTreeMap<InboundKey, Arc<Vec<Rule>>>,
     pub inbound: BTreeMap<InboundKey, Arc<Vec<InboundRule>>>,
-    pub to: Arc<Vec<Rule>>,
-    /// `to` indexed by destination service.
-    pub to_by_service: Arc<ServiceRules>,
-    /// The JSON text of each `to` rule's conf.
-    pub to_texts: Arc<ConfTexts>,
+    /// The `to` rules, looked up by destination service.
+    pub to: Arc<ToRules>,
     pub to_resources: Arc<ResourceRules>,
     pub single_item: Arc<Vec<Rule>>,
     pub warnings: Vec<String>,
 }
 
 impl SharedProxyRules {
-    /// The first `to` rule holding the destination service, as
+    /// The conf of the first `to` rule holding the destination service, as
     /// `rules::compute(&to, &{kuma.io/service: service})` finds it.
-    pub fn to_service(&self, service: &str) -> Option<&Rule> {
-        self.to.get(self.to_service_position(service)?)
-    }
-
-    /// Where in `to` [`SharedProxyRules::to_service`] finds its rule.
-    pub fn to_service_position(&self, service: &str) -> Option<usize> {
-        self.to_by_service.position(&self.to, service)
-    }
-}
-
-/// The compact JSON text of each of a list of rules' confs, written on
-/// first use and kept with the rules: proxies that share the rules put the
-/// same text in the cache key of every destination they reach.
-#[derive(Debug, Default)]
-pub struct ConfTexts(Vec<OnceLock<String>>);
-
-impl ConfTexts {
-    pub fn new(rules: usize) -> ConfTexts {
-        ConfTexts((0..rules).map(|_| OnceLock::new()).collect())
-    }
-
-    /// The text of `rules[at].conf`; `rules` must be the rules this was
-    /// made for.
-    pub fn get(&self, rules: &[Rule], at: usize) -> Option<&str> {
-        let conf = &rules.get(at)?.conf;
-        // Writing a JSON value to memory cannot fail.
-        let text = self
-            .0
-            .get(at)?
-            .get_or_init(|| serde_json::to_string(conf).unwrap_or_default());
-        Some(text)
+    pub fn to_service(&self, service: &str) -> Option<&serde_json::Value> {
+        self.to.conf(self.to.for_service(service)?)
     }
 }
 
 #[derive(Debug, Clone)]
 struct OutboundPart {
-    policies: Arc<Vec<PolicyOrigin>>,
-    to: Arc<Vec<Rule>>,
-    to_by_service: Arc<ServiceRules>,
-    to_texts: Arc<ConfTexts>,
+    policies: Arc<PolicyList>,
+    to: Arc<ToRules>,
     to_error: Option<String>,
     to_resources: Arc<ResourceRules>,
     single_item: Arc<Vec<Rule>>,

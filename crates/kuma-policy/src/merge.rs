@@ -9,6 +9,8 @@
 //!   then entries with equal keys fold into one, placed where the key last
 //!   appeared.
 
+use std::sync::Arc;
+
 use serde_json::{Map, Value};
 
 use kuma_api::Kind;
@@ -60,12 +62,38 @@ impl MergeStrategy {
         let Some(first) = iter.next() else {
             return Value::Object(Map::new());
         };
+        let (folded, _) = self.fold_onto(first, iter);
+        self.finish(folded)
+    }
+
+    /// [`MergeStrategy::fold`] of shared confs, sharing the result too: a
+    /// fold that only meets its first conf (and repeats of it) is that
+    /// conf, not a copy. Most destinations of a proxy fold one conf.
+    pub fn fold_shared<'a>(&self, confs: impl IntoIterator<Item = &'a Arc<Value>>) -> Arc<Value> {
+        let mut iter = confs.into_iter();
+        let Some(first) = iter.next() else {
+            return Arc::new(Value::Object(Map::new()));
+        };
+        let (folded, patched) = self.fold_onto(first, iter.map(|conf| &**conf));
+        if !patched && self.keeps_as_is(first) {
+            return first.clone();
+        }
+        Arc::new(self.finish(folded))
+    }
+
+    /// The fold of `first` and `rest`, and whether any of `rest` was
+    /// applied (otherwise the fold is `first` as it is).
+    fn fold_onto<'a>(
+        &self,
+        first: &'a Value,
+        rest: impl Iterator<Item = &'a Value>,
+    ) -> (Folded<'a>, bool) {
         let mut folded = Folded::Conf(first);
         let mut last = first;
         // Whether `last` appends anywhere, once asked.
         let mut last_appends = None;
         let mut patched = false;
-        for conf in iter {
+        for conf in rest {
             // A merge patch applied twice in a row changes nothing more,
             // unless it appends: many policies often carry one conf. The
             // first conf is taken as it is, not applied: its `null`s are
@@ -87,6 +115,11 @@ impl MergeStrategy {
             last_appends = None;
             patched = true;
         }
+        (folded, patched)
+    }
+
+    /// The folded value, keyed lists folded per key.
+    fn finish(&self, folded: Folded<'_>) -> Value {
         let mut result = folded.into_value();
         for keyed in self.keyed_lists {
             if let Some(Value::Array(entries)) = result.get_mut(keyed.field) {
@@ -95,6 +128,30 @@ impl MergeStrategy {
             }
         }
         result
+    }
+
+    /// Whether a conf folded alone is itself: always, but for keyed lists
+    /// with a repeated key or entries other than exactly `{key, value}`
+    /// (in that order), which folding per key rewrites.
+    fn keeps_as_is(&self, conf: &Value) -> bool {
+        self.keyed_lists.iter().all(|keyed| {
+            let Some(Value::Array(entries)) = conf.get(keyed.field) else {
+                return true;
+            };
+            let keys: Option<Vec<&Value>> = entries
+                .iter()
+                .map(|entry| match entry {
+                    Value::Object(map) if map.len() == 2 => {
+                        let mut names = map.keys();
+                        (names.next().map(String::as_str) == Some(keyed.key)
+                            && names.next().map(String::as_str) == Some(keyed.value))
+                        .then(|| &map[keyed.key])
+                    }
+                    _ => None,
+                })
+                .collect();
+            keys.is_some_and(|keys| keys.iter().enumerate().all(|(i, k)| !keys[..i].contains(k)))
+        })
     }
 
     fn fold_by_key(&self, entries: Vec<Value>, keyed: &KeyedList) -> Vec<Value> {
@@ -489,6 +546,52 @@ mod tests {
             let copies: Vec<Value> = sequence.iter().map(|v| (*v).clone()).collect();
             let want = fold_by_copies(&copies, &[]);
             assert_eq!(got.to_string(), want.to_string(), "{sequence:?}");
+        }
+    }
+
+    #[test]
+    fn shared_folds_are_the_folds_and_a_lone_conf_is_itself() {
+        let m1 = json!([{"path": {"type": "PathPrefix", "value": "/a"}}]);
+        let m2 = json!([{"path": {"type": "PathPrefix", "value": "/b"}}]);
+        let confs: Vec<Arc<Value>> = [
+            json!({"a": 1, "b": {"c": null, "d": [1]}, "e": null}),
+            json!({"b": {"d": [2]}, "a": null}),
+            json!({"x": {"appendY": [1]}}),
+            json!("scalar"),
+            json!({"rules": [{"matches": m1, "default": {"x": 1}}]}),
+            json!({"rules": [{"matches": m1, "default": {"x": 1}}, {"matches": m2, "default": {}}]}),
+            // Folding per key rewrites these even alone.
+            json!({"rules": [{"matches": m1, "default": {"x": 1}}, {"matches": m1, "default": {"y": 2}}]}),
+            json!({"rules": [{"default": {"x": 1}, "matches": m2}]}),
+            json!({"rules": [{"matches": m2}]}),
+        ]
+        .into_iter()
+        .map(Arc::new)
+        .collect();
+        let mut random = Random(0x9e37_79b9_7f4a_7c15);
+        for kind in [Kind::MeshTimeout, Kind::MeshHTTPRoute] {
+            let strategy = MergeStrategy::for_kind(kind);
+            for round in 0..2000 {
+                let len = round % 5;
+                let sequence: Vec<&Arc<Value>> = (0..len).map(|_| random.pick(&confs)).collect();
+                let got = strategy.fold_shared(sequence.iter().copied());
+                let want = strategy.fold(sequence.iter().map(|c| &***c));
+                assert_eq!(got.to_string(), want.to_string(), "{kind:?} {sequence:?}");
+                // One conf (or, without keyed lists, its repeats) is shared
+                // whenever folding leaves it as it is.
+                let lone = match kind {
+                    Kind::MeshHTTPRoute => len == 1,
+                    _ => len > 0 && sequence.iter().all(|c| Arc::ptr_eq(c, sequence[0])),
+                };
+                if lone {
+                    let unchanged = got.to_string() == sequence[0].to_string();
+                    assert_eq!(
+                        Arc::ptr_eq(&got, sequence[0]),
+                        unchanged,
+                        "{kind:?} {sequence:?}"
+                    );
+                }
+            }
         }
     }
 

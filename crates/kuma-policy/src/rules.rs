@@ -5,6 +5,8 @@
 mod cliques;
 mod plain;
 
+pub(crate) use plain::{Aim, aim, merge_in_order};
+
 use std::collections::{BTreeSet, HashMap, HashSet};
 use std::sync::Arc;
 

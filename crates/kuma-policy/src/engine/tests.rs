@@ -462,7 +462,7 @@ fn inbound_rules_keep_entries_and_order_precise_matches_first() {
             ("narrow", None),
         ]
     );
-    let all = inbound::matches_all_incoming(&rules.inbound[&key], index.strategy).unwrap();
+    let all = inbound::matches_all_incoming(&rules.inbound[&key], index.source.strategy).unwrap();
     assert_eq!(all, json!({"idleTimeout": "2s"}));
 }
 
@@ -557,7 +557,7 @@ fn index_gives_the_same_answer_as_checking_every_policy() {
     let p = proxy("dp-3", &labels, &spec);
     let fast: Vec<usize> = index.matching(&p).into_iter().map(|(i, _)| i).collect();
     let slow: Vec<usize> = (0..index.policies().len())
-        .filter(|&i| !select(&index.policies[i], &index.policies[i].target_ref, &p).is_empty())
+        .filter(|&i| !select(&index.policies()[i], &index.policies()[i].target_ref, &p).is_empty())
         .collect();
     assert_eq!(fast, slow);
     assert!(fast.len() > 60 && fast.len() < 300, "{}", fast.len());
@@ -574,8 +574,8 @@ fn timeout(name: &str, top: Value, to: &str, idle: &str) -> Policy {
 }
 
 fn assert_same_rules(shared: &SharedProxyRules, fresh: &ProxyRules) {
-    assert_eq!(*shared.policies, fresh.policies);
-    assert_eq!(*shared.to, fresh.to);
+    assert_eq!(**shared.policies, *fresh.policies);
+    assert_eq!(shared.to.rules(), fresh.to);
     assert_eq!(*shared.to_resources, fresh.to_resources);
     assert_eq!(*shared.single_item, fresh.single_item);
     assert_eq!(shared.warnings, fresh.warnings);
@@ -652,11 +652,12 @@ fn shared_rules_are_the_rules_and_shared_between_alike_proxies() {
     // The destination lookup answers as the rules do.
     for service in ["backend", "db", "other"] {
         let element = BTreeMap::from([(SERVICE_TAG.to_string(), service.to_string())]);
-        assert_eq!(a.to_service(service), compute(&a.to, &element), "{service}");
+        let rule = compute(a.to.rules(), &element);
+        assert_eq!(a.to_service(service), rule.map(|r| &r.conf), "{service}");
     }
     assert_eq!(
-        a.to_service("backend").unwrap().conf,
-        json!({"idleTimeout": "3s"})
+        a.to_service("backend").unwrap(),
+        &json!({"idleTimeout": "3s"})
     );
 }
 
@@ -705,7 +706,7 @@ fn policies_alike_but_for_their_zone_are_selected_apart() {
     let p = proxy("dp", &labels, &spec);
     let matched: Vec<usize> = index.matching(&p).into_iter().map(|(i, _)| i).collect();
     let slow: Vec<usize> = (0..index.policies().len())
-        .filter(|&i| !select(&index.policies[i], &index.policies[i].target_ref, &p).is_empty())
+        .filter(|&i| !select(&index.policies()[i], &index.policies()[i].target_ref, &p).is_empty())
         .collect();
     assert_eq!(matched, slow);
     let mut names: Vec<&str> = matched
@@ -714,4 +715,83 @@ fn policies_alike_but_for_their_zone_are_selected_apart() {
         .collect();
     names.sort_unstable();
     assert_eq!(names, vec!["east-1", "east-2", "global"]);
+}
+
+#[test]
+fn destination_confs_are_the_rules_confs_on_random_policies() {
+    use crate::policy::SharedConfs;
+    use crate::testing::Random;
+
+    let refs = [
+        json!({"kind": "Mesh"}),
+        json!({"kind": "MeshService", "name": "a"}),
+        json!({"kind": "MeshService", "name": "b"}),
+        json!({"kind": "MeshServiceSubset", "name": "c"}),
+        json!({"kind": "MeshSubset", "tags": {}}),
+        json!({"kind": "MeshSubset", "tags": {"kuma.io/service": "a"}}),
+        // Taken by the general path only.
+        json!({"kind": "MeshSubset", "tags": {"version": "v1"}}),
+        json!({"kind": "MeshSubset", "tags": {"kuma.io/service": "b", "version": "v1"}}),
+        json!({"kind": "MeshServiceSubset", "name": "a", "tags": {"version": "v2"}}),
+        json!({"kind": "MeshExternalService", "name": "ext"}),
+    ];
+    let confs = [
+        json!({"idleTimeout": "1s"}),
+        json!({"idleTimeout": "2s", "http": {"requestTimeout": "3s"}}),
+        json!({"http": {"requestTimeout": null}, "connectionTimeout": "4s"}),
+        json!({"http": {"streamIdleTimeout": "5s"}}),
+    ];
+    let tops = [
+        json!({"kind": "Mesh"}),
+        json!({"kind": "MeshService", "name": "web"}),
+    ];
+    let spec = web_dataplane();
+    let labels = BTreeMap::new();
+    let p = proxy("dp-1", &labels, &spec);
+    let mut random = Random(0x51_7cc1_b727_220a);
+    for round in 0..600 {
+        // Mostly entries naming one service or the mesh; sometimes anything.
+        let simple = round % 3 != 0;
+        let mut shared = SharedConfs::default();
+        let policies: Vec<Policy> = (0..1 + random.below(8))
+            .map(|n| {
+                let to: Vec<Value> = (0..1 + random.below(3))
+                    .map(|_| {
+                        let target_ref = if simple {
+                            random.pick(&refs[..6])
+                        } else {
+                            random.pick(&refs)
+                        };
+                        json!({"targetRef": target_ref, "default": random.pick(&confs)})
+                    })
+                    .collect();
+                let spec = json!({"targetRef": random.pick(&tops), "to": to});
+                let resource = mk_resource(Kind::MeshTimeout, &format!("p-{n}"), spec);
+                let labels = resource.meta.labels.clone();
+                Policy::from_spec_sharing(
+                    "default",
+                    &format!("p-{n}"),
+                    labels,
+                    resource.spec,
+                    &mut shared,
+                )
+                .unwrap()
+            })
+            .collect();
+        let index = PolicyIndex::new(Kind::MeshTimeout, policies, &ctx());
+        let lean = index.shared_rules_for(&p, &ctx());
+        let fresh = index.rules_for(&p, &ctx());
+        assert_eq!(lean.to.rules(), fresh.to, "round {round}");
+        for service in ["a", "b", "c", "d", "web"] {
+            let element = BTreeMap::from([(SERVICE_TAG.to_string(), service.to_string())]);
+            let want = compute(&fresh.to, &element).map(|r| &r.conf);
+            assert_eq!(lean.to_service(service), want, "round {round}, {service}");
+            let text = lean.to.for_service(service).and_then(|at| lean.to.text(at));
+            assert_eq!(
+                text.map(str::to_string),
+                want.map(Value::to_string),
+                "round {round}"
+            );
+        }
+    }
 }

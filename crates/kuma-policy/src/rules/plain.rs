@@ -7,20 +7,19 @@
 //! entries (see the tests beside it); the general path remains for the rest.
 
 use kuma_api::kinds::tags::SERVICE_TAG;
-use kuma_api::policies::TargetRefKind;
+use kuma_api::policies::{TargetRef, TargetRefKind};
 
 use super::{Rule, RuleItem, is_tag_era_kind, origins};
 use crate::merge::MergeStrategy;
 use crate::subset::{Subset, Tag};
 
 /// What one entry aims at, when it is simple enough for this path.
-enum Aim<'a> {
+pub(crate) enum Aim<'a> {
     Mesh,
     Tag(&'a str, &'a str),
 }
 
-fn aim<'a>(item: &RuleItem<'a>) -> Option<Aim<'a>> {
-    let target_ref = item.target_ref;
+pub(crate) fn aim(target_ref: &TargetRef) -> Option<Aim<'_>> {
     let mut tags = target_ref.tags.iter().flatten();
     match target_ref.kind {
         TargetRefKind::Mesh => Some(Aim::Mesh),
@@ -57,7 +56,7 @@ pub(super) fn build(items: &[RuleItem<'_>], strategy: MergeStrategy) -> Option<V
         if !is_tag_era_kind(&item.target_ref.kind) {
             continue;
         }
-        match aim(item)? {
+        match aim(item.target_ref)? {
             Aim::Mesh => mesh_wide.push(i),
             Aim::Tag(k, v) => {
                 match key {
@@ -102,7 +101,7 @@ fn rule(subset: Subset, relevant: &[&RuleItem<'_>], strategy: MergeStrategy) -> 
 }
 
 /// Calls `f` with the indices of two ascending lists, ascending.
-fn merge_in_order(a: &[usize], b: &[usize], mut f: impl FnMut(usize)) {
+pub(crate) fn merge_in_order(a: &[usize], b: &[usize], mut f: impl FnMut(usize)) {
     let (mut x, mut y) = (0, 0);
     while x < a.len() || y < b.len() {
         if y == b.len() || (x < a.len() && a[x] < b[y]) {

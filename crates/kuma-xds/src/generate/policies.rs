@@ -41,8 +41,8 @@ use envoy_types::pb::envoy::extensions::transport_sockets::tls::v3::TlsParameter
 use kuma_api::Kind;
 use kuma_api::kinds::mesh::MtlsMode;
 use kuma_policy::{
-    Element, InboundKey, MergeStrategy, Proxy, ResourceId, Rule,
-    engine::{ConfTexts, SharedProxyRules},
+    Element, InboundKey, MergeStrategy, Proxy, ResourceId,
+    engine::{SharedProxyRules, ToRules},
     inbound, rules,
 };
 use serde::de::DeserializeOwned;
@@ -119,8 +119,9 @@ impl<'a> ProxyPolicies<'a> {
         for (kind, rules) in &self.rules {
             let conf = match destination {
                 DestinationRef::Service(service) => rules
-                    .to_service_position(service)
-                    .map(|at| SharedConf::ToRule(rules.to.clone(), rules.to_texts.clone(), at)),
+                    .to
+                    .for_service(service)
+                    .map(|at| SharedConf::ToRule(rules.to.clone(), at)),
                 DestinationRef::MeshService { name, section } => {
                     let id = ResourceId::new("MeshService", name, Some(section));
                     let rule = rules.to_resources.compute(&id, &self.mesh);
@@ -222,9 +223,9 @@ impl<'a> ProxyPolicies<'a> {
 /// them: every destination of a proxy holds one per policy kind.
 #[derive(Debug, Clone)]
 enum SharedConf {
-    /// The conf of the `to` rule at this position, with the JSON texts
-    /// of those rules' confs.
-    ToRule(Arc<Vec<Rule>>, Arc<ConfTexts>, usize),
+    /// The conf of the proxy's `to` rules at this position (see
+    /// [`ToRules::for_service`]).
+    ToRule(Arc<ToRules>, usize),
     Own(Value),
 }
 
@@ -233,7 +234,7 @@ impl SharedConf {
         static EMPTY: Value = Value::Null;
         match self {
             // The position came from these rules.
-            SharedConf::ToRule(rules, _, at) => rules.get(*at).map_or(&EMPTY, |r| &r.conf),
+            SharedConf::ToRule(rules, at) => rules.conf(*at).unwrap_or(&EMPTY),
             SharedConf::Own(value) => value,
         }
     }
@@ -278,9 +279,7 @@ impl Confs {
             .iter()
             .map(|(kind, conf)| {
                 let text = match conf {
-                    SharedConf::ToRule(rules, texts, at) => {
-                        texts.get(rules, *at).map_or(4, str::len)
-                    }
+                    SharedConf::ToRule(rules, at) => rules.text(*at).map_or(4, str::len),
                     SharedConf::Own(_) => 128,
                 };
                 kind.name().len() + 4 + text
@@ -298,8 +297,8 @@ impl Confs {
             out.extend_from_slice(b"\":");
             match conf {
                 // Written once for every proxy sharing the rules.
-                SharedConf::ToRule(rules, texts, at) => {
-                    let text = texts.get(rules, *at).unwrap_or("null");
+                SharedConf::ToRule(rules, at) => {
+                    let text = rules.text(*at).unwrap_or("null");
                     out.extend_from_slice(text.as_bytes());
                 }
                 // Writing a JSON value to memory cannot fail.
@@ -498,20 +497,17 @@ mod confs_tests {
     #[test]
     fn the_cache_key_is_the_json_object_of_the_confs_by_kind_name() {
         assert_eq!(Confs::default().key(), "");
-        let rules = Arc::new(vec![Rule {
+        let rules = Arc::new(ToRules::from_rules(vec![kuma_policy::Rule {
             subset: kuma_policy::Subset::mesh(),
             conf: json!({"idleTimeout": "20s"}),
             origins: Vec::new(),
-        }]);
+        }]));
         let confs = Confs(BTreeMap::from([
             (
                 Kind::MeshRetry,
                 SharedConf::Own(json!({"http": {"numRetries": 2}, "tcp": {"x": "a\"b"}})),
             ),
-            (
-                Kind::MeshTimeout,
-                SharedConf::ToRule(rules, Arc::new(ConfTexts::new(1)), 0),
-            ),
+            (Kind::MeshTimeout, SharedConf::ToRule(rules, 0)),
         ]));
         let by_name: serde_json::Map<String, Value> = confs
             .0

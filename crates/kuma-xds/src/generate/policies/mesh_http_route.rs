@@ -76,7 +76,7 @@ impl ProxyPolicies<'_> {
         let origins = match destination {
             DestinationRef::Service(service) => {
                 let element = Element::from([(SERVICE_TAG.to_string(), service.to_string())]);
-                rules::compute(&rules.to, &element).map(|r| &r.origins)
+                rules::compute(rules.to.rules(), &element).map(|r| &r.origins)
             }
             DestinationRef::MeshService { name, section } => {
                 let id = ResourceId::new("MeshService", name, Some(section));

@@ -1,0 +1,390 @@
+//! `to` rules as generation reads them: per destination service, the conf
+//! of the first rule holding it.
+//!
+//! Most `to` entries name one service or the whole mesh. For those, a
+//! proxy's rules are a conf per named service (the fold of the mesh-wide
+//! entries and its own, in order) and one for the mesh: [`ToRules`] keeps
+//! just these, grouped by the service numbers [`Aims`] gave the index's
+//! entries once, and writes out the rules themselves (subsets, origins)
+//! only when someone reads them (inspection). Other entries go through
+//! [`rules::build`] as before.
+
+use std::ops::Deref;
+use std::sync::{Arc, OnceLock};
+
+use serde_json::Value;
+
+use kuma_api::kinds::tags::SERVICE_TAG;
+use kuma_api::policies::TargetRefKind;
+
+use crate::merge::MergeStrategy;
+use crate::policy::Policy;
+use crate::rules::{
+    self, Aim, PolicyOrigin, Rule, RuleItem, ServiceRules, aim, is_tag_era_kind, merge_in_order,
+};
+
+/// What one `to` entry aims at, tag values numbered.
+#[derive(Debug, Clone, Copy)]
+enum EntryAim {
+    /// Not a tag-era kind: left to resource rules.
+    Skip,
+    Mesh,
+    Tag {
+        key: u32,
+        value: u32,
+    },
+    /// Anything else (several tags, a gateway, a route): the general path.
+    Other,
+}
+
+/// The aim and conf of every `to` entry of an index's policies, and what
+/// the policies hold at all, computed when the index is built: a proxy's
+/// rules then read these few arrays instead of every policy again.
+#[derive(Debug, Default)]
+pub(super) struct Aims {
+    /// Whether any policy has `from` or `rules` entries.
+    pub(super) inbound: bool,
+    /// Whether any policy has a `spec.default` of its own.
+    pub(super) defaults: bool,
+    /// Per policy (in fold order), whether its `to` entries take part in
+    /// tag rules at all (see [`takes_part`]).
+    takes_part: Vec<bool>,
+    /// Per policy, where its entries start in `entries`; one more at the end.
+    starts: Vec<u32>,
+    entries: Vec<EntryAim>,
+    /// The conf of each entry, as `entries`.
+    confs: Vec<Arc<Value>>,
+    /// Tag key ids; `kuma.io/service` is 0.
+    keys: foldhash::HashMap<String, u32>,
+    /// Per key id, value ids by value (unique across keys).
+    values: Vec<foldhash::HashMap<String, u32>>,
+    next_value: u32,
+}
+
+impl Aims {
+    pub(super) fn new(policies: &[Arc<Policy>]) -> Aims {
+        let mut aims = Aims {
+            keys: [(SERVICE_TAG.to_string(), 0)].into_iter().collect(),
+            values: vec![foldhash::HashMap::default()],
+            starts: vec![0],
+            ..Aims::default()
+        };
+        for policy in policies {
+            aims.inbound |= !policy.from.is_empty() || !policy.rules.is_empty();
+            aims.defaults |= policy.default.is_some();
+            aims.takes_part.push(takes_part(policy));
+            for entry in &policy.to {
+                let target_ref = &entry.target_ref;
+                let entry_aim = if !is_tag_era_kind(&target_ref.kind) {
+                    EntryAim::Skip
+                } else {
+                    match aim(target_ref) {
+                        None => EntryAim::Other,
+                        Some(Aim::Mesh) => EntryAim::Mesh,
+                        Some(Aim::Tag(key, value)) => aims.tag(key, value),
+                    }
+                };
+                aims.entries.push(entry_aim);
+                aims.confs.push(entry.conf.clone());
+            }
+            aims.starts.push(aims.entries.len() as u32);
+        }
+        aims
+    }
+
+    fn tag(&mut self, key: &str, value: &str) -> EntryAim {
+        let key = match self.keys.get(key) {
+            Some(&id) => id,
+            None => {
+                let id = self.values.len() as u32;
+                self.keys.insert(key.to_string(), id);
+                self.values.push(foldhash::HashMap::default());
+                id
+            }
+        };
+        let values = &mut self.values[key as usize];
+        let value = match values.get(value) {
+            Some(&id) => id,
+            None => {
+                let id = self.next_value;
+                self.next_value += 1;
+                values.insert(value.to_string(), id);
+                id
+            }
+        };
+        EntryAim::Tag { key, value }
+    }
+
+    /// The entries of `policy`, as positions in `entries`.
+    fn of(&self, policy: usize) -> std::ops::Range<u32> {
+        self.starts[policy]..self.starts[policy + 1]
+    }
+
+    /// Whether policy `policy` (by fold order) takes part in tag rules.
+    pub(super) fn takes_part(&self, policy: usize) -> bool {
+        self.takes_part[policy]
+    }
+}
+
+/// Whether a policy's `to` entries make tag rules: not when it targets a
+/// MeshHTTPRoute or aims an entry at one (those are routed per route).
+fn takes_part(policy: &Policy) -> bool {
+    policy.target_ref.kind != TargetRefKind::MeshHTTPRoute
+        && !policy
+            .to
+            .iter()
+            .any(|e| e.target_ref.kind == TargetRefKind::MeshHTTPRoute)
+}
+
+/// The index's policies and what was computed from them, shared by the
+/// rules built from it.
+#[derive(Debug, Clone)]
+pub(super) struct Source {
+    pub(super) policies: Arc<[Arc<Policy>]>,
+    pub(super) origins: Arc<[PolicyOrigin]>,
+    pub(super) aims: Arc<Aims>,
+    pub(super) strategy: MergeStrategy,
+}
+
+impl Source {
+    /// The `to` rules of the policies `indices` (in fold order), and why
+    /// they could not be built, if so.
+    pub(super) fn to_rules(&self, indices: &[usize]) -> (ToRules, Option<String>) {
+        let aims = &self.aims;
+        let entries: Vec<(u32, u32)> = indices
+            .iter()
+            .filter(|&&i| aims.takes_part(i))
+            .flat_map(|&i| aims.of(i).map(move |at| (i as u32, at)))
+            .collect();
+        let entries = match Plain::new(self, entries) {
+            Ok(plain) => return (ToRules(Repr::Plain(Box::new(plain))), None),
+            Err(entries) => entries,
+        };
+        match rules::build(&self.items(&entries), false, self.strategy) {
+            Ok(rules) => (ToRules::from_rules(rules), None),
+            Err(e) => (
+                ToRules::from_rules(Vec::new()),
+                Some(format!("couldn't create To rules: {e}")),
+            ),
+        }
+    }
+
+    fn items(&self, entries: &[(u32, u32)]) -> Vec<RuleItem<'_>> {
+        entries
+            .iter()
+            .map(|&(p, at)| {
+                let e = at - self.aims.starts[p as usize];
+                let entry = &self.policies[p as usize].to[e as usize];
+                RuleItem {
+                    target_ref: &entry.target_ref,
+                    conf: &entry.conf,
+                    origin: &self.origins[p as usize],
+                }
+            })
+            .collect()
+    }
+
+    fn conf(&self, (_, at): (u32, u32)) -> &Arc<Value> {
+        &self.aims.confs[at as usize]
+    }
+}
+
+/// One proxy's `to` rules of one kind.
+#[derive(Debug)]
+pub struct ToRules(Repr);
+
+#[derive(Debug)]
+enum Repr {
+    /// Built through subsets, looked up by service.
+    Rules {
+        rules: Vec<Rule>,
+        by_service: ServiceRules,
+        texts: Vec<OnceLock<String>>,
+    },
+    Plain(Box<Plain>),
+}
+
+/// Rules of entries that each name one tag value or the mesh.
+#[derive(Debug)]
+struct Plain {
+    /// Whether the values are services (values of another tag never hold a
+    /// bare service).
+    services: bool,
+    /// Per value id, its conf.
+    by_value: foldhash::HashMap<u32, u32>,
+    /// The conf of the mesh rule (destinations no entry names).
+    mesh: Option<u32>,
+    /// Distinct confs (by address): the values of most services are one.
+    confs: Vec<Arc<Value>>,
+    texts: Vec<OnceLock<String>>,
+    source: Source,
+    /// `(policy, position in Aims::entries)` of every `to` entry, in fold
+    /// order.
+    entries: Vec<(u32, u32)>,
+    rules: OnceLock<Vec<Rule>>,
+}
+
+impl Plain {
+    /// `Err` (with the entries back) when some entry is not plain, or the
+    /// entries name values of more than one tag key.
+    fn new(source: &Source, entries: Vec<(u32, u32)>) -> Result<Plain, Vec<(u32, u32)>> {
+        let mut key = None;
+        let mut mesh_wide: Vec<usize> = Vec::new();
+        let mut slots: foldhash::HashMap<u32, usize> = foldhash::HashMap::default();
+        // Values in order of first appearance, with their own entries.
+        let mut values: Vec<(u32, Vec<usize>)> = Vec::new();
+        for (at, &(_, entry)) in entries.iter().enumerate() {
+            match source.aims.entries[entry as usize] {
+                EntryAim::Skip => {}
+                EntryAim::Other => return Err(entries),
+                EntryAim::Mesh => mesh_wide.push(at),
+                EntryAim::Tag { key: k, value } => {
+                    if *key.get_or_insert(k) != k {
+                        return Err(entries);
+                    }
+                    let slot = *slots.entry(value).or_insert_with(|| {
+                        values.push((value, Vec::new()));
+                        values.len() - 1
+                    });
+                    values[slot].1.push(at);
+                }
+            }
+        }
+        let mut plain = Plain {
+            services: key == Some(0),
+            by_value: foldhash::HashMap::with_capacity_and_hasher(values.len(), Default::default()),
+            mesh: None,
+            confs: Vec::new(),
+            texts: Vec::new(),
+            source: source.clone(),
+            entries: Vec::new(),
+            rules: OnceLock::new(),
+        };
+        let mut distinct: foldhash::HashMap<usize, u32> = foldhash::HashMap::default();
+        let mut add = |plain: &mut Plain, conf: Arc<Value>| -> u32 {
+            let address = Arc::as_ptr(&conf) as usize;
+            *distinct.entry(address).or_insert_with(|| {
+                plain.confs.push(conf);
+                plain.texts.push(OnceLock::new());
+                plain.confs.len() as u32 - 1
+            })
+        };
+        let strategy = source.strategy;
+        let mut folded: Vec<&Arc<Value>> = Vec::new();
+        for (value, own) in &values {
+            folded.clear();
+            merge_in_order(&mesh_wide, own, |at| folded.push(source.conf(entries[at])));
+            let conf = add(&mut plain, strategy.fold_shared(folded.iter().copied()));
+            plain.by_value.insert(*value, conf);
+        }
+        if !mesh_wide.is_empty() {
+            let conf = strategy.fold_shared(mesh_wide.iter().map(|&at| source.conf(entries[at])));
+            plain.mesh = Some(add(&mut plain, conf));
+        }
+        plain.entries = entries;
+        Ok(plain)
+    }
+
+    fn for_service(&self, service: &str) -> Option<usize> {
+        let own = self
+            .services
+            .then(|| self.source.aims.values[0].get(service))
+            .flatten()
+            .and_then(|value| self.by_value.get(value));
+        own.or(self.mesh.as_ref()).map(|&at| at as usize)
+    }
+
+    fn rules(&self) -> &[Rule] {
+        self.rules.get_or_init(|| {
+            let items = self.source.items(&self.entries);
+            // Plain entries always make rules.
+            rules::build(&items, false, self.source.strategy).unwrap_or_default()
+        })
+    }
+}
+
+impl ToRules {
+    /// Rules built elsewhere, looked up by service.
+    pub fn from_rules(rules: Vec<Rule>) -> ToRules {
+        ToRules(Repr::Rules {
+            by_service: ServiceRules::new(&rules),
+            texts: (0..rules.len()).map(|_| OnceLock::new()).collect(),
+            rules,
+        })
+    }
+
+    /// Where the conf of the first rule holding the destination `service`
+    /// is (for [`ToRules::conf`] and [`ToRules::text`]): what
+    /// `rules::compute(rules, &{kuma.io/service: service})` finds.
+    pub fn for_service(&self, service: &str) -> Option<usize> {
+        match &self.0 {
+            Repr::Rules {
+                rules, by_service, ..
+            } => by_service.position(rules, service),
+            Repr::Plain(plain) => plain.for_service(service),
+        }
+    }
+
+    /// The conf at `at`, from [`ToRules::for_service`].
+    pub fn conf(&self, at: usize) -> Option<&Value> {
+        match &self.0 {
+            Repr::Rules { rules, .. } => rules.get(at).map(|r| &r.conf),
+            Repr::Plain(plain) => plain.confs.get(at).map(|c| &**c),
+        }
+    }
+
+    /// The compact JSON text of the conf at `at`, written on first use and
+    /// kept: proxies sharing the rules put it in the cache key of every
+    /// destination they reach.
+    pub fn text(&self, at: usize) -> Option<&str> {
+        let texts = match &self.0 {
+            Repr::Rules { texts, .. } => texts,
+            Repr::Plain(plain) => &plain.texts,
+        };
+        let conf = self.conf(at)?;
+        // Writing a JSON value to memory cannot fail.
+        let text = texts
+            .get(at)?
+            .get_or_init(|| serde_json::to_string(conf).unwrap_or_default());
+        Some(text)
+    }
+
+    /// The rules themselves, in order.
+    pub fn rules(&self) -> &[Rule] {
+        match &self.0 {
+            Repr::Rules { rules, .. } => rules,
+            Repr::Plain(plain) => plain.rules(),
+        }
+    }
+}
+
+/// The policies that select a proxy, written out when read.
+#[derive(Debug)]
+pub struct PolicyList {
+    origins: Arc<[PolicyOrigin]>,
+    indices: Vec<usize>,
+    list: OnceLock<Vec<PolicyOrigin>>,
+}
+
+impl PolicyList {
+    pub(super) fn new(origins: Arc<[PolicyOrigin]>, indices: Vec<usize>) -> PolicyList {
+        PolicyList {
+            origins,
+            indices,
+            list: OnceLock::new(),
+        }
+    }
+}
+
+impl Deref for PolicyList {
+    type Target = [PolicyOrigin];
+
+    fn deref(&self) -> &[PolicyOrigin] {
+        self.list.get_or_init(|| {
+            self.indices
+                .iter()
+                .map(|&i| self.origins[i].clone())
+                .collect()
+        })
+    }
+}
