@@ -150,7 +150,7 @@ impl PolicyIndex {
             kind,
             source: Source {
                 origins: origins_of(kind, &policies).into(),
-                aims: Arc::new(Aims::new(&policies)),
+                aims: Arc::new(Aims::new(&policies, MergeStrategy::for_kind(kind))),
                 strategy: MergeStrategy::for_kind(kind),
                 policies,
             },
@@ -466,12 +466,17 @@ impl PolicyIndex {
     fn outbound_part(&self, indices: Vec<usize>, ctx: &MeshContext) -> OutboundPart {
         let (to, to_error) = self.source.to_rules(&indices);
         let (policies, origins) = (&self.source.policies, &self.source.origins);
-        let to_resources = outbound::build(
-            indices.iter().map(|&i| (&*policies[i], &origins[i])),
-            &ctx.mesh,
-            &ctx.destinations,
-            self.source.strategy,
-        );
+        // Entries name real destinations only in meshes that have some.
+        let to_resources = if ctx.destinations.is_empty() && !self.source.aims.names_resources {
+            ResourceRules::default()
+        } else {
+            outbound::build(
+                indices.iter().map(|&i| (&*policies[i], &origins[i])),
+                &ctx.mesh,
+                &ctx.destinations,
+                self.source.strategy,
+            )
+        };
 
         let mesh = TargetRef::mesh();
         let with_defaults = if self.source.aims.defaults {

@@ -81,6 +81,15 @@ impl MergeStrategy {
         Arc::new(self.finish(folded))
     }
 
+    /// Whether a fold of `conf` followed by the very same value again is
+    /// `conf` as it is: without appending fields, keyed lists or `null`s
+    /// (which a repeat would delete), a merge patch is idempotent.
+    pub fn repeats_are_no_ops(&self, conf: &Value) -> bool {
+        self.keyed_lists.is_empty()
+            && !appends(conf)
+            && !matches!(conf, Value::Object(m) if has_null_member(m))
+    }
+
     /// The fold of `first` and `rest`, and whether any of `rest` was
     /// applied (otherwise the fold is `first` as it is).
     fn fold_onto<'a>(
@@ -571,6 +580,13 @@ mod tests {
         let mut random = Random(0x9e37_79b9_7f4a_7c15);
         for kind in [Kind::MeshTimeout, Kind::MeshHTTPRoute] {
             let strategy = MergeStrategy::for_kind(kind);
+            // What a fold of repeats is taken to be without folding.
+            for conf in &confs {
+                let repeated = strategy.fold_shared([conf, conf, conf]);
+                if strategy.repeats_are_no_ops(conf) {
+                    assert!(Arc::ptr_eq(&repeated, conf), "{kind:?} {conf}");
+                }
+            }
             for round in 0..2000 {
                 let len = round % 5;
                 let sequence: Vec<&Arc<Value>> = (0..len).map(|_| random.pick(&confs)).collect();

@@ -46,6 +46,10 @@ pub(super) struct Aims {
     pub(super) inbound: bool,
     /// Whether any policy has a `spec.default` of its own.
     pub(super) defaults: bool,
+    /// Whether some `to` entry names a resource whatever the mesh's
+    /// destinations (the Mesh, a MeshHTTPRoute): without destinations,
+    /// only those make resource rules.
+    pub(super) names_resources: bool,
     /// Per policy (in fold order), whether its `to` entries take part in
     /// tag rules at all (see [`takes_part`]).
     takes_part: Vec<bool>,
@@ -54,6 +58,9 @@ pub(super) struct Aims {
     entries: Vec<EntryAim>,
     /// The conf of each entry, as `entries`.
     confs: Vec<Arc<Value>>,
+    /// Per entry, whether its conf folds to itself however often it comes
+    /// again ([`MergeStrategy::repeats_are_no_ops`]).
+    repeats_away: Vec<bool>,
     /// Tag key ids; `kuma.io/service` is 0.
     keys: foldhash::HashMap<String, u32>,
     /// Per key id, value ids by value (unique across keys).
@@ -62,7 +69,7 @@ pub(super) struct Aims {
 }
 
 impl Aims {
-    pub(super) fn new(policies: &[Arc<Policy>]) -> Aims {
+    pub(super) fn new(policies: &[Arc<Policy>], strategy: MergeStrategy) -> Aims {
         let mut aims = Aims {
             keys: [(SERVICE_TAG.to_string(), 0)].into_iter().collect(),
             values: vec![foldhash::HashMap::default()],
@@ -75,6 +82,10 @@ impl Aims {
             aims.takes_part.push(takes_part(policy));
             for entry in &policy.to {
                 let target_ref = &entry.target_ref;
+                aims.names_resources |= matches!(
+                    target_ref.kind,
+                    TargetRefKind::Mesh | TargetRefKind::MeshHTTPRoute
+                );
                 let entry_aim = if !is_tag_era_kind(&target_ref.kind) {
                     EntryAim::Skip
                 } else {
@@ -85,6 +96,8 @@ impl Aims {
                     }
                 };
                 aims.entries.push(entry_aim);
+                aims.repeats_away
+                    .push(strategy.repeats_are_no_ops(&entry.conf));
                 aims.confs.push(entry.conf.clone());
             }
             aims.starts.push(aims.entries.len() as u32);
@@ -118,6 +131,19 @@ impl Aims {
     /// The entries of `policy`, as positions in `entries`.
     fn of(&self, policy: usize) -> std::ops::Range<u32> {
         self.starts[policy]..self.starts[policy + 1]
+    }
+
+    /// The fold of the confs of `entries` (positions in `entries`, in fold
+    /// order): the first conf itself when the rest only repeat it.
+    fn fold(&self, entries: &[usize], strategy: MergeStrategy) -> Arc<Value> {
+        let first = &self.confs[entries[0]];
+        let repeats = entries[1..]
+            .iter()
+            .all(|&at| Arc::ptr_eq(&self.confs[at], first));
+        if repeats && self.repeats_away[entries[0]] {
+            return first.clone();
+        }
+        strategy.fold_shared(entries.iter().map(|&at| &self.confs[at]))
     }
 
     /// Whether policy `policy` (by fold order) takes part in tag rules.
@@ -183,10 +209,6 @@ impl Source {
             })
             .collect()
     }
-
-    fn conf(&self, (_, at): (u32, u32)) -> &Arc<Value> {
-        &self.aims.confs[at as usize]
-    }
 }
 
 /// One proxy's `to` rules of one kind.
@@ -228,13 +250,16 @@ impl Plain {
     /// `Err` (with the entries back) when some entry is not plain, or the
     /// entries name values of more than one tag key.
     fn new(source: &Source, entries: Vec<(u32, u32)>) -> Result<Plain, Vec<(u32, u32)>> {
+        let aims = &source.aims;
         let mut key = None;
         let mut mesh_wide: Vec<usize> = Vec::new();
-        let mut slots: foldhash::HashMap<u32, usize> = foldhash::HashMap::default();
-        // Values in order of first appearance, with their own entries.
-        let mut values: Vec<(u32, Vec<usize>)> = Vec::new();
+        // Values in order of first appearance; each entry's value slot.
+        let mut slots: foldhash::HashMap<u32, u32> = foldhash::HashMap::default();
+        let mut values: Vec<u32> = Vec::new();
+        let mut counts: Vec<u32> = Vec::new();
+        let mut slot_of: Vec<u32> = vec![u32::MAX; entries.len()];
         for (at, &(_, entry)) in entries.iter().enumerate() {
-            match source.aims.entries[entry as usize] {
+            match aims.entries[entry as usize] {
                 EntryAim::Skip => {}
                 EntryAim::Other => return Err(entries),
                 EntryAim::Mesh => mesh_wide.push(at),
@@ -243,13 +268,32 @@ impl Plain {
                         return Err(entries);
                     }
                     let slot = *slots.entry(value).or_insert_with(|| {
-                        values.push((value, Vec::new()));
-                        values.len() - 1
+                        values.push(value);
+                        counts.push(0);
+                        values.len() as u32 - 1
                     });
-                    values[slot].1.push(at);
+                    counts[slot as usize] += 1;
+                    slot_of[at] = slot;
                 }
             }
         }
+        // Each value's own entries, ascending, one after the other.
+        let mut starts: Vec<usize> = Vec::with_capacity(counts.len() + 1);
+        let mut total = 0;
+        for count in &counts {
+            starts.push(total);
+            total += *count as usize;
+        }
+        starts.push(total);
+        let mut own = vec![0; total];
+        let mut next = starts.clone();
+        for (at, &slot) in slot_of.iter().enumerate() {
+            if slot != u32::MAX {
+                own[next[slot as usize]] = at;
+                next[slot as usize] += 1;
+            }
+        }
+
         let mut plain = Plain {
             services: key == Some(0),
             by_value: foldhash::HashMap::with_capacity_and_hasher(values.len(), Default::default()),
@@ -269,17 +313,19 @@ impl Plain {
                 plain.confs.len() as u32 - 1
             })
         };
-        let strategy = source.strategy;
-        let mut folded: Vec<&Arc<Value>> = Vec::new();
-        for (value, own) in &values {
+        let mut folded: Vec<usize> = Vec::new();
+        for (slot, value) in values.iter().enumerate() {
             folded.clear();
-            merge_in_order(&mesh_wide, own, |at| folded.push(source.conf(entries[at])));
-            let conf = add(&mut plain, strategy.fold_shared(folded.iter().copied()));
+            let own = &own[starts[slot]..starts[slot + 1]];
+            merge_in_order(&mesh_wide, own, |at| folded.push(entries[at].1 as usize));
+            let conf = add(&mut plain, aims.fold(&folded, source.strategy));
             plain.by_value.insert(*value, conf);
         }
         if !mesh_wide.is_empty() {
-            let conf = strategy.fold_shared(mesh_wide.iter().map(|&at| source.conf(entries[at])));
-            plain.mesh = Some(add(&mut plain, conf));
+            folded.clear();
+            folded.extend(mesh_wide.iter().map(|&at| entries[at].1 as usize));
+            let conf = add(&mut plain, aims.fold(&folded, source.strategy));
+            plain.mesh = Some(conf);
         }
         plain.entries = entries;
         Ok(plain)
@@ -322,6 +368,14 @@ impl ToRules {
                 rules, by_service, ..
             } => by_service.position(rules, service),
             Repr::Plain(plain) => plain.for_service(service),
+        }
+    }
+
+    /// Whether no destination gets a conf from these rules.
+    pub fn is_empty(&self) -> bool {
+        match &self.0 {
+            Repr::Rules { rules, .. } => rules.is_empty(),
+            Repr::Plain(plain) => plain.confs.is_empty(),
         }
     }
 

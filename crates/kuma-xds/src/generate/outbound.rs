@@ -200,7 +200,7 @@ pub(crate) fn generate<'a>(
         let tags = tags_header.as_deref().filter(|_| shape.is_http());
         // Appended rather than formatted: without confs, routes or tags
         // (most outbounds) this allocates nothing.
-        let mut listener_policies = t.policies.key();
+        let mut listener_policies = t.policies.key().to_string();
         listener_policies.push_str(&shape.key());
         if let Some(tags) = tags {
             listener_policies.push_str("|tags=");
@@ -263,15 +263,16 @@ fn add_destination(
     out: &mut Vec<Arc<XdsResource>>,
 ) {
     let protocol = t.destination.protocol;
-    let mut policies = t.policies.key();
+    let confs = t.policies.key();
     // Without confs the cluster is its protocol's plain one but for its name
     // and TLS (MeshTLS params included), which are written into the plain
     // one's encoding; with confs, into the template of its protocol and
     // confs, built once per snapshot.
-    let template_key = (!policies.is_empty()).then(|| CacheKey::ClusterTemplate {
+    let template_key = (!confs.is_empty()).then(|| CacheKey::ClusterTemplate {
         protocol,
-        policies: policies.clone(),
+        policies: confs.clone(),
     });
+    let mut policies = confs.to_string();
     // The TLS settings name secrets, not their content: one cluster still
     // serves every proxy of the mesh with the same MeshTLS params.
     if let Some(tls) = tls {

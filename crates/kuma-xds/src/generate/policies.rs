@@ -29,6 +29,7 @@ pub(crate) mod mesh_tcp_route;
 mod mesh_timeout;
 mod mesh_tls;
 
+use std::cell::RefCell;
 use std::collections::BTreeMap;
 use std::sync::Arc;
 
@@ -55,6 +56,12 @@ pub(crate) struct ProxyPolicies<'a> {
     snapshot: &'a MeshSnapshot,
     mesh: String,
     rules: BTreeMap<Kind, SharedProxyRules>,
+    /// The kinds whose `to` rules give some service a conf, in kind order.
+    to_kinds: Vec<(Kind, Arc<ToRules>)>,
+    /// The cache-key text of each combination of `to` confs (by kind and
+    /// position in its rules) met so far: most destinations of a proxy
+    /// share a few.
+    keys: RefCell<foldhash::HashMap<Vec<(Kind, usize)>, Arc<str>>>,
 }
 
 /// What an outbound leads to, as `to` entries name it.
@@ -80,11 +87,18 @@ impl<'a> ProxyPolicies<'a> {
                     .shared_rules_for(proxy, snapshot.policy_context());
                 (kind, rules)
             })
+            .collect::<BTreeMap<Kind, SharedProxyRules>>();
+        let to_kinds = rules
+            .iter()
+            .filter(|(_, r)| !r.to.is_empty())
+            .map(|(kind, r)| (*kind, r.to.clone()))
             .collect();
         ProxyPolicies {
             snapshot,
             mesh: snapshot.mesh().to_string(),
             rules,
+            to_kinds,
+            keys: RefCell::default(),
         }
     }
 
@@ -115,26 +129,47 @@ impl<'a> ProxyPolicies<'a> {
 
     /// The `to` confs that apply to `destination`.
     pub(crate) fn destination(&self, destination: &DestinationRef<'_>) -> DestinationPolicies {
+        let protocol = self.destination_protocol(destination);
+        let service = match destination {
+            DestinationRef::Service(service) => service,
+            DestinationRef::MeshService { name, section } => {
+                let id = ResourceId::new("MeshService", name, Some(section));
+                let confs: BTreeMap<Kind, SharedConf> = self
+                    .rules
+                    .iter()
+                    .filter_map(|(kind, rules)| {
+                        let rule = rules.to_resources.compute(&id, &self.mesh)?;
+                        Some((*kind, SharedConf::Own(rule.conf.clone())))
+                    })
+                    .collect();
+                return DestinationPolicies::new(Confs(confs), protocol);
+            }
+        };
+        let mut found: Vec<(Kind, usize)> = Vec::new();
         let mut confs = BTreeMap::new();
-        for (kind, rules) in &self.rules {
-            let conf = match destination {
-                DestinationRef::Service(service) => rules
-                    .to
-                    .for_service(service)
-                    .map(|at| SharedConf::ToRule(rules.to.clone(), at)),
-                DestinationRef::MeshService { name, section } => {
-                    let id = ResourceId::new("MeshService", name, Some(section));
-                    let rule = rules.to_resources.compute(&id, &self.mesh);
-                    rule.map(|r| SharedConf::Own(r.conf.clone()))
-                }
-            };
-            if let Some(conf) = conf {
-                confs.insert(*kind, conf);
+        for (kind, to) in &self.to_kinds {
+            if let Some(at) = to.for_service(service) {
+                found.push((*kind, at));
+                confs.insert(*kind, SharedConf::ToRule(to.clone(), at));
             }
         }
+        if found.is_empty() {
+            return DestinationPolicies::new(Confs::default(), protocol);
+        }
+        let confs = Confs(confs);
+        let mut keys = self.keys.borrow_mut();
+        let key = match keys.get(&found) {
+            Some(key) => key.clone(),
+            None => {
+                let key: Arc<str> = confs.key().into();
+                keys.insert(found, key.clone());
+                key
+            }
+        };
         DestinationPolicies {
-            confs: Confs(confs),
-            protocol: self.destination_protocol(destination),
+            confs,
+            protocol,
+            key,
         }
     }
 
@@ -319,12 +354,27 @@ impl Confs {
 pub(crate) struct DestinationPolicies {
     confs: Confs,
     protocol: Protocol,
+    /// The confs' cache-key text ([`Confs::key`]).
+    key: Arc<str>,
 }
 
 impl DestinationPolicies {
+    fn new(confs: Confs, protocol: Protocol) -> DestinationPolicies {
+        let key = if confs.0.is_empty() {
+            Arc::default()
+        } else {
+            confs.key().into()
+        };
+        DestinationPolicies {
+            confs,
+            protocol,
+            key,
+        }
+    }
+
     /// Part of the cache key of resources built with these confs.
-    pub(crate) fn key(&self) -> String {
-        self.confs.key()
+    pub(crate) fn key(&self) -> &Arc<str> {
+        &self.key
     }
 
     /// The destination's cluster.

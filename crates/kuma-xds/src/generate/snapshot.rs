@@ -98,7 +98,7 @@ pub(crate) enum CacheKey {
     /// is written from (`cluster::packed_from_template`).
     ClusterTemplate {
         protocol: Protocol,
-        policies: String,
+        policies: Arc<str>,
     },
     InboundCluster {
         address: String,
