@@ -61,8 +61,12 @@ pub(crate) struct ProxyPolicies<'a> {
     /// The cache-key text of each combination of `to` confs (by kind and
     /// position in its rules) met so far: most destinations of a proxy
     /// share a few.
-    keys: RefCell<foldhash::HashMap<Vec<(Kind, usize)>, Arc<str>>>,
+    keys: RefCell<foldhash::HashMap<ConfPositions, Arc<str>>>,
 }
+
+/// Which `to` conf of each kind a destination gets: a kind and a position
+/// in that kind's rules (see [`ToRules::for_service`]).
+type ConfPositions = Vec<(Kind, usize)>;
 
 /// What an outbound leads to, as `to` entries name it.
 pub(crate) enum DestinationRef<'a> {
@@ -145,7 +149,7 @@ impl<'a> ProxyPolicies<'a> {
                 return DestinationPolicies::new(Confs(confs), protocol);
             }
         };
-        let mut found: Vec<(Kind, usize)> = Vec::new();
+        let mut found: ConfPositions = Vec::new();
         let mut confs = BTreeMap::new();
         for (kind, to) in &self.to_kinds {
             if let Some(at) = to.for_service(service) {
