@@ -786,6 +786,12 @@ fn destination_confs_are_the_rules_confs_on_random_policies() {
             let element = BTreeMap::from([(SERVICE_TAG.to_string(), service.to_string())]);
             let want = compute(&fresh.to, &element).map(|r| &r.conf);
             assert_eq!(lean.to_service(service), want, "round {round}, {service}");
+            let origins = compute(&fresh.to, &element).map(|r| r.origins.clone());
+            assert_eq!(
+                lean.to.origins_for_service(service),
+                origins.unwrap_or_default(),
+                "round {round}, {service}"
+            );
             let text = lean.to.for_service(service).and_then(|at| lean.to.text(at));
             assert_eq!(
                 text.map(str::to_string),

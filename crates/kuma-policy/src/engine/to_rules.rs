@@ -226,14 +226,26 @@ enum Repr {
     Plain(Box<Plain>),
 }
 
+#[derive(Debug)]
+struct Slot {
+    conf: u32,
+    own: std::ops::Range<usize>,
+}
+
 /// Rules of entries that each name one tag value or the mesh.
 #[derive(Debug)]
 struct Plain {
     /// Whether the values are services (values of another tag never hold a
     /// bare service).
     services: bool,
-    /// Per value id, its conf.
+    /// Per value id, its slot in `slots`.
     by_value: foldhash::HashMap<u32, u32>,
+    /// Per value, its conf and where its own entries are in `own`.
+    slots: Vec<Slot>,
+    /// Positions (in `entries`) of each value's own entries, value after
+    /// value, and of the mesh-wide ones.
+    own: Vec<usize>,
+    mesh_wide: Vec<usize>,
     /// The conf of the mesh rule (destinations no entry names).
     mesh: Option<u32>,
     /// Distinct confs (by address): the values of most services are one.
@@ -297,6 +309,9 @@ impl Plain {
         let mut plain = Plain {
             services: key == Some(0),
             by_value: foldhash::HashMap::with_capacity_and_hasher(values.len(), Default::default()),
+            slots: Vec::with_capacity(values.len()),
+            own: Vec::new(),
+            mesh_wide: Vec::new(),
             mesh: None,
             confs: Vec::new(),
             texts: Vec::new(),
@@ -316,10 +331,13 @@ impl Plain {
         let mut folded: Vec<usize> = Vec::new();
         for (slot, value) in values.iter().enumerate() {
             folded.clear();
-            let own = &own[starts[slot]..starts[slot + 1]];
-            merge_in_order(&mesh_wide, own, |at| folded.push(entries[at].1 as usize));
+            let range = starts[slot]..starts[slot + 1];
+            merge_in_order(&mesh_wide, &own[range.clone()], |at| {
+                folded.push(entries[at].1 as usize)
+            });
             let conf = add(&mut plain, aims.fold(&folded, source.strategy));
-            plain.by_value.insert(*value, conf);
+            plain.by_value.insert(*value, slot as u32);
+            plain.slots.push(Slot { conf, own: range });
         }
         if !mesh_wide.is_empty() {
             folded.clear();
@@ -328,16 +346,41 @@ impl Plain {
             plain.mesh = Some(conf);
         }
         plain.entries = entries;
+        plain.own = own;
+        plain.mesh_wide = mesh_wide;
         Ok(plain)
     }
 
-    fn for_service(&self, service: &str) -> Option<usize> {
-        let own = self
+    /// The slot of the value `service`, when it has one.
+    fn slot(&self, service: &str) -> Option<&Slot> {
+        let value = self
             .services
-            .then(|| self.source.aims.values[0].get(service))
-            .flatten()
-            .and_then(|value| self.by_value.get(value));
-        own.or(self.mesh.as_ref()).map(|&at| at as usize)
+            .then(|| self.source.aims.values[0].get(service))??;
+        self.slots.get(*self.by_value.get(value)? as usize)
+    }
+
+    fn for_service(&self, service: &str) -> Option<usize> {
+        let conf = self.slot(service).map(|slot| slot.conf).or(self.mesh)?;
+        Some(conf as usize)
+    }
+
+    /// The policies that contributed to the conf of `service`, as the
+    /// rule holding it lists them.
+    fn origins_for_service(&self, service: &str) -> Vec<PolicyOrigin> {
+        let own = self
+            .slot(service)
+            .map_or(&[][..], |slot| &self.own[slot.own.clone()]);
+        if own.is_empty() && self.mesh.is_none() {
+            return Vec::new();
+        }
+        let mut positions = Vec::with_capacity(self.mesh_wide.len() + own.len());
+        merge_in_order(&self.mesh_wide, own, |at| positions.push(at));
+        let origins = &self.source.origins;
+        rules::origins(
+            positions
+                .iter()
+                .map(|&at| &origins[self.entries[at].0 as usize]),
+        )
     }
 
     fn rules(&self) -> &[Rule] {
@@ -401,6 +444,20 @@ impl ToRules {
             .get(at)?
             .get_or_init(|| serde_json::to_string(conf).unwrap_or_default());
         Some(text)
+    }
+
+    /// The policies that contributed to the conf [`ToRules::for_service`]
+    /// finds, as its rule lists them.
+    pub fn origins_for_service(&self, service: &str) -> Vec<PolicyOrigin> {
+        match &self.0 {
+            Repr::Rules {
+                rules, by_service, ..
+            } => by_service
+                .position(rules, service)
+                .map(|at| rules[at].origins.clone())
+                .unwrap_or_default(),
+            Repr::Plain(plain) => plain.origins_for_service(service),
+        }
     }
 
     /// The rules themselves, in order.

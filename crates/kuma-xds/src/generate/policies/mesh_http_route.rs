@@ -26,11 +26,10 @@ use envoy_types::pb::envoy::r#type::matcher::v3::{RegexMatcher, StringMatcher, s
 use envoy_types::pb::envoy::r#type::v3::{FractionalPercent, fractional_percent};
 use envoy_types::pb::google::protobuf::UInt32Value;
 use kuma_api::Kind;
-use kuma_api::kinds::tags::SERVICE_TAG;
 use kuma_api::policies::mesh_http_route::{Conf, Filter, Match, PathMatch};
 use kuma_api::policies::values::BackendRef;
 use kuma_policy::inspect::hash_matches;
-use kuma_policy::{Element, Policy, ResourceId, rules};
+use kuma_policy::{Policy, ResourceId};
 use serde::Deserialize;
 use serde_json::Value;
 
@@ -74,23 +73,17 @@ impl ProxyPolicies<'_> {
             return Vec::new();
         };
         let origins = match destination {
-            DestinationRef::Service(service) => {
-                let element = Element::from([(SERVICE_TAG.to_string(), service.to_string())]);
-                rules::compute(rules.to.rules(), &element).map(|r| &r.origins)
-            }
+            DestinationRef::Service(service) => rules.to.origins_for_service(service),
             DestinationRef::MeshService { name, section } => {
                 let id = ResourceId::new("MeshService", name, Some(section));
                 rules
                     .to_resources
                     .compute(&id, &self.mesh)
-                    .map(|r| &r.origins)
+                    .map(|r| r.origins.clone())
+                    .unwrap_or_default()
             }
         };
-        origins
-            .into_iter()
-            .flatten()
-            .map(|o| o.name.to_string())
-            .collect()
+        origins.into_iter().map(|o| o.name.to_string()).collect()
     }
 }
 
