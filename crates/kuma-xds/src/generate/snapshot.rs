@@ -9,6 +9,7 @@ use kuma_api::kinds::mesh_service::MeshServiceSpec;
 use kuma_api::kinds::tags::SERVICE_TAG;
 use kuma_api::policies::TargetRefKind;
 use kuma_api::{Kind, Resource, Spec};
+use kuma_policy::policy::SharedConfs;
 use kuma_policy::{Destination as PolicyDestination, MeshContext, PolicyIndex};
 
 use crate::XdsResource;
@@ -188,7 +189,12 @@ pub struct MeshSnapshotBuilder {
     mesh_services: BTreeMap<String, MeshServiceSpec>,
     /// Labels of MeshServices: `to` entries may select them by labels.
     mesh_service_labels: BTreeMap<String, BTreeMap<String, String>>,
-    policies: BTreeMap<Kind, policy_set::Sources>,
+    /// Policies are read as they are added, so that their specs are taken
+    /// apart in place rather than moved around first; policies read
+    /// together share equal confs (one value each, which makes folds that
+    /// meet it again cheap) and read a repeated conf once.
+    policies: BTreeMap<Kind, policy_set::Read>,
+    confs: SharedConfs,
 }
 
 impl MeshSnapshotBuilder {
@@ -234,7 +240,7 @@ impl MeshSnapshotBuilder {
         if !kind.is_policy() {
             return self;
         }
-        let policy = policy_set::added(labels.clone(), spec);
+        let policy = policy_set::read_one(&self.mesh, name, labels.clone(), spec, &mut self.confs);
         self.policies
             .entry(kind)
             .or_default()
@@ -277,7 +283,7 @@ impl MeshSnapshotBuilder {
             .into_iter()
             .map(|(kind, by_name)| (kind, Arc::new(by_name)))
             .collect();
-        let policies = PolicySet::new(self.mesh.clone(), destinations, sources);
+        let policies = PolicySet::from_read(self.mesh.clone(), destinations, sources);
         let dataplanes: BTreeMap<String, Arc<IndexedDataplane>> = self
             .dataplanes
             .into_iter()

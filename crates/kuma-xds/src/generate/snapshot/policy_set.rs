@@ -10,13 +10,9 @@ use kuma_api::{Kind, Spec};
 use kuma_policy::policy::SharedConfs;
 use kuma_policy::{Destination as PolicyDestination, MeshContext, Policy, PolicyIndex};
 
-/// One kind's policies by name, as added to a snapshot: read when the
-/// policy set is built, all together.
-pub(super) type Sources = BTreeMap<String, Added>;
-
 /// One kind's policies by name: each read, or why it could not be. Read
 /// policies are shared with the indexes built from them.
-type Read = BTreeMap<String, Result<Arc<Policy>, String>>;
+pub(super) type Read = BTreeMap<String, Result<Arc<Policy>, String>>;
 
 /// The mesh's policies, indexed; they depend on policies and MeshServices
 /// only, never on Dataplanes.
@@ -36,12 +32,9 @@ pub(super) struct PolicySet {
     sources: BTreeMap<Kind, Arc<Read>>,
 }
 
-/// A policy added to a snapshot, not read yet: policies read together
-/// share equal confs (one value each, which makes folds that meet it
-/// again cheap) and read a repeated conf once.
-///
-/// Boxed: the builder keeps these in a map by name, and moving whole specs
-/// around its nodes on every insert cost more than the box.
+/// A policy changed in a snapshot update, not read yet: the changes of one
+/// update are read together, sharing equal confs (one value each, which
+/// makes folds that meet it again cheap) and reading a repeated conf once.
 #[derive(Debug, Clone)]
 pub(super) struct Added(Box<(BTreeMap<String, String>, Spec)>);
 
@@ -51,35 +44,15 @@ pub(super) fn added(labels: BTreeMap<String, String>, spec: Spec) -> Added {
     Added(Box::new((labels, spec)))
 }
 
-/// Reads policies of `mesh`, sharing equal confs among them.
-fn read_all(
-    mesh: &str,
-    sources: BTreeMap<Kind, Arc<Sources>>,
-    confs: &mut SharedConfs,
-) -> BTreeMap<Kind, Arc<Read>> {
-    sources
-        .into_iter()
-        .map(|(kind, by_name)| {
-            let by_name = Arc::try_unwrap(by_name).unwrap_or_else(|shared| (*shared).clone());
-            let read = by_name
-                .into_iter()
-                .map(|(name, added)| {
-                    let policy = read_one(mesh, &name, added, confs);
-                    (name, policy)
-                })
-                .collect();
-            (kind, Arc::new(read))
-        })
-        .collect()
-}
-
-fn read_one(
+/// Reads one policy of `mesh`, sharing its confs with the policies read
+/// before with `confs`.
+pub(super) fn read_one(
     mesh: &str,
     name: &str,
-    added: Added,
+    labels: BTreeMap<String, String>,
+    spec: Spec,
     confs: &mut SharedConfs,
 ) -> Result<Arc<Policy>, String> {
-    let (labels, spec) = *added.0;
     Policy::from_spec_sharing(mesh, name, labels, spec, confs)
         .map(Arc::new)
         .map_err(|e| e.to_string())
@@ -103,16 +76,8 @@ fn warnings(sources: &BTreeMap<Kind, Arc<Read>>) -> Vec<String> {
 }
 
 impl PolicySet {
-    pub(super) fn new(
-        mesh: String,
-        destinations: Vec<PolicyDestination>,
-        sources: BTreeMap<Kind, Arc<Sources>>,
-    ) -> PolicySet {
-        let read = read_all(&mesh, sources, &mut SharedConfs::default());
-        PolicySet::from_read(mesh, destinations, read)
-    }
-
-    fn from_read(
+    /// The set of the policies read (by kind and name), indexed.
+    pub(super) fn from_read(
         mesh: String,
         destinations: Vec<PolicyDestination>,
         sources: BTreeMap<Kind, Arc<Read>>,
@@ -163,7 +128,8 @@ impl PolicySet {
             let by_name = Arc::make_mut(sources.entry(kind).or_default());
             match state {
                 Some(added) => {
-                    let policy = read_one(&self.context.mesh, &name, added, &mut confs);
+                    let (labels, spec) = *added.0;
+                    let policy = read_one(&self.context.mesh, &name, labels, spec, &mut confs);
                     by_name.insert(name, policy);
                 }
                 None => {
