@@ -7,7 +7,7 @@
 //! just these, grouped by the service numbers [`Aims`] gave the index's
 //! entries once, and writes out the rules themselves (subsets, origins)
 //! only when someone reads them (inspection). Other entries go through
-//! [`rules::build`] as before.
+//! [`rules::build`].
 
 use std::ops::Deref;
 use std::sync::{Arc, OnceLock};

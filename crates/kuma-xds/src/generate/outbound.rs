@@ -200,7 +200,7 @@ pub(crate) fn generate<'a>(
         let tags = tags_header.as_deref().filter(|_| shape.is_http());
         // Appended rather than formatted: without confs, routes or tags
         // (most outbounds) this allocates nothing.
-        let mut listener_policies = t.policies.key().to_string();
+        let mut listener_policies = t.policies.key().as_str().to_string();
         listener_policies.push_str(&shape.key());
         if let Some(tags) = tags {
             listener_policies.push_str("|tags=");
@@ -272,16 +272,13 @@ fn add_destination(
         protocol,
         policies: confs.clone(),
     });
-    let mut policies = confs.to_string();
     // The TLS settings name secrets, not their content: one cluster still
     // serves every proxy of the mesh with the same MeshTLS params.
-    if let Some(tls) = tls {
-        policies.push_str(tls.key());
-    }
     let key = CacheKey::Cluster {
         name: t.cluster.to_string(),
         mtls: tls.is_some(),
-        policies,
+        policies: confs.clone(),
+        tls: tls.map(|tls| tls.key().to_string()).unwrap_or_default(),
     };
     out.push(snapshot.shared(key, || {
         let transport_socket = tls.map(|tls| {
@@ -389,7 +386,7 @@ impl Shape {
                 let names = entries.iter().map(|e| format!("|{}", e.name));
                 let confs = per_route
                     .iter()
-                    .map(|(name, p)| format!("|{name}={}", p.key()));
+                    .map(|(name, p)| format!("|{name}={}", p.key().as_str()));
                 names.chain(confs).collect()
             }
             _ => String::new(),

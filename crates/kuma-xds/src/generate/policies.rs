@@ -49,7 +49,7 @@ use kuma_policy::{
 use serde::de::DeserializeOwned;
 use serde_json::Value;
 
-use super::snapshot::{MeshSnapshot, Protocol};
+use super::snapshot::{ConfsKey, MeshSnapshot, Protocol};
 
 /// The rules of every policy kind of the mesh for one proxy.
 pub(crate) struct ProxyPolicies<'a> {
@@ -61,7 +61,7 @@ pub(crate) struct ProxyPolicies<'a> {
     /// The cache-key text of each combination of `to` confs (by kind and
     /// position in its rules) met so far: most destinations of a proxy
     /// share a few.
-    keys: RefCell<foldhash::HashMap<ConfPositions, Arc<str>>>,
+    keys: RefCell<foldhash::HashMap<ConfPositions, ConfsKey>>,
 }
 
 /// Which `to` conf of each kind a destination gets: a kind and a position
@@ -165,7 +165,7 @@ impl<'a> ProxyPolicies<'a> {
         let key = match keys.get(&found) {
             Some(key) => key.clone(),
             None => {
-                let key: Arc<str> = confs.key().into();
+                let key = ConfsKey::new(&confs.key());
                 keys.insert(found, key.clone());
                 key
             }
@@ -359,15 +359,15 @@ pub(crate) struct DestinationPolicies {
     confs: Confs,
     protocol: Protocol,
     /// The confs' cache-key text ([`Confs::key`]).
-    key: Arc<str>,
+    key: ConfsKey,
 }
 
 impl DestinationPolicies {
     fn new(confs: Confs, protocol: Protocol) -> DestinationPolicies {
         let key = if confs.0.is_empty() {
-            Arc::default()
+            ConfsKey::default()
         } else {
-            confs.key().into()
+            ConfsKey::new(&confs.key())
         };
         DestinationPolicies {
             confs,
@@ -377,7 +377,7 @@ impl DestinationPolicies {
     }
 
     /// Part of the cache key of resources built with these confs.
-    pub(crate) fn key(&self) -> &Arc<str> {
+    pub(crate) fn key(&self) -> &ConfsKey {
         &self.key
     }
 

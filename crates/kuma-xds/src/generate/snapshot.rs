@@ -1,6 +1,7 @@
 //! Everything generation needs to know about one mesh, indexed once.
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::hash::BuildHasher;
 use std::sync::{Arc, Mutex};
 
 use kuma_api::kinds::dataplane::DataplaneSpec;
@@ -91,7 +92,9 @@ pub(crate) enum CacheKey {
     Cluster {
         name: String,
         mtls: bool,
-        policies: String,
+        policies: ConfsKey,
+        /// The client TLS parameters' key (empty without MeshTLS params).
+        tls: String,
     },
     LoadAssignment(String),
     /// A destination cluster with an empty name and no TLS, policy confs
@@ -99,7 +102,7 @@ pub(crate) enum CacheKey {
     /// is written from (`cluster::packed_from_template`).
     ClusterTemplate {
         protocol: Protocol,
-        policies: Arc<str>,
+        policies: ConfsKey,
     },
     InboundCluster {
         address: String,
@@ -117,6 +120,48 @@ pub(crate) enum CacheKey {
     /// A transparent proxy's passthrough listener or cluster; the key holds
     /// everything it is built from.
     Passthrough(super::passthrough::Key),
+}
+
+/// The text of a destination's policy confs as part of cache keys, hashed
+/// once: every destination is looked up under it several times, and the
+/// text is long (a few hundred bytes) where names are short.
+#[derive(Debug, Clone, Default)]
+pub(crate) struct ConfsKey {
+    hash: u64,
+    text: Arc<str>,
+}
+
+impl ConfsKey {
+    pub(crate) fn new(text: &str) -> ConfsKey {
+        // Any hash does within one process; the fixed seed keeps it cheap.
+        let hash = foldhash::fast::FixedState::default().hash_one(text);
+        ConfsKey {
+            hash,
+            text: text.into(),
+        }
+    }
+
+    pub(crate) fn as_str(&self) -> &str {
+        &self.text
+    }
+
+    pub(crate) fn is_empty(&self) -> bool {
+        self.text.is_empty()
+    }
+}
+
+impl PartialEq for ConfsKey {
+    fn eq(&self, other: &ConfsKey) -> bool {
+        self.hash == other.hash && (Arc::ptr_eq(&self.text, &other.text) || self.text == other.text)
+    }
+}
+
+impl Eq for ConfsKey {}
+
+impl std::hash::Hash for ConfsKey {
+    fn hash<H: std::hash::Hasher>(&self, state: &mut H) {
+        state.write_u64(self.hash);
+    }
 }
 
 /// One mesh: its Mesh resource, Dataplanes, MeshServices, the policies
@@ -485,6 +530,19 @@ mod tests {
             }),
             ..DataplaneSpec::default()
         }
+    }
+
+    #[test]
+    fn confs_keys_are_equal_by_text_whatever_their_copy() {
+        let a = ConfsKey::new(r#"{"MeshRetry":{"http":{"numRetries":2}}}"#);
+        let b = ConfsKey::new(r#"{"MeshRetry":{"http":{"numRetries":2}}}"#);
+        let c = ConfsKey::new(r#"{"MeshRetry":{"http":{"numRetries":3}}}"#);
+        assert!(!Arc::ptr_eq(&a.text, &b.text));
+        assert_eq!(a, b);
+        let state = foldhash::quality::RandomState::default();
+        assert_eq!(state.hash_one(&a), state.hash_one(&b));
+        assert_ne!(a, c);
+        assert!(ConfsKey::default().is_empty() && !a.is_empty());
     }
 
     #[test]
