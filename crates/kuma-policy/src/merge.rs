@@ -127,13 +127,21 @@ impl MergeStrategy {
         (folded, patched)
     }
 
-    /// The folded value, keyed lists folded per key.
-    fn finish(&self, folded: Folded<'_>) -> Value {
+    /// The folded value, keyed lists folded per key. The lists are folded
+    /// over references, so each entry is copied once, into the result.
+    fn finish(&self, mut folded: Folded<'_>) -> Value {
+        let merged: Vec<(&KeyedList, Vec<Value>)> = self
+            .keyed_lists
+            .iter()
+            .filter_map(|keyed| {
+                let entries = folded.take_list(keyed.field)?;
+                Some((keyed, fold_by_key(&entries, keyed)))
+            })
+            .collect();
         let mut result = folded.into_value();
-        for keyed in self.keyed_lists {
-            if let Some(Value::Array(entries)) = result.get_mut(keyed.field) {
-                let merged = self.fold_by_key(std::mem::take(entries), keyed);
-                *entries = merged;
+        for (keyed, entries) in merged {
+            if let Some(list) = result.get_mut(keyed.field) {
+                *list = Value::Array(entries);
             }
         }
         result
@@ -147,63 +155,63 @@ impl MergeStrategy {
             let Some(Value::Array(entries)) = conf.get(keyed.field) else {
                 return true;
             };
-            let keys: Option<Vec<&Value>> = entries
-                .iter()
-                .map(|entry| match entry {
-                    Value::Object(map) if map.len() == 2 => {
-                        let mut names = map.keys();
-                        (names.next().map(String::as_str) == Some(keyed.key)
-                            && names.next().map(String::as_str) == Some(keyed.value))
-                        .then(|| &map[keyed.key])
-                    }
-                    _ => None,
-                })
-                .collect();
-            keys.is_some_and(|keys| keys.iter().enumerate().all(|(i, k)| !keys[..i].contains(k)))
+            entries.iter().enumerate().all(|(i, entry)| {
+                is_pair(entry, keyed)
+                    && entries[..i]
+                        .iter()
+                        .all(|earlier| earlier.get(keyed.key) != entry.get(keyed.key))
+            })
         })
     }
+}
 
-    fn fold_by_key(&self, entries: Vec<Value>, keyed: &KeyedList) -> Vec<Value> {
-        // (key, values folded so far); a later equal key takes over the
-        // earlier slot's values and moves to the later position.
-        let mut slots: Vec<Option<(Value, Vec<Value>)>> = Vec::with_capacity(entries.len());
-        for entry in entries {
-            // The entries are this fold's own copies: taken apart, not copied.
-            let (key, value) = match entry {
-                Value::Object(mut map) => (
-                    map.swap_remove(keyed.key).unwrap_or(Value::Null),
-                    map.swap_remove(keyed.value).unwrap_or(Value::Null),
-                ),
-                _ => (Value::Null, Value::Null),
-            };
-            let mut values = Vec::new();
-            for slot in slots.iter_mut() {
-                if slot.as_ref().is_some_and(|(k, _)| *k == key)
-                    && let Some((_, earlier)) = slot.take()
-                {
-                    values = earlier;
-                }
-            }
-            values.push(value);
-            slots.push(Some((key, values)));
-        }
-        slots
-            .into_iter()
-            .flatten()
-            .map(|(key, mut values)| {
-                let inner = MergeStrategy::default();
-                let mut out = Map::new();
-                out.insert(keyed.key.to_string(), key);
-                // One value folds to itself.
-                let folded = match values.len() {
-                    1 => values.pop().unwrap_or(Value::Null),
-                    _ => inner.fold(values.iter()),
-                };
-                out.insert(keyed.value.to_string(), folded);
-                Value::Object(out)
-            })
-            .collect()
+/// Whether a keyed list's entry is exactly `{key, value}`, in that order:
+/// what folding it alone per key gives back unchanged.
+fn is_pair(entry: &Value, keyed: &KeyedList) -> bool {
+    let Value::Object(map) = entry else {
+        return false;
+    };
+    let mut names = map.keys().map(String::as_str);
+    map.len() == 2 && names.next() == Some(keyed.key) && names.next() == Some(keyed.value)
+}
+
+/// A keyed list's entries folded per key: a later entry with an equal key
+/// takes over the earlier ones' values and moves to the later position.
+fn fold_by_key(entries: &[&Value], keyed: &KeyedList) -> Vec<Value> {
+    fn field<'v>(entry: &'v Value, name: &str) -> &'v Value {
+        static NULL: Value = Value::Null;
+        entry.get(name).unwrap_or(&NULL)
     }
+    let mut slots: Vec<Option<(&Value, Vec<&Value>)>> = Vec::with_capacity(entries.len());
+    for &entry in entries {
+        let key = field(entry, keyed.key);
+        let mut same = Vec::new();
+        for slot in slots.iter_mut() {
+            if slot.as_ref().is_some_and(|(k, _)| *k == key)
+                && let Some((_, earlier)) = slot.take()
+            {
+                same = earlier;
+            }
+        }
+        same.push(entry);
+        slots.push(Some((key, same)));
+    }
+    slots
+        .into_iter()
+        .flatten()
+        .map(|(key, same)| {
+            let folded = match same.as_slice() {
+                // One entry folds to itself.
+                [entry] if is_pair(entry, keyed) => return (*entry).clone(),
+                [entry] => field(entry, keyed.value).clone(),
+                _ => MergeStrategy::default().fold(same.iter().map(|e| field(e, keyed.value))),
+            };
+            let mut out = Map::new();
+            out.insert(keyed.key.to_string(), key.clone());
+            out.insert(keyed.value.to_string(), folded);
+            Value::Object(out)
+        })
+        .collect()
 }
 
 /// A fold in progress: what a JSON merge patch of the confs so far gives,
@@ -263,6 +271,31 @@ impl<'a> Folded<'a> {
                 out
             }
             _ => Folded::Conf(value),
+        }
+    }
+
+    /// Takes the list at member `field` out of this object (leaving an
+    /// empty list in its place): its entries, or `None` when there is no
+    /// such list.
+    fn take_list(&mut self, field: &str) -> Option<Vec<&'a Value>> {
+        static EMPTY: Value = Value::Array(Vec::new());
+        let is_list = match &*self {
+            Folded::Object(members) => members.iter().any(|(k, v)| *k == field && v.is_array()),
+            Folded::Conf(Value::Object(map)) => map.get(field).is_some_and(Value::is_array),
+            _ => false,
+        };
+        if !is_list {
+            return None;
+        }
+        let (_, part) = self.members().iter_mut().find(|(k, _)| *k == field)?;
+        match std::mem::replace(part, Folded::Conf(&EMPTY)) {
+            Folded::List(items) => Some(items),
+            Folded::Conf(Value::Array(items)) => Some(items.iter().collect()),
+            other => {
+                // Checked to be a list above.
+                *part = other;
+                None
+            }
         }
     }
 
@@ -608,6 +641,70 @@ mod tests {
                     );
                 }
             }
+        }
+    }
+
+    /// Keyed lists folded the plain way: entries copied, taken apart and
+    /// put together again per key.
+    fn keyed_fold_by_copies(confs: &[Value], keyed: &KeyedList) -> Value {
+        let mut result = fold_by_copies(confs, std::slice::from_ref(keyed));
+        if let Some(Value::Array(entries)) = result.get_mut(keyed.field) {
+            let mut slots: Vec<Option<(Value, Vec<Value>)>> = Vec::new();
+            for entry in std::mem::take(entries) {
+                let (key, value) = match entry {
+                    Value::Object(mut map) => (
+                        map.swap_remove(keyed.key).unwrap_or(Value::Null),
+                        map.swap_remove(keyed.value).unwrap_or(Value::Null),
+                    ),
+                    _ => (Value::Null, Value::Null),
+                };
+                let mut values = Vec::new();
+                for slot in slots.iter_mut() {
+                    if slot.as_ref().is_some_and(|(k, _)| *k == key) {
+                        values = slot.take().map(|(_, v)| v).unwrap_or_default();
+                    }
+                }
+                values.push(value);
+                slots.push(Some((key, values)));
+            }
+            *entries = slots
+                .into_iter()
+                .flatten()
+                .map(|(key, values)| {
+                    let folded = match values.as_slice() {
+                        [one] => one.clone(),
+                        _ => fold_by_copies(&values, &[]),
+                    };
+                    json!({keyed.key: key, keyed.value: folded})
+                })
+                .collect();
+        }
+        result
+    }
+
+    #[test]
+    fn keyed_lists_fold_as_folding_copies_does() {
+        let m1 = json!([{"path": {"type": "PathPrefix", "value": "/a"}}]);
+        let m2 = json!([{"path": {"type": "Exact", "value": "/b"}}]);
+        let confs = [
+            json!({"rules": [{"matches": m1, "default": {"x": 1, "y": {"z": 1}}}]}),
+            json!({"rules": [{"matches": m2, "default": {"x": 2}}, {"matches": m1, "default": {"y": {"w": 2}}}]}),
+            json!({"rules": [{"default": {"x": 3}, "matches": m2}], "hostnames": ["a"]}),
+            json!({"rules": [{"matches": m1}], "hostnames": null}),
+            json!({"rules": ["odd", {"matches": m2, "default": {"x": null}, "extra": 1}]}),
+            json!({"rules": null}),
+            json!({"hostnames": ["b"]}),
+        ];
+        let keyed = &HTTP_ROUTE_RULES[0];
+        let strategy = MergeStrategy::for_kind(Kind::MeshHTTPRoute);
+        let mut random = Random(0x2545_f491_4f6c_dd1d);
+        for _ in 0..3000 {
+            let len = 1 + random.below(5);
+            let sequence: Vec<Value> = (0..len).map(|_| random.pick(&confs).clone()).collect();
+            let got = strategy.fold(sequence.iter());
+            let want = keyed_fold_by_copies(&sequence, keyed);
+            // As text: member order must match too.
+            assert_eq!(got.to_string(), want.to_string(), "{sequence:?}");
         }
     }
 
