@@ -300,3 +300,45 @@ fn errors_name_the_problem() {
         "dataplane ghost not found in mesh default"
     );
 }
+
+#[test]
+fn confs_aimed_at_a_route_keep_proxies_apart_whose_destinations_agree() {
+    let dp = |name: &str, address: &str, version: &str| {
+        format!(
+            "type: Dataplane\nname: {name}\nnetworking:\n  address: {address}\n  inbound:\n  - port: 8080\n    tags:\n      kuma.io/service: web\n      kuma.io/protocol: http\n      version: {version}\n  outbound:\n  - port: 10001\n    tags:\n      kuma.io/service: backend\n"
+        )
+    };
+    let route = "type: MeshHTTPRoute\nname: route-web\nspec:\n  targetRef:\n    kind: Mesh\n  to:\n  - targetRef:\n      kind: MeshService\n      name: backend\n    rules:\n    - matches:\n      - path:\n          type: PathPrefix\n          value: /api\n      default:\n        backendRefs:\n        - kind: MeshService\n          name: backend\n";
+    // Only v1 clients get a timeout on route-web's routes; both proxies
+    // get the same confs for backend itself.
+    let timeout = "type: MeshTimeout\nname: v1-route-timeout\nspec:\n  targetRef:\n    kind: MeshSubset\n    tags:\n      version: v1\n  to:\n  - targetRef:\n      kind: MeshHTTPRoute\n      name: route-web\n    default:\n      http:\n        requestTimeout: 2s\n";
+    let backend = "type: Dataplane\nname: backend-1\nnetworking:\n  address: 10.0.0.9\n  inbound:\n  - port: 8080\n    tags:\n      kuma.io/service: backend\n      kuma.io/protocol: http\n";
+    let mut listing = vec![
+        resource(None, "type: Mesh\nname: default"),
+        resource(Some("default"), &dp("web-1", "10.0.0.1", "v1")),
+        resource(Some("default"), &dp("web-2", "10.0.0.2", "v2")),
+        resource(Some("default"), backend),
+        resource(Some("default"), route),
+    ];
+    let listener = |snapshot: &MeshSnapshot, name: &str| {
+        let p = generate_proxy(snapshot, name).expect("generates");
+        p.of_type(type_url::LISTENER)
+            .find(|r| r.name.starts_with("outbound:"))
+            .map(|r| r.body.value.clone())
+            .expect("an outbound listener")
+    };
+    let without = MeshSnapshot::from_resources("default", listing.clone());
+    let plain = listener(&without, "web-2");
+    listing.push(resource(Some("default"), timeout));
+    // In either order: the proxy generated first must not decide the
+    // other's listener through the shared cache.
+    for order in [["web-1", "web-2"], ["web-2", "web-1"]] {
+        let with = MeshSnapshot::from_resources("default", listing.clone());
+        let got: BTreeMap<&str, Vec<u8>> = order.iter().map(|n| (*n, listener(&with, n))).collect();
+        assert!(
+            got["web-1"] != plain,
+            "{order:?}: web-1's route-web routes get the timeout"
+        );
+        assert!(got["web-2"] == plain, "{order:?}: web-2's do not");
+    }
+}

@@ -60,10 +60,9 @@ impl ProxyPolicies<'_> {
                 Some((*kind, SharedConf::Own(conf)))
             })
             .collect();
-        DestinationPolicies {
-            confs: Confs(confs),
-            ..destination.clone()
-        }
+        // Built anew, not copied from `destination`: the cache key is
+        // written from these confs.
+        DestinationPolicies::new(Confs(confs), destination.protocol)
     }
 
     /// The MeshHTTPRoutes whose `to` entries shaped the route table of
