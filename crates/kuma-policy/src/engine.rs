@@ -146,12 +146,13 @@ impl PolicyIndex {
                 route.cloned()
             })
             .collect();
+        let strategy = MergeStrategy::for_kind(kind);
         let mut index = PolicyIndex {
             kind,
             source: Source {
                 origins: origins_of(kind, &policies).into(),
-                aims: Arc::new(Aims::new(&policies, MergeStrategy::for_kind(kind))),
-                strategy: MergeStrategy::for_kind(kind),
+                aims: Arc::new(Aims::new(&policies, strategy)),
+                strategy,
                 policies,
             },
             selectors: Vec::new(),

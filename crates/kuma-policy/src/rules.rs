@@ -124,7 +124,7 @@ pub fn build(
 }
 
 /// [`build`] through candidate subsets, whatever the entries.
-fn build_by_subsets(
+pub(crate) fn build_by_subsets(
     items: &[RuleItem<'_>],
     negations: bool,
     strategy: MergeStrategy,

@@ -186,7 +186,9 @@ impl Source {
             Ok(plain) => return (ToRules(Repr::Plain(Box::new(plain))), None),
             Err(entries) => entries,
         };
-        match rules::build(&self.items(&entries), false, self.strategy) {
+        // Not plain: straight to subsets (the plain path would refuse the
+        // entries for the same reasons).
+        match rules::build_by_subsets(&self.items(&entries), false, self.strategy) {
             Ok(rules) => (ToRules::from_rules(rules), None),
             Err(e) => (
                 ToRules::from_rules(Vec::new()),
