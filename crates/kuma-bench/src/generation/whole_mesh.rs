@@ -87,7 +87,7 @@ impl MeshPoint {
     pub fn line(&self, baseline: &MeshPoint, cores: usize) -> String {
         let total = self.total_p50();
         format!(
-            "generation-mesh services={} policies={} proxies={} total_ms={:.1} snapshot_ms={:.1} per_proxy_us={:.1} ratio={:.2}x output_ratio={:.2}x samples={} cores={cores}",
+            "generation-mesh services={} policies={} proxies={} total_ms={:.2} snapshot_ms={:.2} per_proxy_us={:.1} ratio={:.2}x output_ratio={:.2}x samples={} cores={cores}",
             self.shape.services,
             self.shape.policies,
             self.proxies,

@@ -134,16 +134,27 @@ impl Aims {
     }
 
     /// The fold of the confs of `entries` (positions in `entries`, in fold
-    /// order): the first conf itself when the rest only repeat it.
-    fn fold(&self, entries: &[usize], strategy: MergeStrategy) -> Arc<Value> {
+    /// order): the first conf itself when the rest only repeat it, the
+    /// confs themselves when folding only joins their keyed lists.
+    fn fold(&self, entries: &[usize], strategy: MergeStrategy) -> PlainConf {
         let first = &self.confs[entries[0]];
         let repeats = entries[1..]
             .iter()
             .all(|&at| Arc::ptr_eq(&self.confs[at], first));
         if repeats && self.repeats_away[entries[0]] {
-            return first.clone();
+            return PlainConf::Shared(first.clone());
         }
-        strategy.fold_shared(entries.iter().map(|&at| &self.confs[at]))
+        if !strategy.keyed_lists.is_empty() && entries.len() > 1 {
+            let confs: Vec<&Value> = entries.iter().map(|&at| &*self.confs[at]).collect();
+            if let Some(field) = strategy.joins(&confs) {
+                return PlainConf::Joined {
+                    field,
+                    parts: entries.iter().map(|&at| self.confs[at].clone()).collect(),
+                    folded: OnceLock::new(),
+                };
+            }
+        }
+        PlainConf::Shared(strategy.fold_shared(entries.iter().map(|&at| &self.confs[at])))
     }
 
     /// Whether policy `policy` (by fold order) takes part in tag rules.
@@ -234,6 +245,56 @@ struct Slot {
     own: std::ops::Range<usize>,
 }
 
+/// A conf of [`Plain`] rules.
+#[derive(Debug)]
+enum PlainConf {
+    /// A fold, or a conf itself: shared by the values it is the conf of.
+    Shared(Arc<Value>),
+    /// The confs whose keyed list `field` the fold only joins
+    /// ([`MergeStrategy::joins`]): folded only when the value is read.
+    /// Route tables read the entries from the parts.
+    Joined {
+        field: &'static str,
+        parts: Vec<Arc<Value>>,
+        folded: OnceLock<Arc<Value>>,
+    },
+}
+
+impl PlainConf {
+    fn value(&self, strategy: MergeStrategy) -> &Value {
+        match self {
+            PlainConf::Shared(conf) => conf,
+            PlainConf::Joined { parts, folded, .. } => {
+                folded.get_or_init(|| strategy.fold_shared(parts))
+            }
+        }
+    }
+
+    /// The compact JSON text of the conf; a join's is written from its
+    /// parts, as the fold's would be.
+    fn text(&self, strategy: MergeStrategy) -> String {
+        let PlainConf::Joined { field, parts, .. } = self else {
+            return serde_json::to_string(self.value(strategy)).unwrap_or_default();
+        };
+        // Writing JSON to memory cannot fail.
+        let mut out = b"{".to_vec();
+        let _ = serde_json::to_writer(&mut out, field);
+        out.extend_from_slice(b":[");
+        let entries = parts
+            .iter()
+            .filter_map(|p| p.get(*field)?.as_array())
+            .flatten();
+        for (i, entry) in entries.enumerate() {
+            if i > 0 {
+                out.push(b',');
+            }
+            let _ = serde_json::to_writer(&mut out, entry);
+        }
+        out.extend_from_slice(b"]}");
+        String::from_utf8(out).unwrap_or_default()
+    }
+}
+
 /// Rules of entries that each name one tag value or the mesh.
 #[derive(Debug)]
 struct Plain {
@@ -250,8 +311,9 @@ struct Plain {
     mesh_wide: Vec<usize>,
     /// The conf of the mesh rule (destinations no entry names).
     mesh: Option<u32>,
-    /// Distinct confs (by address): the values of most services are one.
-    confs: Vec<Arc<Value>>,
+    /// Distinct confs (shared ones by address): the values of most
+    /// services are one.
+    confs: Vec<PlainConf>,
     texts: Vec<OnceLock<String>>,
     source: Source,
     /// `(policy, position in Aims::entries)` of every `to` entry, in fold
@@ -322,13 +384,21 @@ impl Plain {
             rules: OnceLock::new(),
         };
         let mut distinct: foldhash::HashMap<usize, u32> = foldhash::HashMap::default();
-        let mut add = |plain: &mut Plain, conf: Arc<Value>| -> u32 {
-            let address = Arc::as_ptr(&conf) as usize;
-            *distinct.entry(address).or_insert_with(|| {
+        let mut add = |plain: &mut Plain, conf: PlainConf| -> u32 {
+            let mut push = |conf| {
                 plain.confs.push(conf);
                 plain.texts.push(OnceLock::new());
                 plain.confs.len() as u32 - 1
-            })
+            };
+            match conf {
+                PlainConf::Shared(shared) => {
+                    let address = Arc::as_ptr(&shared) as usize;
+                    *distinct
+                        .entry(address)
+                        .or_insert_with(|| push(PlainConf::Shared(shared)))
+                }
+                joined => push(joined),
+            }
         };
         let mut folded: Vec<usize> = Vec::new();
         for (slot, value) in values.iter().enumerate() {
@@ -428,7 +498,20 @@ impl ToRules {
     pub fn conf(&self, at: usize) -> Option<&Value> {
         match &self.0 {
             Repr::Rules { rules, .. } => rules.get(at).map(|r| &r.conf),
-            Repr::Plain(plain) => plain.confs.get(at).map(|c| &**c),
+            Repr::Plain(plain) => plain.confs.get(at).map(|c| c.value(plain.source.strategy)),
+        }
+    }
+
+    /// The confs whose keyed lists, joined, are the conf at `at` (from
+    /// [`ToRules::for_service`]), when it is such a join: their entries
+    /// in order are the folded list's, without the folded copy.
+    pub fn joined(&self, at: usize) -> Option<&[Arc<Value>]> {
+        match &self.0 {
+            Repr::Plain(plain) => match plain.confs.get(at)? {
+                PlainConf::Joined { parts, .. } => Some(parts),
+                PlainConf::Shared(_) => None,
+            },
+            Repr::Rules { .. } => None,
         }
     }
 
@@ -436,15 +519,22 @@ impl ToRules {
     /// kept: proxies sharing the rules put it in the cache key of every
     /// destination they reach.
     pub fn text(&self, at: usize) -> Option<&str> {
-        let texts = match &self.0 {
-            Repr::Rules { texts, .. } => texts,
-            Repr::Plain(plain) => &plain.texts,
+        let text = match &self.0 {
+            Repr::Rules { texts, rules, .. } => {
+                let conf = &rules.get(at)?.conf;
+                // Writing a JSON value to memory cannot fail.
+                texts
+                    .get(at)?
+                    .get_or_init(|| serde_json::to_string(conf).unwrap_or_default())
+            }
+            Repr::Plain(plain) => {
+                let conf = plain.confs.get(at)?;
+                plain
+                    .texts
+                    .get(at)?
+                    .get_or_init(|| conf.text(plain.source.strategy))
+            }
         };
-        let conf = self.conf(at)?;
-        // Writing a JSON value to memory cannot fail.
-        let text = texts
-            .get(at)?
-            .get_or_init(|| serde_json::to_string(conf).unwrap_or_default());
         Some(text)
     }
 

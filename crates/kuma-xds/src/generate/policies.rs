@@ -303,6 +303,15 @@ impl Confs {
         }
     }
 
+    /// The confs whose keyed lists, joined, make the conf of `kind`, when
+    /// it is such a join ([`ToRules::joined`]).
+    fn joined(&self, kind: Kind) -> Option<&[Arc<Value>]> {
+        match self.0.get(&kind)? {
+            SharedConf::ToRule(rules, at) => rules.joined(*at),
+            SharedConf::Own(_) => None,
+        }
+    }
+
     /// A compact, deterministic text of the confs, for cache keys: the
     /// JSON object of the confs by kind name, written straight from the
     /// confs (every destination of every proxy has one).

@@ -87,9 +87,28 @@ impl ProxyPolicies<'_> {
 }
 
 impl DestinationPolicies {
-    /// The destination's folded MeshHTTPRoute rules, if any route aims at it.
+    /// The destination's folded MeshHTTPRoute rules, if any route aims at
+    /// it. When the fold only joins the routes' rules, they are read from
+    /// each route as they are, without the folded copy.
     pub(crate) fn http_route(&self) -> Option<Conf> {
-        self.confs.get(Kind::MeshHTTPRoute)
+        let Some(parts) = self.confs.joined(Kind::MeshHTTPRoute) else {
+            return self.confs.get(Kind::MeshHTTPRoute);
+        };
+        let mut rules = Vec::new();
+        for part in parts {
+            match Conf::deserialize(&**part) {
+                // A join's parts hold their rules and nothing else.
+                Ok(conf) => rules.extend(conf.rules),
+                Err(e) => {
+                    tracing::warn!(kind = %Kind::MeshHTTPRoute, error = %e, "policy conf does not read; ignored");
+                    return None;
+                }
+            }
+        }
+        Some(Conf {
+            rules,
+            hostnames: None,
+        })
     }
 }
 
