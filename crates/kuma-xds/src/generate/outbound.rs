@@ -117,13 +117,14 @@ fn mesh_service_target<'a>(
         name,
         section: port_section(snapshot, name, port),
     };
+    let confs = policies.destination(&r);
     Some(Target {
         cluster: Cow::Owned(names::mesh_service_cluster(snapshot.mesh(), name, port)),
         destination: Cow::Borrowed(destination),
         services: served_by(destination, name),
         subset: BTreeMap::new(),
-        policies: policies.destination(&r),
-        route_origins: policies.http_route_origins(&r),
+        route_origins: policies.http_route_origins(&r, &confs),
+        policies: confs,
         mesh_service: true,
     })
 }
@@ -135,7 +136,8 @@ fn service_target<'a>(
 ) -> Target<'a> {
     let destination = snapshot.service(&service);
     let mut t = reachable_service(policies, service, destination);
-    t.route_origins = policies.http_route_origins(&DestinationRef::Service(&t.cluster));
+    t.route_origins =
+        policies.http_route_origins(&DestinationRef::Service(&t.cluster), &t.policies);
     t
 }
 

@@ -66,8 +66,16 @@ impl ProxyPolicies<'_> {
     }
 
     /// The MeshHTTPRoutes whose `to` entries shaped the route table of
-    /// `destination`, in fold order (the last one wins).
-    pub(crate) fn http_route_origins(&self, destination: &DestinationRef<'_>) -> Vec<String> {
+    /// `destination`, in fold order (the last one wins); none when its
+    /// confs (`policies`) have no route table.
+    pub(crate) fn http_route_origins(
+        &self,
+        destination: &DestinationRef<'_>,
+        policies: &DestinationPolicies,
+    ) -> Vec<String> {
+        if !policies.confs.0.contains_key(&Kind::MeshHTTPRoute) {
+            return Vec::new();
+        }
         let Some(rules) = self.rules.get(&Kind::MeshHTTPRoute) else {
             return Vec::new();
         };
