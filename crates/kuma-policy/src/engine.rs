@@ -305,7 +305,7 @@ impl PolicyIndex {
     /// The rules of this kind for `proxy`.
     pub fn rules_for(&self, proxy: &Proxy<'_>, ctx: &MeshContext) -> ProxyRules {
         let (matched, selections) = self.matched(proxy);
-        let (outbound, inbounds) = self.parts(&matched, &selections, ctx, false);
+        let (outbound, inbounds) = self.parts(&matched, &selections, ctx, false, true);
         let mut warnings = self.warnings.clone();
         let mut from = BTreeMap::new();
         let mut inbound_rules = BTreeMap::new();
@@ -334,11 +334,14 @@ impl PolicyIndex {
     /// gives them, with parts shared between proxies that the same
     /// policies select: they are computed once per index and only
     /// reference-counted afterwards. `ctx` must be the context the index
-    /// was built with; another one bypasses the memo.
+    /// was built with; another one bypasses the memo. Without `from` or
+    /// `rules` in any policy of the kind, no inbound has rules and none is
+    /// listed.
     pub fn shared_rules_for(&self, proxy: &Proxy<'_>, ctx: &MeshContext) -> SharedProxyRules {
         let (matched, selections) = self.matched(proxy);
         let memoize = self.memo.admits(ctx);
-        let (outbound, inbounds) = self.parts(&matched, &selections, ctx, memoize);
+        let inbounds = self.source.aims.inbound;
+        let (outbound, inbounds) = self.parts(&matched, &selections, ctx, memoize, inbounds);
         let mut warnings = self.warnings.clone();
         let mut from = BTreeMap::new();
         let mut inbound_rules = BTreeMap::new();
@@ -364,15 +367,39 @@ impl PolicyIndex {
     }
 
     /// What the matched policies mean: the part that depends only on which
-    /// policies matched, and per inbound the part that depends only on
-    /// which policies selected that inbound.
+    /// policies matched, and (when `with_inbounds`) per inbound the part
+    /// that depends only on which policies selected that inbound.
     fn parts(
         &self,
         matched: &[(usize, usize)],
         selections: &[Selection],
         ctx: &MeshContext,
         memoize: bool,
+        with_inbounds: bool,
     ) -> (OutboundPart, Vec<(InboundKey, InboundPart)>) {
+        let inbounds = if with_inbounds {
+            self.inbound_parts(matched, selections, memoize)
+        } else {
+            Vec::new()
+        };
+        let classes: Vec<usize> = matched.iter().map(|(c, _)| *c).collect();
+        let compute = |classes: &[usize]| self.outbound_part(self.members_of(classes), ctx);
+        let outbound = if memoize {
+            self.memo.outbound(classes, compute)
+        } else {
+            compute(&classes)
+        };
+        (outbound, inbounds)
+    }
+
+    /// Per inbound, the part that depends only on which policies selected
+    /// that inbound.
+    fn inbound_parts(
+        &self,
+        matched: &[(usize, usize)],
+        selections: &[Selection],
+        memoize: bool,
+    ) -> Vec<(InboundKey, InboundPart)> {
         // The inbounds each selection holds, as positions among the
         // proxy's distinct inbounds: hundreds of policies share a few
         // selections, and looking each policy's inbounds up by key was a
@@ -408,7 +435,7 @@ impl PolicyIndex {
             .filter(|(_, indices)| !indices.is_empty())
             .collect();
         by_inbound.sort_by(|a, b| a.0.cmp(b.0));
-        let inbounds = by_inbound
+        by_inbound
             .into_iter()
             .map(|(key, classes)| {
                 let compute = |classes: &[usize]| self.inbound_part(&self.members_of(classes));
@@ -419,15 +446,7 @@ impl PolicyIndex {
                 };
                 (key.clone(), part)
             })
-            .collect();
-        let classes: Vec<usize> = matched.iter().map(|(c, _)| *c).collect();
-        let compute = |classes: &[usize]| self.outbound_part(self.members_of(classes), ctx);
-        let outbound = if memoize {
-            self.memo.outbound(classes, compute)
-        } else {
-            compute(&classes)
-        };
-        (outbound, inbounds)
+            .collect()
     }
 
     /// `from` and inbound `rules` of the policies (in fold order) that
@@ -583,7 +602,8 @@ fn selection_classes(policies: &[Arc<Policy>], selectors: &[Option<Arc<Policy>>]
 }
 
 /// [`ProxyRules`] with the parts proxies share behind reference counts;
-/// the fields mean the same.
+/// the fields mean the same, but that an inbound without rules may be left
+/// out of `from` and `inbound`.
 #[derive(Debug, Clone)]
 pub struct SharedProxyRules {
     pub policies: Arc<PolicyList>,

@@ -176,20 +176,22 @@ pub fn select(policy: &Policy, target_ref: &TargetRef, proxy: &Proxy<'_>) -> Sel
                     .is_some_and(|t| tags_match(selector, t)),
         }
     };
+    static NO_TAGS: BTreeMap<String, String> = BTreeMap::new();
     let name = target_ref.name.as_deref().unwrap_or_default();
-    let tags = target_ref.tags.clone().unwrap_or_default();
+    // Borrowed: every proxy is matched against every candidate policy.
+    let tags = target_ref.tags.as_ref().unwrap_or(&NO_TAGS);
     match target_ref.kind {
         TargetRefKind::Mesh | TargetRefKind::MeshSubset if !proxy_type_ok() => Selection::default(),
-        TargetRefKind::Mesh => by_tags(&BTreeMap::new()),
-        TargetRefKind::MeshSubset => by_tags(&tags),
+        TargetRefKind::Mesh => by_tags(&NO_TAGS),
+        TargetRefKind::MeshSubset => by_tags(tags),
         TargetRefKind::MeshService => by_tags(&service_selector(name, BTreeMap::new())),
-        TargetRefKind::MeshServiceSubset => by_tags(&service_selector(name, tags)),
+        TargetRefKind::MeshServiceSubset => by_tags(&service_selector(name, tags.clone())),
         TargetRefKind::Dataplane => select_dataplane(target_ref, proxy),
         // Selects the listeners (all, or those with the ref's tags) of the
         // named MeshGateway, on the builtin gateways that serve it.
         TargetRefKind::MeshGateway => match proxy.gateway {
             Some((gateway_name, _)) if gateway_name == name => Selection {
-                inbounds: proxy.gateway_listeners(&tags),
+                inbounds: proxy.gateway_listeners(tags),
                 gateway: false,
             },
             _ => Selection::default(),
