@@ -105,7 +105,7 @@ impl MergeStrategy {
             }
             for entry in entries {
                 let key = entry.get(keyed.key)?;
-                if !is_pair(entry, keyed) || keys.contains(&key) {
+                if !is_pair(entry, keyed) || keys.iter().any(|k| equal(k, key)) {
                     return None;
                 }
                 keys.push(key);
@@ -190,9 +190,12 @@ impl MergeStrategy {
             };
             entries.iter().enumerate().all(|(i, entry)| {
                 is_pair(entry, keyed)
-                    && entries[..i]
-                        .iter()
-                        .all(|earlier| earlier.get(keyed.key) != entry.get(keyed.key))
+                    && entries[..i].iter().all(|earlier| {
+                        match (earlier.get(keyed.key), entry.get(keyed.key)) {
+                            (Some(a), Some(b)) => !equal(a, b),
+                            (a, b) => a != b,
+                        }
+                    })
             })
         })
     }
@@ -220,7 +223,7 @@ fn fold_by_key(entries: &[&Value], keyed: &KeyedList) -> Vec<Value> {
         let key = field(entry, keyed.key);
         let mut same = Vec::new();
         for slot in slots.iter_mut() {
-            if slot.as_ref().is_some_and(|(k, _)| *k == key)
+            if slot.as_ref().is_some_and(|(k, _)| equal(k, key))
                 && let Some((_, earlier)) = slot.take()
             {
                 same = earlier;
@@ -410,6 +413,28 @@ fn appends(conf: &Value) -> bool {
             .iter()
             .any(|(k, v)| k.starts_with(APPEND_PREFIX) || appends(v)),
         _ => false,
+    }
+}
+
+/// `a == b`, compared member by member in order where both objects list
+/// the same members in the same order (values written from one type
+/// always do); as `Value` compares them (looking each member up) otherwise.
+fn equal(a: &Value, b: &Value) -> bool {
+    match (a, b) {
+        (Value::Object(x), Value::Object(y)) => {
+            if x.len() != y.len() {
+                return false;
+            }
+            if x.keys().zip(y.keys()).all(|(k, l)| k == l) {
+                x.values().zip(y.values()).all(|(v, w)| equal(v, w))
+            } else {
+                a == b
+            }
+        }
+        (Value::Array(x), Value::Array(y)) => {
+            x.len() == y.len() && x.iter().zip(y).all(|(v, w)| equal(v, w))
+        }
+        _ => a == b,
     }
 }
 

@@ -381,3 +381,35 @@ fn http_route_rules_fold_by_matches_at_the_last_position() {
     );
     assert_eq!(got, json!({"rules": [2]}));
 }
+
+#[test]
+fn equal_is_values_equality_whatever_the_member_order() {
+    // Members of `{a, b}` in either order, values drawn from a few.
+    let leaves = [json!(1), json!("x"), json!([1, {"p": 1}]), json!(null)];
+    let mut random = Random(0x2545_f491_4f6c_dd1d);
+    let mut draw = |random: &mut Random| -> Value {
+        let (a, b) = (random.pick(&leaves).clone(), random.pick(&leaves).clone());
+        let mut map = Map::new();
+        match random.below(3) {
+            0 => {
+                map.insert("a".into(), a);
+                map.insert("b".into(), json!({"c": b, "d": 1}));
+            }
+            1 => {
+                map.insert("b".into(), json!({"d": 1, "c": b}));
+                map.insert("a".into(), a);
+            }
+            _ => {
+                map.insert("a".into(), a);
+            }
+        }
+        json!([map])
+    };
+    let (mut same, mut apart) = (0, 0);
+    for _ in 0..2000 {
+        let (x, y) = (draw(&mut random), draw(&mut random));
+        assert_eq!(equal(&x, &y), x == y, "{x} {y}");
+        if x == y { same += 1 } else { apart += 1 }
+    }
+    assert!(same > 100 && apart > 100, "{same} equal, {apart} not");
+}
