@@ -237,8 +237,9 @@ pub struct MeshSnapshotBuilder {
     /// Policies are read as they are added, so that their specs are taken
     /// apart in place rather than moved around first; policies read
     /// together share equal confs (one value each, which makes folds that
-    /// meet it again cheap) and read a repeated conf once.
-    policies: BTreeMap<Kind, policy_set::Read>,
+    /// meet it again cheap) and read a repeated conf once. Kept in the
+    /// order added, and put in name order once, when built.
+    policies: BTreeMap<Kind, Vec<(String, policy_set::ReadPolicy)>>,
     confs: SharedConfs,
 }
 
@@ -289,7 +290,7 @@ impl MeshSnapshotBuilder {
         self.policies
             .entry(kind)
             .or_default()
-            .insert(name.to_string(), policy);
+            .push((name.to_string(), policy));
         self
     }
 
@@ -326,7 +327,7 @@ impl MeshSnapshotBuilder {
         let sources = self
             .policies
             .into_iter()
-            .map(|(kind, by_name)| (kind, Arc::new(by_name)))
+            .map(|(kind, added)| (kind, Arc::new(policy_set::by_name(added))))
             .collect();
         let policies = PolicySet::from_read(self.mesh.clone(), destinations, sources);
         let dataplanes: BTreeMap<String, Arc<IndexedDataplane>> = self

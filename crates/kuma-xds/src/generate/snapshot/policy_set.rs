@@ -10,9 +10,27 @@ use kuma_api::{Kind, Spec};
 use kuma_policy::policy::SharedConfs;
 use kuma_policy::{Destination as PolicyDestination, MeshContext, Policy, PolicyIndex};
 
-/// One kind's policies by name: each read, or why it could not be. Read
-/// policies are shared with the indexes built from them.
-pub(super) type Read = BTreeMap<String, Result<Arc<Policy>, String>>;
+/// One policy read, or why it could not be. Read policies are shared with
+/// the indexes built from them.
+pub(super) type ReadPolicy = Result<Arc<Policy>, String>;
+
+/// One kind's policies by name.
+pub(super) type Read = BTreeMap<String, ReadPolicy>;
+
+/// Policies as added, by name: one added again replaces the earlier one.
+/// Sorted first and built in one go, rather than inserted one by one.
+pub(super) fn by_name(mut added: Vec<(String, ReadPolicy)>) -> Read {
+    // Stable: of equal names, the one added last ends up last.
+    added.sort_by(|a, b| a.0.cmp(&b.0));
+    let mut last: Vec<(String, ReadPolicy)> = Vec::with_capacity(added.len());
+    for (name, policy) in added {
+        match last.last_mut() {
+            Some(previous) if previous.0 == name => previous.1 = policy,
+            _ => last.push((name, policy)),
+        }
+    }
+    last.into_iter().collect()
+}
 
 /// The mesh's policies, indexed; they depend on policies and MeshServices
 /// only, never on Dataplanes.
@@ -52,7 +70,7 @@ pub(super) fn read_one(
     labels: BTreeMap<String, String>,
     spec: Spec,
     confs: &mut SharedConfs,
-) -> Result<Arc<Policy>, String> {
+) -> ReadPolicy {
     Policy::from_spec_sharing(mesh, name, labels, spec, confs)
         .map(Arc::new)
         .map_err(|e| e.to_string())
@@ -178,5 +196,33 @@ impl PolicySet {
             (Some(a), Some(b)) => Arc::ptr_eq(a, b),
             _ => false,
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn policies_added_again_replace_the_earlier_ones_by_name() {
+        let added = |names: &[(&str, &str)]| -> Vec<(String, ReadPolicy)> {
+            names
+                .iter()
+                .map(|(name, why)| (name.to_string(), Err(why.to_string())))
+                .collect()
+        };
+        let read = by_name(added(&[
+            ("b", "b1"),
+            ("a", "a1"),
+            ("c", "c1"),
+            ("b", "b2"),
+            ("a", "a2"),
+            ("b", "b3"),
+        ]));
+        let got: Vec<(&str, &str)> = read
+            .iter()
+            .map(|(name, p)| (name.as_str(), p.as_ref().err().map_or("", String::as_str)))
+            .collect();
+        assert_eq!(got, [("a", "a2"), ("b", "b3"), ("c", "c1")]);
     }
 }
