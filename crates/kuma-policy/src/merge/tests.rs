@@ -387,7 +387,7 @@ fn equal_is_values_equality_whatever_the_member_order() {
     // Members of `{a, b}` in either order, values drawn from a few.
     let leaves = [json!(1), json!("x"), json!([1, {"p": 1}]), json!(null)];
     let mut random = Random(0x2545_f491_4f6c_dd1d);
-    let mut draw = |random: &mut Random| -> Value {
+    let draw = |random: &mut Random| -> Value {
         let (a, b) = (random.pick(&leaves).clone(), random.pick(&leaves).clone());
         let mut map = Map::new();
         match random.below(3) {
