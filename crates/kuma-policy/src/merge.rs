@@ -87,31 +87,21 @@ impl MergeStrategy {
     /// `{field: every conf's entries, in order}` (routes aimed at one
     /// destination mostly match on paths of their own). Readers can then
     /// take the entries from the confs instead of a folded copy.
-    pub fn joins(&self, confs: &[&Value]) -> Option<&'static str> {
+    pub fn joins<'v>(&self, confs: impl IntoIterator<Item = &'v Value>) -> Option<&'static str> {
         let [keyed] = self.keyed_lists else {
             return None;
         };
-        let mut keys: Vec<&Value> = Vec::new();
+        let mut entries: Vec<&Value> = Vec::new();
         for conf in confs {
-            let Value::Object(map) = conf else {
-                return None;
-            };
-            let Some(Value::Array(entries)) = map.get(keyed.field).filter(|_| map.len() == 1)
-            else {
-                return None;
-            };
-            if entries.is_empty() {
-                return None;
-            }
-            for entry in entries {
-                let key = entry.get(keyed.key)?;
-                if !is_pair(entry, keyed) || keys.iter().any(|k| equal(k, key)) {
-                    return None;
-                }
-                keys.push(key);
+            match conf {
+                Value::Object(map) if map.len() == 1 => match map.get(keyed.field) {
+                    Some(Value::Array(list)) if !list.is_empty() => entries.extend(list),
+                    _ => return None,
+                },
+                _ => return None,
             }
         }
-        Some(keyed.field)
+        distinct_pairs(entries, keyed).then_some(keyed.field)
     }
 
     /// Whether a fold of `conf` followed by the very same value again is
@@ -184,21 +174,29 @@ impl MergeStrategy {
     /// with a repeated key or entries other than exactly `{key, value}`
     /// (in that order), which folding per key rewrites.
     fn keeps_as_is(&self, conf: &Value) -> bool {
-        self.keyed_lists.iter().all(|keyed| {
-            let Some(Value::Array(entries)) = conf.get(keyed.field) else {
-                return true;
-            };
-            entries.iter().enumerate().all(|(i, entry)| {
-                is_pair(entry, keyed)
-                    && entries[..i].iter().all(|earlier| {
-                        match (earlier.get(keyed.key), entry.get(keyed.key)) {
-                            (Some(a), Some(b)) => !equal(a, b),
-                            (a, b) => a != b,
-                        }
-                    })
+        self.keyed_lists
+            .iter()
+            .all(|keyed| match conf.get(keyed.field) {
+                Some(Value::Array(entries)) => distinct_pairs(entries, keyed),
+                _ => true,
             })
-        })
     }
+}
+
+/// Whether every entry of a keyed list is a `{key, value}` pair and no two
+/// keys are equal: what folding per key gives back as it is.
+fn distinct_pairs<'v>(entries: impl IntoIterator<Item = &'v Value>, keyed: &KeyedList) -> bool {
+    let mut keys: Vec<&Value> = Vec::new();
+    for entry in entries {
+        let Some(key) = entry.get(keyed.key).filter(|_| is_pair(entry, keyed)) else {
+            return false;
+        };
+        if keys.iter().any(|k| equal(k, key)) {
+            return false;
+        }
+        keys.push(key);
+    }
+    true
 }
 
 /// Whether a keyed list's entry is exactly `{key, value}`, in that order:

@@ -144,15 +144,14 @@ impl Aims {
         if repeats && self.repeats_away[entries[0]] {
             return PlainConf::Shared(first.clone());
         }
-        if !strategy.keyed_lists.is_empty() && entries.len() > 1 {
-            let confs: Vec<&Value> = entries.iter().map(|&at| &*self.confs[at]).collect();
-            if let Some(field) = strategy.joins(&confs) {
-                return PlainConf::Joined {
-                    field,
-                    parts: entries.iter().map(|&at| self.confs[at].clone()).collect(),
-                    folded: OnceLock::new(),
-                };
-            }
+        if entries.len() > 1
+            && let Some(field) = strategy.joins(entries.iter().map(|&at| &*self.confs[at]))
+        {
+            return PlainConf::Joined {
+                field,
+                parts: entries.iter().map(|&at| self.confs[at].clone()).collect(),
+                folded: OnceLock::new(),
+            };
         }
         PlainConf::Shared(strategy.fold_shared(entries.iter().map(|&at| &self.confs[at])))
     }

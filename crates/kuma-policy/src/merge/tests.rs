@@ -331,7 +331,7 @@ fn confs_that_join_fold_to_their_entries_in_order() {
     for _ in 0..2000 {
         let len = 1 + random.below(4);
         let sequence: Vec<&Value> = (0..len).map(|_| random.pick(&confs)).collect();
-        let Some(field) = strategy.joins(&sequence) else {
+        let Some(field) = strategy.joins(sequence.iter().copied()) else {
             not += 1;
             continue;
         };
@@ -347,10 +347,7 @@ fn confs_that_join_fold_to_their_entries_in_order() {
         );
     }
     assert!(joined > 100 && not > 100, "{joined} joined, {not} not");
-    assert_eq!(
-        MergeStrategy::default().joins(&[&confs[0], &confs[2]]),
-        None
-    );
+    assert_eq!(MergeStrategy::default().joins([&confs[0], &confs[2]]), None);
 }
 
 #[test]
