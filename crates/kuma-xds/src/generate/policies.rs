@@ -110,13 +110,7 @@ impl<'a> ProxyPolicies<'a> {
     /// `from` (MeshPassthrough), when a policy of that kind selects the proxy.
     pub(crate) fn single_item<T: DeserializeOwned>(&self, kind: Kind) -> Option<T> {
         let rule = self.rules.get(&kind)?.single_item.first()?;
-        match rule.conf_as() {
-            Ok(conf) => Some(conf),
-            Err(e) => {
-                tracing::warn!(%kind, error = %e, "policy conf does not read; ignored");
-                None
-            }
-        }
+        read_conf(kind, &rule.conf)
     }
 
     /// MeshProxyPatch edits of the proxy's finished resources: the
@@ -285,22 +279,26 @@ impl PartialEq for SharedConf {
     }
 }
 
+/// `conf` read as the typed conf of `kind`. A conf that does not read
+/// (validation keeps these out of the store) is as if absent.
+pub(crate) fn read_conf<T: DeserializeOwned>(kind: Kind, conf: &Value) -> Option<T> {
+    match T::deserialize(conf) {
+        Ok(conf) => Some(conf),
+        Err(e) => {
+            tracing::warn!(%kind, error = %e, "policy conf does not read; ignored");
+            None
+        }
+    }
+}
+
 /// Folded confs by policy kind.
 #[derive(Debug, Clone, Default, PartialEq)]
 struct Confs(BTreeMap<Kind, SharedConf>);
 
 impl Confs {
-    /// The conf of `kind` read as its typed form. A conf that does not read
-    /// (validation keeps these out of the store) is as if absent.
+    /// The conf of `kind` read as its typed form ([`read_conf`]).
     fn get<T: DeserializeOwned>(&self, kind: Kind) -> Option<T> {
-        let value = self.0.get(&kind)?.value();
-        match T::deserialize(value) {
-            Ok(conf) => Some(conf),
-            Err(e) => {
-                tracing::warn!(%kind, error = %e, "policy conf does not read; ignored");
-                None
-            }
-        }
+        read_conf(kind, self.0.get(&kind)?.value())
     }
 
     /// The confs whose keyed lists, joined, make the conf of `kind`, when

@@ -44,11 +44,12 @@ use kuma_api::Kind;
 use kuma_api::policies::mesh_fault_injection::{Conf, FaultInjection};
 use kuma_api::policies::values::{IntOrString, Match};
 use kuma_policy::{InboundRule, PolicyOrigin, Rule, Subset};
-use serde::{Deserialize, Serialize};
+use serde::Serialize;
 
 use super::duration::proto;
 use super::mesh_http_route::fraction;
 use super::mesh_rate_limit::insert_before_router;
+use super::read_conf;
 
 pub(crate) use clients::{TAGS_HEADER, tags_header_value, uri_san_regex};
 
@@ -133,17 +134,6 @@ enum Clients {
     },
 }
 
-fn read(conf: &serde_json::Value) -> Option<Conf> {
-    match Conf::deserialize(conf) {
-        Ok(conf) => Some(conf),
-        Err(e) => {
-            // Validation keeps these out of the store.
-            tracing::warn!(kind = %Kind::MeshFaultInjection, error = %e, "policy conf does not read; ignored");
-            None
-        }
-    }
-}
-
 /// The fault groups of one inbound, from its `rules` entries when it has
 /// any, else from its `from` rules.
 pub(crate) fn per_client(from: &[Rule], rules: &[InboundRule]) -> Vec<ClientFaults> {
@@ -160,7 +150,7 @@ pub(crate) fn per_client(from: &[Rule], rules: &[InboundRule]) -> Vec<ClientFaul
                 };
                 Some(ClientFaults {
                     clients,
-                    conf: read(&r.conf)?,
+                    conf: read_conf(Kind::MeshFaultInjection, &r.conf)?,
                 })
             })
             .collect();
@@ -174,7 +164,7 @@ pub(crate) fn per_client(from: &[Rule], rules: &[InboundRule]) -> Vec<ClientFaul
             };
             Some(ClientFaults {
                 clients,
-                conf: read(&r.conf)?,
+                conf: read_conf(Kind::MeshFaultInjection, &r.conf)?,
             })
         })
         .collect()

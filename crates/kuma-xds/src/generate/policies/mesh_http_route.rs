@@ -33,7 +33,7 @@ use kuma_policy::{Policy, ResourceId};
 use serde::Deserialize;
 use serde_json::Value;
 
-use super::{Confs, DestinationPolicies, DestinationRef, ProxyPolicies, SharedConf};
+use super::{Confs, DestinationPolicies, DestinationRef, ProxyPolicies, SharedConf, read_conf};
 
 const EXACT: &str = "Exact";
 const PATH_PREFIX: &str = "PathPrefix";
@@ -104,14 +104,9 @@ impl DestinationPolicies {
         };
         let mut rules = Vec::new();
         for part in parts {
-            match Conf::deserialize(&**part) {
-                // A join's parts hold their rules and nothing else.
-                Ok(conf) => rules.extend(conf.rules),
-                Err(e) => {
-                    tracing::warn!(kind = %Kind::MeshHTTPRoute, error = %e, "policy conf does not read; ignored");
-                    return None;
-                }
-            }
+            // A join's parts hold their rules and nothing else.
+            let conf: Conf = read_conf(Kind::MeshHTTPRoute, part)?;
+            rules.extend(conf.rules);
         }
         Some(Conf {
             rules,

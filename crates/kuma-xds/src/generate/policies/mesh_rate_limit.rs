@@ -52,10 +52,11 @@ use kuma_api::Kind;
 use kuma_api::policies::mesh_rate_limit::{Conf, LocalHttp, OnRateLimit, Rate};
 use kuma_api::policies::values::{HeaderModifier, Match};
 use kuma_policy::{InboundRule, MergeStrategy};
-use serde::{Deserialize, Serialize};
+use serde::Serialize;
 use serde_json::Value;
 
 use super::duration::proto;
+use super::read_conf;
 
 pub(crate) const HTTP_FILTER: &str = "envoy.filters.http.local_ratelimit";
 const TCP_FILTER: &str = "envoy.filters.network.local_ratelimit";
@@ -228,14 +229,11 @@ pub(crate) fn per_client(rules: &[InboundRule], base: Option<&Value>) -> Vec<Cli
         // Less precise first, so that more precise rules win the fold.
         let covering = matched.iter().rev().filter(|(m, _)| covers(m, target));
         let confs: Vec<&Value> = base.into_iter().chain(covering.map(|(_, c)| *c)).collect();
-        match Conf::deserialize(strategy.fold(confs)) {
-            Ok(conf) => out.push(ClientLimit {
+        if let Some(conf) = read_conf(Kind::MeshRateLimit, &strategy.fold(confs)) {
+            out.push(ClientLimit {
                 matches: (*target).clone(),
                 conf,
-            }),
-            Err(e) => {
-                tracing::warn!(kind = %Kind::MeshRateLimit, error = %e, "policy conf does not read; ignored")
-            }
+            });
         }
     }
     out
