@@ -13,6 +13,7 @@ use kuma_api::Resource;
 use kuma_xds::generate::{MeshSnapshot, generate_proxy};
 
 use super::mesh::{MESH, Shape};
+use super::ratio;
 use crate::cpu::{measure, percentile};
 
 /// The whole-mesh measurements of one point; durations are CPU time.
@@ -93,7 +94,6 @@ impl MeshPoint {
     pub fn line(&self, baseline: &MeshPoint, cores: usize) -> String {
         let total = self.total_p50();
         let generation = percentile(&self.generation, 0.5);
-        let ratio = |a: Duration, b: Duration| a.as_secs_f64() / b.as_secs_f64().max(f64::EPSILON);
         format!(
             "generation-mesh services={} policies={} proxies={} total_ms={:.2} snapshot_ms={:.2} generation_ms={:.2} per_proxy_us={:.1} ratio={:.2}x generation_ratio={:.2}x output_ratio={:.2}x samples={} cores={cores}",
             self.shape.services,
