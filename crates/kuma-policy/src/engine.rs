@@ -340,8 +340,8 @@ impl PolicyIndex {
     pub fn shared_rules_for(&self, proxy: &Proxy<'_>, ctx: &MeshContext) -> SharedProxyRules {
         let (matched, selections) = self.matched(proxy);
         let memoize = self.memo.admits(ctx);
-        let inbounds = self.source.aims.inbound;
-        let (outbound, inbounds) = self.parts(&matched, &selections, ctx, memoize, inbounds);
+        let with_inbounds = self.source.aims.inbound;
+        let (outbound, inbounds) = self.parts(&matched, &selections, ctx, memoize, with_inbounds);
         let mut warnings = self.warnings.clone();
         let mut from = BTreeMap::new();
         let mut inbound_rules = BTreeMap::new();
