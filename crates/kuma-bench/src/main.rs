@@ -14,6 +14,11 @@ use clap::{Parser, Subcommand};
 mod cpu;
 mod generation;
 
+/// The allocator kuma-cp runs with: `generation` times kuma-cp's own code,
+/// and allocation is a good part of what generation costs.
+#[global_allocator]
+static ALLOCATOR: tikv_jemallocator::Jemalloc = tikv_jemallocator::Jemalloc;
+
 #[derive(Parser)]
 #[command(name = "kuma-bench", about = "Benchmarks of the control plane")]
 struct Cli {
