@@ -1,5 +1,6 @@
-//! MeshTimeout, MeshRetry and MeshLoadBalancingStrategy change what real
-//! Envoys do to real requests.
+//! MeshTimeout (request, stream idle, idle and max stream timeouts),
+//! MeshRetry and MeshLoadBalancingStrategy change what real Envoys do to
+//! real requests.
 //!
 //! Each test runs in its own mesh created with
 //! `skipCreatingInitialPolicies: ["*"]`, so that Kuma's default timeout and
@@ -97,6 +98,92 @@ async fn a_request_timeout_answers_504_for_a_slow_backend() {
         }
     })
     .await;
+}
+
+/// Envoy's stat `name` on `dp` now (0 while Envoy has not created it).
+async fn stat(dp: &kuma_e2e::dataplane::Dataplane, name: &str) -> Result<u64, String> {
+    let text = dp
+        .admin(&format!("/stats?filter=^{}$", name.replace('.', "\\.")))
+        .await?;
+    Ok(text
+        .lines()
+        .find_map(|l| l.strip_prefix(&format!("{name}: ")))
+        .and_then(|v| v.trim().parse().ok())
+        .unwrap_or(0))
+}
+
+/// A GET of `path` through web's outbound: status, body (which tells
+/// Envoy's timeouts apart) and how long it took.
+async fn timed_get(port: u16, path: &str) -> Result<(u16, String, Duration), String> {
+    let start = std::time::Instant::now();
+    let response = reqwest::Client::builder()
+        .timeout(Duration::from_secs(10))
+        .build()
+        .map_err(|e| e.to_string())?
+        .get(format!("http://127.0.0.1:{port}{path}"))
+        .send()
+        .await
+        .map_err(|e| e.to_string())?;
+    let status = response.status().as_u16();
+    let body = response.text().await.map_err(|e| e.to_string())?;
+    Ok((status, body, start.elapsed()))
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn idle_stream_idle_and_max_stream_timeouts_cut_what_runs_too_long() {
+    let b = binaries::get();
+    let cp = ControlPlane::start(b).await;
+    let mesh = "stream-timeouts";
+    let pair = start_pair(b, &cp, mesh, &["backend-1"]).await;
+    let idle_closed = "cluster.backend.upstream_cx_idle_timeout";
+    let put = |conf: serde_json::Value| {
+        let body = mesh_wide_policy("MeshTimeout", mesh, "cut", conf);
+        let cp = &cp;
+        async move {
+            cp.put(&format!("/meshes/{mesh}/meshtimeouts/cut"), &body)
+                .await
+        }
+    };
+    let slow = "/delay/3000";
+    let quick = Duration::from_millis(2500);
+
+    // Without MeshTimeout: a 3 s answer arrives, and a connection left idle
+    // for 2 s stays open.
+    assert_eq!(get(pair.web_outbound, slow).await, Ok(200));
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    assert_eq!(stat(&pair.web, idle_closed).await, Ok(0));
+
+    // streamIdleTimeout: a stream without a byte for 1 s is cut (504 with
+    // Envoy's "stream timeout", the request being complete); idleTimeout:
+    // web's connections to backend close after 1 s without a request.
+    put(json!({"idleTimeout": "1s", "http": {"streamIdleTimeout": "1s"}})).await;
+    eventually("an idle stream to be cut after 1s", WAIT, || async {
+        match timed_get(pair.web_outbound, slow).await? {
+            (504, body, took) if body == "stream timeout" && took < quick => Ok(()),
+            other => Err(format!("{other:?}")),
+        }
+    })
+    .await;
+    assert_eq!(get(pair.web_outbound, "/delay/200").await, Ok(200));
+    pair.web.wait_stat(idle_closed, 1).await;
+
+    // maxStreamDuration: a stream is cut after 1 s however busy, with the
+    // stream idle timeout back at Kuma's 30 minutes.
+    put(json!({"http": {"maxStreamDuration": "1s"}})).await;
+    let (status, body, took) = eventually("a long stream to be cut at 1s", WAIT, || async {
+        match timed_get(pair.web_outbound, slow).await? {
+            (status, body, took) if status != 200 && body != "stream timeout" && took < quick => {
+                Ok((status, body, took))
+            }
+            other => Err(format!("{other:?}")),
+        }
+    })
+    .await;
+    assert!(
+        took >= Duration::from_millis(900),
+        "cut at {took:?}: {status} {body}"
+    );
+    assert_eq!(get(pair.web_outbound, "/delay/200").await, Ok(200));
 }
 
 /// One request while backend fails its next two: the status web's client

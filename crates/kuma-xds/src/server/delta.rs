@@ -87,6 +87,30 @@ impl TypeState {
         Changes { upserts, removals }
     }
 
+    /// Adds to `upserts` the endpoints of the clusters in `rebuilt` that the
+    /// proxy holds unchanged. Envoy rebuilds an updated cluster and keeps
+    /// using the old one until the new one has its endpoints again; over
+    /// delta xDS it does not ask for them, and its EDS cache stands in only
+    /// once the initial fetch timeout (15 s) has passed: without the resend,
+    /// a policy that changes a cluster would take effect 15 s late.
+    fn resend_endpoints_of(
+        &self,
+        rebuilt: &BTreeSet<String>,
+        config: &ProxyResources,
+        upserts: &mut Vec<Arc<XdsResource>>,
+    ) {
+        let Some(desired) = config.by_type.get(type_url::ENDPOINT) else {
+            return;
+        };
+        let again = rebuilt
+            .iter()
+            .filter(|name| self.wants(name))
+            .filter_map(|name| desired.get(name))
+            .filter(|r| self.held.get(&r.name) == Some(&r.hash))
+            .cloned();
+        upserts.extend(again);
+    }
+
     /// Applies a request's subscription changes.
     fn subscribe(&mut self, request: &DeltaDiscoveryRequest, first: bool) {
         if first {
@@ -275,8 +299,17 @@ impl Session for DeltaSession {
             .into_iter()
             .cloned()
             .collect();
+        // Clusters sent again in this push, by name (a cluster's endpoints
+        // are named after it).
+        let mut rebuilt: BTreeSet<String> = BTreeSet::new();
         for type_url in &types {
-            let changes = self.types[type_url].changes(config.by_type.get(type_url));
+            let state = &self.types[type_url];
+            let mut changes = state.changes(config.by_type.get(type_url));
+            if type_url == type_url::CLUSTER {
+                rebuilt.extend(changes.upserts.iter().map(|r| r.name.clone()));
+            } else if type_url == type_url::ENDPOINT {
+                state.resend_endpoints_of(&rebuilt, config, &mut changes.upserts);
+            }
             if !changes.upserts.is_empty() {
                 let upserts = Changes {
                     upserts: changes.upserts,

@@ -97,9 +97,10 @@ impl SotwSession {
         out: &mut Outbox<DiscoveryResponse>,
     ) {
         if self.send(type_url, config, false, out) && type_url == type_url::CLUSTER {
-            // Envoy rebuilds an updated cluster and, before its EDS cache
-            // (Envoy 1.32), kept it warming until endpoints arrived again,
-            // even unchanged ones. Old clients are why SotW is served at all.
+            // Envoy rebuilds an updated cluster and keeps it warming until
+            // its endpoints arrive again, even unchanged ones (its EDS cache
+            // stands in only after the initial fetch timeout); delta does
+            // the same per cluster.
             self.send(type_url::ENDPOINT, config, true, out);
         }
     }

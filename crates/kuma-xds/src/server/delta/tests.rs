@@ -182,10 +182,43 @@ fn an_unchanged_resource_is_not_resent() {
     let config = base();
     let mut session = mk_subscribed(&config);
     let mut next = base();
-    next.insert(mk_resource(C, "web", "c2"));
+    next.insert(mk_resource(R, "outbound", "r2"));
     let out = change(&mut session, &next);
     assert_eq!(out.responses.len(), 1);
-    assert_eq!(names(&out.responses[0]), vec!["web"]);
+    assert_eq!(out.responses[0].type_url, R);
+    assert_eq!(names(&out.responses[0]), vec!["outbound"]);
+}
+
+#[test]
+fn a_changed_cluster_gets_its_unchanged_endpoints_again_right_after() {
+    let config = base();
+    let mut session = mk_subscribed(&config);
+    let mut next = base();
+    next.insert(mk_resource(C, "web", "c2"));
+    let out = change(&mut session, &next);
+    let sent: Vec<(&str, Vec<&str>)> = out
+        .responses
+        .iter()
+        .map(|r| (r.type_url.as_str(), names(r)))
+        .collect();
+    // Only web's: db's cluster did not change.
+    assert_eq!(sent, vec![(C, vec!["web"]), (E, vec!["web"])]);
+    assert_eq!(
+        out.responses[1].resources[0].version,
+        next.by_type[E]["web"].version()
+    );
+    // Once sent, the same config sends nothing again.
+    assert!(change(&mut session, &next).responses.is_empty());
+
+    // Endpoints the proxy does not subscribe to are not pushed at it.
+    let mut unsubscribe = mk_request(E, &[]);
+    unsubscribe.resource_names_unsubscribe = vec!["web".into()];
+    step(&mut session, unsubscribe, &next);
+    let mut again = next.clone();
+    again.insert(mk_resource(C, "web", "c3"));
+    let out = change(&mut session, &again);
+    assert_eq!(out.responses.len(), 1);
+    assert_eq!(out.responses[0].type_url, C);
 }
 
 #[test]
