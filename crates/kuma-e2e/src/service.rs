@@ -6,6 +6,7 @@
 //! - `GET /status/{code}` answers with that status;
 //! - `GET /headers` answers with the request's headers, one `name: value`
 //!   per line;
+//! - `GET /bytes/{n}` answers with `n` bytes (at most 16 MiB);
 //! - `GET /health` answers 200 or 503 as [`TestService::set_healthy`] says;
 //! - [`TestService::fail_next`] makes the next requests fail with a status,
 //!   [`TestService::fail_all`] every request until told otherwise;
@@ -92,6 +93,13 @@ async fn headers(State(app): State<App>, headers: HeaderMap) -> Response {
     })
 }
 
+/// The largest `/bytes/{n}` body.
+const MAX_BYTES: usize = 16 << 20;
+
+async fn bytes(State(app): State<App>, Path(n): Path<usize>) -> Response {
+    app.answer(|_| vec![b'x'; n.min(MAX_BYTES)].into_response())
+}
+
 async fn health(State(app): State<App>) -> Response {
     if app.behaviour.unhealthy.load(Ordering::SeqCst) {
         (StatusCode::SERVICE_UNAVAILABLE, "unhealthy").into_response()
@@ -126,6 +134,7 @@ impl TestService {
             .route("/delay/{ms}", get(delay))
             .route("/status/{code}", get(status))
             .route("/headers", get(headers))
+            .route("/bytes/{n}", get(bytes))
             .route("/health", get(health))
             .fallback(any)
             .with_state(state);
@@ -216,5 +225,8 @@ mod tests {
         assert_eq!(s.requests(), 7);
         let (_, headers) = get(&s, "/headers").await;
         assert!(headers.contains("host: "), "{headers}");
+        let (status, body) = get(&s, "/bytes/5000").await;
+        assert_eq!((status, body.len()), (200, 5000));
+        assert!(body.bytes().all(|b| b == b'x'));
     }
 }

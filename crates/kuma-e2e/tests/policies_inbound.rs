@@ -187,7 +187,7 @@ async fn count_status(port: u16, n: usize, code: u16) -> Result<usize, String> {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn fault_injection_aborts_its_percentage_and_delays_requests() {
+async fn fault_injection_aborts_delays_and_limits_bandwidth_by_percentage() {
     let b = binaries::get();
     let cp = ControlPlane::start(b).await;
     let mesh = "faults";
@@ -252,6 +252,47 @@ async fn fault_injection_aborts_its_percentage_and_delays_requests() {
         );
     }
     backend.dp.wait_stat(&stat, before + 3).await;
+
+    // Response bandwidth for every response, nothing delayed any more. As
+    // Kuma does, "8kbps" becomes Envoy's `limit_kbps: 8`, which Envoy reads
+    // as KiB per second: 16 KiB then take about 2 s; unlimited, a few ms.
+    let body = inbound_policy(
+        "MeshFaultInjection",
+        mesh,
+        "faults",
+        json!({"http": [{"responseBandwidth": {"limit": "8kbps", "percentage": 100}}]}),
+    );
+    cp.put(&path, &body).await;
+    let limited = format!(
+        "http.localhost_{}.fault.response_rl_injected",
+        backend.app.port()
+    );
+    eventually("the bandwidth limit to replace the delay", WAIT, || async {
+        let started = Instant::now();
+        status(backend.inbound, "/").await?;
+        if started.elapsed() < Duration::from_millis(400) {
+            Ok(())
+        } else {
+            Err(format!("answered after {:?}", started.elapsed()))
+        }
+    })
+    .await;
+    let before = backend.dp.wait_stat(&limited, 1).await;
+    let started = Instant::now();
+    let body = reqwest::get(format!("http://127.0.0.1:{}/bytes/16384", backend.inbound))
+        .await
+        .expect("answered")
+        .bytes()
+        .await
+        .expect("the whole body");
+    assert_eq!(body.len(), 16384);
+    // A lower bound only, as above.
+    assert!(
+        started.elapsed() >= Duration::from_millis(1200),
+        "16 KiB at 8 KiB/s arrived after {:?}",
+        started.elapsed()
+    );
+    backend.dp.wait_stat(&limited, before + 1).await;
 }
 
 /// A client `name` of backend in `mesh`: its own app and sidecar, and the
