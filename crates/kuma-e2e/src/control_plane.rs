@@ -141,6 +141,21 @@ impl ControlPlane {
         assert!(status.is_success(), "PUT {path} answered {status}: {text}");
     }
 
+    pub async fn delete(&self, path: &str) {
+        let response = self
+            .http
+            .delete(self.api(path))
+            .send()
+            .await
+            .unwrap_or_else(|e| panic!("DELETE {path}: {e}"));
+        let status = response.status();
+        let text = response.text().await.unwrap_or_default();
+        assert!(
+            status.is_success(),
+            "DELETE {path} answered {status}: {text}"
+        );
+    }
+
     /// Creates mesh `name` without Kuma's initial policies
     /// (`skipCreatingInitialPolicies: ["*"]`): no default timeout, retry or
     /// circuit breaker, so every effect a test sees comes from the policies

@@ -182,16 +182,7 @@ impl Mesh {
 
     async fn delete_permission(&self, name: &str) {
         let path = format!("/meshes/default/meshtrafficpermissions/{name}");
-        let response = reqwest::Client::new()
-            .delete(self.cp.api(&path))
-            .send()
-            .await
-            .unwrap_or_else(|e| panic!("DELETE {path}: {e}"));
-        assert!(
-            response.status().is_success(),
-            "DELETE {path}: {}",
-            response.status()
-        );
+        self.cp.delete(&path).await;
     }
 
     async fn expect_mesh_traffic(&self, what: &str) {
