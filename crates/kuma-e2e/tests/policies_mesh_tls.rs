@@ -1,7 +1,8 @@
-//! MeshTLS versions on real Envoys: a Mesh-wide `tlsVersion` reaches both
-//! ends of mesh TLS, the caller's outbound cluster as well as the callee's
-//! inbound, and the handshakes between sidecars use the version it allows.
-//! Envoy's own `ssl.versions.*` counters tell which version was negotiated.
+//! MeshTLS versions and ciphers on real Envoys: a Mesh-wide `tlsVersion`
+//! reaches both ends of mesh TLS, the caller's outbound cluster as well as
+//! the callee's inbound, and the handshakes between sidecars use the
+//! version and cipher it allows. Envoy's own `ssl.versions.*` and
+//! `ssl.ciphers.*` counters tell which were negotiated.
 //!
 //! Envoy's clients offer at most TLS 1.2 unless told otherwise, so with TLS
 //! 1.3 required at backend's inbound, web's requests get through only when
@@ -21,7 +22,7 @@ const WAIT: Duration = Duration::from_secs(30);
 
 /// Envoy's counters of every `ssl.versions` stat, as `name: value` lines.
 async fn ssl_versions(dp: &Dataplane) -> String {
-    dp.admin("/stats?filter=ssl\\.versions")
+    dp.admin("/stats?filter=ssl\\.(versions|ciphers)")
         .await
         .unwrap_or_else(|e| format!("no stats: {e}"))
 }
@@ -74,7 +75,7 @@ async fn backend_cluster_tls_params(web: &Dataplane) -> Result<Value, String> {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_mesh_tls_version_reaches_the_callers_side_too() {
+async fn mesh_tls_versions_and_ciphers_reach_both_sides() {
     let b = binaries::get();
     let cp = ControlPlane::start(b).await;
     // The default mesh keeps its initial allow-all MeshTrafficPermission.
@@ -128,4 +129,31 @@ async fn a_mesh_tls_version_reaches_the_callers_side_too() {
         "{}",
         ssl_versions(&pair.backend).await
     );
+
+    // TLS 1.2 with one cipher (ciphers apply up to TLS 1.2), named as a
+    // Kuma user with Kuma's RSA proxy keys would: the proxies' ECDSA keys
+    // use its ECDSA counterpart, where Envoy on its own picks AES-128.
+    let mut policy = policy;
+    policy["spec"]["from"][0]["default"] = json!({
+        "tlsVersion": {"min": "TLS12", "max": "TLS12"},
+        "tlsCiphers": ["ECDHE-RSA-AES256-GCM-SHA384"],
+    });
+    cp.put("/meshes/default/meshtlses/tls13", &policy).await;
+    let cipher = "ECDHE-ECDSA-AES256-GCM-SHA384";
+    handshake_until(
+        &pair,
+        &pair.web,
+        &format!("cluster.backend.ssl.ciphers.{cipher}"),
+        0,
+    )
+    .await;
+    let inbound = format!(
+        "listener.127.0.0.1_{}.ssl.ciphers.{cipher}",
+        pair.backend_inbound
+    );
+    assert!(counter(&pair.backend, &inbound).await > 0);
+    // TLS 1.2 without MeshTLS (the mesh's control connection shows it)
+    // negotiates AES-128.
+    let default = "cluster.ads_cluster.ssl.ciphers.ECDHE-ECDSA-AES128-GCM-SHA256";
+    assert!(counter(&pair.web, default).await > 0);
 }

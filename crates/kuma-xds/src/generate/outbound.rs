@@ -690,7 +690,13 @@ mod tests {
             params.tls_minimum_protocol_version,
             TlsProtocol::TlsAuto as i32
         );
-        assert_eq!(params.cipher_suites, vec!["ECDHE-RSA-AES128-GCM-SHA256"]);
+        assert_eq!(
+            params.cipher_suites,
+            vec![
+                "ECDHE-RSA-AES128-GCM-SHA256",
+                "ECDHE-ECDSA-AES128-GCM-SHA256"
+            ]
+        );
         // Proxies with the same params share one cluster...
         let (two, _) = backend_cluster(&snapshot, "caller-2");
         assert!(std::sync::Arc::ptr_eq(&one, &two));

@@ -8,6 +8,12 @@
 //!   inbound's server side and (Kuma allows them only on Mesh-wide
 //!   policies, so they are the same for every inbound) of the proxy's
 //!   client side towards other sidecars.
+//!
+//! Proxy identity keys are ECDSA P-256 where Kuma's are RSA, and a TLS 1.2
+//! cipher suite names the key type it authenticates with: a Kuma policy
+//! listing only `ECDHE-RSA-*` suites would leave no suite the proxies can
+//! use. Each `ECDHE-RSA-*` suite listed therefore admits its `ECDHE-ECDSA-*`
+//! counterpart (same key exchange and bulk cipher) right after it.
 
 use envoy_types::pb::envoy::extensions::transport_sockets::tls::v3::{
     TlsParameters, tls_parameters::TlsProtocol,
@@ -35,9 +41,30 @@ fn version(name: &str) -> TlsProtocol {
     }
 }
 
+const RSA_SUITE: &str = "ECDHE-RSA-";
+const ECDSA_SUITE: &str = "ECDHE-ECDSA-";
+
+/// The suites Envoy gets for the `tlsCiphers` listed: each as listed, an
+/// `ECDHE-RSA-*` one followed by its `ECDHE-ECDSA-*` counterpart.
+fn cipher_suites(listed: &[String]) -> Vec<String> {
+    let mut suites: Vec<String> = Vec::with_capacity(listed.len() * 2);
+    let mut add = |suite: String| {
+        if !suites.contains(&suite) {
+            suites.push(suite);
+        }
+    };
+    for suite in listed {
+        add(suite.clone());
+        if let Some(rest) = suite.strip_prefix(RSA_SUITE) {
+            add(format!("{ECDSA_SUITE}{rest}"));
+        }
+    }
+    suites
+}
+
 /// TLS parameters, when the conf names versions or ciphers.
 pub(crate) fn params(conf: &Conf) -> Option<TlsParameters> {
-    let ciphers = conf.tls_ciphers.clone().unwrap_or_default();
+    let ciphers = cipher_suites(conf.tls_ciphers.as_deref().unwrap_or_default());
     let v = conf.tls_version.as_ref();
     let min = v.and_then(|v| v.min.as_deref());
     let max = v.and_then(|v| v.max.as_deref());
@@ -69,6 +96,28 @@ mod tests {
     }
 
     #[test]
+    fn rsa_suites_admit_their_ecdsa_counterparts_once() {
+        let listed: Vec<String> = [
+            "ECDHE-ECDSA-CHACHA20-POLY1305",
+            "ECDHE-RSA-AES128-GCM-SHA256",
+            "ECDHE-RSA-CHACHA20-POLY1305",
+            "ECDHE-ECDSA-AES128-GCM-SHA256",
+        ]
+        .map(String::from)
+        .into();
+        assert_eq!(
+            cipher_suites(&listed),
+            [
+                "ECDHE-ECDSA-CHACHA20-POLY1305",
+                "ECDHE-RSA-AES128-GCM-SHA256",
+                "ECDHE-ECDSA-AES128-GCM-SHA256",
+                "ECDHE-RSA-CHACHA20-POLY1305",
+            ]
+        );
+        assert!(cipher_suites(&[]).is_empty());
+    }
+
+    #[test]
     fn versions_and_ciphers_become_tls_parameters() {
         assert!(params(&Conf::default()).is_none());
         let conf = Conf {
@@ -82,7 +131,13 @@ mod tests {
         let p = params(&conf).expect("params");
         assert_eq!(p.tls_minimum_protocol_version, TlsProtocol::TlSv12 as i32);
         assert_eq!(p.tls_maximum_protocol_version, TlsProtocol::TlSv13 as i32);
-        assert_eq!(p.cipher_suites, vec!["ECDHE-RSA-AES256-GCM-SHA384"]);
+        assert_eq!(
+            p.cipher_suites,
+            vec![
+                "ECDHE-RSA-AES256-GCM-SHA384",
+                "ECDHE-ECDSA-AES256-GCM-SHA384"
+            ]
+        );
         let only_min = Conf {
             tls_version: Some(TlsVersion {
                 min: Some("TLS13".into()),
