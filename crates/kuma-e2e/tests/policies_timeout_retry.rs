@@ -98,6 +98,36 @@ async fn a_request_timeout_answers_504_for_a_slow_backend() {
         }
     })
     .await;
+
+    // On the inbound side (`from`): backend's own proxy answers 504 to any
+    // caller, here one that skips web's proxy.
+    let body = json!({
+        "type": "MeshTimeout",
+        "mesh": mesh,
+        "name": "backend-inbound",
+        "spec": {
+            "targetRef": {"kind": "Mesh"},
+            "from": [{"targetRef": {"kind": "Mesh"}, "default": {"http": {"requestTimeout": "1s"}}}],
+        },
+    });
+    assert_eq!(get(pair.backend_inbound, "/delay/3000").await, Ok(200));
+    cp.put(
+        &format!("/meshes/{mesh}/meshtimeouts/backend-inbound"),
+        &body,
+    )
+    .await;
+    eventually(
+        "the inbound 1s request timeout to answer 504",
+        WAIT,
+        || async {
+            match get(pair.backend_inbound, "/delay/3000").await {
+                Ok(504) => Ok(()),
+                other => Err(format!("{other:?}")),
+            }
+        },
+    )
+    .await;
+    assert_eq!(get(pair.backend_inbound, "/delay/100").await, Ok(200));
 }
 
 /// Envoy's stat `name` on `dp` now (0 while Envoy has not created it).
