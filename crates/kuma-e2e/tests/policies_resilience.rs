@@ -258,10 +258,74 @@ async fn an_unhealthy_endpoint_stops_receiving_traffic() {
 
     // Healthy again, it is back in the rotation: the check decides.
     bad(&m).app.set_healthy(true);
+    back_in_rotation(&m).await;
+
+    // A TCP check instead (the HTTP one disabled): it sends an HTTP request
+    // as its payload and wants `HTTP/1.1 200` back, which backend-2 stops
+    // answering once unhealthy. Kuma sends the text as it is.
+    let body = mesh_wide_policy(
+        "MeshHealthCheck",
+        mesh,
+        "backend-health",
+        json!({
+            "interval": "1s",
+            "timeout": "1s",
+            "unhealthyThreshold": 2,
+            "healthyThreshold": 1,
+            "healthyPanicThreshold": 0,
+            "http": {"disabled": true},
+            "tcp": {"send": "GET /health HTTP/1.1\r\nHost: backend\r\n\r\n", "receive": ["HTTP/1.1 200"]},
+        }),
+    );
+    cp.put(
+        &format!("/meshes/{mesh}/meshhealthchecks/backend-health"),
+        &body,
+    )
+    .await;
+    eventually("web's backend cluster to check over TCP", WAIT, || async {
+        let clusters = m
+            .web
+            .admin("/config_dump?resource=dynamic_active_clusters")
+            .await?;
+        if clusters.contains("tcp_health_check") && !clusters.contains("http_health_check") {
+            Ok(())
+        } else {
+            Err("still the HTTP check".to_string())
+        }
+    })
+    .await;
+    let checks = "cluster.backend.health_check.success";
+    let before = m.web.wait_stat(checks, 1).await;
+    m.web.wait_stat(checks, before + 2).await;
+    bad(&m).app.set_healthy(false);
+    eventually("backend-2 to fail its TCP check", WAIT, || async {
+        let flags = bad_instance_flags(&m.web, bad(&m).inbound).await?;
+        if flags.contains("failed_active_hc") {
+            Ok(())
+        } else {
+            Err(flags)
+        }
+    })
+    .await;
+    let before = bad(&m).app.requests();
+    all_from_good_instance(m.web_outbound)
+        .await
+        .expect("every request answered by backend-1");
+    assert_eq!(
+        bad(&m).app.requests(),
+        before,
+        "no request reached backend-2"
+    );
+    bad(&m).app.set_healthy(true);
+    back_in_rotation(&m).await;
+}
+
+/// Waits until backend-2 takes requests again.
+async fn back_in_rotation(m: &SidecarPair) {
     eventually("backend-2 to get traffic again", WAIT, || async {
-        let before = bad(&m).app.requests();
+        let before = bad(m).app.requests();
         let answers = batch(m.web_outbound).await?;
-        if bad(&m).app.requests() > before {
+        if bad(m).app.requests() > before {
             Ok(())
         } else {
             Err(format!("{answers:?}"))
