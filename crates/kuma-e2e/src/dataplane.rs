@@ -41,8 +41,10 @@ pub fn dataplane_yaml(
     dataplane_yaml_tagged(mesh, name, inbounds, &[], outbounds)
 }
 
+const PROTOCOL_TAG: &str = "kuma.io/protocol";
+
 /// [`dataplane_yaml`] with `tags` added to every inbound (say `version`,
-/// for subsets of a service).
+/// for subsets of a service, or a `kuma.io/protocol` other than `http`).
 pub fn dataplane_yaml_tagged(
     mesh: &str,
     name: &str,
@@ -55,9 +57,12 @@ pub fn dataplane_yaml_tagged(
     );
     for i in inbounds {
         yaml.push_str(&format!(
-            "  - port: {}\n    servicePort: {}\n    tags:\n      kuma.io/service: {}\n      kuma.io/protocol: http\n",
+            "  - port: {}\n    servicePort: {}\n    tags:\n      kuma.io/service: {}\n",
             i.port, i.service_port, i.service
         ));
+        if !tags.iter().any(|(k, _)| *k == PROTOCOL_TAG) {
+            yaml.push_str(&format!("      {PROTOCOL_TAG}: http\n"));
+        }
         for (k, v) in tags {
             yaml.push_str(&format!("      {k}: {v}\n"));
         }
@@ -198,6 +203,21 @@ impl Dataplane {
         let url = format!("http://127.0.0.1:{}{path}", self.admin_port);
         let r = reqwest::get(&url).await.map_err(|e| e.to_string())?;
         r.text().await.map_err(|e| e.to_string())
+    }
+
+    /// The health flags Envoy shows for the endpoint of `cluster` on port
+    /// `port` in `/clusters` (lines `<cluster>::<address>::health_flags::<flags>`),
+    /// `healthy` while nothing is wrong with it.
+    pub async fn endpoint_health_flags(&self, cluster: &str, port: u16) -> Result<String, String> {
+        let clusters = self.admin("/clusters").await?;
+        clusters
+            .lines()
+            .filter(|l| l.starts_with(&format!("{cluster}::")))
+            .filter(|l| l.contains("::health_flags::"))
+            .find(|l| l.contains(&format!(":{port}::")))
+            .and_then(|l| l.rsplit("::").next())
+            .map(str::to_string)
+            .ok_or_else(|| format!("no endpoint on port {port} of {cluster}:\n{clusters}"))
     }
 
     /// Waits for Envoy's stat `name` to reach at least `min`.

@@ -77,18 +77,9 @@ async fn all_from_good_instance(port: u16) -> Result<(), String> {
     }
 }
 
-/// The health flags web's Envoy shows for backend-2's endpoint in
-/// `/clusters` (its lines read `backend::<address>::health_flags::<flags>`).
+/// The health flags web's Envoy shows for backend-2's endpoint.
 async fn bad_instance_flags(web: &Dataplane, bad_port: u16) -> Result<String, String> {
-    let clusters = web.admin("/clusters").await?;
-    clusters
-        .lines()
-        .filter(|l| l.starts_with("backend::"))
-        .filter(|l| l.contains("::health_flags::"))
-        .find(|l| l.contains(&format!(":{bad_port}::")))
-        .and_then(|l| l.rsplit("::").next())
-        .map(str::to_string)
-        .ok_or_else(|| format!("backend-2 not in /clusters:\n{clusters}"))
+    web.endpoint_health_flags("backend", bad_port).await
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
