@@ -234,10 +234,17 @@ pub struct Held {
     pub streams: u32,
     /// Types asked for on the current stream and not answered yet.
     awaiting: BTreeSet<String>,
+    /// Load assignments of EDS clusters added or changed since their
+    /// endpoints last arrived. Envoy keeps such a cluster warming (using the
+    /// old one, if any) until its endpoints come again, unchanged or not.
+    warming: BTreeSet<String>,
 }
 
 impl Held {
+    /// A resource received in a delta response: Envoy rebuilds a cluster
+    /// it is sent (the server sends only changed ones).
     pub fn upsert(&mut self, type_url: &str, name: String, resource: Decoded) {
+        self.warm_up(type_url, &name, &resource, true);
         self.by_type
             .entry(type_url.to_string())
             .or_default()
@@ -259,7 +266,27 @@ impl Held {
             .unwrap_or_default()
     }
 
+    /// What receiving `resource` does to warming: a cluster (when
+    /// `rebuilt`) waits for its endpoints, endpoints end that wait.
+    fn warm_up(&mut self, type_url: &str, name: &str, resource: &Decoded, rebuilt: bool) {
+        match resource {
+            Decoded::Cluster(ClusterView {
+                eds_name: Some(eds),
+                ..
+            }) if rebuilt => {
+                self.warming.insert(eds.clone());
+            }
+            Decoded::Endpoints(_) if type_url == type_url::ENDPOINT => {
+                self.warming.remove(name);
+            }
+            _ => {}
+        }
+    }
+
     pub fn remove(&mut self, type_url: &str, name: &str) {
+        if type_url == type_url::CLUSTER {
+            self.warming.remove(name);
+        }
         if let Some(m) = self.by_type.get_mut(type_url) {
             m.remove(name);
         }
@@ -280,7 +307,12 @@ impl Held {
     }
 
     /// State of the world: the response is the whole type.
+    /// Envoy rebuilds only the clusters whose content changed.
     pub fn replace(&mut self, type_url: &str, all: BTreeMap<String, Decoded>) {
+        for (name, resource) in &all {
+            let rebuilt = self.by_type.get(type_url).and_then(|m| m.get(name)) != Some(resource);
+            self.warm_up(type_url, name, resource, rebuilt);
+        }
         self.by_type.insert(type_url.to_string(), all);
     }
 
@@ -339,7 +371,10 @@ impl Held {
     fn configured(&self, listeners: usize) -> bool {
         let have_routes: BTreeSet<&String> = self.of(type_url::ROUTE).map(|(n, _)| n).collect();
         self.listeners().count() >= listeners
-            && self.eds_names().iter().all(|n| self.endpoints(n).is_some())
+            && self
+                .eds_names()
+                .iter()
+                .all(|n| self.endpoints(n).is_some() && !self.warming.contains(n))
             && self.rds_names().iter().all(|n| have_routes.contains(n))
     }
 }

@@ -134,6 +134,47 @@ fn eds_clusters_wait_for_their_load_assignment() {
 }
 
 #[test]
+fn an_updated_cluster_is_warm_again_only_once_its_endpoints_come_again() {
+    let mut held = Held::default();
+    let cluster = mk_eds_cluster("svc-1");
+    let cla = mk_cla("svc-1", &["10.0.0.1"]);
+    put(&mut held, type_url::CLUSTER, "svc-1", &cluster);
+    put(&mut held, type_url::ENDPOINT, "svc-1", &cla);
+    assert!(held.configured(0));
+    // Delta: the cluster sent again is rebuilt, and waits for the very same
+    // endpoints before it is used.
+    put(&mut held, type_url::CLUSTER, "svc-1", &cluster);
+    assert!(!held.configured(0));
+    put(&mut held, type_url::ENDPOINT, "svc-1", &cla);
+    assert!(held.configured(0));
+
+    // State of the world: only a cluster whose content changed is rebuilt.
+    let all = |any: &Any| {
+        BTreeMap::from([(
+            "svc-1".to_string(),
+            decode(type_url::CLUSTER, "svc-1", any).unwrap(),
+        )])
+    };
+    held.replace(type_url::CLUSTER, all(&cluster));
+    assert!(held.configured(0));
+    let mut changed = Cluster::decode(cluster.value.as_slice()).unwrap();
+    changed.connect_timeout = Some(PbDuration {
+        seconds: 2,
+        nanos: 0,
+    });
+    held.replace(type_url::CLUSTER, all(&mk_any(type_url::CLUSTER, &changed)));
+    assert!(!held.configured(0));
+    held.replace(
+        type_url::ENDPOINT,
+        BTreeMap::from([(
+            "svc-1".to_string(),
+            decode(type_url::ENDPOINT, "svc-1", &cla).unwrap(),
+        )]),
+    );
+    assert!(held.configured(0));
+}
+
+#[test]
 fn listeners_are_decoded_down_to_their_network_filter() {
     let tcp = mk_any(type_url::TCP_PROXY, &TcpProxy::default());
     let hcm = mk_any(
