@@ -206,6 +206,23 @@ pub fn mesh_wide_policy(kind: &str, mesh: &str, name: &str, to_default: Value) -
     })
 }
 
+/// A mesh-wide MeshHealthCheck quick enough for tests: a check every
+/// second, an endpoint out after two failures and back after one success,
+/// no panic mode. `checker` adds the rest (`http`, `tcp`, `grpc`, ...).
+pub fn quick_health_check(mesh: &str, name: &str, checker: Value) -> Value {
+    let mut conf = json!({
+        "interval": "1s",
+        "timeout": "1s",
+        "unhealthyThreshold": 2,
+        "healthyThreshold": 1,
+        "healthyPanicThreshold": 0,
+    });
+    if let (Some(conf), Value::Object(extra)) = (conf.as_object_mut(), checker) {
+        conf.extend(extra);
+    }
+    mesh_wide_policy("MeshHealthCheck", mesh, name, conf)
+}
+
 /// The `default` Mesh with mTLS on: one builtin backend `ca-1` in `mode`
 /// (STRICT or PERMISSIVE), proxy certificates valid for `dp_cert_expiration`
 /// (Kuma's duration format; empty for the default).

@@ -12,7 +12,7 @@ use kuma_e2e::binaries::{self, Binaries};
 use kuma_e2e::control_plane::ControlPlane;
 use kuma_e2e::dataplane::{Dataplane, Inbound, Outbound, dataplane_yaml, dataplane_yaml_tagged};
 use kuma_e2e::grpc::{self, GrpcService, UNAVAILABLE};
-use kuma_e2e::sidecar_pair::mesh_wide_policy;
+use kuma_e2e::sidecar_pair::{mesh_wide_policy, quick_health_check};
 use kuma_e2e::{eventually, free_port};
 use serde_json::json;
 
@@ -147,19 +147,7 @@ async fn a_grpc_health_check_takes_a_not_serving_endpoint_out() {
     }
     assert!(bad.app.calls() - before >= 5, "backend-2 served its share");
 
-    let body = mesh_wide_policy(
-        "MeshHealthCheck",
-        mesh,
-        "grpc-health",
-        json!({
-            "interval": "1s",
-            "timeout": "1s",
-            "unhealthyThreshold": 2,
-            "healthyThreshold": 1,
-            "healthyPanicThreshold": 0,
-            "grpc": {},
-        }),
-    );
+    let body = quick_health_check(mesh, "grpc-health", json!({"grpc": {}}));
     cp.put(
         &format!("/meshes/{mesh}/meshhealthchecks/grpc-health"),
         &body,

@@ -10,9 +10,10 @@ use std::time::Duration;
 
 use kuma_e2e::binaries::{self, Binaries};
 use kuma_e2e::control_plane::ControlPlane;
-use kuma_e2e::dataplane::Dataplane;
 use kuma_e2e::eventually;
-use kuma_e2e::sidecar_pair::{BackendInstance, PairOptions, SidecarPair, mesh_wide_policy};
+use kuma_e2e::sidecar_pair::{
+    BackendInstance, PairOptions, SidecarPair, mesh_wide_policy, quick_health_check,
+};
 use serde_json::json;
 
 const WAIT: Duration = Duration::from_secs(30);
@@ -77,9 +78,33 @@ async fn all_from_good_instance(port: u16) -> Result<(), String> {
     }
 }
 
-/// The health flags web's Envoy shows for backend-2's endpoint.
-async fn bad_instance_flags(web: &Dataplane, bad_port: u16) -> Result<String, String> {
-    web.endpoint_health_flags("backend", bad_port).await
+/// A batch answered by backend-1 alone, with nothing reaching backend-2.
+async fn out_of_rotation(m: &SidecarPair) {
+    let before = bad(m).app.requests();
+    all_from_good_instance(m.web_outbound)
+        .await
+        .expect("every request answered by backend-1");
+    assert_eq!(
+        bad(m).app.requests(),
+        before,
+        "no request reached backend-2"
+    );
+}
+
+/// Waits until web's Envoy shows `flag` among backend-2's health flags.
+async fn until_flagged(m: &SidecarPair, flag: &str) {
+    eventually(&format!("backend-2 to be {flag}"), WAIT, || async {
+        let flags = m
+            .web
+            .endpoint_health_flags("backend", bad(m).inbound)
+            .await?;
+        if flags.contains(flag) {
+            Ok(())
+        } else {
+            Err(flags)
+        }
+    })
+    .await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -125,7 +150,10 @@ async fn a_circuit_breaker_ejects_a_failing_endpoint() {
         all_from_good_instance(m.web_outbound)
     })
     .await;
-    let flags = bad_instance_flags(&m.web, bad(&m).inbound).await;
+    let flags = m
+        .web
+        .endpoint_health_flags("backend", bad(&m).inbound)
+        .await;
     assert!(
         flags
             .as_deref()
@@ -145,15 +173,7 @@ async fn a_circuit_breaker_ejects_a_failing_endpoint() {
             >= 1
     );
     // Ejected, it gets nothing more while the client keeps succeeding.
-    let before = bad(&m).app.requests();
-    all_from_good_instance(m.web_outbound)
-        .await
-        .expect("every request answered by backend-1");
-    assert_eq!(
-        bad(&m).app.requests(),
-        before,
-        "no request reached backend-2"
-    );
+    out_of_rotation(&m).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -176,16 +196,10 @@ async fn an_unhealthy_endpoint_stops_receiving_traffic() {
 
     let events = tempfile::tempdir().expect("temp dir");
     let event_log = events.path().join("health.log");
-    let body = mesh_wide_policy(
-        "MeshHealthCheck",
+    let body = quick_health_check(
         mesh,
         "backend-health",
         json!({
-            "interval": "1s",
-            "timeout": "1s",
-            "unhealthyThreshold": 2,
-            "healthyThreshold": 1,
-            "healthyPanicThreshold": 0,
             "eventLogPath": event_log.to_string_lossy(),
             "http": {"path": "/health", "expectedStatuses": [200]},
         }),
@@ -196,19 +210,7 @@ async fn an_unhealthy_endpoint_stops_receiving_traffic() {
     )
     .await;
 
-    eventually(
-        "backend-2 to fail its active health check",
-        WAIT,
-        || async {
-            let flags = bad_instance_flags(&m.web, bad(&m).inbound).await?;
-            if flags.contains("failed_active_hc") {
-                Ok(())
-            } else {
-                Err(flags)
-            }
-        },
-    )
-    .await;
+    until_flagged(&m, "failed_active_hc").await;
     // Several intervals later it still gets nothing, and every request
     // succeeds on backend-1.
     let before = bad(&m).app.requests();
@@ -254,16 +256,10 @@ async fn an_unhealthy_endpoint_stops_receiving_traffic() {
     // A TCP check instead (the HTTP one disabled): it sends an HTTP request
     // as its payload and wants `HTTP/1.1 200` back, which backend-2 stops
     // answering once unhealthy. Kuma sends the text as it is.
-    let body = mesh_wide_policy(
-        "MeshHealthCheck",
+    let body = quick_health_check(
         mesh,
         "backend-health",
         json!({
-            "interval": "1s",
-            "timeout": "1s",
-            "unhealthyThreshold": 2,
-            "healthyThreshold": 1,
-            "healthyPanicThreshold": 0,
             "http": {"disabled": true},
             "tcp": {"send": "GET /health HTTP/1.1\r\nHost: backend\r\n\r\n", "receive": ["HTTP/1.1 200"]},
         }),
@@ -289,24 +285,8 @@ async fn an_unhealthy_endpoint_stops_receiving_traffic() {
     let before = m.web.wait_stat(checks, 1).await;
     m.web.wait_stat(checks, before + 2).await;
     bad(&m).app.set_healthy(false);
-    eventually("backend-2 to fail its TCP check", WAIT, || async {
-        let flags = bad_instance_flags(&m.web, bad(&m).inbound).await?;
-        if flags.contains("failed_active_hc") {
-            Ok(())
-        } else {
-            Err(flags)
-        }
-    })
-    .await;
-    let before = bad(&m).app.requests();
-    all_from_good_instance(m.web_outbound)
-        .await
-        .expect("every request answered by backend-1");
-    assert_eq!(
-        bad(&m).app.requests(),
-        before,
-        "no request reached backend-2"
-    );
+    until_flagged(&m, "failed_active_hc").await;
+    out_of_rotation(&m).await;
     bad(&m).app.set_healthy(true);
     back_in_rotation(&m).await;
 }
