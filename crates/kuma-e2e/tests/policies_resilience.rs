@@ -1,5 +1,6 @@
 //! MeshCircuitBreaker and MeshHealthCheck take failing endpoints out of a
-//! real Envoy's load balancing.
+//! real Envoy's load balancing; MeshRetry's TCP connect attempts get past
+//! an endpoint nobody listens on.
 //!
 //! Each test runs in its own mesh created with
 //! `skipCreatingInitialPolicies: ["*"]`, so no default policy is present:
@@ -10,10 +11,11 @@ use std::time::Duration;
 
 use kuma_e2e::binaries::{self, Binaries};
 use kuma_e2e::control_plane::ControlPlane;
-use kuma_e2e::eventually;
 use kuma_e2e::sidecar_pair::{
     BackendInstance, PairOptions, SidecarPair, mesh_wide_policy, quick_health_check,
 };
+use kuma_e2e::traffic::{self, Connections};
+use kuma_e2e::{eventually, free_port};
 use serde_json::json;
 
 const WAIT: Duration = Duration::from_secs(30);
@@ -370,4 +372,68 @@ async fn connection_limits_turn_excess_requests_away() {
     m.web
         .wait_stat("cluster.backend.upstream_rq_pending_overflow", 1)
         .await;
+}
+
+/// Of `n` requests through web's outbound, each on a connection of its
+/// own, how many backend-1 answered.
+async fn answered(port: u16, n: usize) -> usize {
+    let client = traffic::client(Connections::PerRequest, Duration::from_secs(3));
+    let mut ok = 0;
+    for _ in 0..n {
+        if traffic::request(&client, port).await.is_ok("backend-1") {
+            ok += 1;
+        }
+    }
+    ok
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn tcp_connect_attempts_get_past_a_dead_endpoint() {
+    let b = binaries::get();
+    let cp = ControlPlane::start(b).await;
+    let mesh = "connect-attempts";
+    let options = PairOptions::bare_mesh(mesh)
+        .tagged_backends(&[("backend-1", &[("kuma.io/protocol", "tcp")])]);
+    let m = SidecarPair::start_with(b, &cp, &options).await;
+    // A second instance of backend whose port nobody listens on: a
+    // Dataplane without a proxy, which endpoints list all the same.
+    let dead = free_port();
+    let body = json!({
+        "type": "Dataplane", "mesh": mesh, "name": "backend-dead",
+        "networking": {"address": "127.0.0.1", "inbound": [{
+            "port": dead, "servicePort": free_port(),
+            "tags": {"kuma.io/service": "backend", "kuma.io/protocol": "tcp"},
+        }]},
+    });
+    cp.put(&format!("/meshes/{mesh}/dataplanes/backend-dead"), &body)
+        .await;
+    eventually("web to have both endpoints", WAIT, || async {
+        m.web.endpoint_health_flags("backend", dead).await.map(drop)
+    })
+    .await;
+
+    // One connect attempt (Envoy's default): connections sent to the dead
+    // endpoint fail.
+    let n = 20;
+    let ok = answered(m.web_outbound, n).await;
+    assert!(ok <= n - 3, "{ok} of {n} answered with a dead endpoint");
+
+    let body = mesh_wide_policy(
+        "MeshRetry",
+        mesh,
+        "connect-attempts",
+        json!({"tcp": {"maxConnectAttempt": 5}}),
+    );
+    cp.put(
+        &format!("/meshes/{mesh}/meshretries/connect-attempts"),
+        &body,
+    )
+    .await;
+    eventually("every connection to get through", WAIT, || async {
+        match answered(m.web_outbound, n).await {
+            ok if ok == n => Ok(()),
+            ok => Err(format!("{ok} of {n}")),
+        }
+    })
+    .await;
 }
