@@ -1,6 +1,7 @@
-//! MeshCircuitBreaker and MeshHealthCheck take failing endpoints out of a
-//! real Envoy's load balancing; MeshRetry's TCP connect attempts get past
-//! an endpoint nobody listens on.
+//! MeshCircuitBreaker (total and gateway failure detectors, connection
+//! limits) and MeshHealthCheck take failing endpoints out of a real Envoy's
+//! load balancing; MeshRetry's TCP connect attempts get past an endpoint
+//! nobody listens on.
 //!
 //! Each test runs in its own mesh created with
 //! `skipCreatingInitialPolicies: ["*"]`, so no default policy is present:
@@ -372,6 +373,59 @@ async fn connection_limits_turn_excess_requests_away() {
     m.web
         .wait_stat("cluster.backend.upstream_rq_pending_overflow", 1)
         .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_gateway_failure_detector_ejects_on_503_not_on_500() {
+    let b = binaries::get();
+    let cp = ControlPlane::start(b).await;
+    let mesh = "gateway-failures";
+    let m = start_mesh(b, &cp, mesh).await;
+    let body = mesh_wide_policy(
+        "MeshCircuitBreaker",
+        mesh,
+        "eject-gateway-failures",
+        json!({"outlierDetection": {
+            "interval": "1s",
+            "baseEjectionTime": "1m",
+            "maxEjectionPercent": 50,
+            "healthyPanicThreshold": 0,
+            "detectors": {"gatewayFailures": {"consecutive": 3}},
+        }}),
+    );
+    cp.put(
+        &format!("/meshes/{mesh}/meshcircuitbreakers/eject-gateway-failures"),
+        &body,
+    )
+    .await;
+    eventually("web's backend cluster to detect outliers", WAIT, || async {
+        let clusters = m
+            .web
+            .admin("/config_dump?resource=dynamic_active_clusters")
+            .await?;
+        if clusters.contains("consecutive_gateway_failure") {
+            Ok(())
+        } else {
+            Err("no gateway failure detector yet".to_string())
+        }
+    })
+    .await;
+
+    // 500 is no gateway failure (502-504 are): backend-2 keeps its share.
+    bad(&m).app.fail_all(Some(500));
+    for _ in 0..2 {
+        let answers = batch(m.web_outbound).await.expect("batch");
+        let failed = answers.iter().filter(|(s, _)| *s == 500).count();
+        assert!(failed >= BATCH / 4, "backend-2 not ejected: {answers:?}");
+    }
+    // 503 is: ejected after three in a row.
+    bad(&m).app.fail_all(Some(503));
+    eventually("backend-2 to be ejected", WAIT, || {
+        all_from_good_instance(m.web_outbound)
+    })
+    .await;
+    until_flagged(&m, "failed_outlier_check").await;
+    out_of_rotation(&m).await;
 }
 
 /// Of `n` requests through web's outbound, each on a connection of its
