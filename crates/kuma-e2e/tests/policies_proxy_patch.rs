@@ -1,7 +1,8 @@
 //! MeshProxyPatch edits what a real Envoy does: a virtual host patch adds a
-//! response header clients see; a patch whose result Envoy refuses is
-//! NACKed, recorded in the proxy's insight, and traffic keeps flowing on
-//! the last good configuration.
+//! response header clients see, an added HTTP filter answers requests and a
+//! cluster patch sends traffic elsewhere; a patch whose result Envoy
+//! refuses is NACKed, recorded in the proxy's insight, and traffic keeps
+//! flowing on the last good configuration.
 //!
 //! Requests go straight to backend's inbound listener. Each test runs in its
 //! own mesh without default policies and first shows the behaviour without
@@ -76,6 +77,77 @@ async fn a_virtual_host_patch_adds_a_response_header_clients_see() {
     eventually("the patched header on responses", WAIT, || async {
         match get(backend.inbound).await {
             Ok((200, Some(v))) if v == "by-mesh-proxy-patch" => Ok(()),
+            other => Err(format!("{other:?}")),
+        }
+    })
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn http_filter_and_cluster_patches_change_real_traffic() {
+    let b = binaries::get();
+    let cp = ControlPlane::start(b).await;
+    let mesh = "proxypatchfilters";
+    let backend = start_backend(b, &cp, mesh).await;
+    let path = format!("/meshes/{mesh}/meshproxypatches/patch");
+
+    // An HTTP filter added before the router of inbound listeners: a fault
+    // filter that answers every request 418 itself.
+    let fault = [
+        "name: envoy.filters.http.fault",
+        "typedConfig:",
+        "  '@type': type.googleapis.com/envoy.extensions.filters.http.fault.v3.HTTPFault",
+        "  abort: {httpStatus: 418, percentage: {numerator: 100}}",
+    ]
+    .join("\n");
+    let patch = mk_patch(
+        mesh,
+        json!([{"httpFilter": {
+            "operation": "AddBefore",
+            "match": {"name": "envoy.filters.http.router", "origin": "inbound"},
+            "value": fault,
+        }}]),
+    );
+    cp.put(&path, &patch).await;
+    eventually("the added filter to answer 418", WAIT, || async {
+        match get(backend.inbound).await {
+            Ok((418, _)) => Ok(()),
+            other => Err(format!("{other:?}")),
+        }
+    })
+    .await;
+
+    // Instead, the inbound cluster patched to send to a port nobody listens
+    // on: the proxy can no longer reach its application (503).
+    let patch = mk_patch(
+        mesh,
+        json!([{"cluster": {
+            "operation": "Patch",
+            "match": {"name": format!("localhost:{}", backend.app.port()), "origin": "inbound"},
+            "jsonPatches": [{
+                "op": "replace",
+                "path": "/loadAssignment/endpoints/0/lbEndpoints/0/endpoint/address/socketAddress/portValue",
+                "value": kuma_e2e::free_port(),
+            }],
+        }}]),
+    );
+    cp.put(&path, &patch).await;
+    eventually(
+        "the patched cluster to miss the application",
+        WAIT,
+        || async {
+            match get(backend.inbound).await {
+                Ok((503, _)) => Ok(()),
+                other => Err(format!("{other:?}")),
+            }
+        },
+    )
+    .await;
+    // Without the patch, back to normal.
+    cp.delete(&path).await;
+    eventually("the unpatched proxy to answer", WAIT, || async {
+        match get(backend.inbound).await {
+            Ok((200, _)) => Ok(()),
             other => Err(format!("{other:?}")),
         }
     })
