@@ -220,26 +220,31 @@ impl Dataplane {
             .ok_or_else(|| format!("no endpoint on port {port} of {cluster}:\n{clusters}"))
     }
 
+    /// Envoy's stat `name` now; `None` while Envoy has not created it.
+    pub async fn stat(&self, name: &str) -> Result<Option<u64>, String> {
+        let text = self
+            .admin(&format!("/stats?filter=^{}$", name.replace('.', "\\.")))
+            .await?;
+        Ok(text
+            .lines()
+            .find_map(|l| l.strip_prefix(&format!("{name}: ")))
+            .and_then(|v| v.trim().parse::<u64>().ok()))
+    }
+
     /// Waits for Envoy's stat `name` to reach at least `min`.
     pub async fn wait_stat(&self, name: &str, min: u64) -> u64 {
-        let path = format!("/stats?filter=^{}$", name.replace('.', "\\."));
         eventually(
             &format!("{} stat {name} >= {min}", self.name),
             Duration::from_secs(20),
-            || {
-                let path = path.clone();
-                async move {
-                    let text = self.admin(&path).await?;
-                    let value = text
-                        .lines()
-                        .find_map(|l| l.strip_prefix(&format!("{name}: ")))
-                        .and_then(|v| v.trim().parse::<u64>().ok())
-                        .ok_or_else(|| format!("no {name} in {text:?}"))?;
-                    if value >= min {
-                        Ok(value)
-                    } else {
-                        Err(format!("{name} = {value}"))
-                    }
+            || async move {
+                let value = self
+                    .stat(name)
+                    .await?
+                    .ok_or_else(|| format!("no {name} yet"))?;
+                if value >= min {
+                    Ok(value)
+                } else {
+                    Err(format!("{name} = {value}"))
                 }
             },
         )

@@ -29,14 +29,7 @@ async fn ssl_versions(dp: &Dataplane) -> String {
 
 /// The counter `name` of `dp`'s Envoy, 0 while Envoy has not created it.
 async fn counter(dp: &Dataplane, name: &str) -> u64 {
-    let text = dp
-        .admin(&format!("/stats?filter=^{}$", name.replace('.', "\\.")))
-        .await
-        .unwrap_or_default();
-    text.lines()
-        .find_map(|l| l.strip_prefix(&format!("{name}: ")))
-        .and_then(|v| v.trim().parse().ok())
-        .unwrap_or(0)
+    dp.stat(name).await.ok().flatten().unwrap_or(0)
 }
 
 /// Sends requests through web's outbound, each on a new connection from

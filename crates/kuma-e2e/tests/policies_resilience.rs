@@ -94,6 +94,22 @@ async fn out_of_rotation(m: &SidecarPair) {
     );
 }
 
+/// Waits until web's active clusters, as its Envoy dumps them, pass `check`.
+async fn until_clusters(m: &SidecarPair, what: &str, check: impl Fn(&str) -> bool) {
+    eventually(what, WAIT, || async {
+        let clusters = m
+            .web
+            .admin("/config_dump?resource=dynamic_active_clusters")
+            .await?;
+        if check(&clusters) {
+            Ok(())
+        } else {
+            Err("not yet in web's clusters".to_string())
+        }
+    })
+    .await;
+}
+
 /// Waits until web's Envoy shows `flag` among backend-2's health flags.
 async fn until_flagged(m: &SidecarPair, flag: &str) {
     eventually(&format!("backend-2 to be {flag}"), WAIT, || async {
@@ -272,16 +288,8 @@ async fn an_unhealthy_endpoint_stops_receiving_traffic() {
         &body,
     )
     .await;
-    eventually("web's backend cluster to check over TCP", WAIT, || async {
-        let clusters = m
-            .web
-            .admin("/config_dump?resource=dynamic_active_clusters")
-            .await?;
-        if clusters.contains("tcp_health_check") && !clusters.contains("http_health_check") {
-            Ok(())
-        } else {
-            Err("still the HTTP check".to_string())
-        }
+    until_clusters(&m, "web's backend cluster to check over TCP", |clusters| {
+        clusters.contains("tcp_health_check") && !clusters.contains("http_health_check")
     })
     .await;
     let checks = "cluster.backend.health_check.success";
@@ -398,16 +406,8 @@ async fn a_gateway_failure_detector_ejects_on_503_not_on_500() {
         &body,
     )
     .await;
-    eventually("web's backend cluster to detect outliers", WAIT, || async {
-        let clusters = m
-            .web
-            .admin("/config_dump?resource=dynamic_active_clusters")
-            .await?;
-        if clusters.contains("consecutive_gateway_failure") {
-            Ok(())
-        } else {
-            Err("no gateway failure detector yet".to_string())
-        }
+    until_clusters(&m, "web's backend cluster to detect outliers", |clusters| {
+        clusters.contains("consecutive_gateway_failure")
     })
     .await;
 

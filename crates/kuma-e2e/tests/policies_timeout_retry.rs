@@ -13,6 +13,7 @@ use kuma_e2e::binaries::{self, Binaries};
 use kuma_e2e::control_plane::ControlPlane;
 use kuma_e2e::eventually;
 use kuma_e2e::sidecar_pair::{PairOptions, SidecarPair, mesh_wide_policy};
+use reqwest::Method;
 use serde_json::json;
 
 const WAIT: Duration = Duration::from_secs(30);
@@ -38,20 +39,30 @@ async fn start_pair(
     pair
 }
 
-/// The status of one GET through web's outbound listener.
-async fn get(port: u16, path: &str) -> Result<u16, String> {
+/// One `method` request of `path` to 127.0.0.1:`port`: status, body (which
+/// tells Envoy's timeouts apart) and how long it took.
+async fn request(port: u16, method: Method, path: &str) -> Result<(u16, String, Duration), String> {
+    let start = std::time::Instant::now();
     // Longer than any delay the tests ask for: the proxy, not the client,
     // must be what gives up.
-    let client = reqwest::Client::builder()
+    let response = reqwest::Client::builder()
         .timeout(Duration::from_secs(10))
         .build()
-        .map_err(|e| e.to_string())?;
-    let response = client
-        .get(format!("http://127.0.0.1:{port}{path}"))
+        .map_err(|e| e.to_string())?
+        .request(method, format!("http://127.0.0.1:{port}{path}"))
         .send()
         .await
         .map_err(|e| e.to_string())?;
-    Ok(response.status().as_u16())
+    let status = response.status().as_u16();
+    let body = response.text().await.map_err(|e| e.to_string())?;
+    Ok((status, body, start.elapsed()))
+}
+
+/// The status of one GET through web's outbound listener.
+async fn get(port: u16, path: &str) -> Result<u16, String> {
+    request(port, Method::GET, path)
+        .await
+        .map(|(status, _, _)| status)
 }
 
 async fn request_timeout(cp: &ControlPlane, mesh: &str, timeout: &str) {
@@ -130,35 +141,6 @@ async fn a_request_timeout_answers_504_for_a_slow_backend() {
     assert_eq!(get(pair.backend_inbound, "/delay/100").await, Ok(200));
 }
 
-/// Envoy's stat `name` on `dp` now (0 while Envoy has not created it).
-async fn stat(dp: &kuma_e2e::dataplane::Dataplane, name: &str) -> Result<u64, String> {
-    let text = dp
-        .admin(&format!("/stats?filter=^{}$", name.replace('.', "\\.")))
-        .await?;
-    Ok(text
-        .lines()
-        .find_map(|l| l.strip_prefix(&format!("{name}: ")))
-        .and_then(|v| v.trim().parse().ok())
-        .unwrap_or(0))
-}
-
-/// A GET of `path` through web's outbound: status, body (which tells
-/// Envoy's timeouts apart) and how long it took.
-async fn timed_get(port: u16, path: &str) -> Result<(u16, String, Duration), String> {
-    let start = std::time::Instant::now();
-    let response = reqwest::Client::builder()
-        .timeout(Duration::from_secs(10))
-        .build()
-        .map_err(|e| e.to_string())?
-        .get(format!("http://127.0.0.1:{port}{path}"))
-        .send()
-        .await
-        .map_err(|e| e.to_string())?;
-    let status = response.status().as_u16();
-    let body = response.text().await.map_err(|e| e.to_string())?;
-    Ok((status, body, start.elapsed()))
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn idle_stream_idle_and_max_stream_timeouts_cut_what_runs_too_long() {
     let b = binaries::get();
@@ -181,14 +163,20 @@ async fn idle_stream_idle_and_max_stream_timeouts_cut_what_runs_too_long() {
     // for 2 s stays open.
     assert_eq!(get(pair.web_outbound, slow).await, Ok(200));
     tokio::time::sleep(Duration::from_secs(2)).await;
-    assert_eq!(stat(&pair.web, idle_closed).await, Ok(0));
+    assert_eq!(
+        pair.web
+            .stat(idle_closed)
+            .await
+            .map(Option::unwrap_or_default),
+        Ok(0)
+    );
 
     // streamIdleTimeout: a stream without a byte for 1 s is cut (504 with
     // Envoy's "stream timeout", the request being complete); idleTimeout:
     // web's connections to backend close after 1 s without a request.
     put(json!({"idleTimeout": "1s", "http": {"streamIdleTimeout": "1s"}})).await;
     eventually("an idle stream to be cut after 1s", WAIT, || async {
-        match timed_get(pair.web_outbound, slow).await? {
+        match request(pair.web_outbound, Method::GET, slow).await? {
             (504, body, took) if body == "stream timeout" && took < quick => Ok(()),
             other => Err(format!("{other:?}")),
         }
@@ -201,7 +189,7 @@ async fn idle_stream_idle_and_max_stream_timeouts_cut_what_runs_too_long() {
     // stream idle timeout back at Kuma's 30 minutes.
     put(json!({"http": {"maxStreamDuration": "1s"}})).await;
     let (status, body, took) = eventually("a long stream to be cut at 1s", WAIT, || async {
-        match timed_get(pair.web_outbound, slow).await? {
+        match request(pair.web_outbound, Method::GET, slow).await? {
             (status, body, took) if status != 200 && body != "stream timeout" && took < quick => {
                 Ok((status, body, took))
             }
@@ -216,17 +204,6 @@ async fn idle_stream_idle_and_max_stream_timeouts_cut_what_runs_too_long() {
     assert_eq!(get(pair.web_outbound, "/delay/200").await, Ok(200));
 }
 
-/// One request while backend fails its next two: the status web's client
-/// sees and how many requests backend received for it.
-async fn flaky_request(pair: &SidecarPair) -> (Result<u16, String>, u64) {
-    pair.backend_app.fail_next(2, 503);
-    let before = pair.backend_app.requests();
-    let status = get(pair.web_outbound, "/").await;
-    let seen = pair.backend_app.requests() - before;
-    pair.backend_app.fail_next(0, 503);
-    (status, seen)
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn retries_turn_a_flaky_backends_failures_into_success() {
     let b = binaries::get();
@@ -235,7 +212,7 @@ async fn retries_turn_a_flaky_backends_failures_into_success() {
     let pair = start_pair(b, &cp, mesh, &["backend-1"]).await;
 
     // No MeshRetry: the first failure reaches the client.
-    assert_eq!(flaky_request(&pair).await, (Ok(503), 1));
+    assert_eq!(flaky(&pair, Method::GET, "/", 503).await, Ok((503, 1)));
 
     let body = mesh_wide_policy(
         "MeshRetry",
@@ -246,8 +223,8 @@ async fn retries_turn_a_flaky_backends_failures_into_success() {
     cp.put(&format!("/meshes/{mesh}/meshretries/retry-5xx"), &body)
         .await;
     let (status, seen) = eventually("retries to hide two failures", WAIT, || async {
-        match flaky_request(&pair).await {
-            (Ok(200), seen) => Ok((200, seen)),
+        match flaky(&pair, Method::GET, "/", 503).await {
+            Ok((200, seen)) => Ok((200, seen)),
             other => Err(format!("{other:?}")),
         }
     })
@@ -267,8 +244,8 @@ async fn retries_turn_a_flaky_backends_failures_into_success() {
         "one retry to let the second failure through",
         WAIT,
         || async {
-            match flaky_request(&pair).await {
-                (Ok(503), 2) => Ok(()),
+            match flaky(&pair, Method::GET, "/", 503).await {
+                Ok((503, 2)) => Ok(()),
                 other => Err(format!("{other:?}")),
             }
         },
@@ -281,28 +258,20 @@ async fn retries_turn_a_flaky_backends_failures_into_success() {
 /// received for it.
 async fn flaky(
     pair: &SidecarPair,
-    method: reqwest::Method,
+    method: Method,
     path: &str,
     failure: u16,
 ) -> Result<(u16, u64), String> {
     pair.backend_app.fail_next(2, failure);
     let before = pair.backend_app.requests();
-    let response = reqwest::Client::new()
-        .request(
-            method,
-            format!("http://127.0.0.1:{}{path}", pair.web_outbound),
-        )
-        .timeout(Duration::from_secs(10))
-        .send()
-        .await;
+    let answer = request(pair.web_outbound, method, path).await;
     let seen = pair.backend_app.requests() - before;
     pair.backend_app.fail_next(0, failure);
-    Ok((response.map_err(|e| e.to_string())?.status().as_u16(), seen))
+    answer.map(|(status, _, _)| (status, seen))
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn retries_follow_status_codes_methods_and_a_per_try_timeout() {
-    use reqwest::Method;
     let b = binaries::get();
     let cp = ControlPlane::start(b).await;
     let mesh = "retry-conditions";
