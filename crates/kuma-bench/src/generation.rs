@@ -13,7 +13,9 @@
 //!   filled the shared cache; `first`, `rebuild` and `per_affected` show what
 //!   the change costs in all;
 //! - mesh: a fresh snapshot and every proxy of the mesh generated, the cost
-//!   of a whole mesh (see [`whole_mesh`]).
+//!   of a whole mesh; and a mesh-wide policy written into the running mesh,
+//!   the snapshot updated and every proxy generated again (see
+//!   [`whole_mesh`]).
 //!
 //! Times are the thread's CPU time, not wall time (the machine is shared).
 
@@ -90,17 +92,20 @@ pub fn run(args: Args) -> anyhow::Result<()> {
     for &services in &args.services {
         // Cold generation and output bytes of the first policy count.
         let mut baseline: Option<(Duration, usize)> = None;
-        let mut mesh_baseline: Option<whole_mesh::MeshPoint> = None;
-        for &policies in &args.policies {
-            let shape = Shape {
+        let shapes: Vec<Shape> = args
+            .policies
+            .iter()
+            .map(|&policies| Shape {
                 services,
                 instances: args.instances,
                 policies,
-            };
-            let iterations = args
-                .iterations
-                .unwrap_or_else(|| (20_000 / services as usize).clamp(3, 50));
-            let mut point = measure_point(shape, iterations, args.changes)?;
+            })
+            .collect();
+        let iterations = args
+            .iterations
+            .unwrap_or_else(|| (20_000 / services as usize).clamp(3, 50));
+        for mut point in measure_points(&shapes, iterations, args.changes)? {
+            let policies = point.shape.policies;
             point.sort();
             println!("{}", point.cold_line(cores));
             println!("{}", point.change_line(cores));
@@ -117,46 +122,85 @@ pub fn run(args: Args) -> anyhow::Result<()> {
                     point.bytes as f64 / base_bytes.max(1) as f64,
                 ),
             }
-            let mesh_iterations = args
-                .mesh_iterations
-                .unwrap_or_else(|| (2_000 / services as usize).clamp(3, 10));
-            if mesh_iterations > 0 {
-                let resources = mesh::build(shape)?;
-                let whole = whole_mesh::measure_mesh(shape, &resources, mesh_iterations)?;
-                let base = mesh_baseline.get_or_insert_with(|| whole.clone());
-                println!("{}", whole.line(base, cores));
+        }
+        let mesh_iterations = args
+            .mesh_iterations
+            .unwrap_or_else(|| (2_000 / services as usize).clamp(3, 10));
+        if mesh_iterations > 0 {
+            let points = whole_mesh::measure_alternately(&shapes, mesh_iterations)?;
+            if let Some((fresh_base, change_base)) = points.first().cloned() {
+                for (fresh, change) in &points {
+                    println!("{}", fresh.line(&fresh_base, cores));
+                    println!("{}", change.line(&change_base, cores));
+                }
             }
         }
     }
     Ok(())
 }
 
-/// Measures one point; public for the smoke test.
-pub fn measure_point(shape: Shape, iterations: usize, changes: u32) -> anyhow::Result<Point> {
-    let resources = mesh::build(shape)?;
-    let mut point = Point {
-        shape,
-        resources: 0,
-        bytes: 0,
-        snapshot: Vec::new(),
-        cold: Vec::new(),
-        encode: Vec::new(),
-        rebuild: Vec::new(),
-        first: Vec::new(),
-        warm: Vec::new(),
-        all_after_change: Vec::new(),
-        all_cached: Vec::new(),
-        per_affected: Vec::new(),
-    };
-    let mut typed = Vec::new();
+/// Measures every shape's point: the cold iterations of all shapes in
+/// turn (so that the machine's load weighs on each alike, which keeps the
+/// ratios between them honest on a busy machine), then each point's
+/// changes. Results in the order of `shapes`.
+pub fn measure_points(
+    shapes: &[Shape],
+    iterations: usize,
+    changes: u32,
+) -> anyhow::Result<Vec<Point>> {
+    let mut runs = shapes
+        .iter()
+        .map(|&shape| ColdRun::new(shape))
+        .collect::<anyhow::Result<Vec<_>>>()?;
     for _ in 0..iterations.max(1) {
-        let input = resources.clone();
+        for run in &mut runs {
+            run.step()?;
+        }
+    }
+    runs.into_iter().map(|run| run.finish(changes)).collect()
+}
+
+/// One point's cold measurements in progress.
+struct ColdRun {
+    resources: Vec<Resource>,
+    /// The all-services proxy's resources decoded: what encode-only encodes.
+    typed: Vec<(String, Typed)>,
+    point: Point,
+}
+
+impl ColdRun {
+    fn new(shape: Shape) -> anyhow::Result<ColdRun> {
+        Ok(ColdRun {
+            resources: mesh::build(shape)?,
+            typed: Vec::new(),
+            point: Point {
+                shape,
+                resources: 0,
+                bytes: 0,
+                snapshot: Vec::new(),
+                cold: Vec::new(),
+                encode: Vec::new(),
+                rebuild: Vec::new(),
+                first: Vec::new(),
+                warm: Vec::new(),
+                all_after_change: Vec::new(),
+                all_cached: Vec::new(),
+                per_affected: Vec::new(),
+            },
+        })
+    }
+
+    /// A fresh snapshot, the all-services proxy generated from it, and its
+    /// resources encoded alone.
+    fn step(&mut self) -> anyhow::Result<()> {
+        let point = &mut self.point;
+        let input = self.resources.clone();
         let (snapshot, t) = measure(|| MeshSnapshot::from_resources(MESH, input));
         point.snapshot.push(t);
         let (config, t) = measure(|| generate_proxy(&snapshot, ALL_SERVICES_PROXY));
         let config = config.context("generating the all-services proxy")?;
         point.cold.push(t);
-        if typed.is_empty() {
+        if self.typed.is_empty() {
             point.resources = config.by_type.values().map(|m| m.len()).sum();
             point.bytes = config
                 .by_type
@@ -164,27 +208,38 @@ pub fn measure_point(shape: Shape, iterations: usize, changes: u32) -> anyhow::R
                 .flat_map(|m| m.values())
                 .map(|r| r.body.value.len())
                 .sum();
-            check_covers_every_service(&config, shape.services)?;
-            typed = decode_all(&config)?;
+            check_covers_every_service(&config, point.shape.services)?;
+            self.typed = decode_all(&config)?;
         }
-        let (bytes, t) = measure(|| encode_all(&typed));
+        let (bytes, t) = measure(|| encode_all(&self.typed));
         std::hint::black_box(bytes);
         point.encode.push(t);
+        Ok(())
     }
-    // The snapshot before each change, its shared cache filled as a running
-    // control plane's would be: every proxy of the mesh generated once.
-    let previous = MeshSnapshot::from_resources(MESH, resources.clone());
-    for name in previous
-        .dataplane_names()
-        .map(str::to_string)
-        .collect::<Vec<_>>()
-    {
-        generate_proxy(&previous, &name).with_context(|| format!("generating {name}"))?;
+
+    /// The point, once `changes` one-service changes are measured too.
+    fn finish(self, changes: u32) -> anyhow::Result<Point> {
+        let ColdRun {
+            resources,
+            mut point,
+            ..
+        } = self;
+        let shape = point.shape;
+        // The snapshot before each change, its shared cache filled as a
+        // running control plane's would be: every proxy generated once.
+        let previous = MeshSnapshot::from_resources(MESH, resources.clone());
+        for name in previous
+            .dataplane_names()
+            .map(str::to_string)
+            .collect::<Vec<_>>()
+        {
+            generate_proxy(&previous, &name).with_context(|| format!("generating {name}"))?;
+        }
+        for c in 0..changes {
+            measure_change(&resources, &previous, shape, c, &mut point)?;
+        }
+        Ok(point)
     }
-    for c in 0..changes {
-        measure_change(&resources, &previous, shape, c, &mut point)?;
-    }
-    Ok(point)
 }
 
 fn check_covers_every_service(config: &ProxyResources, services: u32) -> anyhow::Result<()> {
@@ -378,7 +433,7 @@ mod tests {
             instances: 2,
             policies: 12,
         };
-        let mut point = measure_point(shape, 3, 4).expect("measured");
+        let mut point = measure_points(&[shape], 3, 4).expect("measured").remove(0);
         point.sort();
         // 20 services: a cluster and a load assignment each, plus the
         // inbound's listener and cluster.
@@ -404,7 +459,9 @@ mod tests {
             policies: 0,
         };
         assert!(!shape.has_routes());
-        let point = measure_point(shape, 1, 8).expect("every caller holds its change");
+        let point = measure_points(&[shape], 1, 8)
+            .expect("every caller holds its change")
+            .remove(0);
         assert_eq!(point.rebuild.len(), 8);
     }
 

@@ -162,6 +162,21 @@ pub fn policy_doc(shape: Shape, n: u32) -> Value {
     json!({"type": kind, "mesh": MESH, "name": name, "spec": spec})
 }
 
+/// The name of the mesh-wide MeshTimeout [`mesh_wide_timeout`] writes.
+pub const MESH_WIDE_TIMEOUT: &str = "bench-mesh-wide-timeout";
+
+/// A MeshTimeout for every proxy and every destination (`targetRef: Mesh`
+/// both), connecting with a timeout of `millis`: a policy change that
+/// reaches every proxy of the mesh.
+pub fn mesh_wide_timeout(millis: u64) -> anyhow::Result<Resource> {
+    resource(json!({
+        "type": "MeshTimeout", "mesh": MESH, "name": MESH_WIDE_TIMEOUT,
+        "spec": {"targetRef": {"kind": "Mesh"},
+                 "to": [{"targetRef": {"kind": "Mesh"},
+                         "default": {"connectionTimeout": format!("{millis}ms")}}]}
+    }))
+}
+
 fn resource(doc: Value) -> anyhow::Result<Resource> {
     let name = doc["name"].as_str().unwrap_or_default().to_string();
     let doc = ResourceDocument::from_json(doc).with_context(|| format!("reading {name}"))?;
