@@ -10,6 +10,8 @@
 //! - `GET /health` answers 200 or 503 as [`TestService::set_healthy`] says;
 //! - [`TestService::fail_next`] makes the next requests fail with a status,
 //!   [`TestService::fail_all`] every request until told otherwise;
+//! - [`TestService::set_delay`] makes `GET /` (and any other path not
+//!   above) answer only after a while;
 //! - [`TestService::requests`] counts requests (health checks excluded).
 
 use std::net::SocketAddr;
@@ -33,6 +35,8 @@ struct Behaviour {
     fail_status: AtomicU16,
     /// Every request fails with `fail_status`.
     fail_all: AtomicBool,
+    /// How long the fallback route waits before answering, in ms.
+    delay_ms: AtomicU64,
     requests: AtomicU64,
 }
 
@@ -68,6 +72,10 @@ impl App {
 }
 
 async fn any(State(app): State<App>) -> Response {
+    let delay = app.behaviour.delay_ms.load(Ordering::SeqCst);
+    if delay > 0 {
+        tokio::time::sleep(Duration::from_millis(delay)).await;
+    }
     app.answer(|app| app.name.to_string().into_response())
 }
 
@@ -181,6 +189,13 @@ impl TestService {
             .store(status.is_some(), Ordering::SeqCst);
     }
 
+    /// Requests of `/` (and other paths without a route of their own)
+    /// answer after `delay`; zero answers at once again.
+    pub fn set_delay(&self, delay: Duration) {
+        let ms = u64::try_from(delay.as_millis()).unwrap_or(u64::MAX);
+        self.behaviour.delay_ms.store(ms, Ordering::SeqCst);
+    }
+
     /// Requests received so far, health checks excluded.
     pub fn requests(&self) -> u64 {
         self.behaviour.requests.load(Ordering::SeqCst)
@@ -228,5 +243,18 @@ mod tests {
         let (status, body) = get(&s, "/bytes/5000").await;
         assert_eq!((status, body.len()), (200, 5000));
         assert!(body.bytes().all(|b| b == b'x'));
+    }
+
+    #[tokio::test]
+    async fn a_delay_holds_answers_back_until_lifted() {
+        let s = TestService::start("slow").await.expect("starts");
+        s.set_delay(Duration::from_millis(300));
+        let started = std::time::Instant::now();
+        assert_eq!(get(&s, "/").await, (200, "slow".to_string()));
+        assert!(started.elapsed() >= Duration::from_millis(300));
+        s.set_delay(Duration::ZERO);
+        let started = std::time::Instant::now();
+        assert_eq!(get(&s, "/").await.0, 200);
+        assert!(started.elapsed() < Duration::from_millis(300));
     }
 }

@@ -1,8 +1,10 @@
 //! MeshProxyPatch edits what a real Envoy does: a virtual host patch adds a
-//! response header clients see, an added HTTP filter answers requests and a
-//! cluster patch sends traffic elsewhere; a patch whose result Envoy
-//! refuses is NACKed, recorded in the proxy's insight, and traffic keeps
-//! flowing on the last good configuration.
+//! response header clients see, an added HTTP filter answers requests, a
+//! cluster patch sends traffic elsewhere, a network filter patch renames
+//! the server, and an added listener (patched after being added) answers
+//! on a port of its own; a patch whose result Envoy refuses is NACKed,
+//! recorded in the proxy's insight, and traffic keeps flowing on the last
+//! good configuration.
 //!
 //! Requests go straight to backend's inbound listener. Each test runs in its
 //! own mesh without default policies and first shows the behaviour without
@@ -152,6 +154,107 @@ async fn http_filter_and_cluster_patches_change_real_traffic() {
         }
     })
     .await;
+}
+
+/// The `server` header of one GET of backend's inbound.
+async fn server(port: u16) -> Result<(u16, Option<String>), String> {
+    get_header(port, "/", "server").await
+}
+
+/// Status and body of one GET of 127.0.0.1:`port`.
+async fn body(port: u16) -> Result<(u16, String), String> {
+    let response = reqwest::get(format!("http://127.0.0.1:{port}/"))
+        .await
+        .map_err(|e| e.to_string())?;
+    let status = response.status().as_u16();
+    Ok((status, response.text().await.map_err(|e| e.to_string())?))
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn network_filter_and_listener_patches_change_real_traffic() {
+    let b = binaries::get();
+    let cp = ControlPlane::start(b).await;
+    let mesh = "proxypatchlisteners";
+    let backend = start_backend(b, &cp, mesh).await;
+    let path = format!("/meshes/{mesh}/meshproxypatches/patch");
+    // Envoy's HTTP connection manager names itself in `server`.
+    assert_eq!(
+        server(backend.inbound).await,
+        Ok((200, Some("envoy".to_string())))
+    );
+
+    // The inbound's HTTP connection manager merged with another server name.
+    let hcm = "type.googleapis.com/envoy.extensions.filters.network.http_connection_manager.v3.HttpConnectionManager";
+    let patch = mk_patch(
+        mesh,
+        json!([{"networkFilter": {
+            "operation": "Patch",
+            "match": {"name": "envoy.filters.network.http_connection_manager", "origin": "inbound"},
+            "value": format!("name: envoy.filters.network.http_connection_manager\ntypedConfig:\n  '@type': {hcm}\n  serverName: patched-by-mesh\n"),
+        }}]),
+    );
+    cp.put(&path, &patch).await;
+    eventually("the patched server name", WAIT, || async {
+        match server(backend.inbound).await {
+            Ok((200, Some(name))) if name == "patched-by-mesh" => Ok(()),
+            other => Err(format!("{other:?}")),
+        }
+    })
+    .await;
+
+    // Instead, a listener of its own on another port answering directly,
+    // and a JSON patch of that listener (applied after the addition, in
+    // order) changing its answer.
+    let port = kuma_e2e::free_port();
+    let listener = [
+        "name: added-by-patch".to_string(),
+        format!("address: {{socketAddress: {{address: 127.0.0.1, portValue: {port}}}}}"),
+        "filterChains:".to_string(),
+        "- filters:".to_string(),
+        "  - name: envoy.filters.network.http_connection_manager".to_string(),
+        "    typedConfig:".to_string(),
+        format!("      '@type': {hcm}"),
+        "      statPrefix: added".to_string(),
+        "      httpFilters:".to_string(),
+        "      - name: envoy.filters.http.router".to_string(),
+        "        typedConfig: {'@type': type.googleapis.com/envoy.extensions.filters.http.router.v3.Router}".to_string(),
+        "      routeConfig:".to_string(),
+        "        virtualHosts:".to_string(),
+        "        - name: all".to_string(),
+        "          domains: ['*']".to_string(),
+        "          routes:".to_string(),
+        "          - match: {prefix: /}".to_string(),
+        "            directResponse: {status: 200, body: {inlineString: as-added}}".to_string(),
+    ]
+    .join("\n");
+    let patch = mk_patch(
+        mesh,
+        json!([
+            {"listener": {"operation": "Add", "value": listener}},
+            {"listener": {
+                "operation": "Patch",
+                "match": {"name": "added-by-patch"},
+                "jsonPatches": [{
+                    "op": "replace",
+                    "path": "/filterChains/0/filters/0/typedConfig/routeConfig/virtualHosts/0/routes/0/directResponse/body/inlineString",
+                    "value": "as-patched",
+                }],
+            }},
+        ]),
+    );
+    cp.put(&path, &patch).await;
+    eventually("the added listener to answer", WAIT, || async {
+        match body(port).await {
+            Ok((200, text)) if text == "as-patched" => Ok(()),
+            other => Err(format!("{other:?}")),
+        }
+    })
+    .await;
+    // The network filter patch is gone with the policy it was in.
+    assert_eq!(
+        server(backend.inbound).await,
+        Ok((200, Some("envoy".to_string())))
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

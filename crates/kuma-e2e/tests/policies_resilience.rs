@@ -491,3 +491,67 @@ async fn tcp_connect_attempts_get_past_a_dead_endpoint() {
     })
     .await;
 }
+
+/// Applies a mesh-wide MeshCircuitBreaker with only `detector` on (Kuma
+/// switches off the detectors a policy does not name) while backend-2
+/// fails every request, and waits until `stat` shows backend-2 ejected for
+/// that detector's reason; it then gets nothing more.
+async fn ejected_by(mesh: &str, detector: serde_json::Value, stat: &str) {
+    let b = binaries::get();
+    let cp = ControlPlane::start(b).await;
+    let m = start_mesh(b, &cp, mesh).await;
+    bad(&m).app.fail_all(Some(500));
+    let body = mesh_wide_policy(
+        "MeshCircuitBreaker",
+        mesh,
+        "eject",
+        json!({"outlierDetection": {
+            "interval": "1s",
+            "baseEjectionTime": "1m",
+            "maxEjectionPercent": 50,
+            "healthyPanicThreshold": 0,
+            "detectors": detector,
+        }}),
+    );
+    cp.put(&format!("/meshes/{mesh}/meshcircuitbreakers/eject"), &body)
+        .await;
+    eventually("backend-2 to be ejected", WAIT, || {
+        all_from_good_instance(m.web_outbound)
+    })
+    .await;
+    until_flagged(&m, "failed_outlier_check").await;
+    m.web
+        .wait_stat(&format!("cluster.backend.outlier_detection.{stat}"), 1)
+        .await;
+    // No consecutive-5xx ejection: only the named detector was on.
+    assert_eq!(
+        m.web
+            .stat("cluster.backend.outlier_detection.ejections_enforced_consecutive_5xx")
+            .await,
+        Ok(Some(0))
+    );
+    out_of_rotation(&m).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_failure_percentage_detector_ejects_the_failing_endpoint() {
+    ejected_by(
+        "failure-percentage",
+        json!({"failurePercentage": {"requestVolume": 5, "minimumHosts": 2, "threshold": 80}}),
+        "ejections_enforced_failure_percentage",
+    )
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_success_rate_detector_ejects_the_outlier() {
+    // Two hosts at 100% and 0% success: mean 50, deviation 50; with a
+    // factor of 0.9 the threshold is 5%, which backend-2 falls under.
+    ejected_by(
+        "success-rate",
+        json!({"successRate": {"requestVolume": 5, "minimumHosts": 2,
+                               "standardDeviationFactor": "0.9"}}),
+        "ejections_enforced_success_rate",
+    )
+    .await;
+}

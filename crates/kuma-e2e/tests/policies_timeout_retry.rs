@@ -402,3 +402,154 @@ async fn hashing_balancers_keep_a_user_on_one_instance() {
         Ok(1)
     );
 }
+
+/// Waits until web's backend cluster, as its Envoy dumps it, balances
+/// with `lb_policy` (`"ROUND_ROBIN"` is Envoy's default and not dumped).
+async fn until_lb_policy(pair: &SidecarPair, lb_policy: &str) {
+    eventually(
+        &format!("web's backend cluster on {lb_policy}"),
+        WAIT,
+        || async {
+            let clusters = pair
+                .web
+                .admin("/config_dump?resource=dynamic_active_clusters")
+                .await?;
+            if clusters.contains(&format!("\"lb_policy\": \"{lb_policy}\"")) {
+                Ok(())
+            } else {
+                Err("not yet".to_string())
+            }
+        },
+    )
+    .await;
+}
+
+/// backend-2's share of the GETs of `/` that 4 clients, each sending one
+/// after the other, get answered within 2 s; every one must succeed.
+async fn backend_2_share(port: u16) -> f64 {
+    let client = reqwest::Client::builder()
+        .timeout(Duration::from_secs(10))
+        .build()
+        .expect("client");
+    let until = tokio::time::Instant::now() + Duration::from_secs(2);
+    let workers: Vec<_> = (0..4)
+        .map(|_| {
+            let client = client.clone();
+            tokio::spawn(async move {
+                let (mut to_backend_2, mut all) = (0usize, 0usize);
+                while tokio::time::Instant::now() < until {
+                    let response = client
+                        .get(format!("http://127.0.0.1:{port}/"))
+                        .send()
+                        .await
+                        .expect("answered");
+                    assert_eq!(response.status().as_u16(), 200);
+                    let body = response.text().await.expect("body");
+                    all += 1;
+                    to_backend_2 += usize::from(body == "backend-2");
+                }
+                (to_backend_2, all)
+            })
+        })
+        .collect();
+    let (mut to_backend_2, mut all) = (0, 0);
+    for worker in workers {
+        let (mine, total) = worker.await.expect("client finished");
+        to_backend_2 += mine;
+        all += total;
+    }
+    to_backend_2 as f64 / all.max(1) as f64
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn least_request_keeps_requests_off_a_busy_instance() {
+    let b = binaries::get();
+    let cp = ControlPlane::start(b).await;
+    let mesh = "least-request";
+    let pair = start_pair(b, &cp, mesh, &["backend-1", "backend-2"]).await;
+    // backend-2 holds every request for a second; backend-1 answers at once.
+    pair.more_backends[0].app.set_delay(Duration::from_secs(1));
+
+    // Round robin gives the busy instance its turn all the same: the
+    // clients spend their time waiting on it, and about half of what gets
+    // answered comes from it.
+    let share = backend_2_share(pair.web_outbound).await;
+    assert!(share >= 0.25, "round robin: backend-2 answered {share:.2}");
+
+    // Least request (of 8 random picks, the one with the fewest active
+    // requests): while backend-2 holds a request, the others go to
+    // backend-1, which answers hundreds in the same time.
+    let body = mesh_wide_policy(
+        "MeshLoadBalancingStrategy",
+        mesh,
+        "least-request",
+        json!({"loadBalancer": {"type": "LeastRequest", "leastRequest": {"choiceCount": 8}}}),
+    );
+    cp.put(
+        &format!("/meshes/{mesh}/meshloadbalancingstrategies/least-request"),
+        &body,
+    )
+    .await;
+    until_lb_policy(&pair, "LEAST_REQUEST").await;
+    let share = backend_2_share(pair.web_outbound).await;
+    assert!(share <= 0.1, "least request: backend-2 answered {share:.2}");
+}
+
+/// The instances that answered `n` GETs of `/` sent one after the other
+/// on one connection, in order.
+async fn in_order(port: u16, n: usize) -> Vec<String> {
+    let client = reqwest::Client::builder()
+        .timeout(Duration::from_secs(5))
+        .pool_max_idle_per_host(1)
+        .build()
+        .expect("client");
+    let mut seen = Vec::with_capacity(n);
+    for _ in 0..n {
+        let response = client
+            .get(format!("http://127.0.0.1:{port}/"))
+            .send()
+            .await
+            .expect("answered");
+        assert_eq!(response.status().as_u16(), 200);
+        seen.push(response.text().await.expect("body"));
+    }
+    seen
+}
+
+/// Whether some instance answered two requests in a row.
+fn repeats(seen: &[String]) -> bool {
+    seen.windows(2).any(|w| w[0] == w[1])
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn random_balancing_breaks_round_robin_turns() {
+    let b = binaries::get();
+    let cp = ControlPlane::start(b).await;
+    let mesh = "random-balancing";
+    let pair = start_pair(b, &cp, mesh, &["backend-1", "backend-2"]).await;
+
+    // On one connection (one Envoy worker) round robin takes strict turns.
+    let seen = in_order(pair.web_outbound, 30).await;
+    assert!(!repeats(&seen), "round robin alternates: {seen:?}");
+
+    let body = mesh_wide_policy(
+        "MeshLoadBalancingStrategy",
+        mesh,
+        "random",
+        json!({"loadBalancer": {"type": "Random"}}),
+    );
+    cp.put(
+        &format!("/meshes/{mesh}/meshloadbalancingstrategies/random"),
+        &body,
+    )
+    .await;
+    until_lb_policy(&pair, "RANDOM").await;
+    // Random picks repeat an instance somewhere in 30 requests, short of a
+    // chance of 2 in 2^30, and still reach both.
+    let seen = in_order(pair.web_outbound, 30).await;
+    assert!(repeats(&seen), "random repeats an instance: {seen:?}");
+    assert!(
+        seen.iter().any(|s| s == "backend-1") && seen.iter().any(|s| s == "backend-2"),
+        "random reaches both: {seen:?}"
+    );
+}
