@@ -32,18 +32,21 @@ pub(super) struct MeshEntry {
 #[derive(Debug, Default)]
 pub(super) struct Pending {
     pub(super) dataplanes: BTreeSet<String>,
+    pub(super) mesh_services: BTreeSet<String>,
     pub(super) policies: BTreeSet<(Kind, String)>,
     pub(super) mesh: bool,
 }
 
 impl Pending {
     /// Records a change of `kind`; `false` when an update cannot follow
-    /// it (a MeshService changes destinations and what policies resolve
-    /// `to` entries against: the next snapshot is built afresh).
+    /// it (the next snapshot is then built afresh).
     fn record(&mut self, kind: Kind, name: &str) -> bool {
         match kind {
             Kind::Dataplane => {
                 self.dataplanes.insert(name.to_string());
+            }
+            Kind::MeshService => {
+                self.mesh_services.insert(name.to_string());
             }
             Kind::Mesh => self.mesh = true,
             kind if kind.is_policy() => {
@@ -88,6 +91,25 @@ impl MeshEntry {
             });
             updated = Some(base.with_dataplane_changes(changes));
         }
+        // After the Dataplanes (ports are indexed from them), before the
+        // policies (indexed against the MeshServices).
+        if !pending.mesh_services.is_empty() {
+            let changes = pending.mesh_services.into_iter().map(|name| {
+                let state = self
+                    .resources
+                    .get(&(Kind::MeshService, name.clone()))
+                    .and_then(|r| match &r.spec {
+                        Spec::MeshService(s) => Some((r.meta.labels.clone(), s.clone())),
+                        _ => None,
+                    });
+                (name, state)
+            });
+            let next = updated
+                .as_ref()
+                .unwrap_or(base)
+                .with_mesh_service_changes(changes);
+            updated = Some(next);
+        }
         if !pending.policies.is_empty() {
             let changes = pending.policies.into_iter().map(|(kind, name)| {
                 let state = self
@@ -118,8 +140,9 @@ impl MeshEntry {
     }
 
     /// The snapshot is out of date after a change of `kind`. A Dataplane,
-    /// policy or Mesh change lets the next snapshot be an update of the
-    /// last one; a MeshService change means a fresh build.
+    /// MeshService, policy or Mesh change lets the next snapshot be an
+    /// update of the last one; a change of another kind means a fresh
+    /// build.
     ///
     /// Encoded resources may be carried to the next snapshot unless the
     /// Mesh changed ([`MeshSnapshot::carry_shared_from`] decides, entry by

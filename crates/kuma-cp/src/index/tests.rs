@@ -125,7 +125,7 @@ fn mk_serving(address: &str) -> Spec {
 }
 
 #[test]
-fn dataplane_changes_update_the_last_snapshot_others_rebuild() {
+fn dataplane_and_mesh_service_changes_update_the_last_snapshot_others_rebuild() {
     let mut entry = MeshEntry::default();
     for (name, address) in [("web-1", "10.0.0.1"), ("web-2", "10.0.0.2")] {
         let dp = mk_resource(name, mk_serving(address));
@@ -154,10 +154,28 @@ fn dataplane_changes_update_the_last_snapshot_others_rebuild() {
         kuma_xds::generate::generate_proxy(&updated, "web-1").expect("updated generates"),
         kuma_xds::generate::generate_proxy(&fresh, "web-1").expect("fresh generates"),
     );
-    // A policy or MeshService change means the next snapshot is built afresh.
+    // A MeshService change updates the snapshot too: its ports indexed
+    // from the Dataplanes, the policies indexed again without reading.
+    let yaml = "selector:\n  dataplaneTags:\n    kuma.io/service: web\nports:\n- port: 80\n  targetPort: 8080\n  appProtocol: http\n";
+    let web = Spec::MeshService(serde_yaml::from_str(yaml).expect("MeshService reads"));
+    entry
+        .resources
+        .insert((Kind::MeshService, "web".into()), mk_resource("web", web));
+    entry.invalidate(Kind::MeshService, "web");
+    let pending = entry
+        .update_from
+        .as_ref()
+        .map(|(_, p)| p.mesh_services.len());
+    assert_eq!(pending, Some(1));
+    let updated = entry.snapshot("default");
+    let fresh = MeshSnapshot::from_resources("default", entry.resources.values().cloned());
+    let port = updated.mesh_service_port("web", 80);
+    assert_eq!(port.map(|d| d.endpoints.len()), Some(1));
+    assert_eq!(port, fresh.mesh_service_port("web", 80));
+    // A change of a kind snapshots are not updated for means a fresh build.
     entry.invalidate(Kind::Dataplane, "web-1");
     assert!(entry.update_from.is_some());
-    entry.invalidate(Kind::MeshService, "web");
+    entry.invalidate(Kind::MeshGateway, "gateway");
     assert!(entry.update_from.is_none());
     entry.invalidate(Kind::Dataplane, "web-1");
     assert!(entry.update_from.is_none());

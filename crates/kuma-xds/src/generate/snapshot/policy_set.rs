@@ -189,6 +189,27 @@ impl PolicySet {
         }
     }
 
+    /// This set's policies, as read, indexed again against `destinations`
+    /// (the mesh's MeshServices): no policy is read again.
+    pub(super) fn with_destinations(&self, destinations: Vec<PolicyDestination>) -> PolicySet {
+        PolicySet::from_read(
+            self.context.mesh.clone(),
+            destinations,
+            self.sources.clone(),
+        )
+    }
+
+    /// Whether both sets index the very same policies as read (for tests).
+    #[cfg(test)]
+    pub(super) fn same_sources(&self, other: &PolicySet) -> bool {
+        self.sources.len() == other.sources.len()
+            && self
+                .sources
+                .iter()
+                .zip(&other.sources)
+                .all(|((a, x), (b, y))| a == b && Arc::ptr_eq(x, y))
+    }
+
     /// Whether an index of `kind` is the very one of `other` (for tests).
     #[cfg(test)]
     pub(super) fn shares_index(&self, other: &PolicySet, kind: Kind) -> bool {

@@ -5,22 +5,32 @@
 //! copies every Dataplane and indexes every destination and every policy.
 //! An update shares all of that with the snapshot it starts from and indexes
 //! again only what the changes touch: the destinations changed Dataplanes
-//! serve (or served), the policy kinds changed. Policies do not depend on
-//! Dataplanes and destinations do not depend on policies, so each side is
-//! shared as it is when only the other changes.
+//! serve (or served), the policy kinds changed, the ports of changed
+//! MeshServices. Policies do not depend on Dataplanes and destinations do
+//! not depend on policies, so each side is shared as it is when only the
+//! other changes; a MeshService change indexes every policy kind again
+//! (`to` entries may select MeshServices by labels) from the policies as
+//! they were read, without reading any again.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::sync::{Arc, Mutex};
 
 use kuma_api::kinds::dataplane::DataplaneSpec;
 use kuma_api::kinds::mesh::MeshSpec;
+use kuma_api::kinds::mesh_service::MeshServiceSpec;
+use kuma_api::policies::TargetRefKind;
 use kuma_api::{Kind, Spec};
+use kuma_policy::Destination as PolicyDestination;
 
 use super::{IndexedDataplane, MeshSnapshot, index, policy_set};
 
 /// The state of one Dataplane after a change: its labels and spec, or
 /// `None` when it was deleted.
 pub type DataplaneState = Option<(BTreeMap<String, String>, DataplaneSpec)>;
+
+/// The state of one MeshService after a change: its labels and spec, or
+/// `None` when it was deleted.
+pub type MeshServiceState = Option<(BTreeMap<String, String>, MeshServiceSpec)>;
 
 /// The state of one policy after a change: its labels and spec, or `None`
 /// when it was deleted.
@@ -135,6 +145,60 @@ impl MeshSnapshot {
         let policies = self.policies.with_changes(changes);
         MeshSnapshot {
             policies: Arc::new(policies),
+            ..self.sharing_all()
+        }
+    }
+
+    /// This snapshot with `changes` applied to its MeshServices: the same
+    /// as a fresh build from the changed resources, but sharing Dataplanes,
+    /// `kuma.io/service` destinations, the ports of unchanged MeshServices
+    /// and every policy as read (the policy kinds are indexed again against
+    /// the new MeshServices). The result starts with an empty cache of
+    /// shared resources (see [`MeshSnapshot::carry_shared_from`]).
+    pub fn with_mesh_service_changes(
+        &self,
+        changes: impl IntoIterator<Item = (String, MeshServiceState)>,
+    ) -> MeshSnapshot {
+        let mut mesh_services = (*self.mesh_services).clone();
+        let mut mesh_service_ports = (*self.mesh_service_ports).clone();
+        let mut destinations: BTreeMap<String, PolicyDestination> = self
+            .policies
+            .context
+            .destinations
+            .iter()
+            .map(|d| (d.name.clone(), d.clone()))
+            .collect();
+        for (name, state) in changes {
+            mesh_service_ports.retain(|(svc, _), _| *svc != name);
+            match state {
+                Some((labels, spec)) => {
+                    index::insert_mesh_service_ports(
+                        &mut mesh_service_ports,
+                        &name,
+                        &spec,
+                        &self.dataplanes,
+                    );
+                    let destination = PolicyDestination {
+                        kind: TargetRefKind::MeshService,
+                        name: name.clone(),
+                        labels,
+                    };
+                    destinations.insert(name.clone(), destination);
+                    mesh_services.insert(name, spec);
+                }
+                None => {
+                    destinations.remove(&name);
+                    mesh_services.remove(&name);
+                }
+            }
+        }
+        let policies = self
+            .policies
+            .with_destinations(destinations.into_values().collect());
+        MeshSnapshot {
+            policies: Arc::new(policies),
+            mesh_services: Arc::new(mesh_services),
+            mesh_service_ports: Arc::new(mesh_service_ports),
             ..self.sharing_all()
         }
     }

@@ -216,9 +216,25 @@ fn fresh(state: &State) -> MeshSnapshot {
 }
 
 fn fresh_with(state: &State, policies: &Policies) -> MeshSnapshot {
+    let services = mesh_services()
+        .into_iter()
+        .map(|(name, labels, spec)| (name.to_string(), (labels, spec)))
+        .collect();
+    fresh_full(state, policies, &services)
+}
+
+/// MeshServices by name.
+type MeshServices = BTreeMap<String, (BTreeMap<String, String>, MeshServiceSpec)>;
+
+fn fresh_full(state: &State, policies: &Policies, services: &MeshServices) -> MeshSnapshot {
     let mut b = MeshSnapshot::builder("default");
-    for (name, labels, spec) in mesh_services() {
-        b.add(Some("default"), name, &labels, Spec::MeshService(spec));
+    for (name, (labels, spec)) in services {
+        b.add(
+            Some("default"),
+            name,
+            labels,
+            Spec::MeshService(spec.clone()),
+        );
     }
     for (name, (labels, spec)) in state {
         b.add(Some("default"), name, labels, Spec::Dataplane(spec.clone()));
@@ -522,4 +538,100 @@ fn carried_resources_are_what_fresh_builds_encode() {
     }
     // Clusters, endpoints and listeners were carried, not only inbounds.
     assert!(carried_outbound > 0);
+}
+
+/// A MeshTimeout whose `to` entry selects MeshServices by their labels:
+/// which destinations it reaches changes with the MeshServices.
+fn mk_policy_by_labels(rng: &mut Lcg) -> ((Kind, String), (BTreeMap<String, String>, Spec)) {
+    let team = rng.next(2);
+    let n = 1 + rng.next(5);
+    let name = format!("by-labels-{}", rng.next(2));
+    let yaml = format!(
+        "type: MeshTimeout\nmesh: default\nname: {name}\nspec:\n  targetRef:\n    kind: Mesh\n  to:\n  - targetRef:\n      kind: MeshService\n      labels:\n        team: t{team}\n    default:\n      connectionTimeout: {n}s\n"
+    );
+    let doc = ResourceDocument::from_yaml(&yaml).unwrap_or_else(|e| panic!("{yaml}: {e}"));
+    ((doc.spec.kind(), name), (doc.labels, doc.spec))
+}
+
+/// One MeshService changed: removed, or (again) present with other labels
+/// and, for `by-tag`, another target port.
+fn mesh_service_change(
+    rng: &mut Lcg,
+    services: &mut MeshServices,
+) -> (String, super::MeshServiceState) {
+    let (name, _, mut spec) = mesh_services().swap_remove(rng.next(2));
+    if rng.next(4) == 0 {
+        services.remove(name);
+        return (name.to_string(), None);
+    }
+    if name == "by-tag" && rng.next(2) == 0 {
+        spec.ports[0].target_port = Some(TargetPort::Number(8081));
+    }
+    let labels: BTreeMap<String, String> =
+        [("team".to_string(), format!("t{}", rng.next(2)))].into();
+    services.insert(name.to_string(), (labels.clone(), spec.clone()));
+    (name.to_string(), Some((labels, spec)))
+}
+
+#[test]
+fn mesh_service_updates_generate_what_fresh_builds_generate() {
+    for seed in [3_u64, 11, 58] {
+        let mut rng = Lcg(seed);
+        let mut state: State = (0..8)
+            .map(|i| (format!("dp-{i}"), mk_dataplane(&mut rng, i)))
+            .collect();
+        let mut policies = Policies::new();
+        let mut services: MeshServices = mesh_services()
+            .into_iter()
+            .map(|(name, labels, spec)| (name.to_string(), (labels, spec)))
+            .collect();
+        let mut snapshot = fresh_full(&state, &policies, &services);
+        for step in 0..30 {
+            // MeshService changes, with policy or Dataplane changes or both
+            // in the same batch, applied in the order kuma-cp applies them.
+            let what = rng.next(3);
+            if what == 0 {
+                let index = rng.next(10);
+                let name = format!("dp-{index}");
+                let dp = mk_dataplane(&mut rng, index);
+                state.insert(name.clone(), dp.clone());
+                snapshot = snapshot.with_dataplane_changes([(name, Some(dp))]);
+            }
+            let changes: Vec<_> = (0..1 + rng.next(2))
+                .map(|_| mesh_service_change(&mut rng, &mut services))
+                .collect();
+            snapshot = snapshot.with_mesh_service_changes(changes);
+            if what != 0 {
+                let (key, policy) = if rng.next(2) == 0 {
+                    mk_policy_by_labels(&mut rng)
+                } else {
+                    mk_policy(&mut rng)
+                };
+                policies.insert(key.clone(), policy.clone());
+                snapshot = snapshot.with_policy_changes([(key.0, key.1, Some(policy))]);
+            }
+            let built = fresh_full(&state, &policies, &services);
+            assert_same(&snapshot, &built, step);
+        }
+    }
+}
+
+#[test]
+fn a_mesh_service_update_reads_no_policy_again() {
+    let mut rng = Lcg(5);
+    let state: State = (0..4)
+        .map(|i| (format!("dp-{i}"), mk_dataplane(&mut rng, i)))
+        .collect();
+    let mut policies = Policies::new();
+    let (key, policy) = mk_policy_by_labels(&mut rng);
+    policies.insert(key, policy);
+    let before = fresh_with(&state, &policies);
+    let mut services = MeshServices::new();
+    let change = mesh_service_change(&mut rng, &mut services);
+    let after = before.with_mesh_service_changes([change]);
+    // The same policies as read, indexed again (new context).
+    assert!(before.policies.same_sources(&after.policies));
+    assert!(!before.same_policies(&after));
+    assert!(Arc::ptr_eq(&before.dataplanes, &after.dataplanes));
+    assert!(Arc::ptr_eq(&before.services, &after.services));
 }
