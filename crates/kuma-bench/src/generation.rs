@@ -6,10 +6,10 @@
 //!   assignments, its inbound);
 //! - encode: prost-encoding exactly those resources, the floor any generator
 //!   pays; cold over encode is the overhead of generation itself;
-//! - change: one service gains an endpoint; the snapshot is rebuilt (taking
-//!   over the previous snapshot's encoded resources the change did not touch,
-//!   as kuma-cp does) and every affected proxy (the service's callers)
-//!   regenerated. `warm` is one affected proxy regenerated once a first one
+//! - change: one service gains an endpoint; the running snapshot is updated
+//!   for the new Dataplane and takes over the previous snapshot's encoded
+//!   resources the change did not touch (as kuma-cp does), and every
+//!   affected proxy (the service's callers) is regenerated. `warm` is one affected proxy regenerated once a first one
 //!   filled the shared cache; `first`, `rebuild` and `per_affected` show what
 //!   the change costs in all;
 //! - mesh: a fresh snapshot and every proxy of the mesh generated, the cost
@@ -31,7 +31,7 @@ use envoy_types::pb::envoy::config::listener::v3::Listener;
 use envoy_types::pb::envoy::config::route::v3::RouteConfiguration;
 use envoy_types::pb::envoy::extensions::transport_sockets::tls::v3::Secret;
 use envoy_types::pb::google::protobuf::Any;
-use kuma_api::Resource;
+use kuma_api::{Resource, Spec};
 use kuma_xds::generate::{MeshSnapshot, generate_proxy};
 use kuma_xds::{ProxyResources, type_url};
 use prost::Message;
@@ -225,18 +225,19 @@ impl ColdRun {
             ..
         } = self;
         let shape = point.shape;
-        // The snapshot before each change, its shared cache filled as a
-        // running control plane's would be: every proxy generated once.
-        let previous = MeshSnapshot::from_resources(MESH, resources.clone());
-        for name in previous
+        // The running snapshot before the first change, its shared cache
+        // filled as a running control plane's would be: every proxy
+        // generated once.
+        let mut current = MeshSnapshot::from_resources(MESH, resources);
+        for name in current
             .dataplane_names()
             .map(str::to_string)
             .collect::<Vec<_>>()
         {
-            generate_proxy(&previous, &name).with_context(|| format!("generating {name}"))?;
+            generate_proxy(&current, &name).with_context(|| format!("generating {name}"))?;
         }
         for c in 0..changes {
-            measure_change(&resources, &previous, shape, c, &mut point)?;
+            current = measure_change(current, shape, c, &mut point)?;
         }
         Ok(point)
     }
@@ -251,24 +252,27 @@ fn check_covers_every_service(config: &ProxyResources, services: u32) -> anyhow:
     Ok(())
 }
 
+/// One more instance of a service in the running mesh of `current`, as
+/// kuma-cp handles it: the snapshot updated for the new Dataplane, the
+/// previous snapshot's shared resources carried over, and the affected
+/// proxies (the service's callers, and the all-services proxy) generated.
+/// Returns the updated snapshot, the running one for the next change.
 fn measure_change(
-    base: &[Resource],
-    previous: &MeshSnapshot,
+    current: MeshSnapshot,
     shape: Shape,
     change: u32,
     point: &mut Point,
-) -> anyhow::Result<()> {
+) -> anyhow::Result<MeshSnapshot> {
     // Spread the changed services over the mesh.
     let s = change.wrapping_mul(7919) % shape.services;
-    let mut input = base.to_vec();
-    input.push(mesh::extra_instance(change, s)?);
+    let added = mesh::extra_instance(change, s)?;
+    let Spec::Dataplane(spec) = added.spec else {
+        bail!("an extra instance must be a Dataplane");
+    };
+    let dataplane = (added.meta.name, Some((added.meta.labels, spec)));
     let (snapshot, rebuild) = measure(|| {
-        let snapshot = MeshSnapshot::from_resources(MESH, input);
-        // As kuma-cp does after a Dataplane change, unless route policies
-        // (whose backends the cache keys do not show) are in the mesh.
-        if !shape.has_routes() {
-            snapshot.carry_shared_from(previous);
-        }
+        let snapshot = current.with_dataplane_changes([dataplane]);
+        snapshot.carry_shared_from(&current);
         snapshot
     });
     point.rebuild.push(rebuild);
@@ -308,7 +312,7 @@ fn measure_change(
     point.all_cached.push(t);
     let affected = callers.len() as u32 + 1;
     point.per_affected.push(total / affected);
-    Ok(())
+    Ok(snapshot)
 }
 
 /// A resource decoded to its Envoy message, ready to be encoded again.
@@ -450,19 +454,17 @@ mod tests {
 
     #[test]
     fn carried_resources_do_not_hide_a_change_from_its_callers() {
-        // No route policies: the rebuilt snapshot carries the previous one's
-        // resources, and every caller must still get the new endpoint
-        // (measure_change fails otherwise).
-        let shape = Shape {
+        // Each updated snapshot carries the previous one's resources (all
+        // it can without route policies, less with them), and every caller
+        // must still get the new endpoint (measure_change fails otherwise).
+        let shape = |policies| Shape {
             services: 8,
             instances: 2,
-            policies: 0,
+            policies,
         };
-        assert!(!shape.has_routes());
-        let point = measure_points(&[shape], 1, 8)
-            .expect("every caller holds its change")
-            .remove(0);
-        assert_eq!(point.rebuild.len(), 8);
+        let points =
+            measure_points(&[shape(0), shape(12)], 1, 8).expect("every caller holds its change");
+        assert!(points.iter().all(|p| p.rebuild.len() == 8));
     }
 
     #[test]

@@ -23,13 +23,6 @@ pub struct Shape {
     pub policies: u32,
 }
 
-impl Shape {
-    /// Whether the policies include MeshHTTPRoutes (every sixth from the fifth).
-    pub fn has_routes(&self) -> bool {
-        self.policies > 4
-    }
-}
-
 pub fn service(s: u32) -> String {
     format!("svc-{s}")
 }
