@@ -424,6 +424,17 @@ async fn until_lb_policy(pair: &SidecarPair, lb_policy: &str) {
     .await;
 }
 
+/// The body (the instance's name) of one GET of `/`, which must succeed.
+async fn answered_body(client: &reqwest::Client, port: u16) -> String {
+    let response = client
+        .get(format!("http://127.0.0.1:{port}/"))
+        .send()
+        .await
+        .expect("answered");
+    assert_eq!(response.status().as_u16(), 200);
+    response.text().await.expect("body")
+}
+
 /// backend-2's share of the GETs of `/` that 4 clients, each sending one
 /// after the other, get answered within 2 s; every one must succeed.
 async fn backend_2_share(port: u16) -> f64 {
@@ -438,13 +449,7 @@ async fn backend_2_share(port: u16) -> f64 {
             tokio::spawn(async move {
                 let (mut to_backend_2, mut all) = (0usize, 0usize);
                 while tokio::time::Instant::now() < until {
-                    let response = client
-                        .get(format!("http://127.0.0.1:{port}/"))
-                        .send()
-                        .await
-                        .expect("answered");
-                    assert_eq!(response.status().as_u16(), 200);
-                    let body = response.text().await.expect("body");
+                    let body = answered_body(&client, port).await;
                     all += 1;
                     to_backend_2 += usize::from(body == "backend-2");
                 }
@@ -505,13 +510,7 @@ async fn in_order(port: u16, n: usize) -> Vec<String> {
         .expect("client");
     let mut seen = Vec::with_capacity(n);
     for _ in 0..n {
-        let response = client
-            .get(format!("http://127.0.0.1:{port}/"))
-            .send()
-            .await
-            .expect("answered");
-        assert_eq!(response.status().as_u16(), 200);
-        seen.push(response.text().await.expect("body"));
+        seen.push(answered_body(&client, port).await);
     }
     seen
 }

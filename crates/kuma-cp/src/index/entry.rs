@@ -75,18 +75,27 @@ impl MeshEntry {
         s
     }
 
+    /// The labels and spec (as `pick` takes it) of a resource as it is now;
+    /// `None` when it is gone.
+    fn current<T>(
+        &self,
+        kind: Kind,
+        name: &str,
+        pick: impl Fn(&Spec) -> Option<T>,
+    ) -> Option<(BTreeMap<String, String>, T)> {
+        let r = self.resources.get(&(kind, name.to_string()))?;
+        Some((r.meta.labels.clone(), pick(&r.spec)?))
+    }
+
     /// `base` with what is pending applied from the current resources.
     fn updated(&self, base: &MeshSnapshot, pending: Pending) -> MeshSnapshot {
         let mut updated: Option<MeshSnapshot> = None;
         if !pending.dataplanes.is_empty() {
             let changes = pending.dataplanes.into_iter().map(|name| {
-                let state = self
-                    .resources
-                    .get(&(Kind::Dataplane, name.clone()))
-                    .and_then(|r| match &r.spec {
-                        Spec::Dataplane(d) => Some((r.meta.labels.clone(), d.clone())),
-                        _ => None,
-                    });
+                let state = self.current(Kind::Dataplane, &name, |spec| match spec {
+                    Spec::Dataplane(d) => Some(d.clone()),
+                    _ => None,
+                });
                 (name, state)
             });
             updated = Some(base.with_dataplane_changes(changes));
@@ -95,13 +104,10 @@ impl MeshEntry {
         // policies (indexed against the MeshServices).
         if !pending.mesh_services.is_empty() {
             let changes = pending.mesh_services.into_iter().map(|name| {
-                let state = self
-                    .resources
-                    .get(&(Kind::MeshService, name.clone()))
-                    .and_then(|r| match &r.spec {
-                        Spec::MeshService(s) => Some((r.meta.labels.clone(), s.clone())),
-                        _ => None,
-                    });
+                let state = self.current(Kind::MeshService, &name, |spec| match spec {
+                    Spec::MeshService(s) => Some(s.clone()),
+                    _ => None,
+                });
                 (name, state)
             });
             let next = updated
