@@ -1,4 +1,5 @@
-//! MeshCircuitBreaker (total and gateway failure detectors, connection
+//! MeshCircuitBreaker (total failure, gateway failure, local-origin
+//! failure, failure percentage and success rate detectors, connection
 //! limits) and MeshHealthCheck take failing endpoints out of a real Envoy's
 //! load balancing; MeshRetry's TCP connect attempts get past an endpoint
 //! nobody listens on.
@@ -441,16 +442,14 @@ async fn answered(port: u16, n: usize) -> usize {
     ok
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn tcp_connect_attempts_get_past_a_dead_endpoint() {
-    let b = binaries::get();
-    let cp = ControlPlane::start(b).await;
-    let mesh = "connect-attempts";
+/// A TCP backend (backend-1 behind its proxy) and a second instance whose
+/// port nobody listens on (a Dataplane without a proxy, which endpoints
+/// list all the same), in `mesh`; returned with that port once web has
+/// both endpoints.
+async fn with_dead_endpoint(b: &Binaries, cp: &ControlPlane, mesh: &str) -> (SidecarPair, u16) {
     let options = PairOptions::bare_mesh(mesh)
         .tagged_backends(&[("backend-1", &[("kuma.io/protocol", "tcp")])]);
-    let m = SidecarPair::start_with(b, &cp, &options).await;
-    // A second instance of backend whose port nobody listens on: a
-    // Dataplane without a proxy, which endpoints list all the same.
+    let m = SidecarPair::start_with(b, cp, &options).await;
     let dead = free_port();
     let body = json!({
         "type": "Dataplane", "mesh": mesh, "name": "backend-dead",
@@ -465,6 +464,15 @@ async fn tcp_connect_attempts_get_past_a_dead_endpoint() {
         m.web.endpoint_health_flags("backend", dead).await.map(drop)
     })
     .await;
+    (m, dead)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn tcp_connect_attempts_get_past_a_dead_endpoint() {
+    let b = binaries::get();
+    let cp = ControlPlane::start(b).await;
+    let mesh = "connect-attempts";
+    let (m, _) = with_dead_endpoint(b, &cp, mesh).await;
 
     // One connect attempt (Envoy's default): connections sent to the dead
     // endpoint fail.
@@ -490,6 +498,58 @@ async fn tcp_connect_attempts_get_past_a_dead_endpoint() {
         }
     })
     .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_local_origin_failure_detector_ejects_an_endpoint_nobody_listens_on() {
+    let b = binaries::get();
+    let cp = ControlPlane::start(b).await;
+    let mesh = "local-origin-failures";
+    let (m, dead) = with_dead_endpoint(b, &cp, mesh).await;
+    let n = 20;
+    let ok = answered(m.web_outbound, n).await;
+    assert!(ok <= n - 3, "{ok} of {n} answered with a dead endpoint");
+
+    // Refused connections are failures of local origin: with them counted
+    // apart, two in a row eject the endpoint.
+    let body = mesh_wide_policy(
+        "MeshCircuitBreaker",
+        mesh,
+        "eject-unreachable",
+        json!({"outlierDetection": {
+            "interval": "1s",
+            "baseEjectionTime": "1m",
+            "maxEjectionPercent": 50,
+            "healthyPanicThreshold": 0,
+            "splitExternalAndLocalErrors": true,
+            "detectors": {"localOriginFailures": {"consecutive": 2}},
+        }}),
+    );
+    cp.put(
+        &format!("/meshes/{mesh}/meshcircuitbreakers/eject-unreachable"),
+        &body,
+    )
+    .await;
+    eventually("every connection to get through", WAIT, || async {
+        match answered(m.web_outbound, n).await {
+            ok if ok == n => Ok(()),
+            ok => Err(format!("{ok} of {n}")),
+        }
+    })
+    .await;
+    let flags = m.web.endpoint_health_flags("backend", dead).await;
+    assert!(
+        flags
+            .as_deref()
+            .is_ok_and(|f| f.contains("failed_outlier_check")),
+        "the dead endpoint ejected: {flags:?}"
+    );
+    m.web
+        .wait_stat(
+            "cluster.backend.outlier_detection.ejections_enforced_consecutive_local_origin_failure",
+            1,
+        )
+        .await;
 }
 
 /// Applies a mesh-wide MeshCircuitBreaker with only `detector` on (Kuma
