@@ -442,10 +442,15 @@ async fn answered(port: u16, n: usize) -> usize {
     ok
 }
 
+/// Connections through web's outbound in each round of
+/// [`with_dead_endpoint`]'s tests.
+const CONNECTIONS: usize = 20;
+
 /// A TCP backend (backend-1 behind its proxy) and a second instance whose
 /// port nobody listens on (a Dataplane without a proxy, which endpoints
 /// list all the same), in `mesh`; returned with that port once web has
-/// both endpoints.
+/// both endpoints and, with Envoy's one connect attempt, connections sent
+/// to the dead endpoint fail.
 async fn with_dead_endpoint(b: &Binaries, cp: &ControlPlane, mesh: &str) -> (SidecarPair, u16) {
     let options = PairOptions::bare_mesh(mesh)
         .tagged_backends(&[("backend-1", &[("kuma.io/protocol", "tcp")])]);
@@ -464,7 +469,21 @@ async fn with_dead_endpoint(b: &Binaries, cp: &ControlPlane, mesh: &str) -> (Sid
         m.web.endpoint_health_flags("backend", dead).await.map(drop)
     })
     .await;
+    let (n, ok) = (CONNECTIONS, answered(m.web_outbound, CONNECTIONS).await);
+    assert!(ok <= n - 3, "{ok} of {n} answered with a dead endpoint");
     (m, dead)
+}
+
+/// Waits until every one of [`CONNECTIONS`] connections gets through.
+async fn until_every_connection_answered(port: u16) {
+    let n = CONNECTIONS;
+    eventually("every connection to get through", WAIT, || async {
+        match answered(port, n).await {
+            ok if ok == n => Ok(()),
+            ok => Err(format!("{ok} of {n}")),
+        }
+    })
+    .await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -473,12 +492,6 @@ async fn tcp_connect_attempts_get_past_a_dead_endpoint() {
     let cp = ControlPlane::start(b).await;
     let mesh = "connect-attempts";
     let (m, _) = with_dead_endpoint(b, &cp, mesh).await;
-
-    // One connect attempt (Envoy's default): connections sent to the dead
-    // endpoint fail.
-    let n = 20;
-    let ok = answered(m.web_outbound, n).await;
-    assert!(ok <= n - 3, "{ok} of {n} answered with a dead endpoint");
 
     let body = mesh_wide_policy(
         "MeshRetry",
@@ -491,13 +504,7 @@ async fn tcp_connect_attempts_get_past_a_dead_endpoint() {
         &body,
     )
     .await;
-    eventually("every connection to get through", WAIT, || async {
-        match answered(m.web_outbound, n).await {
-            ok if ok == n => Ok(()),
-            ok => Err(format!("{ok} of {n}")),
-        }
-    })
-    .await;
+    until_every_connection_answered(m.web_outbound).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -506,9 +513,6 @@ async fn a_local_origin_failure_detector_ejects_an_endpoint_nobody_listens_on() 
     let cp = ControlPlane::start(b).await;
     let mesh = "local-origin-failures";
     let (m, dead) = with_dead_endpoint(b, &cp, mesh).await;
-    let n = 20;
-    let ok = answered(m.web_outbound, n).await;
-    assert!(ok <= n - 3, "{ok} of {n} answered with a dead endpoint");
 
     // Refused connections are failures of local origin: with them counted
     // apart, two in a row eject the endpoint.
@@ -530,13 +534,7 @@ async fn a_local_origin_failure_detector_ejects_an_endpoint_nobody_listens_on() 
         &body,
     )
     .await;
-    eventually("every connection to get through", WAIT, || async {
-        match answered(m.web_outbound, n).await {
-            ok if ok == n => Ok(()),
-            ok => Err(format!("{ok} of {n}")),
-        }
-    })
-    .await;
+    until_every_connection_answered(m.web_outbound).await;
     let flags = m.web.endpoint_health_flags("backend", dead).await;
     assert!(
         flags

@@ -13,6 +13,7 @@ use kuma_e2e::binaries::{self, Binaries};
 use kuma_e2e::control_plane::ControlPlane;
 use kuma_e2e::eventually;
 use kuma_e2e::sidecar_pair::{PairOptions, SidecarPair, mesh_wide_policy};
+use kuma_e2e::traffic::{self, Connections};
 use reqwest::Method;
 use serde_json::json;
 
@@ -426,13 +427,10 @@ async fn until_lb_policy(pair: &SidecarPair, lb_policy: &str) {
 
 /// The body (the instance's name) of one GET of `/`, which must succeed.
 async fn answered_body(client: &reqwest::Client, port: u16) -> String {
-    let response = client
-        .get(format!("http://127.0.0.1:{port}/"))
-        .send()
-        .await
-        .expect("answered");
-    assert_eq!(response.status().as_u16(), 200);
-    response.text().await.expect("body")
+    match traffic::request(client, port).await.answer {
+        Ok((200, body)) => body,
+        other => panic!("GET / through web's outbound: {other:?}"),
+    }
 }
 
 /// backend-2's share of the GETs of `/` that 4 clients, each sending one
@@ -503,11 +501,7 @@ async fn least_request_keeps_requests_off_a_busy_instance() {
 /// The instances that answered `n` GETs of `/` sent one after the other
 /// on one connection, in order.
 async fn in_order(port: u16, n: usize) -> Vec<String> {
-    let client = reqwest::Client::builder()
-        .timeout(Duration::from_secs(5))
-        .pool_max_idle_per_host(1)
-        .build()
-        .expect("client");
+    let client = traffic::client(Connections::Reused, Duration::from_secs(5));
     let mut seen = Vec::with_capacity(n);
     for _ in 0..n {
         seen.push(answered_body(&client, port).await);
