@@ -229,13 +229,7 @@ impl ColdRun {
         // filled as a running control plane's would be: every proxy
         // generated once.
         let mut current = MeshSnapshot::from_resources(MESH, resources);
-        for name in current
-            .dataplane_names()
-            .map(str::to_string)
-            .collect::<Vec<_>>()
-        {
-            generate_proxy(&current, &name).with_context(|| format!("generating {name}"))?;
-        }
+        whole_mesh::generate_every_proxy(&current)?;
         for c in 0..changes {
             current = measure_change(current, shape, c, &mut point)?;
         }

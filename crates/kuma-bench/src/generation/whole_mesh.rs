@@ -81,13 +81,13 @@ impl MeshPoint {
 
 /// What generating every proxy of a snapshot produced.
 #[derive(Debug, Clone, Copy)]
-struct Every {
+pub(super) struct Every {
     proxies: usize,
     bytes: usize,
 }
 
 /// Generates every proxy of `snapshot` once, timed.
-fn generate_every_proxy(snapshot: &MeshSnapshot) -> anyhow::Result<(Every, Duration)> {
+pub(super) fn generate_every_proxy(snapshot: &MeshSnapshot) -> anyhow::Result<(Every, Duration)> {
     let names: Vec<String> = snapshot.dataplane_names().map(str::to_string).collect();
     let (generated, time) = measure(|| -> anyhow::Result<(usize, usize)> {
         let (mut resources, mut bytes) = (0, 0);

@@ -118,10 +118,7 @@ impl MeshEntry {
         }
         if !pending.policies.is_empty() {
             let changes = pending.policies.into_iter().map(|(kind, name)| {
-                let state = self
-                    .resources
-                    .get(&(kind, name.clone()))
-                    .map(|r| (r.meta.labels.clone(), r.spec.clone()));
+                let state = self.current(kind, &name, |spec| Some(spec.clone()));
                 (kind, name, state)
             });
             let next = updated
