@@ -134,9 +134,7 @@ pub(crate) fn generate(
     };
     for family in families {
         let matched = match (&conf, mode) {
-            (Some(conf), Some(Mode::Matched)) => {
-                Some(mesh_passthrough::chains(conf, family.ipv6, ipv6_enabled))
-            }
+            (Some(conf), Some(Mode::Matched)) => Some(mesh_passthrough::chains(conf, family.ipv6)),
             _ => None,
         };
         let (chains, clusters) = match matched {
@@ -144,8 +142,7 @@ pub(crate) fn generate(
             None => Default::default(),
         };
         // A domain match gives both families a cluster of the same name and
-        // content (it depends on `ipv6_enabled`, not on the family): one
-        // key serves both.
+        // content: one key serves both.
         for (name, cluster) in clusters {
             out.push(shared.get(type_url::CLUSTER, Cow::Owned(name), |name| {
                 XdsResource::new(name, pack_any(cluster))

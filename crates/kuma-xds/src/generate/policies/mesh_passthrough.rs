@@ -23,12 +23,9 @@ use std::net::IpAddr;
 
 use envoy_types::pb::envoy::config::cluster::v3::Cluster;
 use envoy_types::pb::envoy::config::cluster::v3::cluster::{
-    ClusterDiscoveryType, DiscoveryType, DnsLookupFamily, LbPolicy,
+    ClusterDiscoveryType, DiscoveryType, LbPolicy,
 };
 use envoy_types::pb::envoy::config::core::v3::{CidrRange, DataSource, data_source};
-use envoy_types::pb::envoy::config::endpoint::v3::{
-    ClusterLoadAssignment, Endpoint, LbEndpoint, LocalityLbEndpoints, lb_endpoint,
-};
 use envoy_types::pb::envoy::config::listener::v3::{FilterChain, FilterChainMatch};
 use envoy_types::pb::envoy::config::route::v3::{
     DirectResponseAction, Route, RouteAction, RouteConfiguration, RouteMatch, VirtualHost, route,
@@ -38,7 +35,7 @@ use envoy_types::pb::envoy::extensions::filters::network::http_connection_manage
 use envoy_types::pb::google::protobuf::{Duration, UInt32Value};
 use kuma_api::policies::mesh_passthrough::{Conf, L7_PROTOCOLS, Match};
 
-use crate::generate::cluster::{socket_address, update_http_options};
+use crate::generate::cluster::update_http_options;
 use crate::generate::listener;
 use crate::generate::snapshot::Protocol;
 
@@ -276,7 +273,7 @@ pub(crate) struct Chains {
 
 /// The `Matched` chains of the IPv4 (`ipv6` false) or IPv6 listener; empty
 /// when no match concerns that address family.
-pub(crate) fn chains(conf: &Conf, ipv6: bool, ipv6_enabled: bool) -> Chains {
+pub(crate) fn chains(conf: &Conf, ipv6: bool) -> Chains {
     let mut out = Chains::default();
     let mut seen: Vec<FilterChainMatch> = Vec::new();
     for (m, domains) in ordered(conf) {
@@ -284,9 +281,9 @@ pub(crate) fn chains(conf: &Conf, ipv6: bool, ipv6_enabled: bool) -> Chains {
             continue;
         }
         let (chain, clusters) = if m.value.is_empty() {
-            domain_chain(&m, &domains, ipv6_enabled)
+            domain_chain(&m, &domains)
         } else {
-            single_chain(&m, ipv6_enabled)
+            single_chain(&m)
         };
         // An IP and a CIDR of the same single address match alike; Envoy
         // refuses a listener with two equal matches, the first one wins.
@@ -315,10 +312,9 @@ fn base_match(m: &Matcher, transport: &str) -> FilterChainMatch {
 }
 
 /// A TCP or TLS chain, or an HTTP chain for one IP or CIDR.
-fn single_chain(m: &Matcher, ipv6_enabled: bool) -> (FilterChain, Vec<Cluster>) {
+fn single_chain(m: &Matcher) -> (FilterChain, Vec<Cluster>) {
     let chain_name = name(&m.protocol, &m.value, m.port);
-    let pinned = (m.match_type == MatchType::Domain).then_some(m.value.as_str());
-    let cluster = cluster(&chain_name, m, pinned, ipv6_enabled);
+    let cluster = cluster(&chain_name, m);
     let (chain_match, filter) = match m.protocol.as_str() {
         "tls" | "tcp" => {
             let tls = m.protocol == "tls";
@@ -352,11 +348,7 @@ fn single_chain(m: &Matcher, ipv6_enabled: bool) -> (FilterChain, Vec<Cluster>) 
 
 /// The chain of every HTTP domain of one protocol and port: a virtual host
 /// per domain, Kuma's 503 for any other.
-fn domain_chain(
-    m: &Matcher,
-    domains: &[Domain],
-    ipv6_enabled: bool,
-) -> (FilterChain, Vec<Cluster>) {
+fn domain_chain(m: &Matcher, domains: &[Domain]) -> (FilterChain, Vec<Cluster>) {
     let chain_name = format!("meshpassthrough_{}_{}", m.protocol, display_port(m.port));
     let mut clusters = Vec::new();
     let mut vhosts = Vec::new();
@@ -375,8 +367,7 @@ fn domain_chain(
             routes: vec![route_to(&cluster_name)],
             ..VirtualHost::default()
         });
-        let pinned = (d.match_type == MatchType::Domain).then_some(d.value.as_str());
-        clusters.push(cluster(&cluster_name, m, pinned, ipv6_enabled));
+        clusters.push(cluster(&cluster_name, m));
     }
     vhosts.push(VirtualHost {
         name: "no_match".to_string(),
@@ -458,14 +449,10 @@ fn http_filter(
     listener::hcm_filter(hcm, routes)
 }
 
-/// The cluster a chain forwards to. An exact domain with a port is resolved
-/// by the proxy itself: the client picks both the address it dials and the
-/// SNI or Host it sends, so following the original destination would let
-/// it reach any address behind an allowed name. Everything else follows the
-/// original destination.
-fn cluster(name: &str, m: &Matcher, pinned: Option<&str>, ipv6_enabled: bool) -> Cluster {
-    // Without a port there is nothing to connect to but the original one.
-    let pinned = pinned.filter(|_| m.port != 0);
+/// The cluster a chain forwards to: as Kuma makes every MeshPassthrough
+/// cluster, to the connection's original destination (for a domain, the
+/// address the application resolved and dialled).
+fn cluster(name: &str, m: &Matcher) -> Cluster {
     let mut c = Cluster {
         name: name.to_string(),
         alt_stat_name: stat_name(name),
@@ -473,37 +460,12 @@ fn cluster(name: &str, m: &Matcher, pinned: Option<&str>, ipv6_enabled: bool) ->
             seconds: 5,
             nanos: 0,
         }),
+        cluster_discovery_type: Some(ClusterDiscoveryType::Type(
+            DiscoveryType::OriginalDst as i32,
+        )),
+        lb_policy: LbPolicy::ClusterProvided as i32,
         ..Cluster::default()
     };
-    match pinned {
-        Some(host) => {
-            c.cluster_discovery_type =
-                Some(ClusterDiscoveryType::Type(DiscoveryType::StrictDns as i32));
-            if !ipv6_enabled {
-                c.dns_lookup_family = DnsLookupFamily::V4Only as i32;
-            }
-            c.load_assignment = Some(ClusterLoadAssignment {
-                cluster_name: name.to_string(),
-                endpoints: vec![LocalityLbEndpoints {
-                    lb_endpoints: vec![LbEndpoint {
-                        host_identifier: Some(lb_endpoint::HostIdentifier::Endpoint(Endpoint {
-                            address: Some(socket_address(host, m.port)),
-                            ..Endpoint::default()
-                        })),
-                        ..LbEndpoint::default()
-                    }],
-                    ..LocalityLbEndpoints::default()
-                }],
-                ..ClusterLoadAssignment::default()
-            });
-        }
-        None => {
-            c.cluster_discovery_type = Some(ClusterDiscoveryType::Type(
-                DiscoveryType::OriginalDst as i32,
-            ));
-            c.lb_policy = LbPolicy::ClusterProvided as i32;
-        }
-    }
     let protocol = Protocol::parse(&m.protocol);
     if protocol.is_http2() {
         update_http_options(&mut c, protocol, |_| {});
@@ -545,7 +507,7 @@ appendMatch:
 - {type: Domain, value: example.org, protocol: tls, port: 443}
 "#,
         );
-        let v4 = chains(&c, false, false);
+        let v4 = chains(&c, false);
         assert_eq!(
             names(&v4),
             vec![
@@ -557,7 +519,7 @@ appendMatch:
                 "meshpassthrough_http_80",
             ]
         );
-        let v6 = chains(&c, true, false);
+        let v6 = chains(&c, true);
         assert_eq!(
             names(&v6),
             vec![
@@ -579,7 +541,7 @@ appendMatch:
     }
 
     #[test]
-    fn exact_domains_are_resolved_by_the_proxy_and_the_rest_follow_the_original_destination() {
+    fn every_cluster_follows_the_original_destination() {
         let c = conf(
             r#"
 appendMatch:
@@ -588,18 +550,23 @@ appendMatch:
 - {type: IP, value: 10.0.0.1, protocol: grpc, port: 9000}
 "#,
         );
-        let out = chains(&c, false, false);
-        let kind = |name: &str| out.clusters[name].cluster_discovery_type.clone();
-        assert_eq!(
-            kind("meshpassthrough_tls_api.example.com_443"),
-            Some(ClusterDiscoveryType::Type(DiscoveryType::StrictDns as i32))
-        );
-        assert_eq!(
-            kind("meshpassthrough_tls_*.example.com_443"),
-            Some(ClusterDiscoveryType::Type(
-                DiscoveryType::OriginalDst as i32
-            ))
-        );
+        let out = chains(&c, false);
+        assert_eq!(out.clusters.len(), 3);
+        for (name, cluster) in &out.clusters {
+            assert_eq!(
+                cluster.cluster_discovery_type,
+                Some(ClusterDiscoveryType::Type(
+                    DiscoveryType::OriginalDst as i32
+                )),
+                "{name}"
+            );
+            assert_eq!(
+                cluster.lb_policy,
+                LbPolicy::ClusterProvided as i32,
+                "{name}"
+            );
+            assert!(cluster.load_assignment.is_none(), "{name}");
+        }
         let grpc = &out.clusters["meshpassthrough_grpc_10.0.0.1_9000"];
         assert!(
             !grpc.typed_extension_protocol_options.is_empty(),
@@ -622,7 +589,7 @@ appendMatch:
 - {type: CIDR, value: 10.9.9.9/8, protocol: tcp}
 "#,
         );
-        let out = chains(&c, false, false);
+        let out = chains(&c, false);
         assert_eq!(
             names(&out),
             vec![
