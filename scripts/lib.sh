@@ -29,6 +29,16 @@ ensure_postgres() {
   [ -x "$(pg_bindir)/initdb" ] || die "PostgreSQL install failed"
 }
 
+# iptables and ip: the transparent proxy test redirects traffic in a network
+# namespace of its own.
+ensure_iptables() {
+  if command -v iptables >/dev/null && command -v ip >/dev/null; then return; fi
+  log "installing iptables and iproute2"
+  as_root apt-get update -qq
+  as_root env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq iptables iproute2 >/dev/null
+  command -v iptables >/dev/null || die "iptables install failed"
+}
+
 # run_as_db_user CMD...: initdb and postgres refuse to run as root.
 run_as_db_user() {
   if [ "$(id -u)" = 0 ]; then runuser -u nobody -- "$@"; else "$@"; fi

@@ -6,6 +6,7 @@ pub mod binaries;
 pub mod control_plane;
 pub mod dataplane;
 pub mod grpc;
+pub mod netns;
 pub mod process;
 pub mod service;
 pub mod sidecar_pair;

@@ -1,4 +1,5 @@
-//! A tiny HTTP service on 127.0.0.1 answering every request with its
+//! A tiny HTTP service on 127.0.0.1 (or an address of the test's network
+//! namespace, see `netns`) answering every request with its
 //! instance name: what a request reached is in the response body.
 //!
 //! Tests of traffic policies steer how it behaves while it runs:
@@ -131,7 +132,12 @@ impl TestService {
 
     /// Starts on 127.0.0.1:`port` (0: any free port).
     pub async fn start_on(name: &str, port: u16) -> std::io::Result<TestService> {
-        let listener = tokio::net::TcpListener::bind(("127.0.0.1", port)).await?;
+        Self::start_at(name, SocketAddr::from(([127, 0, 0, 1], port))).await
+    }
+
+    /// Starts on `address` (port 0: any free port).
+    pub async fn start_at(name: &str, address: SocketAddr) -> std::io::Result<TestService> {
+        let listener = tokio::net::TcpListener::bind(address).await?;
         let address = listener.local_addr()?;
         let behaviour = Arc::new(Behaviour::default());
         let state = App {
