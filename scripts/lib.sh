@@ -39,6 +39,15 @@ ensure_iptables() {
   command -v iptables >/dev/null || die "iptables install failed"
 }
 
+# valgrind: `scripts/bench instructions` counts instructions with callgrind.
+ensure_valgrind() {
+  command -v valgrind >/dev/null && return
+  log "installing valgrind"
+  as_root apt-get update -qq
+  as_root env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq valgrind >/dev/null
+  command -v valgrind >/dev/null || die "valgrind install failed"
+}
+
 # run_as_db_user CMD...: initdb and postgres refuse to run as root.
 run_as_db_user() {
   if [ "$(id -u)" = 0 ]; then runuser -u nobody -- "$@"; else "$@"; fi

@@ -20,6 +20,7 @@
 //! Times are the thread's CPU time, not wall time (the machine is shared).
 
 mod mesh;
+pub mod phase;
 mod whole_mesh;
 
 use std::time::Duration;

@@ -2,7 +2,8 @@
 //!
 //! `kuma-bench api-writes` drives the REST API with concurrent clients, each
 //! creating its own MeshTimeout policies, and prints throughput and latency.
-//! `kuma-bench generation` times Envoy config generation in process (CPU time).
+//! `kuma-bench generation` times Envoy config generation in process (CPU time);
+//! `kuma-bench generation-phase` runs one phase of it for an instruction counter.
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -32,6 +33,9 @@ enum Command {
     ApiWrites(ApiWrites),
     /// CPU time to generate one proxy's config: cold, encode-only, after a change.
     Generation(generation::Args),
+    /// One phase of the whole-mesh generation, once, for an instruction
+    /// counter (see `scripts/bench instructions`).
+    GenerationPhase(generation::phase::Args),
 }
 
 #[derive(clap::Args)]
@@ -61,6 +65,7 @@ async fn main() -> anyhow::Result<()> {
     match Cli::parse().command {
         Command::ApiWrites(args) => api_writes(args).await,
         Command::Generation(args) => generation::run(args),
+        Command::GenerationPhase(args) => generation::phase::run(args),
     }
 }
 

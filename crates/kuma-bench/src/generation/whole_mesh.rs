@@ -15,7 +15,7 @@ use std::time::Duration;
 
 use anyhow::{Context, bail};
 use envoy_types::pb::envoy::config::cluster::v3::Cluster;
-use kuma_api::{Kind, Resource};
+use kuma_api::Resource;
 use kuma_xds::generate::{MeshSnapshot, generate_proxy};
 use kuma_xds::type_url;
 use prost::Message;
@@ -162,17 +162,8 @@ impl MeshRun {
         self.writes += 1;
         let millis = 20_000 + self.writes;
         let written = mesh::mesh_wide_timeout(millis)?;
-        let change = (
-            Kind::MeshTimeout,
-            written.meta.name.clone(),
-            Some((written.meta.labels.clone(), written.spec)),
-        );
         let current = &self.current;
-        let (next, update_time) = measure(|| {
-            let next = current.with_policy_changes([change]);
-            next.carry_shared_from(current);
-            next
-        });
+        let (next, update_time) = measure(|| updated_for(current, written));
         let (every, generate_time) = generate_every_proxy(&next)?;
         check_connect_timeout(&next, millis)?;
         self.change.record(update_time, generate_time, every);
@@ -204,10 +195,24 @@ pub fn measure_alternately(
     Ok(runs.into_iter().map(MeshRun::finish).collect())
 }
 
+/// `current` updated for the policy `written`, as kuma-cp updates a running
+/// mesh's snapshot: only that policy read, its kind indexed again, the
+/// shared resources carried over.
+pub(super) fn updated_for(current: &MeshSnapshot, written: Resource) -> MeshSnapshot {
+    let change = (
+        written.kind(),
+        written.meta.name.clone(),
+        Some((written.meta.labels.clone(), written.spec)),
+    );
+    let next = current.with_policy_changes([change]);
+    next.carry_shared_from(current);
+    next
+}
+
 /// The change must be in what proxies get: the all-services proxy's
 /// cluster of `svc-0` (no other MeshTimeout selects that proxy) connects
 /// with the timeout just written.
-fn check_connect_timeout(snapshot: &MeshSnapshot, millis: u64) -> anyhow::Result<()> {
+pub(super) fn check_connect_timeout(snapshot: &MeshSnapshot, millis: u64) -> anyhow::Result<()> {
     let config = generate_proxy(snapshot, ALL_SERVICES_PROXY)
         .context("generating the all-services proxy")?;
     let name = mesh::service(0);
