@@ -127,6 +127,18 @@ async fn until_flagged(m: &SidecarPair, flag: &str) {
     .await;
 }
 
+/// web's Envoy shows backend's endpoint on `port` ejected by outlier
+/// detection in `/clusters`.
+async fn assert_ejected(m: &SidecarPair, port: u16) {
+    let flags = m.web.endpoint_health_flags("backend", port).await;
+    assert!(
+        flags
+            .as_deref()
+            .is_ok_and(|f| f.contains("failed_outlier_check")),
+        "endpoint on port {port} ejected in /clusters: {flags:?}"
+    );
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_circuit_breaker_ejects_a_failing_endpoint() {
     let b = binaries::get();
@@ -170,16 +182,7 @@ async fn a_circuit_breaker_ejects_a_failing_endpoint() {
         all_from_good_instance(m.web_outbound)
     })
     .await;
-    let flags = m
-        .web
-        .endpoint_health_flags("backend", bad(&m).inbound)
-        .await;
-    assert!(
-        flags
-            .as_deref()
-            .is_ok_and(|f| f.contains("failed_outlier_check")),
-        "backend-2 ejected in /clusters: {flags:?}"
-    );
+    assert_ejected(&m, bad(&m).inbound).await;
     m.web
         .wait_stat(
             "cluster.backend.outlier_detection.ejections_enforced_consecutive_5xx",
@@ -535,13 +538,7 @@ async fn a_local_origin_failure_detector_ejects_an_endpoint_nobody_listens_on() 
     )
     .await;
     until_every_connection_answered(m.web_outbound).await;
-    let flags = m.web.endpoint_health_flags("backend", dead).await;
-    assert!(
-        flags
-            .as_deref()
-            .is_ok_and(|f| f.contains("failed_outlier_check")),
-        "the dead endpoint ejected: {flags:?}"
-    );
+    assert_ejected(&m, dead).await;
     m.web
         .wait_stat(
             "cluster.backend.outlier_detection.ejections_enforced_consecutive_local_origin_failure",
