@@ -26,19 +26,24 @@ use rustix::thread::{LinkNameSpaceType, move_into_link_name_space};
 /// so the proxy's own connections leave as they are.
 pub const CLIENT_MARK: u32 = 0x4b;
 
-/// The iptables rule of a transparent proxy, narrowed to marked clients:
-/// every TCP connection they open goes to the proxy's outbound redirect
-/// `port`, which finds where it was going with `SO_ORIGINAL_DST`.
-pub fn redirect_marked_clients(port: u16) -> Vec<String> {
-    words(&format!(
-        "iptables -t nat -A OUTPUT -p tcp -m mark --mark {CLIENT_MARK:#x} -j REDIRECT --to-ports {port}"
-    ))
+/// The iptables rules of a transparent proxy, narrowed to marked clients:
+/// every TCP connection they open, over IPv4 or IPv6, goes to the proxy's
+/// outbound redirect `port`, which finds where it was going with
+/// `SO_ORIGINAL_DST`.
+pub fn redirect_marked_clients(port: u16) -> [Vec<String>; 2] {
+    ["iptables", "ip6tables"].map(|program| {
+        words(&format!(
+            "{program} -t nat -A OUTPUT -p tcp -m mark --mark {CLIENT_MARK:#x} -j REDIRECT --to-ports {port}"
+        ))
+    })
 }
 
 /// `ip addr add {cidr} dev lo`: more local addresses, say the hosts
-/// "outside the mesh" that a test's servers listen on.
+/// "outside the mesh" that a test's servers listen on. An IPv6 address is
+/// usable at once (`nodad`).
 pub fn address_on_loopback(cidr: &str) -> Vec<String> {
-    words(&format!("ip addr add {cidr} dev lo"))
+    let nodad = if cidr.contains(':') { " nodad" } else { "" };
+    words(&format!("ip addr add {cidr} dev lo{nodad}"))
 }
 
 fn words(command: &str) -> Vec<String> {

@@ -5,12 +5,14 @@
 //! their original destination.
 //!
 //! The test runs in a network namespace of its own (see `kuma_e2e::netns`):
-//! the hosts "outside the mesh" are addresses of 203.0.113.0/24 on its
-//! loopback, and an iptables rule sends every TCP connection the test's
-//! client opens to the proxy's outbound redirect port, as Kuma's
-//! transparent proxy does for an application's connections. It needs root.
+//! the hosts "outside the mesh" are addresses of 203.0.113.0/24 and
+//! 2001:db8::/32 on its loopback, and iptables rules send every TCP
+//! connection the test's client opens to the proxy's outbound redirect
+//! port, as Kuma's transparent proxy does for an application's
+//! connections. The proxy runs dual-stack, Kuma's default: IPv4 and IPv6
+//! connections meet a passthrough listener each. It needs root.
 
-use std::net::SocketAddr;
+use std::net::{IpAddr, Ipv6Addr, SocketAddr};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -32,9 +34,11 @@ const TEN: [u8; 4] = [203, 0, 113, 10];
 const TWENTY: [u8; 4] = [203, 0, 113, 20];
 /// In 203.0.113.128/25, which no other host is.
 const ONE_THIRTY: [u8; 4] = [203, 0, 113, 130];
+const TEN_V6: Ipv6Addr = Ipv6Addr::new(0x2001, 0xdb8, 0, 0, 0, 0, 0, 0x10);
+const TWENTY_V6: Ipv6Addr = Ipv6Addr::new(0x2001, 0xdb8, 0, 0, 0, 0, 0, 0x20);
 
-fn at(host: [u8; 4], port: u16) -> SocketAddr {
-    SocketAddr::from((host, port))
+fn at(host: impl Into<IpAddr>, port: u16) -> SocketAddr {
+    SocketAddr::new(host.into(), port)
 }
 
 /// What an application got back: the status and body of its `GET /`, or
@@ -157,6 +161,7 @@ fn passthrough_policy(mode: &str) -> Value {
                 "passthroughMode": mode,
                 "appendMatch": [
                     {"type": "IP", "value": "203.0.113.10", "port": 8080, "protocol": "tcp"},
+                    {"type": "IP", "value": "2001:db8::10", "port": 8080, "protocol": "tcp"},
                     {"type": "CIDR", "value": "203.0.113.128/25", "protocol": "tcp"},
                     {"type": "Domain", "value": "api.example.com", "port": 80, "protocol": "http"},
                     {"type": "Domain", "value": "*.example.org", "port": 80, "protocol": "http"},
@@ -170,11 +175,15 @@ fn passthrough_policy(mode: &str) -> Value {
 #[test]
 fn the_mesh_switch_and_mesh_passthrough_decide_what_a_transparent_proxy_reaches() {
     let b = binaries::get();
-    let mut setup: Vec<Vec<String>> = ["203.0.113.10/32", "203.0.113.20/32", "203.0.113.130/32"]
-        .into_iter()
-        .map(address_on_loopback)
-        .collect();
-    setup.push(redirect_marked_clients(REDIRECT_PORT_OUTBOUND));
+    let hosts = [
+        "203.0.113.10/32",
+        "203.0.113.20/32",
+        "203.0.113.130/32",
+        "2001:db8::10/128",
+        "2001:db8::20/128",
+    ];
+    let mut setup: Vec<Vec<String>> = hosts.into_iter().map(address_on_loopback).collect();
+    setup.extend(redirect_marked_clients(REDIRECT_PORT_OUTBOUND));
     netns::run(&setup, || async {
         let mut services = Vec::new();
         for (name, address) in [
@@ -183,6 +192,8 @@ fn the_mesh_switch_and_mesh_passthrough_decide_what_a_transparent_proxy_reaches(
             ("one-thirty", at(ONE_THIRTY, 8080)),
             ("one-thirty-9090", at(ONE_THIRTY, 9090)),
             ("web-ten", at(TEN, 80)),
+            ("ten-v6", at(TEN_V6, 8080)),
+            ("twenty-v6", at(TWENTY_V6, 8080)),
         ] {
             let service = TestService::start_at(name, address).await;
             services.push(service.unwrap_or_else(|e| panic!("{name} on {address}: {e}")));
@@ -200,15 +211,21 @@ fn the_mesh_switch_and_mesh_passthrough_decide_what_a_transparent_proxy_reaches(
         let yaml = dataplane_yaml(MESH, "app-1", &[inbound], &[])
             + &format!(
                 "  transparentProxying:\n    redirectPortInbound: 15006\n    \
-                 redirectPortOutbound: {REDIRECT_PORT_OUTBOUND}\n    ipFamilyMode: IPv4\n"
+                 redirectPortOutbound: {REDIRECT_PORT_OUTBOUND}\n"
             );
         let dp = Dataplane::start_in_mesh(b, &cp, MESH, "app-1", &yaml).await;
 
         // The Mesh's default (passthrough on), no policy: anything goes, and
         // it goes through the proxy's original-destination cluster.
         until_reply(at(TWENTY, 8080), Some("twenty")).await;
-        dp.wait_stat("cluster.outbound_passthrough_ipv4.upstream_cx_total", 1)
+        until_reply(at(TWENTY_V6, 8080), Some("twenty-v6")).await;
+        for family in ["ipv4", "ipv6"] {
+            dp.wait_stat(
+                &format!("cluster.outbound_passthrough_{family}.upstream_cx_total"),
+                1,
+            )
             .await;
+        }
 
         // The Mesh's switch off: nothing outside the mesh is reachable.
         let mesh = json!({
@@ -217,8 +234,10 @@ fn the_mesh_switch_and_mesh_passthrough_decide_what_a_transparent_proxy_reaches(
         });
         cp.put(&format!("/meshes/{MESH}"), &mesh).await;
         until_reply(at(TWENTY, 8080), None).await;
-        let ten = get(at(TEN, 8080), "outside").await;
-        assert!(ten.is_err(), "{ten:?}");
+        for to in [at(TEN, 8080), at(TWENTY_V6, 8080)] {
+            let reply = get(to, "outside").await;
+            assert!(reply.is_err(), "{to}: {reply:?}");
+        }
 
         // Matched: exactly what the policy lists.
         let path = format!("/meshes/{MESH}/meshpassthroughs/outside");
@@ -230,8 +249,12 @@ fn the_mesh_switch_and_mesh_passthrough_decide_what_a_transparent_proxy_reaches(
         // without a port, does not apply to 8080, which the IP match names.
         let named_port = get(at(ONE_THIRTY, 8080), "outside").await;
         assert!(named_port.is_err(), "{named_port:?}");
-        let other_ip = get(at(TWENTY, 8080), "outside").await;
-        assert!(other_ip.is_err(), "{other_ip:?}");
+        let by_ipv6 = get(at(TEN_V6, 8080), "outside").await;
+        assert!(answered(&by_ipv6, "ten-v6"), "{by_ipv6:?}");
+        for to in [at(TWENTY, 8080), at(TWENTY_V6, 8080)] {
+            let reply = get(to, "outside").await;
+            assert!(reply.is_err(), "{to}: {reply:?}");
+        }
         // HTTP by Host, exact and wildcard, on the listed port.
         for host in ["api.example.com", "api.example.com:80", "www.example.org"] {
             let reply = get(at(TEN, 80), host).await;
@@ -251,11 +274,15 @@ fn the_mesh_switch_and_mesh_passthrough_decide_what_a_transparent_proxy_reaches(
         // All: everything again, whatever the Mesh's switch says.
         cp.put(&path, &passthrough_policy("All")).await;
         until_reply(at(TWENTY, 8080), Some("twenty")).await;
+        let other_ipv6 = get(at(TWENTY_V6, 8080), "outside").await;
+        assert!(answered(&other_ipv6, "twenty-v6"), "{other_ipv6:?}");
 
         // None: nothing, not even what the policy lists.
         cp.put(&path, &passthrough_policy("None")).await;
         until_reply(at(TEN, 8080), None).await;
-        let by_cidr = get(at(ONE_THIRTY, 9090), "outside").await;
-        assert!(by_cidr.is_err(), "{by_cidr:?}");
+        for to in [at(ONE_THIRTY, 9090), at(TEN_V6, 8080)] {
+            let reply = get(to, "outside").await;
+            assert!(reply.is_err(), "{to}: {reply:?}");
+        }
     });
 }
