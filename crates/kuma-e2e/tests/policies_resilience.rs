@@ -127,6 +127,28 @@ async fn until_flagged(m: &SidecarPair, flag: &str) {
     .await;
 }
 
+/// A mesh-wide MeshCircuitBreaker `name` whose outlier detection is quick
+/// enough for tests: a check every second, ejections of a minute, at most
+/// half the hosts out, no panic mode (which would balance over every host
+/// again). `more` adds the rest (`detectors`, and any other field).
+fn quick_outlier_detection(mesh: &str, name: &str, more: serde_json::Value) -> serde_json::Value {
+    let mut detection = json!({
+        "interval": "1s",
+        "baseEjectionTime": "1m",
+        "maxEjectionPercent": 50,
+        "healthyPanicThreshold": 0,
+    });
+    if let (Some(detection), serde_json::Value::Object(more)) = (detection.as_object_mut(), more) {
+        detection.extend(more);
+    }
+    mesh_wide_policy(
+        "MeshCircuitBreaker",
+        mesh,
+        name,
+        json!({ "outlierDetection": detection }),
+    )
+}
+
 /// web's Envoy shows backend's endpoint on `port` ejected by outlier
 /// detection in `/clusters`.
 async fn assert_ejected(m: &SidecarPair, port: u16) {
@@ -157,19 +179,10 @@ async fn a_circuit_breaker_ejects_a_failing_endpoint() {
         );
     }
 
-    let body = mesh_wide_policy(
-        "MeshCircuitBreaker",
+    let body = quick_outlier_detection(
         mesh,
         "eject-5xx",
-        json!({"outlierDetection": {
-            "interval": "1s",
-            "baseEjectionTime": "1m",
-            "maxEjectionPercent": 50,
-            // Panic mode (too few healthy hosts) would balance over every
-            // host again; 0 turns it off.
-            "healthyPanicThreshold": 0,
-            "detectors": {"totalFailures": {"consecutive": 3}},
-        }}),
+        json!({"detectors": {"totalFailures": {"consecutive": 3}}}),
     );
     cp.put(
         &format!("/meshes/{mesh}/meshcircuitbreakers/eject-5xx"),
@@ -393,17 +406,10 @@ async fn a_gateway_failure_detector_ejects_on_503_not_on_500() {
     let cp = ControlPlane::start(b).await;
     let mesh = "gateway-failures";
     let m = start_mesh(b, &cp, mesh).await;
-    let body = mesh_wide_policy(
-        "MeshCircuitBreaker",
+    let body = quick_outlier_detection(
         mesh,
         "eject-gateway-failures",
-        json!({"outlierDetection": {
-            "interval": "1s",
-            "baseEjectionTime": "1m",
-            "maxEjectionPercent": 50,
-            "healthyPanicThreshold": 0,
-            "detectors": {"gatewayFailures": {"consecutive": 3}},
-        }}),
+        json!({"detectors": {"gatewayFailures": {"consecutive": 3}}}),
     );
     cp.put(
         &format!("/meshes/{mesh}/meshcircuitbreakers/eject-gateway-failures"),
@@ -519,18 +525,13 @@ async fn a_local_origin_failure_detector_ejects_an_endpoint_nobody_listens_on() 
 
     // Refused connections are failures of local origin: with them counted
     // apart, two in a row eject the endpoint.
-    let body = mesh_wide_policy(
-        "MeshCircuitBreaker",
+    let body = quick_outlier_detection(
         mesh,
         "eject-unreachable",
-        json!({"outlierDetection": {
-            "interval": "1s",
-            "baseEjectionTime": "1m",
-            "maxEjectionPercent": 50,
-            "healthyPanicThreshold": 0,
+        json!({
             "splitExternalAndLocalErrors": true,
             "detectors": {"localOriginFailures": {"consecutive": 2}},
-        }}),
+        }),
     );
     cp.put(
         &format!("/meshes/{mesh}/meshcircuitbreakers/eject-unreachable"),
@@ -556,18 +557,7 @@ async fn ejected_by(mesh: &str, detector: serde_json::Value, stat: &str) {
     let cp = ControlPlane::start(b).await;
     let m = start_mesh(b, &cp, mesh).await;
     bad(&m).app.fail_all(Some(500));
-    let body = mesh_wide_policy(
-        "MeshCircuitBreaker",
-        mesh,
-        "eject",
-        json!({"outlierDetection": {
-            "interval": "1s",
-            "baseEjectionTime": "1m",
-            "maxEjectionPercent": 50,
-            "healthyPanicThreshold": 0,
-            "detectors": detector,
-        }}),
-    );
+    let body = quick_outlier_detection(mesh, "eject", json!({ "detectors": detector }));
     cp.put(&format!("/meshes/{mesh}/meshcircuitbreakers/eject"), &body)
         .await;
     eventually("backend-2 to be ejected", WAIT, || {
