@@ -9,8 +9,8 @@
 //! - change: one service gains an endpoint; the running snapshot is updated
 //!   for the new Dataplane and takes over the previous snapshot's encoded
 //!   resources the change did not touch (as kuma-cp does), and every
-//!   affected proxy (the service's callers) is regenerated. `warm` is one affected proxy regenerated once a first one
-//!   filled the shared cache; `first`, `rebuild` and `per_affected` show what
+//!   affected proxy (the service's callers) is regenerated. `warm` is one
+//!   affected proxy regenerated once a first one filled the shared cache; `first`, `rebuild` and `per_affected` show what
 //!   the change costs in all;
 //! - mesh: a fresh snapshot and every proxy of the mesh generated, the cost
 //!   of a whole mesh; and a mesh-wide policy written into the running mesh,
@@ -153,12 +153,22 @@ pub fn measure_points(
         .iter()
         .map(|&shape| ColdRun::new(shape))
         .collect::<anyhow::Result<Vec<_>>>()?;
+    in_turn(&mut runs, iterations, ColdRun::step)?;
+    runs.into_iter().map(|run| run.finish(changes)).collect()
+}
+
+/// `iterations` rounds (at least one) of `step` on every run in turn.
+fn in_turn<R>(
+    runs: &mut [R],
+    iterations: usize,
+    mut step: impl FnMut(&mut R) -> anyhow::Result<()>,
+) -> anyhow::Result<()> {
     for _ in 0..iterations.max(1) {
-        for run in &mut runs {
-            run.step()?;
+        for run in runs.iter_mut() {
+            step(run)?;
         }
     }
-    runs.into_iter().map(|run| run.finish(changes)).collect()
+    Ok(())
 }
 
 /// One point's cold measurements in progress.
@@ -226,11 +236,8 @@ impl ColdRun {
             ..
         } = self;
         let shape = point.shape;
-        // The running snapshot before the first change, its shared cache
-        // filled as a running control plane's would be: every proxy
-        // generated once.
-        let mut current = MeshSnapshot::from_resources(MESH, resources);
-        whole_mesh::generate_every_proxy(&current)?;
+        // The running snapshot before the first change.
+        let mut current = whole_mesh::running_snapshot(resources)?;
         for c in 0..changes {
             current = measure_change(current, shape, c, &mut point)?;
         }

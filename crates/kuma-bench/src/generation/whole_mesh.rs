@@ -21,7 +21,7 @@ use kuma_xds::type_url;
 use prost::Message;
 
 use super::mesh::{self, ALL_SERVICES_PROXY, MESH, Shape};
-use super::ratio;
+use super::{in_turn, ratio};
 use crate::cpu::{measure, percentile};
 
 /// The whole-mesh measurements of one point; durations are CPU time.
@@ -86,6 +86,14 @@ pub(super) struct Every {
     bytes: usize,
 }
 
+/// The snapshot of a running control plane for `resources`: built, and
+/// every proxy generated from it once (its shared cache filled).
+pub(super) fn running_snapshot(resources: Vec<Resource>) -> anyhow::Result<MeshSnapshot> {
+    let snapshot = MeshSnapshot::from_resources(MESH, resources);
+    generate_every_proxy(&snapshot)?;
+    Ok(snapshot)
+}
+
 /// Generates every proxy of `snapshot` once, timed.
 pub(super) fn generate_every_proxy(snapshot: &MeshSnapshot) -> anyhow::Result<(Every, Duration)> {
     let names: Vec<String> = snapshot.dataplane_names().map(str::to_string).collect();
@@ -140,8 +148,7 @@ pub struct MeshRun {
 impl MeshRun {
     pub fn new(shape: Shape) -> anyhow::Result<MeshRun> {
         let resources = mesh::build(shape)?;
-        let current = MeshSnapshot::from_resources(MESH, resources.clone());
-        generate_every_proxy(&current)?;
+        let current = running_snapshot(resources.clone())?;
         Ok(MeshRun {
             resources,
             fresh: MeshPoint::new(What::Fresh, shape),
@@ -187,11 +194,7 @@ pub fn measure_alternately(
         .iter()
         .map(|&shape| MeshRun::new(shape))
         .collect::<anyhow::Result<Vec<_>>>()?;
-    for _ in 0..iterations.max(1) {
-        for run in &mut runs {
-            run.step()?;
-        }
-    }
+    in_turn(&mut runs, iterations, MeshRun::step)?;
     Ok(runs.into_iter().map(MeshRun::finish).collect())
 }
 
