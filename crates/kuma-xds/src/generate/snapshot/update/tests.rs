@@ -216,15 +216,19 @@ fn fresh(state: &State) -> MeshSnapshot {
 }
 
 fn fresh_with(state: &State, policies: &Policies) -> MeshSnapshot {
-    let services = mesh_services()
-        .into_iter()
-        .map(|(name, labels, spec)| (name.to_string(), (labels, spec)))
-        .collect();
-    fresh_full(state, policies, &services)
+    fresh_full(state, policies, &mesh_services_by_name())
 }
 
 /// MeshServices by name.
 type MeshServices = BTreeMap<String, (BTreeMap<String, String>, MeshServiceSpec)>;
+
+/// [`mesh_services`] by name.
+fn mesh_services_by_name() -> MeshServices {
+    mesh_services()
+        .into_iter()
+        .map(|(name, labels, spec)| (name.to_string(), (labels, spec)))
+        .collect()
+}
 
 fn fresh_full(state: &State, policies: &Policies, services: &MeshServices) -> MeshSnapshot {
     let mut b = MeshSnapshot::builder("default");
@@ -581,10 +585,7 @@ fn mesh_service_updates_generate_what_fresh_builds_generate() {
             .map(|i| (format!("dp-{i}"), mk_dataplane(&mut rng, i)))
             .collect();
         let mut policies = Policies::new();
-        let mut services: MeshServices = mesh_services()
-            .into_iter()
-            .map(|(name, labels, spec)| (name.to_string(), (labels, spec)))
-            .collect();
+        let mut services = mesh_services_by_name();
         let mut snapshot = fresh_full(&state, &policies, &services);
         for step in 0..30 {
             // MeshService changes, with policy or Dataplane changes or both
