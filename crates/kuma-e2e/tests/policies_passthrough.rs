@@ -135,6 +135,20 @@ fn answered(reply: &Reply, name: &str) -> bool {
     matches!(reply, Ok((200, body)) if body == name)
 }
 
+/// `GET /` to `to` is answered by `name`.
+async fn assert_reached(to: SocketAddr, name: &str) {
+    let reply = get(to, "outside").await;
+    assert!(answered(&reply, name), "{to}: {reply:?}");
+}
+
+/// `GET /` to each of `targets` is not let through.
+async fn assert_blocked(targets: &[SocketAddr]) {
+    for to in targets {
+        let reply = get(*to, "outside").await;
+        assert!(reply.is_err(), "{to}: {reply:?}");
+    }
+}
+
 /// Waits until `GET /` to `to` is answered by `name` (`Some`) or not let
 /// through at all (`None`): the sign that the proxy has the configuration
 /// a step applied.
@@ -234,27 +248,18 @@ fn the_mesh_switch_and_mesh_passthrough_decide_what_a_transparent_proxy_reaches(
         });
         cp.put(&format!("/meshes/{MESH}"), &mesh).await;
         until_reply(at(TWENTY, 8080), None).await;
-        for to in [at(TEN, 8080), at(TWENTY_V6, 8080)] {
-            let reply = get(to, "outside").await;
-            assert!(reply.is_err(), "{to}: {reply:?}");
-        }
+        assert_blocked(&[at(TEN, 8080), at(TWENTY_V6, 8080)]).await;
 
         // Matched: exactly what the policy lists.
         let path = format!("/meshes/{MESH}/meshpassthroughs/outside");
         cp.put(&path, &passthrough_policy("Matched")).await;
         until_reply(at(TEN, 8080), Some("ten")).await;
-        let by_cidr = get(at(ONE_THIRTY, 9090), "outside").await;
-        assert!(answered(&by_cidr, "one-thirty-9090"), "{by_cidr:?}");
+        assert_reached(at(ONE_THIRTY, 9090), "one-thirty-9090").await;
         // Envoy picks chains by destination port first: the CIDR match,
         // without a port, does not apply to 8080, which the IP match names.
-        let named_port = get(at(ONE_THIRTY, 8080), "outside").await;
-        assert!(named_port.is_err(), "{named_port:?}");
-        let by_ipv6 = get(at(TEN_V6, 8080), "outside").await;
-        assert!(answered(&by_ipv6, "ten-v6"), "{by_ipv6:?}");
-        for to in [at(TWENTY, 8080), at(TWENTY_V6, 8080)] {
-            let reply = get(to, "outside").await;
-            assert!(reply.is_err(), "{to}: {reply:?}");
-        }
+        assert_blocked(&[at(ONE_THIRTY, 8080)]).await;
+        assert_reached(at(TEN_V6, 8080), "ten-v6").await;
+        assert_blocked(&[at(TWENTY, 8080), at(TWENTY_V6, 8080)]).await;
         // HTTP by Host, exact and wildcard, on the listed port.
         for host in ["api.example.com", "api.example.com:80", "www.example.org"] {
             let reply = get(at(TEN, 80), host).await;
@@ -274,15 +279,11 @@ fn the_mesh_switch_and_mesh_passthrough_decide_what_a_transparent_proxy_reaches(
         // All: everything again, whatever the Mesh's switch says.
         cp.put(&path, &passthrough_policy("All")).await;
         until_reply(at(TWENTY, 8080), Some("twenty")).await;
-        let other_ipv6 = get(at(TWENTY_V6, 8080), "outside").await;
-        assert!(answered(&other_ipv6, "twenty-v6"), "{other_ipv6:?}");
+        assert_reached(at(TWENTY_V6, 8080), "twenty-v6").await;
 
         // None: nothing, not even what the policy lists.
         cp.put(&path, &passthrough_policy("None")).await;
         until_reply(at(TEN, 8080), None).await;
-        for to in [at(ONE_THIRTY, 9090), at(TEN_V6, 8080)] {
-            let reply = get(to, "outside").await;
-            assert!(reply.is_err(), "{to}: {reply:?}");
-        }
+        assert_blocked(&[at(ONE_THIRTY, 9090), at(TEN_V6, 8080)]).await;
     });
 }
