@@ -4,7 +4,7 @@ use std::sync::OnceLock;
 
 use envoy_types::pb::envoy::config::cluster::v3::Cluster;
 use envoy_types::pb::envoy::config::cluster::v3::cluster::{
-    ClusterDiscoveryType, DiscoveryType, EdsClusterConfig,
+    ClusterDiscoveryType, DiscoveryType, EdsClusterConfig, LbPolicy,
 };
 use envoy_types::pb::envoy::config::core::v3::config_source::ConfigSourceSpecifier;
 use envoy_types::pb::envoy::config::core::v3::socket_address::PortSpecifier;
@@ -245,6 +245,20 @@ pub(crate) fn eds_cluster(name: &str, protocol: Protocol) -> Cluster {
             service_name: String::new(),
         }),
         ..base(name, DiscoveryType::Eds, protocol)
+    }
+}
+
+/// A cluster to wherever each connection was going (its original
+/// destination), `alt_stat_name` in Envoy's stats.
+pub(crate) fn original_dst_cluster(
+    name: &str,
+    alt_stat_name: String,
+    protocol: Protocol,
+) -> Cluster {
+    Cluster {
+        alt_stat_name,
+        lb_policy: LbPolicy::ClusterProvided as i32,
+        ..base(name, DiscoveryType::OriginalDst, protocol)
     }
 }
 

@@ -17,26 +17,23 @@ use std::borrow::Cow;
 use std::sync::Arc;
 
 use envoy_types::pb::envoy::config::cluster::v3::Cluster;
-use envoy_types::pb::envoy::config::cluster::v3::cluster::{
-    ClusterDiscoveryType, DiscoveryType, LbPolicy,
-};
 use envoy_types::pb::envoy::config::core::v3::{BindConfig, SocketAddress, TrafficDirection};
 use envoy_types::pb::envoy::config::listener::v3::{
     FilterChain, Listener, ListenerFilter, listener_filter,
 };
 use envoy_types::pb::envoy::extensions::filters::listener::http_inspector::v3::HttpInspector;
 use envoy_types::pb::envoy::extensions::filters::listener::tls_inspector::v3::TlsInspector;
-use envoy_types::pb::google::protobuf::{BoolValue, Duration};
+use envoy_types::pb::google::protobuf::BoolValue;
 use envoy_types::util::pack_any;
 use kuma_api::Kind;
 use kuma_api::kinds::dataplane::{DataplaneSpec, IpFamilyMode};
 use kuma_api::policies::mesh_passthrough::Conf;
 
-use super::cluster::socket_address;
+use super::cluster::{original_dst_cluster, socket_address};
 use super::listener;
 use super::policies::ProxyPolicies;
 use super::policies::mesh_passthrough::{self, Mode};
-use super::snapshot::{CacheKey, MeshSnapshot};
+use super::snapshot::{CacheKey, MeshSnapshot, Protocol};
 use crate::{XdsResource, type_url};
 
 const TLS_INSPECTOR: &str = "envoy.filters.listener.tls_inspector";
@@ -281,19 +278,7 @@ fn inspectors() -> Vec<ListenerFilter> {
 
 /// A cluster to wherever the connection was going.
 fn original_dst(name: &str) -> Cluster {
-    Cluster {
-        name: name.to_string(),
-        alt_stat_name: name.replace(':', "_"),
-        connect_timeout: Some(Duration {
-            seconds: 5,
-            nanos: 0,
-        }),
-        cluster_discovery_type: Some(ClusterDiscoveryType::Type(
-            DiscoveryType::OriginalDst as i32,
-        )),
-        lb_policy: LbPolicy::ClusterProvided as i32,
-        ..Cluster::default()
-    }
+    original_dst_cluster(name, name.replace(':', "_"), Protocol::Tcp)
 }
 
 #[cfg(test)]

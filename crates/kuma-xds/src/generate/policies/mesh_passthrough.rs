@@ -22,9 +22,6 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::net::IpAddr;
 
 use envoy_types::pb::envoy::config::cluster::v3::Cluster;
-use envoy_types::pb::envoy::config::cluster::v3::cluster::{
-    ClusterDiscoveryType, DiscoveryType, LbPolicy,
-};
 use envoy_types::pb::envoy::config::core::v3::{CidrRange, DataSource, data_source};
 use envoy_types::pb::envoy::config::listener::v3::{FilterChain, FilterChainMatch};
 use envoy_types::pb::envoy::config::route::v3::{
@@ -32,10 +29,10 @@ use envoy_types::pb::envoy::config::route::v3::{
     route_action, route_match,
 };
 use envoy_types::pb::envoy::extensions::filters::network::http_connection_manager::v3::http_connection_manager::InternalAddressConfig;
-use envoy_types::pb::google::protobuf::{Duration, UInt32Value};
+use envoy_types::pb::google::protobuf::UInt32Value;
 use kuma_api::policies::mesh_passthrough::{Conf, L7_PROTOCOLS, Match};
 
-use crate::generate::cluster::update_http_options;
+use crate::generate::cluster::original_dst_cluster;
 use crate::generate::listener;
 use crate::generate::snapshot::Protocol;
 
@@ -453,29 +450,15 @@ fn http_filter(
 /// cluster, to the connection's original destination (for a domain, the
 /// address the application resolved and dialled).
 fn cluster(name: &str, m: &Matcher) -> Cluster {
-    let mut c = Cluster {
-        name: name.to_string(),
-        alt_stat_name: stat_name(name),
-        connect_timeout: Some(Duration {
-            seconds: 5,
-            nanos: 0,
-        }),
-        cluster_discovery_type: Some(ClusterDiscoveryType::Type(
-            DiscoveryType::OriginalDst as i32,
-        )),
-        lb_policy: LbPolicy::ClusterProvided as i32,
-        ..Cluster::default()
-    };
-    let protocol = Protocol::parse(&m.protocol);
-    if protocol.is_http2() {
-        update_http_options(&mut c, protocol, |_| {});
-    }
-    c
+    original_dst_cluster(name, stat_name(name), Protocol::parse(&m.protocol))
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use envoy_types::pb::envoy::config::cluster::v3::cluster::{
+        ClusterDiscoveryType, DiscoveryType, LbPolicy,
+    };
 
     fn conf(yaml: &str) -> Conf {
         serde_yaml::from_str(yaml).expect("conf")
