@@ -21,11 +21,16 @@ pg_bindir() {
   ls -d /usr/lib/postgresql/*/bin 2>/dev/null | sort -V | tail -n 1
 }
 
+# apt_install PACKAGE...: Debian packages, as root.
+apt_install() {
+  log "installing $*"
+  as_root apt-get update -qq
+  as_root env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "$@" >/dev/null
+}
+
 ensure_postgres() {
   if [ -n "$(pg_bindir)" ] && [ -x "$(pg_bindir)/initdb" ]; then return; fi
-  log "installing PostgreSQL"
-  as_root apt-get update -qq
-  as_root env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq postgresql >/dev/null
+  apt_install postgresql
   [ -x "$(pg_bindir)/initdb" ] || die "PostgreSQL install failed"
 }
 
@@ -33,18 +38,14 @@ ensure_postgres() {
 # namespace of its own.
 ensure_iptables() {
   if command -v iptables >/dev/null && command -v ip >/dev/null; then return; fi
-  log "installing iptables and iproute2"
-  as_root apt-get update -qq
-  as_root env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq iptables iproute2 >/dev/null
+  apt_install iptables iproute2
   command -v iptables >/dev/null || die "iptables install failed"
 }
 
 # valgrind: `scripts/bench instructions` counts instructions with callgrind.
 ensure_valgrind() {
   command -v valgrind >/dev/null && return
-  log "installing valgrind"
-  as_root apt-get update -qq
-  as_root env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq valgrind >/dev/null
+  apt_install valgrind
   command -v valgrind >/dev/null || die "valgrind install failed"
 }
 
