@@ -16,7 +16,7 @@ use kuma_e2e::binaries::{self, Binaries};
 use kuma_e2e::control_plane::{ControlPlane, responses_rejected};
 use kuma_e2e::eventually;
 use kuma_e2e::sidecar_pair::BackendInstance;
-use kuma_e2e::traffic::get_header;
+use kuma_e2e::traffic::{self, Connections, get_header};
 use serde_json::{Value, json};
 
 // Generous: the machine running these is often busy compiling.
@@ -161,15 +161,6 @@ async fn server(port: u16) -> Result<(u16, Option<String>), String> {
     get_header(port, "/", "server").await
 }
 
-/// Status and body of one GET of 127.0.0.1:`port`.
-async fn body(port: u16) -> Result<(u16, String), String> {
-    let response = reqwest::get(format!("http://127.0.0.1:{port}/"))
-        .await
-        .map_err(|e| e.to_string())?;
-    let status = response.status().as_u16();
-    Ok((status, response.text().await.map_err(|e| e.to_string())?))
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn network_filter_and_listener_patches_change_real_traffic() {
     let b = binaries::get();
@@ -243,8 +234,9 @@ async fn network_filter_and_listener_patches_change_real_traffic() {
         ]),
     );
     cp.put(&path, &patch).await;
+    let client = traffic::client(Connections::PerRequest, Duration::from_secs(5));
     eventually("the added listener to answer", WAIT, || async {
-        match body(port).await {
+        match traffic::request(&client, port).await.answer {
             Ok((200, text)) if text == "as-patched" => Ok(()),
             other => Err(format!("{other:?}")),
         }
