@@ -1,10 +1,8 @@
 //! Labels Kuma computes on write for a standalone Universal zone, so that
 //! label filters (`filter[label.kuma.io/mesh]=...`) work as they do in Kuma.
 
+use kuma_api::kinds::tags::DEFAULT_ZONE as ZONE_NAME;
 use kuma_api::{Kind, Resource, Scope};
-
-/// The zone name of a non-federated zone control plane.
-const ZONE_NAME: &str = "default";
 
 /// Adds the computed labels the user did not set themselves.
 pub fn with_computed_labels(mut resource: Resource) -> Resource {

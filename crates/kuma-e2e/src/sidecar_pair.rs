@@ -10,7 +10,7 @@ use serde_json::{Value, json};
 
 use crate::binaries::Binaries;
 use crate::control_plane::ControlPlane;
-use crate::dataplane::{Dataplane, Inbound, Outbound, dataplane_yaml, dataplane_yaml_tagged};
+use crate::dataplane::{Dataplane, Inbound, Outbound, dataplane_yaml_tagged};
 use crate::free_port;
 use crate::service::TestService;
 
@@ -24,6 +24,8 @@ pub struct PairOptions {
     create_mesh: bool,
     /// Each instance's name and extra inbound tags, in start order.
     backends: Vec<(String, Vec<(String, String)>)>,
+    /// Extra tags on web's inbound.
+    web_tags: Vec<(String, String)>,
 }
 
 impl Default for PairOptions {
@@ -33,6 +35,7 @@ impl Default for PairOptions {
             mesh: MESH.to_string(),
             create_mesh: false,
             backends: vec![("backend-1".to_string(), Vec::new())],
+            web_tags: Vec::new(),
         }
     }
 }
@@ -60,16 +63,27 @@ impl PairOptions {
     pub fn tagged_backends(mut self, instances: &[(&str, &[(&str, &str)])]) -> PairOptions {
         self.backends = instances
             .iter()
-            .map(|(name, tags)| {
-                let tags = tags
-                    .iter()
-                    .map(|(k, v)| (k.to_string(), v.to_string()))
-                    .collect();
-                (name.to_string(), tags)
-            })
+            .map(|(name, tags)| (name.to_string(), owned(tags)))
             .collect();
         self
     }
+
+    /// Tags added to web's inbound (say the node it runs on, for locality
+    /// awareness).
+    pub fn web_tags(mut self, tags: &[(&str, &str)]) -> PairOptions {
+        self.web_tags = owned(tags);
+        self
+    }
+}
+
+fn owned(tags: &[(&str, &str)]) -> Vec<(String, String)> {
+    tags.iter()
+        .map(|(k, v)| (k.to_string(), v.to_string()))
+        .collect()
+}
+
+fn borrowed(tags: &[(String, String)]) -> Vec<(&str, &str)> {
+    tags.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect()
 }
 
 /// One instance of backend: its app, its proxy (kuma-dp + Envoy) and the
@@ -155,16 +169,14 @@ impl SidecarPair {
         }
         let mut instances = Vec::new();
         for (name, tags) in &options.backends {
-            let tags: Vec<(&str, &str)> =
-                tags.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
-            instances.push(BackendInstance::start(binaries, cp, mesh, name, &tags).await);
+            instances.push(BackendInstance::start(binaries, cp, mesh, name, &borrowed(tags)).await);
         }
         let mut instances = instances.into_iter();
         let first = instances.next().expect("backend has at least one instance");
 
         let web_app = TestService::start("web").await.expect("web app");
         let web_outbound = free_port();
-        let web_yaml = dataplane_yaml(
+        let web_yaml = dataplane_yaml_tagged(
             mesh,
             "web",
             &[Inbound {
@@ -172,6 +184,7 @@ impl SidecarPair {
                 service_port: web_app.port(),
                 service: "web".into(),
             }],
+            &borrowed(&options.web_tags),
             &[Outbound {
                 port: web_outbound,
                 service: "backend".into(),

@@ -88,8 +88,13 @@ fn endpoint_addresses(p: &ProxyResources, cluster: &str) -> Vec<String> {
         .and_then(|m| m.get(cluster))
         .expect("load assignment");
     let cla = ClusterLoadAssignment::decode(r.body.value.as_slice()).expect("decodes");
-    let text = format!("{cla:?}");
-    // Addresses only, in order: enough to compare without walking the oneofs.
+    addresses_in(&cla)
+}
+
+/// The socket addresses in a message, in order: enough to compare without
+/// walking the oneofs.
+fn addresses_in(message: &impl std::fmt::Debug) -> Vec<String> {
+    let text = format!("{message:?}");
     text.split("address: \"")
         .skip(1)
         .filter_map(|s| s.split('"').next())
@@ -341,4 +346,84 @@ fn confs_aimed_at_a_route_keep_proxies_apart_whose_destinations_agree() {
         );
         assert!(got["web-2"] == plain, "{order:?}: web-2's do not");
     }
+}
+
+#[test]
+fn locality_aware_load_assignments_are_shared_by_proxies_alike() {
+    let dp = |name: &str, address: &str, service: &str, node: &str| {
+        format!(
+            "type: Dataplane\nname: {name}\nnetworking:\n  address: {address}\n  inbound:\n  - port: 8080\n    tags:\n      kuma.io/service: {service}\n      kuma.io/protocol: http\n      k8s.io/node: {node}\n  outbound:\n  - port: 10001\n    tags:\n      kuma.io/service: backend\n"
+        )
+    };
+    let affinity = "type: MeshLoadBalancingStrategy\nname: near\nspec:\n  targetRef:\n    kind: Mesh\n  to:\n  - targetRef:\n      kind: Mesh\n    default:\n      localityAwareness:\n        localZone:\n          affinityTags:\n          - key: k8s.io/node\n";
+    let listing = vec![
+        resource(None, "type: Mesh\nname: default"),
+        resource(Some("default"), &dp("web-1", "10.0.0.1", "web", "n1")),
+        resource(Some("default"), &dp("web-2", "10.0.0.2", "web", "n1")),
+        resource(Some("default"), &dp("web-3", "10.0.0.3", "web", "n2")),
+        resource(
+            Some("default"),
+            &dp("backend-1", "10.0.1.1", "backend", "n1"),
+        ),
+        resource(
+            Some("default"),
+            &dp("backend-2", "10.0.1.2", "backend", "n2"),
+        ),
+        resource(Some("default"), affinity),
+    ];
+    let snapshot = MeshSnapshot::from_resources("default", listing);
+    let proxies: Vec<ProxyResources> = ["web-1", "web-2", "web-3"]
+        .iter()
+        .map(|n| generate_proxy(&snapshot, n).expect("generates"))
+        .collect();
+    let of = |p: &ProxyResources, url: &str| p.by_type[url]["backend"].clone();
+    let assignment = |p: &ProxyResources| {
+        ClusterLoadAssignment::decode(of(p, type_url::ENDPOINT).body.value.as_slice())
+            .expect("decodes")
+    };
+    // web-1 and web-2 run on n1: one assignment; web-3 on n2 its own.
+    assert!(Arc::ptr_eq(
+        &of(&proxies[0], type_url::ENDPOINT),
+        &of(&proxies[1], type_url::ENDPOINT)
+    ));
+    assert_ne!(assignment(&proxies[0]), assignment(&proxies[2]));
+    // The cluster names no node: every proxy shares it.
+    assert!(Arc::ptr_eq(
+        &of(&proxies[0], type_url::CLUSTER),
+        &of(&proxies[2], type_url::CLUSTER)
+    ));
+    let weighted = |p: &ProxyResources| -> Vec<(String, u32, Vec<String>)> {
+        assignment(p)
+            .endpoints
+            .iter()
+            .map(|l| {
+                let sub_zone = l.locality.clone().unwrap_or_default().sub_zone;
+                let weight = l.load_balancing_weight.as_ref().map_or(0, |w| w.value);
+                let hosts = addresses_in(l);
+                (sub_zone, weight, hosts)
+            })
+            .collect()
+    };
+    assert_eq!(
+        weighted(&proxies[0]),
+        [
+            (String::new(), 1, vec!["10.0.1.2".to_string()]),
+            (
+                "k8s.io/node=n1".to_string(),
+                9,
+                vec!["10.0.1.1".to_string()]
+            ),
+        ]
+    );
+    assert_eq!(
+        weighted(&proxies[2]),
+        [
+            (String::new(), 1, vec!["10.0.1.1".to_string()]),
+            (
+                "k8s.io/node=n2".to_string(),
+                9,
+                vec!["10.0.1.2".to_string()]
+            ),
+        ]
+    );
 }

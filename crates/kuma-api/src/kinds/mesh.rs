@@ -226,6 +226,14 @@ impl MeshSpec {
         self.routing.as_ref().is_some_and(|r| r.zone_egress)
     }
 
+    /// `routing.localityAwareLoadBalancing`: other zones' endpoints only as
+    /// a fallback, where no MeshLoadBalancingStrategy says otherwise.
+    pub fn locality_aware_load_balancing(&self) -> bool {
+        self.routing
+            .as_ref()
+            .is_some_and(|r| r.locality_aware_load_balancing)
+    }
+
     pub fn mesh_services_mode(&self) -> MeshServicesMode {
         self.mesh_services
             .as_ref()

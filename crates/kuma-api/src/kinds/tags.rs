@@ -10,6 +10,9 @@ use crate::validation::{FieldPath, Violations};
 pub const SERVICE_TAG: &str = "kuma.io/service";
 pub const PROTOCOL_TAG: &str = "kuma.io/protocol";
 pub const ZONE_TAG: &str = "kuma.io/zone";
+/// The zone of a control plane that is not part of a multi-zone
+/// deployment, as Kuma names it by default.
+pub const DEFAULT_ZONE: &str = "default";
 pub const EXTERNAL_SERVICE_TAG: &str = "kuma.io/external-service-name";
 
 /// Protocols a service may declare, in the order Kuma lists them.

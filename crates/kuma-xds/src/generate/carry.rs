@@ -63,7 +63,9 @@ impl MeshSnapshot {
                 | CacheKey::Passthrough(_)
                 | CacheKey::ClusterTemplate { .. } => true,
                 CacheKey::OutboundListener { .. } => !routes,
-                CacheKey::Cluster { name, .. } | CacheKey::LoadAssignment(name) => {
+                CacheKey::Cluster { name, .. }
+                | CacheKey::LoadAssignment(name)
+                | CacheKey::LocalityLoadAssignment { cluster: name, .. } => {
                     !routes && self.same_service_destination(previous, name)
                 }
             };

@@ -16,6 +16,7 @@
 
 use envoy_types::pb::google::protobuf::Any;
 
+use super::policies::{Localities, Locality};
 use super::snapshot::{self, Destination, Endpoint};
 use crate::type_url;
 
@@ -53,6 +54,70 @@ pub(crate) fn load_assignment(cluster: &str, destination: &Destination) -> Any {
         type_url: type_url::ENDPOINT.to_string(),
         value: buf,
     }
+}
+
+/// The encoded ClusterLoadAssignment named `cluster` with its endpoints
+/// in `localities` (one proxy's view of a destination under locality-aware
+/// load balancing), with the overprovisioning factor when set.
+pub(crate) fn load_assignment_by_locality(cluster: &str, localities: &Localities<'_>) -> Any {
+    let mut buf = Vec::new();
+    // ClusterLoadAssignment.cluster_name = 1, endpoints = 2, policy = 4.
+    put_string(&mut buf, 1, cluster);
+    for locality in &localities.localities {
+        let body = locality_endpoints(locality);
+        put_len(&mut buf, 2, body.len());
+        buf.extend_from_slice(&body);
+    }
+    if let Some(factor) = localities.overprovisioning {
+        // Policy.overprovisioning_factor = 3.
+        let factor = uint32_value(factor);
+        put_len(&mut buf, 4, field_len(factor.len()));
+        put_len(&mut buf, 3, factor.len());
+        buf.extend_from_slice(&factor);
+    }
+    Any {
+        type_url: type_url::ENDPOINT.to_string(),
+        value: buf,
+    }
+}
+
+/// One LocalityLbEndpoints: locality = 1 (Locality: zone = 2,
+/// sub_zone = 3), lb_endpoints = 2, load_balancing_weight = 3 (when
+/// weighted), priority = 5 (when not 0).
+fn locality_endpoints(locality: &Locality<'_>) -> Vec<u8> {
+    let mut out = Vec::new();
+    put_len(
+        &mut out,
+        1,
+        string_field_len(locality.zone) + string_field_len(&locality.sub_zone),
+    );
+    put_string(&mut out, 2, locality.zone);
+    put_string(&mut out, 3, &locality.sub_zone);
+    for e in &locality.endpoints {
+        let sizes = Sizes::of(e);
+        put_len(&mut out, 2, sizes.lb_endpoint);
+        put_lb_endpoint(&mut out, e, &sizes);
+    }
+    if locality.weight > 0 {
+        let weight = uint32_value(locality.weight);
+        put_len(&mut out, 3, weight.len());
+        out.extend_from_slice(&weight);
+    }
+    if locality.priority > 0 {
+        put_tag(&mut out, 5, VARINT);
+        put_varint(&mut out, u64::from(locality.priority));
+    }
+    out
+}
+
+/// The body of a `google.protobuf.UInt32Value` (value = 1, left out when 0).
+fn uint32_value(value: u32) -> Vec<u8> {
+    let mut out = Vec::new();
+    if value > 0 {
+        put_tag(&mut out, 1, VARINT);
+        put_varint(&mut out, u64::from(value));
+    }
+    out
 }
 
 /// Encoded lengths of one endpoint's nested messages, computed once.

@@ -16,7 +16,7 @@ use envoy_types::pb::envoy::config::core::v3::TrafficDirection;
 use envoy_types::pb::envoy::config::listener::v3::Filter;
 use envoy_types::pb::envoy::config::route::v3::{Route, RouteConfiguration, VirtualHost};
 use envoy_types::util::pack_any;
-use kuma_api::kinds::dataplane::Outbound;
+use kuma_api::kinds::dataplane::{DataplaneSpec, Outbound};
 use kuma_api::kinds::tags::SERVICE_TAG;
 use kuma_policy::Proxy;
 
@@ -227,9 +227,9 @@ pub(crate) fn generate<'a>(
             );
             XdsResource::new(name, pack_any(l))
         }));
-        add_destination(snapshot, &t, tls, out);
+        add_destination(snapshot, dataplane, &t, tls, out);
         for backend in resolver.into_backends() {
-            add_destination(snapshot, &backend, tls, out);
+            add_destination(snapshot, dataplane, &backend, tls, out);
         }
     }
 
@@ -251,15 +251,17 @@ pub(crate) fn generate<'a>(
             };
         for (service, destination) in services {
             let t = reachable_service(policies, Cow::Borrowed(service), destination);
-            add_destination(snapshot, &t, tls, out);
+            add_destination(snapshot, dataplane, &t, tls, out);
         }
     }
 }
 
 /// The cluster and ClusterLoadAssignment of a destination, shared by every
-/// proxy that reaches it.
+/// proxy that reaches it (the load assignment by every proxy alike, where
+/// locality-aware load balancing regroups its endpoints).
 fn add_destination(
     snapshot: &MeshSnapshot,
+    proxy: &DataplaneSpec,
     t: &Target<'_>,
     tls: Option<&ClientTls<'_>>,
     out: &mut Vec<Arc<XdsResource>>,
@@ -311,14 +313,28 @@ fn add_destination(
         };
         XdsResource::new(&*t.cluster, packed)
     }));
-    out.push(
+    let plan = t.policies.locality_plan(snapshot, proxy);
+    let assignment = if plan.applies_to(&t.destination) {
+        let localities = plan.localities(&t.destination);
+        let key = CacheKey::LocalityLoadAssignment {
+            cluster: t.cluster.to_string(),
+            plan,
+        };
+        snapshot.shared(key, || {
+            XdsResource::new(
+                &*t.cluster,
+                endpoints::load_assignment_by_locality(&t.cluster, &localities),
+            )
+        })
+    } else {
         snapshot.shared(CacheKey::LoadAssignment(t.cluster.to_string()), || {
             XdsResource::new(
                 &*t.cluster,
                 endpoints::load_assignment(&t.cluster, &t.destination),
             )
-        }),
-    );
+        })
+    };
+    out.push(assignment);
 }
 
 /// A route table of one catch-all virtual host, as outbounds have.

@@ -21,6 +21,7 @@ pub(crate) mod mesh_fault_injection;
 mod mesh_health_check;
 pub(crate) mod mesh_http_route;
 mod mesh_load_balancing_strategy;
+pub(crate) use mesh_load_balancing_strategy::{Localities, Locality, LocalityPlan};
 pub(crate) mod mesh_passthrough;
 pub(crate) mod mesh_proxy_patch;
 mod mesh_rate_limit;

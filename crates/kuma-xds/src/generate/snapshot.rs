@@ -13,6 +13,7 @@ use kuma_api::{Kind, Resource, Spec};
 use kuma_policy::policy::SharedConfs;
 use kuma_policy::{Destination as PolicyDestination, MeshContext, PolicyIndex};
 
+use super::policies::LocalityPlan;
 use crate::XdsResource;
 
 mod index;
@@ -97,6 +98,12 @@ pub(crate) enum CacheKey {
         tls: String,
     },
     LoadAssignment(String),
+    /// A destination's load assignment grouped by locality for the
+    /// proxies with this plan (locality-aware load balancing).
+    LocalityLoadAssignment {
+        cluster: String,
+        plan: LocalityPlan,
+    },
     /// A destination cluster with an empty name and no TLS, policy confs
     /// applied: what every destination of that protocol and those confs
     /// is written from (`cluster::packed_from_template`).

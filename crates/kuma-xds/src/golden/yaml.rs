@@ -28,6 +28,7 @@ pub(crate) struct Schema<'a> {
 const FIELDLESS_MESSAGES: &[&str] = &[
     "AggregatedConfigSource",
     "Empty",
+    "LocalityWeightedLbConfig",
     "PreviousHostsPredicate",
     "TlsInspector",
 ];

@@ -223,3 +223,89 @@ fn varint_lengths_match_what_is_written() {
         assert_eq!(buf.len(), prost::encoding::encoded_len_varint(v), "{v}");
     }
 }
+
+#[test]
+fn localities_are_written_as_prost_writes_them() {
+    let a = mk_instance("10.0.0.1", 8080, &[("kuma.io/service", "web")]);
+    let b = mk_instance("10.0.0.2", 8080, &[("rack", "r1")]);
+    let c = mk_instance("10.0.0.3", 300, &[]);
+    let localities = |overprovisioning| Localities {
+        localities: vec![
+            Locality {
+                zone: "default",
+                sub_zone: String::new(),
+                priority: 0,
+                weight: 1,
+                endpoints: vec![&a, &c],
+            },
+            Locality {
+                zone: "default",
+                sub_zone: "rack=r1".to_string(),
+                priority: 0,
+                weight: 9_000,
+                endpoints: vec![&b],
+            },
+            Locality {
+                zone: "zone-2",
+                sub_zone: String::new(),
+                priority: 300,
+                weight: 0,
+                endpoints: vec![&c],
+            },
+        ],
+        overprovisioning,
+    };
+    for overprovisioning in [None, Some(0), Some(200), Some(100_000)] {
+        let any = load_assignment_by_locality("web", &localities(overprovisioning));
+        assert_eq!(any.type_url, ClusterLoadAssignment::type_url());
+        let cla = ClusterLoadAssignment::decode(any.value.as_slice()).expect("decodes");
+        // Canonical: Envoy's decoded form encodes to the same bytes.
+        assert_eq!(cla.encode_to_vec(), any.value, "{overprovisioning:?}");
+        assert_eq!(cla.cluster_name, "web");
+        let got: Vec<(String, String, u32, Option<u32>, usize)> = cla
+            .endpoints
+            .iter()
+            .map(|l| {
+                let locality = l.locality.clone().expect("locality");
+                (
+                    locality.zone,
+                    locality.sub_zone,
+                    l.priority,
+                    l.load_balancing_weight.as_ref().map(|w| w.value),
+                    l.lb_endpoints.len(),
+                )
+            })
+            .collect();
+        assert_eq!(
+            got,
+            [
+                ("default".into(), String::new(), 0, Some(1), 2),
+                ("default".into(), "rack=r1".into(), 0, Some(9_000), 1),
+                ("zone-2".into(), String::new(), 300, None, 1),
+            ]
+        );
+        let factor = cla
+            .policy
+            .as_ref()
+            .and_then(|p| p.overprovisioning_factor.as_ref())
+            .map(|f| f.value);
+        assert_eq!(factor, overprovisioning);
+        // Each endpoint as the shared assignment writes it.
+        let shared = ClusterLoadAssignment::decode(
+            load_assignment(
+                "web",
+                &Destination {
+                    endpoints: vec![a.clone(), c.clone()],
+                    protocol: Protocol::Http,
+                },
+            )
+            .value
+            .as_slice(),
+        )
+        .expect("decodes");
+        assert_eq!(
+            cla.endpoints[0].lb_endpoints,
+            shared.endpoints[0].lb_endpoints
+        );
+    }
+}

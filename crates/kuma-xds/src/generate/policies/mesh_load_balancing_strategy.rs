@@ -6,23 +6,61 @@
 //! with its settings; for RingHash and Maglev the hash policies go to every
 //! route of the outbound listener (root-level `hashPolicies`, Kuma's form
 //! for `to` entries aimed at a MeshHTTPRoute, take precedence and apply to
-//! that route's rules only). Locality awareness
-//! (priorities and weights by zone or tags) is not generated yet.
+//! that route's rules only). Locality awareness (priorities by zone,
+//! weights by affinity tags) shapes the proxy's load assignments
+//! ([`locality`]); with affinity tags the cluster balances by locality
+//! weights.
 
 use envoy_types::pb::envoy::config::cluster::v3::Cluster;
+use envoy_types::pb::envoy::config::cluster::v3::cluster::common_lb_config::{
+    LocalityConfigSpecifier, LocalityWeightedLbConfig,
+};
 use envoy_types::pb::envoy::config::cluster::v3::cluster::{
-    LbConfig, LbPolicy, LeastRequestLbConfig, MaglevLbConfig, RingHashLbConfig,
+    CommonLbConfig, LbConfig, LbPolicy, LeastRequestLbConfig, MaglevLbConfig, RingHashLbConfig,
     ring_hash_lb_config::HashFunction,
 };
 use envoy_types::pb::envoy::config::core::v3::RuntimeDouble;
 use envoy_types::pb::envoy::config::route::v3::route_action::{HashPolicy, hash_policy};
 use envoy_types::pb::envoy::config::route::v3::{RouteConfiguration, route};
 use envoy_types::pb::google::protobuf::{UInt32Value, UInt64Value};
+use kuma_api::Kind;
+use kuma_api::kinds::dataplane::DataplaneSpec;
+use kuma_api::kinds::tags::DEFAULT_ZONE;
 use kuma_api::policies::mesh_load_balancing_strategy::{Conf, HashPolicy as KumaHashPolicy};
 
+use super::DestinationPolicies;
 use super::duration::proto;
+use crate::generate::snapshot::MeshSnapshot;
+
+mod locality;
+
+pub(crate) use locality::{Localities, Locality, LocalityPlan};
+
+impl DestinationPolicies {
+    /// How `proxy`'s load assignment of this destination groups endpoints
+    /// by locality (see [`locality`]).
+    pub(crate) fn locality_plan(
+        &self,
+        snapshot: &MeshSnapshot,
+        proxy: &DataplaneSpec,
+    ) -> LocalityPlan {
+        let conf: Option<Conf> = self.confs.get(Kind::MeshLoadBalancingStrategy);
+        let mesh_aware = snapshot
+            .mesh_spec()
+            .is_some_and(|m| m.locality_aware_load_balancing());
+        LocalityPlan::new(conf.as_ref(), proxy, DEFAULT_ZONE, mesh_aware)
+    }
+}
 
 pub(crate) fn cluster(conf: &Conf, cluster: &mut Cluster) {
+    if LocalityPlan::weighted(conf) {
+        cluster
+            .common_lb_config
+            .get_or_insert_with(CommonLbConfig::default)
+            .locality_config_specifier = Some(LocalityConfigSpecifier::LocalityWeightedLbConfig(
+            LocalityWeightedLbConfig::default(),
+        ));
+    }
     let Some(lb) = &conf.load_balancer else {
         return;
     };
