@@ -14,6 +14,7 @@ use std::time::Duration;
 use kuma_e2e::binaries;
 use kuma_e2e::eventually;
 use kuma_e2e::sidecar_pair::{PairOptions, SidecarPair, mesh_wide_policy};
+use kuma_e2e::traffic::{self, Connections};
 use serde_json::{Value, json};
 
 const WAIT: Duration = Duration::from_secs(30);
@@ -28,17 +29,10 @@ async fn spread(
 ) -> Result<BTreeMap<String, usize>, String> {
     let mut seen = BTreeMap::new();
     for _ in 0..n {
-        let response = client
-            .get(format!("http://127.0.0.1:{port}/"))
-            .send()
-            .await
-            .map_err(|e| e.to_string())?;
-        let status = response.status();
-        let body = response.text().await.map_err(|e| e.to_string())?;
-        if !status.is_success() {
-            return Err(format!("{status}: {body}"));
+        match traffic::request(client, port).await.answer {
+            Ok((200, instance)) => *seen.entry(instance).or_insert(0) += 1,
+            other => return Err(format!("{other:?}")),
         }
-        *seen.entry(body).or_insert(0) += 1;
     }
     Ok(seen)
 }
@@ -79,10 +73,7 @@ async fn locality_awareness_prefers_the_callers_node_and_fails_over_by_zone() {
         .web_tags(&[("k8s.io/node", "n1")]);
     let mut pair = SidecarPair::start_with(b, &cp, &options).await;
     let port = pair.web_outbound;
-    let client = reqwest::Client::builder()
-        .timeout(Duration::from_secs(3))
-        .build()
-        .expect("HTTP client");
+    let client = traffic::client(Connections::Reused, Duration::from_secs(3));
 
     // No policy: every instance, the other zone's included.
     until_reached(

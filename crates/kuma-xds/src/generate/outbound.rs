@@ -313,8 +313,11 @@ fn add_destination(
         };
         XdsResource::new(&*t.cluster, packed)
     }));
-    let plan = t.policies.locality_plan(snapshot, proxy);
-    let assignment = if plan.applies_to(&t.destination) {
+    let plan = t
+        .policies
+        .locality_plan(snapshot, proxy)
+        .filter(|plan| plan.applies_to(&t.destination));
+    let assignment = if let Some(plan) = plan {
         let localities = plan.localities(&t.destination);
         let key = CacheKey::LocalityLoadAssignment {
             cluster: t.cluster.to_string(),

@@ -38,17 +38,27 @@ pub(crate) use locality::{Localities, Locality, LocalityPlan};
 
 impl DestinationPolicies {
     /// How `proxy`'s load assignment of this destination groups endpoints
-    /// by locality (see [`locality`]).
+    /// by locality (see [`locality`]); `None` when nothing asks for
+    /// locality awareness (no MeshLoadBalancingStrategy for it, the Mesh's
+    /// switch off), as for most destinations.
     pub(crate) fn locality_plan(
         &self,
         snapshot: &MeshSnapshot,
         proxy: &DataplaneSpec,
-    ) -> LocalityPlan {
-        let conf: Option<Conf> = self.confs.get(Kind::MeshLoadBalancingStrategy);
+    ) -> Option<LocalityPlan> {
         let mesh_aware = snapshot
             .mesh_spec()
             .is_some_and(|m| m.locality_aware_load_balancing());
-        LocalityPlan::new(conf.as_ref(), proxy, DEFAULT_ZONE, mesh_aware)
+        if !mesh_aware && !self.confs.0.contains_key(&Kind::MeshLoadBalancingStrategy) {
+            return None;
+        }
+        let conf: Option<Conf> = self.confs.get(Kind::MeshLoadBalancingStrategy);
+        Some(LocalityPlan::new(
+            conf.as_ref(),
+            proxy,
+            DEFAULT_ZONE,
+            mesh_aware,
+        ))
     }
 }
 
