@@ -318,12 +318,13 @@ fn add_destination(
         .locality_plan(snapshot, proxy)
         .filter(|plan| plan.applies_to(&t.destination));
     let assignment = if let Some(plan) = plan {
-        let localities = plan.localities(&t.destination);
         let key = CacheKey::LocalityLoadAssignment {
             cluster: t.cluster.to_string(),
-            plan,
+            plan: plan.clone(),
         };
+        // Grouped only when not cached yet: proxies alike share it.
         snapshot.shared(key, || {
+            let localities = plan.localities(&t.destination);
             XdsResource::new(
                 &*t.cluster,
                 endpoints::load_assignment_by_locality(&t.cluster, &localities),
