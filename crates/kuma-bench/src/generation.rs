@@ -10,8 +10,9 @@
 //!   for the new Dataplane and takes over the previous snapshot's encoded
 //!   resources the change did not touch (as kuma-cp does), and every
 //!   affected proxy (the service's callers) is regenerated. `warm` is one
-//!   affected proxy regenerated once a first one filled the shared cache; `first`, `rebuild` and `per_affected` show what
-//!   the change costs in all;
+//!   affected proxy regenerated once a first one filled the shared cache;
+//!   `first`, `rebuild` and `per_affected` show what the change costs in
+//!   all;
 //! - mesh: a fresh snapshot and every proxy of the mesh generated, the cost
 //!   of a whole mesh; and a mesh-wide policy written into the running mesh,
 //!   the snapshot updated and every proxy generated again (see

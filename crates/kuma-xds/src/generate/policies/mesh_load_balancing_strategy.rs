@@ -49,10 +49,10 @@ impl DestinationPolicies {
         let mesh_aware = snapshot
             .mesh_spec()
             .is_some_and(|m| m.locality_aware_load_balancing());
-        if !mesh_aware && !self.confs.0.contains_key(&Kind::MeshLoadBalancingStrategy) {
+        let conf: Option<Conf> = self.confs.get(Kind::MeshLoadBalancingStrategy);
+        if conf.is_none() && !mesh_aware {
             return None;
         }
-        let conf: Option<Conf> = self.confs.get(Kind::MeshLoadBalancingStrategy);
         Some(LocalityPlan::new(
             conf.as_ref(),
             proxy,

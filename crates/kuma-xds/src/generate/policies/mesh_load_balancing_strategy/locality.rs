@@ -190,10 +190,10 @@ impl LocalityPlan {
             return Some((String::new(), u32::from(self.aware && !local), 0));
         };
         if local {
-            // Matched against the tags endpoints carry in their metadata.
-            let affinity = regroup.affinity.iter().find(|(key, value, _)| {
-                key != SERVICE_TAG && endpoint.tags.get(key) == Some(value)
-            });
+            let affinity = regroup
+                .affinity
+                .iter()
+                .find(|(key, value, _)| endpoint.tags.get(key) == Some(value));
             return Some(match affinity {
                 Some((key, value, weight)) => (format!("{key}={value}"), 0, *weight),
                 None => (String::new(), 0, 1),
@@ -232,6 +232,10 @@ impl Regroup {
         let affinity = tags
             .iter()
             .enumerate()
+            // Endpoints are matched by the tags they carry in their
+            // metadata, which leave `kuma.io/service` out: an affinity to it
+            // never matches.
+            .filter(|(_, tag)| tag.key != SERVICE_TAG)
             .filter_map(|(i, tag)| {
                 let value = proxy_value(proxy, &tag.key)?;
                 let weight = tag

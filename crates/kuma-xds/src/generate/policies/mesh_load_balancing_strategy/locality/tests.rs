@@ -239,3 +239,32 @@ fn failover_threshold_sets_overprovisioning_as_kuma_computes_it() {
     assert_eq!(default_weight(2), 900);
     assert_eq!(default_weight(12), u32::MAX);
 }
+
+#[test]
+fn an_affinity_to_the_service_tag_groups_nothing_but_keeps_the_next_tags_weight() {
+    // Endpoints carry no `kuma.io/service` in their metadata, so that tag
+    // never matches; the tag after it keeps its place's default weight.
+    let conf = mk_conf(
+        "localityAwareness:
+  localZone:
+    affinityTags: [{key: kuma.io/service}, {key: rack}]",
+    );
+    let proxy = mk_proxy(&[&[("rack", "r1")]]);
+    let plan = LocalityPlan::new(Some(&conf), &proxy, LOCAL, false);
+    // A proxy calling its own service: the values would be equal.
+    let mut own_service = mk_endpoint("10.0.0.2", &[]);
+    own_service
+        .tags
+        .insert("kuma.io/service".into(), "web".into());
+    let destination = mk_destination(vec![
+        mk_endpoint("10.0.0.1", &[("rack", "r1")]),
+        own_service,
+    ]);
+    assert_eq!(
+        summary(&plan.localities(&destination)),
+        [
+            row(LOCAL, "", 0, 1, &["10.0.0.2"]),
+            row(LOCAL, "rack=r1", 0, 9, &["10.0.0.1"]),
+        ]
+    );
+}
