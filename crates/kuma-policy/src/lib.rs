@@ -10,6 +10,7 @@
 //! ask it for each proxy.
 
 pub mod engine;
+pub mod fingerprint;
 pub mod inbound;
 pub mod inspect;
 pub mod matcher;
@@ -23,6 +24,7 @@ pub mod subset;
 mod testing;
 
 pub use engine::{MeshContext, PolicyIndex, ProxyRules};
+pub use fingerprint::Fingerprint;
 pub use inbound::InboundRule;
 pub use matcher::{InboundKey, Proxy};
 pub use merge::MergeStrategy;

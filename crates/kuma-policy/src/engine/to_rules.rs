@@ -17,6 +17,7 @@ use serde_json::Value;
 use kuma_api::kinds::tags::SERVICE_TAG;
 use kuma_api::policies::TargetRefKind;
 
+use crate::fingerprint::Fingerprint;
 use crate::merge::MergeStrategy;
 use crate::policy::Policy;
 use crate::rules::{
@@ -233,7 +234,7 @@ enum Repr {
     Rules {
         rules: Vec<Rule>,
         by_service: ServiceRules,
-        texts: Vec<OnceLock<String>>,
+        fingerprints: Vec<OnceLock<Fingerprint>>,
     },
     Plain(Box<Plain>),
 }
@@ -269,28 +270,13 @@ impl PlainConf {
         }
     }
 
-    /// The compact JSON text of the conf; a join's is written from its
-    /// parts, as the fold's would be.
-    fn text(&self, strategy: MergeStrategy) -> String {
-        let PlainConf::Joined { field, parts, .. } = self else {
-            return serde_json::to_string(self.value(strategy)).unwrap_or_default();
-        };
-        // Writing JSON to memory cannot fail.
-        let mut out = b"{".to_vec();
-        let _ = serde_json::to_writer(&mut out, field);
-        out.extend_from_slice(b":[");
-        let entries = parts
-            .iter()
-            .filter_map(|p| p.get(*field)?.as_array())
-            .flatten();
-        for (i, entry) in entries.enumerate() {
-            if i > 0 {
-                out.push(b',');
-            }
-            let _ = serde_json::to_writer(&mut out, entry);
+    /// The conf's fingerprint; a join's is made from its parts, as the
+    /// fold's would be.
+    fn fingerprint(&self, strategy: MergeStrategy) -> Fingerprint {
+        match self {
+            PlainConf::Joined { field, parts, .. } => Fingerprint::of_joined(field, parts),
+            PlainConf::Shared(_) => Fingerprint::of(self.value(strategy)),
         }
-        out.extend_from_slice(b"]}");
-        String::from_utf8(out).unwrap_or_default()
     }
 }
 
@@ -313,7 +299,7 @@ struct Plain {
     /// Distinct confs (shared ones by address): the values of most
     /// services are one.
     confs: Vec<PlainConf>,
-    texts: Vec<OnceLock<String>>,
+    fingerprints: Vec<OnceLock<Fingerprint>>,
     source: Source,
     /// `(policy, position in Aims::entries)` of every `to` entry, in fold
     /// order.
@@ -377,7 +363,7 @@ impl Plain {
             mesh_wide: Vec::new(),
             mesh: None,
             confs: Vec::new(),
-            texts: Vec::new(),
+            fingerprints: Vec::new(),
             source: source.clone(),
             entries: Vec::new(),
             rules: OnceLock::new(),
@@ -386,7 +372,7 @@ impl Plain {
         let mut add = |plain: &mut Plain, conf: PlainConf| -> u32 {
             let mut push = |conf| {
                 plain.confs.push(conf);
-                plain.texts.push(OnceLock::new());
+                plain.fingerprints.push(OnceLock::new());
                 plain.confs.len() as u32 - 1
             };
             match conf {
@@ -468,7 +454,7 @@ impl ToRules {
     pub fn from_rules(rules: Vec<Rule>) -> ToRules {
         ToRules(Repr::Rules {
             by_service: ServiceRules::new(&rules),
-            texts: (0..rules.len()).map(|_| OnceLock::new()).collect(),
+            fingerprints: (0..rules.len()).map(|_| OnceLock::new()).collect(),
             rules,
         })
     }
@@ -514,27 +500,28 @@ impl ToRules {
         }
     }
 
-    /// The compact JSON text of the conf at `at`, written on first use and
-    /// kept: proxies sharing the rules put it in the cache key of every
+    /// The fingerprint of the conf at `at`, made on first use and kept:
+    /// proxies sharing the rules put it in the cache key of every
     /// destination they reach.
-    pub fn text(&self, at: usize) -> Option<&str> {
-        let text = match &self.0 {
-            Repr::Rules { texts, rules, .. } => {
+    pub fn fingerprint(&self, at: usize) -> Option<Fingerprint> {
+        let fingerprint = match &self.0 {
+            Repr::Rules {
+                fingerprints,
+                rules,
+                ..
+            } => {
                 let conf = &rules.get(at)?.conf;
-                // Writing a JSON value to memory cannot fail.
-                texts
-                    .get(at)?
-                    .get_or_init(|| serde_json::to_string(conf).unwrap_or_default())
+                fingerprints.get(at)?.get_or_init(|| Fingerprint::of(conf))
             }
             Repr::Plain(plain) => {
                 let conf = plain.confs.get(at)?;
                 plain
-                    .texts
+                    .fingerprints
                     .get(at)?
-                    .get_or_init(|| conf.text(plain.source.strategy))
+                    .get_or_init(|| conf.fingerprint(plain.source.strategy))
             }
         };
-        Some(text)
+        Some(*fingerprint)
     }
 
     /// The policies that contributed to the conf [`ToRules::for_service`]

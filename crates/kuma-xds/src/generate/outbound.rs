@@ -25,7 +25,7 @@ use super::policies::mesh_fault_injection;
 use super::policies::mesh_http_route::{self, RouteEntry};
 use super::policies::mesh_tcp_route;
 use super::policies::{DestinationPolicies, DestinationRef, ProxyPolicies};
-use super::snapshot::{CacheKey, Destination, MeshSnapshot, Protocol};
+use super::snapshot::{CacheKey, ConfsKey, Destination, MeshSnapshot, Protocol};
 use super::{cluster, endpoints, listener, names};
 use crate::XdsResource;
 use backends::Resolver;
@@ -200,20 +200,16 @@ pub(crate) fn generate<'a>(
         let mut resolver = Resolver::new(snapshot, policies, &t);
         let shape = Shape::of(&t, &mut resolver, policies);
         let tags = tags_header.as_deref().filter(|_| shape.is_http());
-        // Appended rather than formatted: without confs, routes or tags
-        // (most outbounds) this allocates nothing.
-        let mut listener_policies = t.policies.key().as_str().to_string();
-        listener_policies.push_str(&shape.key());
-        if let Some(tags) = tags {
-            listener_policies.push_str("|tags=");
-            listener_policies.push_str(tags);
-        }
+        let (routes, route_policies) = shape.key();
         let key = CacheKey::OutboundListener {
             address: address.to_string(),
             port: outbound.port,
             cluster: t.cluster.to_string(),
             protocol,
-            policies: listener_policies,
+            policies: *t.policies.key(),
+            routes,
+            route_policies,
+            tags: tags.map(str::to_string),
         };
         out.push(snapshot.shared(key, || {
             let name = names::outbound_listener(address, outbound.port);
@@ -272,16 +268,16 @@ fn add_destination(
     // and TLS (MeshTLS params included), which are written into the plain
     // one's encoding; with confs, into the template of its protocol and
     // confs, built once per snapshot.
-    let template_key = (!confs.is_empty()).then(|| CacheKey::ClusterTemplate {
+    let template_key = (!confs.is_empty()).then_some(CacheKey::ClusterTemplate {
         protocol,
-        policies: confs.clone(),
+        policies: *confs,
     });
     // The TLS settings name secrets, not their content: one cluster still
     // serves every proxy of the mesh with the same MeshTLS params.
     let key = CacheKey::Cluster {
         name: t.cluster.to_string(),
         mtls: tls.is_some(),
-        policies: confs.clone(),
+        policies: *confs,
         tls: tls.map(|tls| tls.key().to_string()).unwrap_or_default(),
     };
     out.push(snapshot.shared(key, || {
@@ -399,19 +395,27 @@ impl Shape {
         }
     }
 
-    /// Part of the listener's cache key beyond the destination's confs.
-    /// Route names depend on which MeshHTTPRoute a rule came from, not
-    /// only on the confs: both are part of the key.
-    fn key(&self) -> String {
+    /// Part of the listener's cache key beyond the destination's confs:
+    /// the route names and the names of the MeshHTTPRoutes with per-route
+    /// confs, and those confs' keys in the same order. Route names depend
+    /// on which MeshHTTPRoute a rule came from, not only on the confs: both
+    /// are part of the key. Nothing to allocate without routes.
+    fn key(&self) -> (String, Vec<ConfsKey>) {
         match self {
             Shape::HttpRoutes { entries, per_route } => {
-                let names = entries.iter().map(|e| format!("|{}", e.name));
-                let confs = per_route
-                    .iter()
-                    .map(|(name, p)| format!("|{name}={}", p.key().as_str()));
-                names.chain(confs).collect()
+                let mut names = String::new();
+                for entry in entries {
+                    names.push('|');
+                    names.push_str(&entry.name);
+                }
+                for name in per_route.keys() {
+                    names.push_str("|=");
+                    names.push_str(name);
+                }
+                let confs = per_route.values().map(|p| *p.key()).collect();
+                (names, confs)
             }
-            _ => String::new(),
+            _ => (String::new(), Vec::new()),
         }
     }
 

@@ -43,9 +43,9 @@ use envoy_types::pb::envoy::extensions::transport_sockets::tls::v3::TlsParameter
 use kuma_api::Kind;
 use kuma_api::kinds::mesh::MtlsMode;
 use kuma_policy::{
-    Element, InboundKey, MergeStrategy, Proxy, ResourceId,
+    Element, Fingerprint, InboundKey, MergeStrategy, Proxy, ResourceId,
     engine::{SharedProxyRules, ToRules},
-    inbound, rules,
+    fingerprint, inbound, rules,
 };
 use serde::de::DeserializeOwned;
 use serde_json::Value;
@@ -59,7 +59,7 @@ pub(crate) struct ProxyPolicies<'a> {
     rules: BTreeMap<Kind, SharedProxyRules>,
     /// The kinds whose `to` rules give some service a conf, in kind order.
     to_kinds: Vec<(Kind, Arc<ToRules>)>,
-    /// The cache-key text of each combination of `to` confs (by kind and
+    /// The cache key of each combination of `to` confs (by kind and
     /// position in its rules) met so far: most destinations of a proxy
     /// share a few.
     keys: RefCell<foldhash::HashMap<ConfPositions, ConfsKey>>,
@@ -158,10 +158,10 @@ impl<'a> ProxyPolicies<'a> {
         let confs = Confs(confs);
         let mut keys = self.keys.borrow_mut();
         let key = match keys.get(&found) {
-            Some(key) => key.clone(),
+            Some(key) => *key,
             None => {
-                let key = ConfsKey::new(&confs.key());
-                keys.insert(found, key.clone());
+                let key = confs.key();
+                keys.insert(found, key);
                 key
             }
         };
@@ -311,53 +311,24 @@ impl Confs {
         }
     }
 
-    /// A compact, deterministic text of the confs, for cache keys: the
-    /// JSON object of the confs by kind name, written straight from the
-    /// confs (every destination of every proxy has one).
-    fn key(&self) -> String {
+    /// The confs' cache key: the fingerprint of each conf after its kind's
+    /// name, in kind order. A rule's conf has its fingerprint made once for
+    /// every proxy sharing the rules.
+    fn key(&self) -> ConfsKey {
         if self.0.is_empty() {
-            return String::new();
+            return ConfsKey::default();
         }
-        // Bytes first: serde_json writes them directly, where `Display`
-        // goes through a formatter token by token.
-        // Sized up front: growing it was most of the cost of a key.
-        let size: usize = self
-            .0
-            .iter()
-            .map(|(kind, conf)| {
-                let text = match conf {
-                    SharedConf::ToRule(rules, at) => rules.text(*at).map_or(4, str::len),
-                    SharedConf::Own(_) => 128,
-                };
-                kind.name().len() + 4 + text
-            })
-            .sum();
-        let mut out: Vec<u8> = Vec::with_capacity(size + 2);
-        out.push(b'{');
-        for (i, (kind, conf)) in self.0.iter().enumerate() {
-            if i > 0 {
-                out.push(b',');
-            }
-            // Kind names need no escaping.
-            out.push(b'"');
-            out.extend_from_slice(kind.name().as_bytes());
-            out.extend_from_slice(b"\":");
-            match conf {
-                // Written once for every proxy sharing the rules.
-                SharedConf::ToRule(rules, at) => {
-                    let text = rules.text(*at).unwrap_or("null");
-                    out.extend_from_slice(text.as_bytes());
-                }
-                // Writing a JSON value to memory cannot fail.
-                SharedConf::Own(value) => {
-                    let _ = serde_json::to_writer(&mut out, value);
-                }
-            }
+        let mut encoder = fingerprint::Encoder::default();
+        for (kind, conf) in &self.0 {
+            encoder.str(kind.name());
+            let fingerprint = match conf {
+                SharedConf::ToRule(rules, at) => rules.fingerprint(*at),
+                SharedConf::Own(value) => Some(Fingerprint::of(value)),
+            };
+            // The position came from these rules.
+            encoder.fingerprint(fingerprint.unwrap_or_else(|| Fingerprint::of(&Value::Null)));
         }
-        out.push(b'}');
-        // serde_json writes UTF-8.
-        String::from_utf8(out)
-            .unwrap_or_else(|e| String::from_utf8_lossy(e.as_bytes()).into_owned())
+        ConfsKey::new(encoder.finish())
     }
 }
 
@@ -366,17 +337,13 @@ impl Confs {
 pub(crate) struct DestinationPolicies {
     confs: Confs,
     protocol: Protocol,
-    /// The confs' cache-key text ([`Confs::key`]).
+    /// The confs' cache key ([`Confs::key`]).
     key: ConfsKey,
 }
 
 impl DestinationPolicies {
     fn new(confs: Confs, protocol: Protocol) -> DestinationPolicies {
-        let key = if confs.0.is_empty() {
-            ConfsKey::default()
-        } else {
-            ConfsKey::new(&confs.key())
-        };
+        let key = confs.key();
         DestinationPolicies {
             confs,
             protocol,
@@ -469,7 +436,7 @@ impl InboundPolicies {
     /// per-client confs too, or proxies whose clients get different faults
     /// would share a listener.
     pub(crate) fn key(&self) -> String {
-        let mut key = self.every.key();
+        let mut key = self.every.key().to_string();
         if !self.faults.is_empty() {
             let faults = serde_json::to_string(&self.faults).unwrap_or_default();
             key.push_str("|faults=");
@@ -557,29 +524,31 @@ mod confs_tests {
     use super::*;
 
     #[test]
-    fn the_cache_key_is_the_json_object_of_the_confs_by_kind_name() {
-        assert_eq!(Confs::default().key(), "");
+    fn the_cache_key_stands_for_the_confs_by_kind_however_they_are_held() {
+        assert!(Confs::default().key().is_empty());
+        let timeout = json!({"idleTimeout": "20s"});
         let rules = Arc::new(ToRules::from_rules(vec![kuma_policy::Rule {
             subset: kuma_policy::Subset::mesh(),
-            conf: json!({"idleTimeout": "20s"}),
+            conf: timeout.clone(),
             origins: Vec::new(),
         }]));
-        let confs = Confs(BTreeMap::from([
-            (
-                Kind::MeshRetry,
-                SharedConf::Own(json!({"http": {"numRetries": 2}, "tcp": {"x": "a\"b"}})),
-            ),
-            (Kind::MeshTimeout, SharedConf::ToRule(rules, 0)),
+        let retry = json!({"http": {"numRetries": 2}, "tcp": {"x": "a\"b"}});
+        let confs = |timeout: SharedConf| {
+            Confs(BTreeMap::from([
+                (Kind::MeshRetry, SharedConf::Own(retry.clone())),
+                (Kind::MeshTimeout, timeout),
+            ]))
+        };
+        let shared = confs(SharedConf::ToRule(rules, 0)).key();
+        assert!(!shared.is_empty());
+        assert_eq!(shared, confs(SharedConf::Own(timeout.clone())).key());
+        let longer = json!({"idleTimeout": "30s"});
+        assert_ne!(shared, confs(SharedConf::Own(longer)).key());
+        // The same conf under another kind is another key.
+        let swapped = Confs(BTreeMap::from([
+            (Kind::MeshRetry, SharedConf::Own(retry.clone())),
+            (Kind::MeshCircuitBreaker, SharedConf::Own(timeout)),
         ]));
-        let by_name: serde_json::Map<String, Value> = confs
-            .0
-            .iter()
-            .map(|(k, v)| (k.name().to_string(), v.value().clone()))
-            .collect();
-        assert_eq!(
-            by_name[Kind::MeshTimeout.name()],
-            json!({"idleTimeout": "20s"})
-        );
-        assert_eq!(confs.key(), Value::Object(by_name).to_string());
+        assert_ne!(shared, swapped.key());
     }
 }

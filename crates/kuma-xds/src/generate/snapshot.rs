@@ -1,7 +1,6 @@
 //! Everything generation needs to know about one mesh, indexed once.
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
-use std::hash::BuildHasher;
 use std::sync::{Arc, Mutex};
 
 use kuma_api::kinds::dataplane::DataplaneSpec;
@@ -11,7 +10,7 @@ use kuma_api::kinds::tags::SERVICE_TAG;
 use kuma_api::policies::TargetRefKind;
 use kuma_api::{Kind, Resource, Spec};
 use kuma_policy::policy::SharedConfs;
-use kuma_policy::{Destination as PolicyDestination, MeshContext, PolicyIndex};
+use kuma_policy::{Destination as PolicyDestination, Fingerprint, MeshContext, PolicyIndex};
 
 use super::policies::LocalityPlan;
 use crate::XdsResource;
@@ -122,52 +121,49 @@ pub(crate) enum CacheKey {
         port: u32,
         cluster: String,
         protocol: Protocol,
-        policies: String,
+        policies: ConfsKey,
+        /// Route names and the MeshHTTPRoutes with per-route confs.
+        routes: String,
+        route_policies: Vec<ConfsKey>,
+        /// The tags header the outbound sends.
+        tags: Option<String>,
     },
     /// A transparent proxy's passthrough listener or cluster; the key holds
     /// everything it is built from.
     Passthrough(super::passthrough::Key),
 }
 
-/// The text of a destination's policy confs as part of cache keys, hashed
-/// once: every destination is looked up under it several times, and the
-/// text is long (a few hundred bytes) where names are short.
-#[derive(Debug, Clone, Default)]
-pub(crate) struct ConfsKey {
-    hash: u64,
-    text: Arc<str>,
-}
+/// A destination's policy confs as part of cache keys: the fingerprint of
+/// the confs by kind ([`Fingerprint`]), none without confs. Every
+/// destination is looked up under it several times; a fingerprint is
+/// compared and hashed at once, where the confs' text was long.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub(crate) struct ConfsKey(Option<Fingerprint>);
 
 impl ConfsKey {
-    pub(crate) fn new(text: &str) -> ConfsKey {
-        // Any hash does within one process; the fixed seed keeps it cheap.
-        let hash = foldhash::fast::FixedState::default().hash_one(text);
-        ConfsKey {
-            hash,
-            text: text.into(),
-        }
-    }
-
-    pub(crate) fn as_str(&self) -> &str {
-        &self.text
+    pub(crate) fn new(fingerprint: Fingerprint) -> ConfsKey {
+        ConfsKey(Some(fingerprint))
     }
 
     pub(crate) fn is_empty(&self) -> bool {
-        self.text.is_empty()
+        self.0.is_none()
     }
 }
-
-impl PartialEq for ConfsKey {
-    fn eq(&self, other: &ConfsKey) -> bool {
-        self.hash == other.hash && (Arc::ptr_eq(&self.text, &other.text) || self.text == other.text)
-    }
-}
-
-impl Eq for ConfsKey {}
 
 impl std::hash::Hash for ConfsKey {
     fn hash<H: std::hash::Hasher>(&self, state: &mut H) {
-        state.write_u64(self.hash);
+        state.write_u64(self.0.map_or(0, Fingerprint::low_bits));
+    }
+}
+
+/// Written into the keys of resources that hold more than the confs: empty
+/// without confs.
+impl std::fmt::Display for ConfsKey {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self.0 {
+            Some(fingerprint) => fingerprint.fmt(f),
+            None => Ok(()),
+        }
     }
 }
 
@@ -516,6 +512,7 @@ pub(crate) fn lb_tags(tags: &BTreeMap<String, String>) -> impl Iterator<Item = (
 mod tests {
     use super::*;
     use kuma_api::kinds::dataplane::{Health, Inbound, InboundState, Networking};
+    use std::hash::BuildHasher;
 
     fn mk_inbound(service: &str, port: u32, protocol: &str) -> Inbound {
         Inbound {
@@ -541,16 +538,20 @@ mod tests {
     }
 
     #[test]
-    fn confs_keys_are_equal_by_text_whatever_their_copy() {
-        let a = ConfsKey::new(r#"{"MeshRetry":{"http":{"numRetries":2}}}"#);
-        let b = ConfsKey::new(r#"{"MeshRetry":{"http":{"numRetries":2}}}"#);
-        let c = ConfsKey::new(r#"{"MeshRetry":{"http":{"numRetries":3}}}"#);
-        assert!(!Arc::ptr_eq(&a.text, &b.text));
+    fn confs_keys_are_equal_by_fingerprint_and_empty_without_confs() {
+        let conf = |retries| Fingerprint::of(&serde_json::json!({"numRetries": retries}));
+        let (a, b, c) = (
+            ConfsKey::new(conf(2)),
+            ConfsKey::new(conf(2)),
+            ConfsKey::new(conf(3)),
+        );
         assert_eq!(a, b);
         let state = foldhash::quality::RandomState::default();
-        assert_eq!(state.hash_one(&a), state.hash_one(&b));
+        assert_eq!(state.hash_one(a), state.hash_one(b));
         assert_ne!(a, c);
         assert!(ConfsKey::default().is_empty() && !a.is_empty());
+        assert_eq!(ConfsKey::default().to_string(), "");
+        assert_eq!(a.to_string(), conf(2).to_string());
     }
 
     #[test]
