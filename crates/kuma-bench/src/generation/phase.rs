@@ -8,7 +8,7 @@
 //! also pays, are not in it).
 
 use anyhow::bail;
-use kuma_xds::generate::MeshSnapshot;
+use kuma_xds::generate::{MeshSnapshot, generate_proxy};
 
 use super::mesh::{self, MESH, Shape};
 use super::whole_mesh::{
@@ -34,6 +34,9 @@ pub enum Phase {
     /// A fresh snapshot of every resource of the mesh (what kuma-cp builds
     /// at start: every policy read and indexed).
     Snapshot,
+    /// The transparent proxy that may reach every service, generated first
+    /// from a fresh snapshot (nothing cached): `generation`'s cold figure.
+    FirstProxy,
     /// Every proxy's generation right after a fresh snapshot.
     Generation,
     /// A mesh-wide MeshTimeout written into the running mesh: the snapshot
@@ -61,6 +64,10 @@ pub fn run(args: Args) -> anyhow::Result<()> {
     match args.phase {
         Phase::Snapshot => {
             counted(|| MeshSnapshot::from_resources(MESH, resources));
+        }
+        Phase::FirstProxy => {
+            let snapshot = MeshSnapshot::from_resources(MESH, resources);
+            counted(|| generate_proxy(&snapshot, mesh::ALL_SERVICES_PROXY))?;
         }
         Phase::Generation => {
             let snapshot = MeshSnapshot::from_resources(MESH, resources);
@@ -91,7 +98,12 @@ mod tests {
 
     #[test]
     fn every_phase_runs_on_a_small_mesh_with_policies() {
-        for phase in [Phase::Snapshot, Phase::Generation, Phase::Change] {
+        for phase in [
+            Phase::Snapshot,
+            Phase::FirstProxy,
+            Phase::Generation,
+            Phase::Change,
+        ] {
             let args = Args {
                 services: 4,
                 instances: 2,
