@@ -12,7 +12,7 @@ use kuma_api::policies::{TargetRef, TargetRefKind};
 use kuma_api::{Kind, Resource};
 
 use crate::inbound::{self, InboundRule};
-use crate::matcher::{InboundKey, Proxy, Selection, select};
+use crate::matcher::{InboundKey, Proxy, Selection, select, selects};
 use crate::merge::MergeStrategy;
 use crate::outbound::{self, Destination, ResourceRules};
 use crate::policy::Policy;
@@ -229,7 +229,7 @@ impl PolicyIndex {
 
     /// Policies that select `proxy`, in fold order, with what they select.
     pub fn matching(&self, proxy: &Proxy<'_>) -> Vec<(usize, Selection)> {
-        let (matched, selections) = self.matched(proxy);
+        let (matched, selections) = self.matched(proxy, true);
         let mut out: Vec<(usize, Selection)> = matched
             .into_iter()
             .flat_map(|(class, slot)| {
@@ -244,8 +244,10 @@ impl PolicyIndex {
     }
 
     /// The selection classes that select `proxy`, ascending, each with its
-    /// selection: `(class, slot in the selections)`.
-    fn matched(&self, proxy: &Proxy<'_>) -> (Vec<(usize, usize)>, Vec<Selection>) {
+    /// selection: `(class, slot in the selections)`. Without `inbounds`
+    /// the selections are left empty: only whether a class selects the
+    /// proxy is found out.
+    fn matched(&self, proxy: &Proxy<'_>, inbounds: bool) -> (Vec<(usize, usize)>, Vec<Selection>) {
         let mut candidates: Vec<usize> = self.always.clone();
         if proxy.gateway.is_some() {
             // Listener tags of a builtin gateway are not indexed; gateways
@@ -278,8 +280,15 @@ impl PolicyIndex {
             .into_iter()
             .filter_map(|class| {
                 let selector = self.selectors[class].as_ref()?;
-                let selection = select(&self.source.policies[class], &selector.target_ref, proxy);
-                if selection.is_empty() {
+                let policy = &self.source.policies[class];
+                let selection = if inbounds {
+                    select(policy, &selector.target_ref, proxy)
+                } else if selects(policy, &selector.target_ref, proxy) {
+                    Selection::default()
+                } else {
+                    return None;
+                };
+                if inbounds && selection.is_empty() {
                     return None;
                 }
                 selections.push(selection);
@@ -304,7 +313,7 @@ impl PolicyIndex {
 
     /// The rules of this kind for `proxy`.
     pub fn rules_for(&self, proxy: &Proxy<'_>, ctx: &MeshContext) -> ProxyRules {
-        let (matched, selections) = self.matched(proxy);
+        let (matched, selections) = self.matched(proxy, true);
         let (outbound, inbounds) = self.parts(&matched, &selections, ctx, false, true);
         let mut warnings = self.warnings.clone();
         let mut from = BTreeMap::new();
@@ -338,9 +347,9 @@ impl PolicyIndex {
     /// `rules` in any policy of the kind, no inbound has rules and none is
     /// listed.
     pub fn shared_rules_for(&self, proxy: &Proxy<'_>, ctx: &MeshContext) -> SharedProxyRules {
-        let (matched, selections) = self.matched(proxy);
-        let memoize = self.memo.admits(ctx);
         let with_inbounds = self.source.aims.inbound;
+        let (matched, selections) = self.matched(proxy, with_inbounds);
+        let memoize = self.memo.admits(ctx);
         let (outbound, inbounds) = self.parts(&matched, &selections, ctx, memoize, with_inbounds);
         let mut warnings = self.warnings.clone();
         let mut from = BTreeMap::new();

@@ -155,10 +155,7 @@ pub fn select(policy: &Policy, target_ref: &TargetRef, proxy: &Proxy<'_>) -> Sel
     if !selected_by_zone(policy, proxy) || !selected_by_namespace(policy, proxy) {
         return Selection::default();
     }
-    let proxy_type_ok = || {
-        let types = target_ref.proxy_types.as_deref().unwrap_or_default();
-        types.is_empty() || types.contains(&proxy.proxy_type())
-    };
+    let proxy_type_ok = || proxy_type_selected(target_ref, proxy);
     let by_tags = |selector: &BTreeMap<String, String>| {
         let mut inbounds: Vec<InboundKey> = proxy
             .spec
@@ -198,6 +195,37 @@ pub fn select(policy: &Policy, target_ref: &TargetRef, proxy: &Proxy<'_>) -> Sel
         },
         _ => Selection::default(),
     }
+}
+
+/// Whether [`select`] selects anything of `proxy`, answered without listing
+/// the inbounds (nor copying their addresses) for the `Mesh` and
+/// `MeshSubset` targetRefs of sidecars: what matching needs for kinds whose
+/// rules do not depend on which inbounds a policy selects.
+pub fn selects(policy: &Policy, target_ref: &TargetRef, proxy: &Proxy<'_>) -> bool {
+    static NO_TAGS: BTreeMap<String, String> = BTreeMap::new();
+    let tags = match target_ref.kind {
+        // A builtin gateway's listeners are looked up by tags of their own.
+        _ if proxy.gateway.is_some() => return !select(policy, target_ref, proxy).is_empty(),
+        TargetRefKind::Mesh => &NO_TAGS,
+        TargetRefKind::MeshSubset => target_ref.tags.as_ref().unwrap_or(&NO_TAGS),
+        _ => return !select(policy, target_ref, proxy).is_empty(),
+    };
+    selected_by_zone(policy, proxy)
+        && selected_by_namespace(policy, proxy)
+        && proxy_type_selected(target_ref, proxy)
+        && (proxy
+            .spec
+            .inbounds()
+            .iter()
+            .any(|i| tags_match(tags, &i.tags))
+            || proxy.spec.is_delegated_gateway()
+                && proxy.gateway_tags().is_some_and(|t| tags_match(tags, t)))
+}
+
+/// Whether the targetRef's `proxyTypes` (all when absent) hold the proxy's.
+fn proxy_type_selected(target_ref: &TargetRef, proxy: &Proxy<'_>) -> bool {
+    let types = target_ref.proxy_types.as_deref().unwrap_or_default();
+    types.is_empty() || types.contains(&proxy.proxy_type())
 }
 
 fn service_selector(name: &str, mut tags: BTreeMap<String, String>) -> BTreeMap<String, String> {

@@ -246,6 +246,99 @@ fn builtin_gateway_listeners_are_selected_through_the_mesh_gateway() {
 }
 
 #[test]
+fn selects_answers_as_select_does_and_shared_rules_match_without_inbounds() {
+    let delegated: DataplaneSpec = serde_json::from_value(json!({"networking": {
+        "address": "10.0.0.2",
+        "gateway": {"type": "DELEGATED", "tags": {"kuma.io/service": "edge", "version": "v1"}}
+    }}))
+    .unwrap();
+    let builtin: DataplaneSpec = serde_json::from_value(json!({"networking": {
+        "address": "10.0.0.3",
+        "gateway": {"type": "BUILTIN", "tags": {"kuma.io/service": "edge"}}
+    }}))
+    .unwrap();
+    let gateway: kuma_api::kinds::mesh_gateway::MeshGatewaySpec = serde_json::from_value(json!({
+        "selectors": [{"match": {"kuma.io/service": "edge"}}],
+        "conf": {"listeners": [{"port": 80, "protocol": "HTTP", "tags": {"version": "v2"}}]}
+    }))
+    .unwrap();
+    let sidecar = web_dataplane();
+    let no_labels = BTreeMap::new();
+    let east = tags(&[("kuma.io/origin", "zone"), ("kuma.io/zone", "east")]);
+    let in_a = tags(&[("k8s.kuma.io/namespace", "ns-a")]);
+    let mut proxies = Vec::new();
+    for labels in [&no_labels, &east, &in_a] {
+        for spec in [&sidecar, &delegated] {
+            proxies.push(proxy("dp", labels, spec));
+        }
+        proxies.push(Proxy {
+            name: "gw",
+            labels,
+            spec: &builtin,
+            gateway: Some(("edge-gateway", &gateway)),
+        });
+    }
+    let tops = [
+        json!({"kind": "Mesh"}),
+        json!({"kind": "Mesh", "proxyTypes": ["Sidecar"]}),
+        json!({"kind": "Mesh", "proxyTypes": ["Gateway"]}),
+        json!({"kind": "MeshSubset", "tags": {"version": "v1"}}),
+        json!({"kind": "MeshSubset", "tags": {"version": "v2"}}),
+        json!({"kind": "MeshSubset", "tags": {"version": "*"}}),
+        json!({"kind": "MeshSubset", "tags": {"kuma.io/service": "edge"}}),
+        json!({"kind": "MeshSubset", "proxyTypes": ["Gateway"], "tags": {"version": "v1"}}),
+        json!({"kind": "MeshService", "name": "web"}),
+        json!({"kind": "Dataplane", "name": "dp"}),
+    ];
+    let label_sets: [&[(&str, &str)]; 4] = [
+        &[],
+        &[("kuma.io/origin", "zone"), ("kuma.io/zone", "east")],
+        &[("kuma.io/origin", "zone"), ("kuma.io/zone", "west")],
+        &[
+            ("kuma.io/policy-role", "consumer"),
+            ("k8s.kuma.io/namespace", "ns-a"),
+        ],
+    ];
+    let mut policies = Vec::new();
+    for top in &tops {
+        for labels in label_sets {
+            let name = format!("p-{}", policies.len());
+            let timeout = mk_policy(
+                Kind::MeshTimeout,
+                &name,
+                json!({"targetRef": top,
+                       "to": [{"targetRef": {"kind": "Mesh"}, "default": {"idleTimeout": "1s"}}]}),
+            );
+            policies.push(with_labels(timeout, labels));
+        }
+    }
+    let mut selected = 0;
+    for p in &proxies {
+        for policy in &policies {
+            let listed = !select(policy, &policy.target_ref, p).is_empty();
+            assert_eq!(
+                selects(policy, &policy.target_ref, p),
+                listed,
+                "{} ({:?}) on {}",
+                policy.name,
+                policy.labels,
+                p.name
+            );
+            selected += usize::from(listed);
+        }
+    }
+    assert!(selected > 20 && selected < proxies.len() * policies.len());
+    // A kind with `to` entries only: its shared rules skip the inbounds.
+    let index = PolicyIndex::new(Kind::MeshTimeout, policies, &ctx());
+    for p in &proxies {
+        assert_same_rules(
+            &index.shared_rules_for(p, &ctx()),
+            &index.rules_for(p, &ctx()),
+        );
+    }
+}
+
+#[test]
 fn more_specific_policies_fold_last_and_win() {
     let policies = vec![
         mtp(
