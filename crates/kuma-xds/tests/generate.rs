@@ -427,3 +427,87 @@ fn locality_aware_load_assignments_are_shared_by_proxies_alike() {
         ]
     );
 }
+
+#[test]
+fn route_tables_are_shared_but_each_proxy_resolves_its_backends() {
+    let dp = |name: &str, address: &str, version: &str| {
+        format!(
+            "type: Dataplane\nname: {name}\nnetworking:\n  address: {address}\n  inbound:\n  - port: 8080\n    tags:\n      kuma.io/service: web\n      kuma.io/protocol: http\n      version: {version}\n  outbound:\n  - port: 10001\n    tags:\n      kuma.io/service: backend\n  - port: 10002\n    tags:\n      kuma.io/service: billing\n"
+        )
+    };
+    let instance = |name: &str, address: &str, service: &str| {
+        format!(
+            "type: Dataplane\nname: {name}\nnetworking:\n  address: {address}\n  inbound:\n  - port: 8080\n    tags:\n      kuma.io/service: {service}\n      kuma.io/protocol: http\n"
+        )
+    };
+    // backend's and billing's /api go to audit, by routes whose confs are
+    // the same: what tells their tables apart is the destination.
+    let route = |name: &str, to: &str| {
+        format!(
+            "type: MeshHTTPRoute\nname: {name}\nspec:\n  targetRef:\n    kind: Mesh\n  to:\n  - targetRef:\n      kind: MeshService\n      name: {to}\n    rules:\n    - matches:\n      - path:\n          type: PathPrefix\n          value: /api\n      default:\n        backendRefs:\n        - kind: MeshService\n          name: audit\n"
+        )
+    };
+    // Only v1 clients connect to audit with a 3s timeout.
+    let timeout = "type: MeshTimeout\nname: v1-audit\nspec:\n  targetRef:\n    kind: MeshSubset\n    tags:\n      version: v1\n  to:\n  - targetRef:\n      kind: MeshService\n      name: audit\n    default:\n      connectionTimeout: 3s\n";
+    let listing = vec![
+        resource(None, "type: Mesh\nname: default"),
+        resource(Some("default"), &dp("web-1", "10.0.0.1", "v1")),
+        resource(Some("default"), &dp("web-2", "10.0.0.2", "v2")),
+        resource(Some("default"), &dp("web-3", "10.0.0.3", "v2")),
+        resource(
+            Some("default"),
+            &instance("backend-1", "10.0.1.1", "backend"),
+        ),
+        resource(
+            Some("default"),
+            &instance("billing-1", "10.0.2.1", "billing"),
+        ),
+        resource(Some("default"), &instance("audit-1", "10.0.3.1", "audit")),
+        resource(Some("default"), &route("to-backend", "backend")),
+        resource(Some("default"), &route("to-billing", "billing")),
+        resource(Some("default"), timeout),
+    ];
+    let listener = |p: &ProxyResources, port: u32| {
+        let name = format!("outbound:127.0.0.1:{port}");
+        format!("{:?}", p.by_type[type_url::LISTENER][&name].body.value)
+    };
+    // Cluster names are in the encoded listener as they are.
+    let names = |p: &ProxyResources, port: u32, cluster: &str| {
+        let name = format!("outbound:127.0.0.1:{port}");
+        let body = &p.by_type[type_url::LISTENER][&name].body.value;
+        String::from_utf8_lossy(body).contains(cluster)
+    };
+    let connect_timeout = |p: &ProxyResources| {
+        let cluster = Cluster::decode(p.by_type[type_url::CLUSTER]["audit"].body.value.as_slice())
+            .expect("decodes");
+        cluster.connect_timeout.map(|d| d.seconds)
+    };
+    // In either order: the proxy generated first must not decide the
+    // others' backends through the shared table.
+    for order in [["web-1", "web-2", "web-3"], ["web-3", "web-2", "web-1"]] {
+        let snapshot = MeshSnapshot::from_resources("default", listing.clone());
+        let got: BTreeMap<&str, ProxyResources> = order
+            .iter()
+            .map(|n| (*n, generate_proxy(&snapshot, n).expect("generates")))
+            .collect();
+        for (name, p) in &got {
+            for port in [10001, 10002] {
+                assert!(
+                    names(p, port, "audit"),
+                    "{order:?}: {name}:{port} routes to audit"
+                );
+            }
+            // The rest of each destination's traffic stays with it.
+            assert!(names(p, 10001, "backend"), "{order:?}: {name}");
+            assert!(!names(p, 10002, "backend"), "{order:?}: {name}");
+        }
+        // Every proxy gets audit's cluster, with its own confs.
+        assert_eq!(connect_timeout(&got["web-1"]), Some(3), "{order:?}");
+        assert_ne!(connect_timeout(&got["web-2"]), Some(3), "{order:?}");
+        assert_ne!(connect_timeout(&got["web-3"]), Some(3), "{order:?}");
+        // web-2 and web-3 share everything of their outbounds.
+        for port in [10001, 10002] {
+            assert_eq!(listener(&got["web-2"], port), listener(&got["web-3"], port));
+        }
+    }
+}

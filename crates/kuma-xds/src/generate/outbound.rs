@@ -7,6 +7,7 @@
 //! clusters are added beside the destination's own (see [`backends`]).
 
 mod backends;
+pub(crate) mod route_table;
 
 use std::borrow::Cow;
 use std::collections::BTreeMap;
@@ -22,13 +23,14 @@ use kuma_policy::Proxy;
 
 use super::mtls::{ClientTls, MeshTls};
 use super::policies::mesh_fault_injection;
-use super::policies::mesh_http_route::{self, RouteEntry};
+use super::policies::mesh_http_route;
 use super::policies::mesh_tcp_route;
 use super::policies::{DestinationPolicies, DestinationRef, ProxyPolicies};
 use super::snapshot::{CacheKey, ConfsKey, Destination, MeshSnapshot, Protocol};
 use super::{cluster, endpoints, listener, names};
 use crate::XdsResource;
 use backends::Resolver;
+use route_table::RouteTable;
 
 const MESH_SERVICE: &str = "MeshService";
 
@@ -48,7 +50,8 @@ struct Target<'a> {
     subset: BTreeMap<String, String>,
     /// The `to` policy confs this proxy has for it.
     policies: DestinationPolicies,
-    /// The MeshHTTPRoutes that shaped its route table, in fold order.
+    /// The MeshHTTPRoutes that shaped its route table, in fold order (of a
+    /// MeshService port; a `kuma.io/service`'s are found with its table).
     route_origins: Vec<String>,
     /// A MeshService port (not a `kuma.io/service`).
     mesh_service: bool,
@@ -129,16 +132,15 @@ fn mesh_service_target<'a>(
     })
 }
 
+/// A `kuma.io/service` destination. The MeshHTTPRoutes that shaped its
+/// route table are found only when the table is built ([`route_table`]).
 fn service_target<'a>(
     snapshot: &'a MeshSnapshot,
     policies: &ProxyPolicies,
     service: Cow<'a, str>,
 ) -> Target<'a> {
     let destination = snapshot.service(&service);
-    let mut t = reachable_service(policies, service, destination);
-    t.route_origins =
-        policies.http_route_origins(&DestinationRef::Service(&t.cluster), &t.policies);
-    t
+    reachable_service(policies, service, destination)
 }
 
 /// A `kuma.io/service` as a transparent proxy reaches it: its cluster and
@@ -198,7 +200,7 @@ pub(crate) fn generate<'a>(
         let address = outbound.address();
         let protocol = t.destination.protocol;
         let mut resolver = Resolver::new(snapshot, policies, &t);
-        let shape = Shape::of(&t, &mut resolver, policies);
+        let shape = Shape::of(snapshot, &t, &mut resolver, policies);
         let tags = tags_header.as_deref().filter(|_| shape.is_http());
         let (routes, route_policies) = shape.key();
         let key = CacheKey::OutboundListener {
@@ -359,7 +361,7 @@ enum Shape {
     /// A MeshHTTPRoute's table, with the per-route policy confs of each
     /// MeshHTTPRoute it names.
     HttpRoutes {
-        entries: Vec<RouteEntry>,
+        table: Arc<RouteTable>,
         per_route: BTreeMap<String, DestinationPolicies>,
     },
     /// A TCP proxy, split by a MeshTCPRoute when one applies.
@@ -369,19 +371,24 @@ enum Shape {
 impl Shape {
     /// An HTTP route wins over a TCP route on an HTTP outbound (as in Kuma);
     /// a TCP route alone turns any outbound into a TCP proxy.
-    fn of(t: &Target<'_>, resolver: &mut Resolver<'_, '_>, policies: &ProxyPolicies) -> Shape {
+    fn of(
+        snapshot: &MeshSnapshot,
+        t: &Target<'_>,
+        resolver: &mut Resolver<'_, '_>,
+        policies: &ProxyPolicies,
+    ) -> Shape {
         let protocol = t.destination.protocol;
-        if protocol.is_http()
-            && let Some(conf) = t.policies.http_route()
-        {
+        if protocol.is_http() && t.policies.has_http_route() {
             resolver.require_http(true);
-            let entries = mesh_http_route::route_table(&conf, &t.cluster, resolver);
-            let per_route = entries
-                .iter()
-                .filter_map(|e| e.origin.as_deref())
-                .map(|name| (name.to_string(), policies.route(name, &t.policies)))
-                .collect();
-            return Shape::HttpRoutes { entries, per_route };
+            if let Some(table) = route_table::of(snapshot, t, resolver, policies) {
+                let per_route = table
+                    .entries
+                    .iter()
+                    .filter_map(|e| e.origin.as_deref())
+                    .map(|name| (name.to_string(), policies.route(name, &t.policies)))
+                    .collect();
+                return Shape::HttpRoutes { table, per_route };
+            }
         }
         if let Some(conf) = t.policies.tcp_route() {
             resolver.require_http(false);
@@ -402,9 +409,9 @@ impl Shape {
     /// are part of the key. Nothing to allocate without routes.
     fn key(&self) -> (String, Vec<ConfsKey>) {
         match self {
-            Shape::HttpRoutes { entries, per_route } => {
+            Shape::HttpRoutes { table, per_route } => {
                 let mut names = String::new();
-                for entry in entries {
+                for entry in &table.entries {
                     names.push('|');
                     names.push_str(&entry.name);
                 }
@@ -440,7 +447,8 @@ impl Shape {
                 t.policies.apply_http(&mut hcm, &mut routes);
                 listener::hcm_filter(hcm, routes)
             }
-            Shape::HttpRoutes { entries, per_route } => {
+            Shape::HttpRoutes { table, per_route } => {
+                let entries = &table.entries;
                 let groups: Vec<Vec<Route>> =
                     entries.iter().map(mesh_http_route::envoy_routes).collect();
                 let sizes: Vec<usize> = groups.iter().map(Vec::len).collect();

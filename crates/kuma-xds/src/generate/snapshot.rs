@@ -12,6 +12,7 @@ use kuma_api::{Kind, Resource, Spec};
 use kuma_policy::policy::SharedConfs;
 use kuma_policy::{Destination as PolicyDestination, Fingerprint, MeshContext, PolicyIndex};
 
+use super::outbound::route_table::RouteTables;
 use super::policies::LocalityPlan;
 use crate::XdsResource;
 
@@ -191,6 +192,9 @@ pub struct MeshSnapshot {
     service_members: Arc<BTreeMap<String, Arc<BTreeSet<String>>>>,
     mesh_service_ports: Arc<BTreeMap<(String, u32), Arc<Destination>>>,
     pub(super) shared: Mutex<SharedCache>,
+    /// MeshHTTPRoute route tables proxies share (not carried to the next
+    /// snapshot: they read the snapshot's services).
+    pub(crate) route_tables: RouteTables,
 }
 
 /// The encoded resources proxies share, by what they were built from. Keys
@@ -361,6 +365,7 @@ impl MeshSnapshotBuilder {
             service_members: Arc::new(service_members),
             mesh_service_ports: Arc::new(mesh_service_ports),
             shared: shared_cache(destinations),
+            route_tables: RouteTables::default(),
         }
     }
 }

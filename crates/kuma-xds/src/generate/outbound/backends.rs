@@ -35,6 +35,9 @@ pub(super) struct Resolver<'s, 'p> {
     /// HTTP routes may only send to HTTP destinations.
     require_http: bool,
     backends: Vec<Target<'s>>,
+    /// Each backendRef met so far and its cluster (`None`: unresolved):
+    /// routes often name the same backends.
+    resolved: Vec<(BackendRef, Option<String>)>,
 }
 
 impl<'s, 'p> Resolver<'s, 'p> {
@@ -51,10 +54,47 @@ impl<'s, 'p> Resolver<'s, 'p> {
             mesh_service: outbound.mesh_service,
             require_http: false,
             backends: Vec::new(),
+            resolved: Vec::new(),
         }
     }
 
+    /// The MeshHTTPRoutes that shaped the outbound's route table, when
+    /// they are found only once the table is built.
+    pub(super) fn set_route_origins(&mut self, origins: Vec<String>) {
+        self.route_origins = origins;
+    }
+
+    /// The backendRefs resolved so far, each once, in the order met.
+    pub(super) fn resolved_backends(&self) -> Vec<BackendRef> {
+        self.resolved
+            .iter()
+            .filter(|(_, cluster)| cluster.is_some())
+            .map(|(backend, _)| backend.clone())
+            .collect()
+    }
+
+    /// The cluster `backend` leads to, gathering it among the backends;
+    /// resolved once per backendRef.
+    pub(super) fn resolve_cluster(&mut self, backend: &BackendRef) -> Option<String> {
+        if let Some((_, cluster)) = self.resolved.iter().find(|(b, _)| b == backend) {
+            return cluster.clone();
+        }
+        let cluster = self.resolve(backend).map(|target| {
+            let name = target.cluster.to_string();
+            if name != self.own_cluster && !self.backends.iter().any(|b| b.cluster == name) {
+                self.backends.push(target);
+            }
+            name
+        });
+        self.resolved.push((backend.clone(), cluster.clone()));
+        cluster
+    }
+
     pub(super) fn require_http(&mut self, yes: bool) {
+        if self.require_http != yes {
+            // What resolved before may not now, and the other way round.
+            self.resolved.clear();
+        }
         self.require_http = yes;
     }
 
@@ -123,12 +163,7 @@ impl<'s, 'p> Resolver<'s, 'p> {
 
 impl Backends for Resolver<'_, '_> {
     fn cluster(&mut self, backend: &BackendRef) -> Option<String> {
-        let target = self.resolve(backend)?;
-        let name = target.cluster.to_string();
-        if name != self.own_cluster && !self.backends.iter().any(|b| b.cluster == name) {
-            self.backends.push(target);
-        }
-        Some(name)
+        self.resolve_cluster(backend)
     }
 
     fn origin(&self, matches: &[Match]) -> Option<String> {

@@ -28,6 +28,7 @@ use envoy_types::pb::google::protobuf::UInt32Value;
 use kuma_api::Kind;
 use kuma_api::policies::mesh_http_route::{Conf, Filter, Match, PathMatch};
 use kuma_api::policies::values::BackendRef;
+use kuma_policy::engine::ToRules;
 use kuma_policy::inspect::hash_matches;
 use kuma_policy::{Policy, ResourceId};
 use serde::Deserialize;
@@ -67,13 +68,14 @@ impl ProxyPolicies<'_> {
 
     /// The MeshHTTPRoutes whose `to` entries shaped the route table of
     /// `destination`, in fold order (the last one wins); none when its
-    /// confs (`policies`) have no route table.
+    /// confs (`policies`) have no route table, or when it is not an HTTP
+    /// destination (routes apply to HTTP destinations only).
     pub(crate) fn http_route_origins(
         &self,
         destination: &DestinationRef<'_>,
         policies: &DestinationPolicies,
     ) -> Vec<String> {
-        if !policies.confs.0.contains_key(&Kind::MeshHTTPRoute) {
+        if !policies.protocol.is_http() || !policies.confs.0.contains_key(&Kind::MeshHTTPRoute) {
             return Vec::new();
         }
         let Some(rules) = self.rules.get(&Kind::MeshHTTPRoute) else {
@@ -95,6 +97,22 @@ impl ProxyPolicies<'_> {
 }
 
 impl DestinationPolicies {
+    /// Whether MeshHTTPRoutes aim at the destination.
+    pub(crate) fn has_http_route(&self) -> bool {
+        self.confs.0.contains_key(&Kind::MeshHTTPRoute)
+    }
+
+    /// The proxy's `to` rules of MeshHTTPRoutes and the position of the
+    /// destination's conf in them, when its conf comes from such rules
+    /// (a `kuma.io/service` destination): proxies with the same rules share
+    /// the conf there.
+    pub(crate) fn http_route_rule(&self) -> Option<(Arc<ToRules>, usize)> {
+        match self.confs.0.get(&Kind::MeshHTTPRoute)? {
+            SharedConf::ToRule(rules, at) => Some((rules.clone(), *at)),
+            SharedConf::Own(_) => None,
+        }
+    }
+
     /// The destination's folded MeshHTTPRoute rules, if any route aims at
     /// it. When the fold only joins the routes' rules, they are read from
     /// each route as they are, without the folded copy.

@@ -117,6 +117,7 @@ impl MeshSnapshot {
             service_members: Arc::new(service_members),
             mesh_service_ports: Arc::new(mesh_service_ports),
             shared: Mutex::default(),
+            route_tables: Default::default(),
         }
     }
 
@@ -224,6 +225,7 @@ impl MeshSnapshot {
             service_members: self.service_members.clone(),
             mesh_service_ports: self.mesh_service_ports.clone(),
             shared: Mutex::default(),
+            route_tables: Default::default(),
         }
     }
 }
