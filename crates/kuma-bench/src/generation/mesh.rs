@@ -107,6 +107,9 @@ pub fn extra_instance(n: u32, s: u32) -> anyhow::Result<Resource> {
 }
 
 /// Policy number `n` of six kinds in turn, each aimed at other services.
+/// MeshHTTPRoutes come from even services (HTTP ones when there are an
+/// even number of services) and aim at HTTP services, so that their route
+/// tables are built.
 pub fn policy_doc(shape: Shape, n: u32) -> Value {
     let from = service(n % shape.services);
     let to = service((n + 1) % shape.services);
@@ -137,13 +140,22 @@ pub fn policy_doc(shape: Shape, n: u32) -> Value {
                    "to": [{"targetRef": to_ref, "default": {"connectionLimits": {
                            "maxConnections": 100, "maxPendingRequests": 50}}}]}),
         ),
-        4 => (
-            "MeshHTTPRoute",
-            json!({"targetRef": subset,
-                   "to": [{"targetRef": to_ref, "rules": [{
-                       "matches": [{"path": {"type": "PathPrefix", "value": format!("/v{n}")}}],
-                       "default": {"backendRefs": [{"kind": "MeshService", "name": to, "weight": 100}]}}]}]}),
-        ),
+        4 => {
+            // Routes apply to HTTP destinations only: aimed two services on
+            // (HTTP like the `from` one, and among its outbounds), with a
+            // tenth of the traffic to an HTTP service it does not declare.
+            let to = service((n + 2) % shape.services);
+            let canary = service((n + 4) % shape.services);
+            (
+                "MeshHTTPRoute",
+                json!({"targetRef": subset,
+                       "to": [{"targetRef": {"kind": "MeshService", "name": to}, "rules": [{
+                           "matches": [{"path": {"type": "PathPrefix", "value": format!("/v{n}")}}],
+                           "default": {"backendRefs": [
+                               {"kind": "MeshService", "name": to, "weight": 90},
+                               {"kind": "MeshService", "name": canary, "weight": 10}]}}]}]}),
+            )
+        }
         _ => (
             "MeshHealthCheck",
             json!({"targetRef": {"kind": "Mesh"},
@@ -214,6 +226,20 @@ mod tests {
             .collect();
         assert_eq!(kinds.len(), 1 + 1 + 6, "{kinds:?}");
         assert_eq!(resources.len(), 1 + 20 + 1 + 12);
+    }
+
+    #[test]
+    fn http_routes_are_built_and_reach_their_canary() {
+        // Policy 4 routes svc-4's calls to svc-6, a tenth to svc-8, which
+        // svc-4 does not declare: its cluster comes from the route.
+        let shape = mk_shape(10, 12);
+        let snapshot =
+            kuma_xds::generate::MeshSnapshot::from_resources(MESH, build(shape).unwrap());
+        let proxy = kuma_xds::generate::generate_proxy(&snapshot, &instance(4, 0)).unwrap();
+        let clusters = &proxy.by_type[kuma_xds::type_url::CLUSTER];
+        assert!(clusters.contains_key(&service(8)), "{:?}", clusters.keys());
+        let unrouted = kuma_xds::generate::generate_proxy(&snapshot, &instance(5, 0)).unwrap();
+        assert!(!unrouted.by_type[kuma_xds::type_url::CLUSTER].contains_key(&service(9)));
     }
 
     #[test]
