@@ -26,7 +26,7 @@ use crate::rules::{PolicyOrigin, Rule};
 
 mod routes;
 
-pub use routes::{HttpMatch, RULE_MATCHES_HASH_TAG, hash_matches};
+pub use routes::{HttpMatch, RULE_MATCHES_HASH_TAG, hash_matches, rule_matches};
 
 /// Kuma's `Meta`: how the inspect API names a resource.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]

@@ -63,7 +63,7 @@ fn go_html_escape(json: &str) -> String {
 /// The typed `matches` of every rule of a MeshHTTPRoute `to` conf
 /// (`{rules: [{matches, default}]}`); rules whose matches do not read are
 /// left out.
-fn rule_matches(conf: &Value) -> impl Iterator<Item = Vec<Match>> + '_ {
+pub fn rule_matches(conf: &Value) -> impl Iterator<Item = Vec<Match>> + '_ {
     conf.get("rules")
         .and_then(Value::as_array)
         .into_iter()

@@ -381,11 +381,14 @@ impl Shape {
         if protocol.is_http() && t.policies.has_http_route() {
             resolver.require_http(true);
             if let Some(table) = route_table::of(snapshot, t, resolver, policies) {
+                // Only MeshHTTPRoutes that policies aim confs at change
+                // their routes.
                 let per_route = table
                     .entries
                     .iter()
                     .filter_map(|e| e.origin.as_deref())
                     .map(|name| (name.to_string(), policies.route(name, &t.policies)))
+                    .filter(|(_, confs)| !confs.key().is_empty())
                     .collect();
                 return Shape::HttpRoutes { table, per_route };
             }
@@ -452,7 +455,13 @@ impl Shape {
                 let groups: Vec<Vec<Route>> =
                     entries.iter().map(mesh_http_route::envoy_routes).collect();
                 let sizes: Vec<usize> = groups.iter().map(Vec::len).collect();
-                let all = groups.into_iter().flatten().collect();
+                // Sized once: routes are large, and growing a list of them
+                // copied them again and again.
+                let total = sizes.iter().sum();
+                let mut all = Vec::with_capacity(total);
+                for group in groups {
+                    all.extend(group);
+                }
                 let mut routes = route_config(&route_name, &t.cluster, all);
                 let mut hcm = listener::hcm(&stat_prefix, Vec::new());
                 t.policies.apply_http(&mut hcm, &mut routes);
@@ -465,14 +474,16 @@ impl Shape {
                     .map(|vh| std::mem::take(&mut vh.routes))
                     .unwrap_or_default()
                     .into_iter();
-                let mut applied = Vec::new();
+                let mut applied = Vec::with_capacity(total);
                 for (entry, size) in entries.iter().zip(sizes) {
                     let chunk: Vec<Route> = rest.by_ref().take(size).collect();
                     match entry.origin.as_ref().and_then(|o| per_route.get(o)) {
                         Some(p) => {
                             let mut own = route_config(&route_name, &t.cluster, chunk);
                             p.apply_route(&mut own);
-                            applied.extend(own.virtual_hosts.into_iter().flat_map(|v| v.routes));
+                            for vh in own.virtual_hosts {
+                                applied.extend(vh.routes);
+                            }
                         }
                         None => applied.extend(chunk),
                     }

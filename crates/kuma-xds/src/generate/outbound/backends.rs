@@ -8,6 +8,7 @@
 //! tag included, each key followed by its value.
 
 use std::borrow::Cow;
+use std::cell::OnceCell;
 use std::collections::BTreeMap;
 
 use kuma_api::kinds::tags::SERVICE_TAG;
@@ -19,7 +20,9 @@ use sha2::{Digest, Sha256};
 
 use super::{Target, mesh_service_target, service_target};
 use crate::generate::policies::ProxyPolicies;
-use crate::generate::policies::mesh_http_route::{Backends, Split, origin_of};
+use crate::generate::policies::mesh_http_route::{
+    Backends, RouteCandidate, Split, origin_of, route_candidates,
+};
 use crate::generate::snapshot::{Destination, MeshSnapshot};
 
 /// Resolves the backendRefs of one outbound's routes, collecting the
@@ -29,6 +32,9 @@ pub(super) struct Resolver<'s, 'p> {
     policies: &'p ProxyPolicies<'p>,
     own_cluster: String,
     route_origins: Vec<String>,
+    /// The MeshHTTPRoutes of `route_origins` with their rules' matches,
+    /// once a route asks for its origin.
+    candidates: OnceCell<Vec<RouteCandidate<'s>>>,
     /// The outbound leads to a MeshService: routes are named after their
     /// MeshHTTPRoute.
     mesh_service: bool,
@@ -51,6 +57,7 @@ impl<'s, 'p> Resolver<'s, 'p> {
             policies,
             own_cluster: outbound.cluster.to_string(),
             route_origins: outbound.route_origins.clone(),
+            candidates: OnceCell::new(),
             mesh_service: outbound.mesh_service,
             require_http: false,
             backends: Vec::new(),
@@ -62,6 +69,7 @@ impl<'s, 'p> Resolver<'s, 'p> {
     /// they are found only once the table is built.
     pub(super) fn set_route_origins(&mut self, origins: Vec<String>) {
         self.route_origins = origins;
+        self.candidates = OnceCell::new();
     }
 
     /// The backendRefs resolved so far, each once, in the order met.
@@ -167,12 +175,11 @@ impl Backends for Resolver<'_, '_> {
     }
 
     fn origin(&self, matches: &[Match]) -> Option<String> {
-        origin_of(
-            matches,
-            &self.route_origins,
-            &self.snapshot.policy_context().http_routes,
-        )
-        .map(str::to_string)
+        let candidates = self.candidates.get_or_init(|| {
+            let routes = &self.snapshot.policy_context().http_routes;
+            route_candidates(&self.route_origins, routes)
+        });
+        origin_of(matches, candidates).map(str::to_string)
     }
 
     fn named_by_origin(&self) -> Option<&str> {

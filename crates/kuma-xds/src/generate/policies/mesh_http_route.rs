@@ -14,7 +14,7 @@ mod filters;
 
 use std::cmp::Ordering;
 use std::collections::BTreeMap;
-use std::sync::Arc;
+use std::sync::{Arc, LazyLock};
 
 use envoy_types::pb::envoy::config::core::v3::RuntimeFractionalPercent;
 use envoy_types::pb::envoy::config::route::v3::{
@@ -29,10 +29,8 @@ use kuma_api::Kind;
 use kuma_api::policies::mesh_http_route::{Conf, Filter, Match, PathMatch};
 use kuma_api::policies::values::BackendRef;
 use kuma_policy::engine::ToRules;
-use kuma_policy::inspect::hash_matches;
+use kuma_policy::inspect::{hash_matches, rule_matches};
 use kuma_policy::{Policy, ResourceId};
-use serde::Deserialize;
-use serde_json::Value;
 
 use super::{Confs, DestinationPolicies, DestinationRef, ProxyPolicies, SharedConf, read_conf};
 
@@ -133,30 +131,42 @@ impl DestinationPolicies {
     }
 }
 
+/// A MeshHTTPRoute's name and the typed `matches` of each of its rules.
+pub(crate) type RouteCandidate<'p> = (&'p str, Vec<Vec<Match>>);
+
+/// The MeshHTTPRoutes named in `names` (in fold order) that exist, each
+/// with the typed `matches` of its rules: what [`origin_of`] searches,
+/// read once per route table rather than once per rule.
+pub(crate) fn route_candidates<'p>(
+    names: &[String],
+    routes: &'p [Arc<Policy>],
+) -> Vec<RouteCandidate<'p>> {
+    names
+        .iter()
+        .filter_map(|name| {
+            let policy = routes.iter().find(|p| p.name == *name)?;
+            // Typed: the policy's text may spell defaults out.
+            let matches = policy
+                .to
+                .iter()
+                .flat_map(|entry| rule_matches(&entry.conf))
+                .collect();
+            Some((policy.name.as_str(), matches))
+        })
+        .collect()
+}
+
 /// The MeshHTTPRoute (of `candidates`, in fold order) whose rule with
 /// `matches` won the fold: the last one that has such a rule.
 pub(crate) fn origin_of<'p>(
     matches: &[Match],
-    candidates: &[String],
-    routes: &'p [Arc<Policy>],
+    candidates: &[RouteCandidate<'p>],
 ) -> Option<&'p str> {
-    // Compared as typed matches: the policy's text may spell defaults out.
-    let same = |rule: &Value| {
-        rule.get("matches")
-            .and_then(|m| Vec::<Match>::deserialize(m).ok())
-            .is_some_and(|m| m == matches)
-    };
-    candidates.iter().rev().find_map(|name| {
-        let policy = routes.iter().find(|p| p.name == *name)?;
-        let has_rule = policy.to.iter().any(|entry| {
-            entry
-                .conf
-                .get("rules")
-                .and_then(Value::as_array)
-                .is_some_and(|rules| rules.iter().any(same))
-        });
-        has_rule.then_some(policy.name.as_str())
-    })
+    candidates
+        .iter()
+        .rev()
+        .find(|(_, rules)| rules.iter().any(|m| m == matches))
+        .map(|(name, _)| *name)
 }
 
 /// A cluster traffic is split to, with its share.
@@ -276,8 +286,19 @@ pub(crate) fn route_table(
         ..Match::default()
     };
     if !entries.iter().any(|e| e.matched == catch_all) {
+        // The same name in every table: hashed once.
+        static CATCH_ALL_NAME: LazyLock<String> = LazyLock::new(|| {
+            let catch_all = Match {
+                path: Some(PathMatch {
+                    value: "/".to_string(),
+                    kind: PATH_PREFIX.to_string(),
+                }),
+                ..Match::default()
+            };
+            hash_matches(std::slice::from_ref(&catch_all))
+        });
         entries.push(RouteEntry {
-            name: hash_matches(std::slice::from_ref(&catch_all)),
+            name: CATCH_ALL_NAME.clone(),
             origin: None,
             matched: catch_all,
             filters: Vec::new(),

@@ -291,3 +291,36 @@ fn a_redirect_needs_no_backend() {
             as i32
     );
 }
+
+#[test]
+fn the_origin_of_a_rule_is_the_last_candidate_route_holding_its_matches() {
+    let route = |name: &str, paths: &[&str]| {
+        let rules: Vec<serde_json::Value> = paths
+            .iter()
+            .map(|p| {
+                // Spelled out: the type compares as the default would.
+                serde_json::json!({"matches": [{"path": {"type": "PathPrefix", "value": p}}],
+                                   "default": {}})
+            })
+            .collect();
+        let spec = serde_json::json!({"targetRef": {"kind": "Mesh"},
+            "to": [{"targetRef": {"kind": "MeshService", "name": "backend"}, "rules": rules}]});
+        let spec = kuma_api::Spec::from_json(kuma_api::Kind::MeshHTTPRoute, spec).unwrap();
+        Arc::new(Policy::from_spec("default", name, &BTreeMap::new(), spec).unwrap())
+    };
+    let routes = vec![
+        route("first", &["/a", "/b"]),
+        route("second", &["/a"]),
+        route("unnamed", &["/c"]),
+    ];
+    let names: Vec<String> = ["first", "second", "gone"].map(String::from).to_vec();
+    let candidates = route_candidates(&names, &routes);
+    let found: Vec<&str> = candidates.iter().map(|(name, _)| *name).collect();
+    assert_eq!(found, ["first", "second"]);
+    let prefix = |p| [path(PATH_PREFIX, p)];
+    assert_eq!(origin_of(&prefix("/a"), &candidates), Some("second"));
+    assert_eq!(origin_of(&prefix("/b"), &candidates), Some("first"));
+    // A route not among the candidates is never the origin.
+    assert_eq!(origin_of(&prefix("/c"), &candidates), None);
+    assert_eq!(origin_of(&[path("Exact", "/a")], &candidates), None);
+}
