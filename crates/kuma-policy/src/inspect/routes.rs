@@ -39,13 +39,17 @@ pub struct HttpMatch {
 /// keeps, and `<`, `>`, `&` escaped in strings).
 pub fn hash_matches(matches: &[Match]) -> String {
     let json = serde_json::to_string(matches).unwrap_or_default();
-    let json = go_html_escape(&json);
+    let json = go_html_escape(json);
     base64::engine::general_purpose::STANDARD.encode(Sha256::digest(json.as_bytes()))
 }
 
 /// Go's JSON encoder escapes these for embedding in HTML; they can only
-/// occur inside strings, so replacing them everywhere is exact.
-fn go_html_escape(json: &str) -> String {
+/// occur inside strings, so replacing them everywhere is exact. Most
+/// matches hold none: their text is kept as it is.
+fn go_html_escape(json: String) -> String {
+    if !json.contains(['<', '>', '&', '\u{2028}', '\u{2029}']) {
+        return json;
+    }
     let mut out = String::with_capacity(json.len());
     for c in json.chars() {
         match c {

@@ -361,7 +361,8 @@ pub(crate) fn envoy_routes(entry: &RouteEntry) -> Vec<Route> {
         .path
         .as_ref()
         .is_some_and(|p| p.kind == PATH_PREFIX);
-    let mut out = Vec::new();
+    // A prefix is two matches; a route is large, so it is not regrown.
+    let mut out = Vec::with_capacity(2);
     for mut m in path_matches(entry.matched.path.as_ref()) {
         if let Some(method) = &entry.matched.method {
             m.headers.push(string_header(":method", exact(method)));
