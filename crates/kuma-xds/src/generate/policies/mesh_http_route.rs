@@ -49,6 +49,10 @@ impl ProxyPolicies<'_> {
         name: &str,
         destination: &DestinationPolicies,
     ) -> DestinationPolicies {
+        // Most proxies have no `to` entry aimed at any resource.
+        if self.rules.values().all(|r| r.to_resources.0.is_empty()) {
+            return DestinationPolicies::new(Confs::default(), destination.protocol);
+        }
         let id = ResourceId::new(ROUTE_KIND, name, None);
         let confs = self
             .rules
