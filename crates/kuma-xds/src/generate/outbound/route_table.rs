@@ -93,7 +93,8 @@ pub(super) fn of(
     let cached = tables().get(&key).cloned();
     match cached {
         Some(table) => {
-            for backend in table.iter().flat_map(|t| &t.backends) {
+            // The proxy's own clusters for the backends the table names.
+            for backend in table.iter().flat_map(|found| &found.backends) {
                 resolver.resolve_cluster(backend);
             }
             table
