@@ -14,7 +14,9 @@ use envoy_types::pb::envoy::extensions::filters::network::http_connection_manage
     HttpConnectionManager, HttpFilter, http_connection_manager, http_filter,
 };
 use envoy_types::pb::envoy::extensions::filters::network::tcp_proxy::v3::{TcpProxy, tcp_proxy};
+use envoy_types::pb::google::protobuf::Any;
 use envoy_types::util::pack_any;
+use prost::{Message, Name};
 
 use super::cluster::socket_address;
 
@@ -130,12 +132,92 @@ pub(crate) fn hcm(stat_prefix: &str, mut filters: Vec<HttpFilter>) -> HttpConnec
 
 /// The connection manager as a network filter, `routes` inline (as Kuma
 /// does for sidecars: no separate RDS round trip).
+/// The HTTP connection manager `hcm` serving `routes`, packed.
+///
+/// The routes are encoded bottom-up: each route once, then written into
+/// its virtual host, and the virtual hosts into the route configuration.
+/// Encoded whole, prost works out every route's length again at each level
+/// above it, which made route tables the dearest part of a listener. The
+/// route fields come after the other fields of their messages instead of
+/// in field-number order, which protobuf readers accept: decoded, the
+/// connection manager is the same.
 pub(crate) fn hcm_filter(mut hcm: HttpConnectionManager, routes: RouteConfiguration) -> Filter {
-    hcm.route_specifier = Some(http_connection_manager::RouteSpecifier::RouteConfig(routes));
+    hcm.route_specifier = None;
+    let mut config = routes;
+    let hosts: Vec<HostParts> = std::mem::take(&mut config.virtual_hosts)
+        .into_iter()
+        .map(HostParts::new)
+        .collect();
+    let config_len = config.encoded_len()
+        + hosts
+            .iter()
+            .map(|h| field_len(ROUTE_CONFIGURATION_VIRTUAL_HOSTS, h.len))
+            .sum::<usize>();
+    let len = hcm.encoded_len() + field_len(HCM_ROUTE_CONFIG, config_len);
+    // Writing to a list cannot run out of room.
+    let mut value = Vec::with_capacity(len);
+    let _ = hcm.encode(&mut value);
+    write_key(&mut value, HCM_ROUTE_CONFIG, config_len);
+    let _ = config.encode(&mut value);
+    for parts in hosts {
+        write_key(&mut value, ROUTE_CONFIGURATION_VIRTUAL_HOSTS, parts.len);
+        let _ = parts.host.encode(&mut value);
+        for (route, len) in parts.routes.iter().zip(parts.route_lens) {
+            write_key(&mut value, VIRTUAL_HOST_ROUTES, len);
+            let _ = route.encode(&mut value);
+        }
+    }
+    let any = Any {
+        type_url: HttpConnectionManager::type_url(),
+        value,
+    };
     Filter {
         name: HTTP_CONNECTION_MANAGER.to_string(),
-        config_type: Some(filter::ConfigType::TypedConfig(pack_any(hcm))),
+        config_type: Some(filter::ConfigType::TypedConfig(any)),
     }
+}
+
+/// Field numbers of the messages [`hcm_filter`] writes itself.
+const HCM_ROUTE_CONFIG: u32 = 4;
+const ROUTE_CONFIGURATION_VIRTUAL_HOSTS: u32 = 2;
+const VIRTUAL_HOST_ROUTES: u32 = 3;
+
+/// A virtual host without its routes, its routes and their encoded
+/// lengths, and its own encoded length with them.
+struct HostParts {
+    host: VirtualHost,
+    routes: Vec<Route>,
+    route_lens: Vec<usize>,
+    len: usize,
+}
+
+impl HostParts {
+    fn new(mut host: VirtualHost) -> HostParts {
+        let routes = std::mem::take(&mut host.routes);
+        let route_lens: Vec<usize> = routes.iter().map(Message::encoded_len).collect();
+        let len = host.encoded_len()
+            + route_lens
+                .iter()
+                .map(|l| field_len(VIRTUAL_HOST_ROUTES, *l))
+                .sum::<usize>();
+        HostParts {
+            host,
+            routes,
+            route_lens,
+            len,
+        }
+    }
+}
+
+/// The encoded length of message field `field` holding `len` bytes.
+fn field_len(field: u32, len: usize) -> usize {
+    prost::encoding::key_len(field) + prost::encoding::encoded_len_varint(len as u64) + len
+}
+
+/// Writes the key and length of message field `field` holding `len` bytes.
+fn write_key(out: &mut Vec<u8>, field: u32, len: usize) {
+    prost::encoding::encode_key(field, prost::encoding::WireType::LengthDelimited, out);
+    prost::encoding::encode_varint(len as u64, out);
 }
 
 /// Every request, whatever its host and path, to one cluster.
@@ -164,5 +246,71 @@ pub(crate) fn route_to_cluster(
             ..VirtualHost::default()
         }],
         ..RouteConfiguration::default()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use envoy_types::pb::envoy::config::route::v3::RetryPolicy;
+    use envoy_types::pb::google::protobuf::UInt32Value;
+
+    use super::*;
+
+    fn route(path: &str, cluster: &str) -> Route {
+        Route {
+            name: format!("route {path}"),
+            r#match: Some(RouteMatch {
+                path_specifier: Some(route_match::PathSpecifier::Prefix(path.to_string())),
+                ..RouteMatch::default()
+            }),
+            action: Some(route::Action::Route(RouteAction {
+                cluster_specifier: Some(route_action::ClusterSpecifier::Cluster(
+                    cluster.to_string(),
+                )),
+                retry_policy: Some(RetryPolicy {
+                    num_retries: Some(UInt32Value { value: 3 }),
+                    ..RetryPolicy::default()
+                }),
+                ..RouteAction::default()
+            })),
+            ..Route::default()
+        }
+    }
+
+    #[test]
+    fn routes_written_bottom_up_decode_as_the_connection_manager_they_came_from() {
+        let host = |name: &str, routes: Vec<Route>| VirtualHost {
+            name: name.to_string(),
+            domains: vec!["*".to_string()],
+            routes,
+            // A field after `routes`, so that order matters.
+            retry_policy: Some(RetryPolicy {
+                retry_on: "5xx".to_string(),
+                ..RetryPolicy::default()
+            }),
+            ..VirtualHost::default()
+        };
+        let routes = RouteConfiguration {
+            name: "outbound:backend".to_string(),
+            virtual_hosts: vec![
+                host("backend", vec![route("/api", "api"), route("/", "backend")]),
+                host("empty", Vec::new()),
+                host("other", vec![route("/", "other")]),
+            ],
+            validate_clusters: Some(envoy_types::pb::google::protobuf::BoolValue { value: false }),
+            ..RouteConfiguration::default()
+        };
+        let manager = hcm("outbound", Vec::new());
+        let filter = hcm_filter(manager.clone(), routes.clone());
+        let Some(filter::ConfigType::TypedConfig(any)) = filter.config_type else {
+            panic!("a typed config");
+        };
+        assert_eq!(any.type_url, HttpConnectionManager::type_url());
+        let mut want = manager;
+        want.route_specifier = Some(http_connection_manager::RouteSpecifier::RouteConfig(routes));
+        let got = HttpConnectionManager::decode(any.value.as_slice()).expect("decodes");
+        assert_eq!(got, want);
+        // The same fields, only in another order.
+        assert_eq!(any.value.len(), want.encode_to_vec().len());
     }
 }
