@@ -280,17 +280,12 @@ impl PolicyIndex {
             .into_iter()
             .filter_map(|class| {
                 let selector = self.selectors[class].as_ref()?;
-                let policy = &self.source.policies[class];
+                let (policy, target_ref) = (&self.source.policies[class], &selector.target_ref);
                 let selection = if inbounds {
-                    select(policy, &selector.target_ref, proxy)
-                } else if selects(policy, &selector.target_ref, proxy) {
-                    Selection::default()
+                    Some(select(policy, target_ref, proxy)).filter(|s| !s.is_empty())
                 } else {
-                    return None;
-                };
-                if inbounds && selection.is_empty() {
-                    return None;
-                }
+                    selects(policy, target_ref, proxy).then(Selection::default)
+                }?;
                 selections.push(selection);
                 Some((class, selections.len() - 1))
             })

@@ -109,6 +109,13 @@ impl<'a> Proxy<'a> {
         }
     }
 
+    /// Whether the proxy is a delegated gateway whose tags `selector`
+    /// selects.
+    fn delegated_gateway_selected_by(&self, selector: &BTreeMap<String, String>) -> bool {
+        self.spec.is_delegated_gateway()
+            && self.gateway_tags().is_some_and(|t| tags_match(selector, t))
+    }
+
     fn gateway_tags(&self) -> Option<&BTreeMap<String, String>> {
         self.spec
             .networking
@@ -167,13 +174,9 @@ pub fn select(policy: &Policy, target_ref: &TargetRef, proxy: &Proxy<'_>) -> Sel
         inbounds.extend(proxy.gateway_listeners(selector));
         Selection {
             inbounds,
-            gateway: proxy.spec.is_delegated_gateway()
-                && proxy
-                    .gateway_tags()
-                    .is_some_and(|t| tags_match(selector, t)),
+            gateway: proxy.delegated_gateway_selected_by(selector),
         }
     };
-    static NO_TAGS: BTreeMap<String, String> = BTreeMap::new();
     let name = target_ref.name.as_deref().unwrap_or_default();
     // Borrowed: every proxy is matched against every candidate policy.
     let tags = target_ref.tags.as_ref().unwrap_or(&NO_TAGS);
@@ -202,7 +205,6 @@ pub fn select(policy: &Policy, target_ref: &TargetRef, proxy: &Proxy<'_>) -> Sel
 /// `MeshSubset` targetRefs of sidecars: what matching needs for kinds whose
 /// rules do not depend on which inbounds a policy selects.
 pub fn selects(policy: &Policy, target_ref: &TargetRef, proxy: &Proxy<'_>) -> bool {
-    static NO_TAGS: BTreeMap<String, String> = BTreeMap::new();
     let tags = match target_ref.kind {
         // A builtin gateway's listeners are looked up by tags of their own.
         _ if proxy.gateway.is_some() => return !select(policy, target_ref, proxy).is_empty(),
@@ -218,9 +220,11 @@ pub fn selects(policy: &Policy, target_ref: &TargetRef, proxy: &Proxy<'_>) -> bo
             .inbounds()
             .iter()
             .any(|i| tags_match(tags, &i.tags))
-            || proxy.spec.is_delegated_gateway()
-                && proxy.gateway_tags().is_some_and(|t| tags_match(tags, t)))
+            || proxy.delegated_gateway_selected_by(tags))
 }
+
+/// The selector of a targetRef without tags.
+static NO_TAGS: BTreeMap<String, String> = BTreeMap::new();
 
 /// Whether the targetRef's `proxyTypes` (all when absent) hold the proxy's.
 fn proxy_type_selected(target_ref: &TargetRef, proxy: &Proxy<'_>) -> bool {
