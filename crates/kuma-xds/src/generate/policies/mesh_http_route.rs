@@ -77,7 +77,7 @@ impl ProxyPolicies<'_> {
         destination: &DestinationRef<'_>,
         policies: &DestinationPolicies,
     ) -> Vec<String> {
-        if !policies.protocol.is_http() || !policies.confs.0.contains_key(&Kind::MeshHTTPRoute) {
+        if !policies.protocol.is_http() || !policies.has_http_route() {
             return Vec::new();
         }
         let Some(rules) = self.rules.get(&Kind::MeshHTTPRoute) else {
@@ -282,25 +282,11 @@ pub(crate) fn route_table(
     }
     // Stable: equally specific matches keep the fold's order.
     entries.sort_by(|a, b| compare_match(&a.matched, &b.matched));
-    let catch_all = Match {
-        path: Some(PathMatch {
-            value: "/".to_string(),
-            kind: PATH_PREFIX.to_string(),
-        }),
-        ..Match::default()
-    };
+    let catch_all = catch_all_match();
     if !entries.iter().any(|e| e.matched == catch_all) {
         // The same name in every table: hashed once.
-        static CATCH_ALL_NAME: LazyLock<String> = LazyLock::new(|| {
-            let catch_all = Match {
-                path: Some(PathMatch {
-                    value: "/".to_string(),
-                    kind: PATH_PREFIX.to_string(),
-                }),
-                ..Match::default()
-            };
-            hash_matches(std::slice::from_ref(&catch_all))
-        });
+        static CATCH_ALL_NAME: LazyLock<String> =
+            LazyLock::new(|| hash_matches(std::slice::from_ref(&catch_all_match())));
         entries.push(RouteEntry {
             name: CATCH_ALL_NAME.clone(),
             origin: None,
@@ -316,6 +302,17 @@ pub(crate) fn route_table(
         });
     }
     entries
+}
+
+/// The match of every request: path prefix `/`.
+fn catch_all_match() -> Match {
+    Match {
+        path: Some(PathMatch {
+            value: "/".to_string(),
+            kind: PATH_PREFIX.to_string(),
+        }),
+        ..Match::default()
+    }
 }
 
 /// Gateway API precedence: a path beats none, Exact beats PathPrefix beats
