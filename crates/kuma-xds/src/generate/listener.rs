@@ -130,20 +130,19 @@ pub(crate) fn hcm(stat_prefix: &str, mut filters: Vec<HttpFilter>) -> HttpConnec
     }
 }
 
-/// The connection manager as a network filter, `routes` inline (as Kuma
-/// does for sidecars: no separate RDS round trip).
-/// The HTTP connection manager `hcm` serving `routes`, packed.
+/// The connection manager as a network filter, its route configuration
+/// inline (as Kuma does for sidecars: no separate RDS round trip).
 ///
-/// The routes are encoded bottom-up: each route once, then written into
-/// its virtual host, and the virtual hosts into the route configuration.
-/// Encoded whole, prost works out every route's length again at each level
-/// above it, which made route tables the dearest part of a listener. The
-/// route fields come after the other fields of their messages instead of
-/// in field-number order, which protobuf readers accept: decoded, the
-/// connection manager is the same.
-pub(crate) fn hcm_filter(mut hcm: HttpConnectionManager, routes: RouteConfiguration) -> Filter {
+/// The routes are encoded bottom-up into one buffer of the exact size:
+/// each route's length is worked out for its key (and once more by prost's
+/// `encode`), then the route is written into its virtual host and the
+/// virtual hosts into the route configuration. Encoded whole, prost works
+/// out every route's length again at each level above it, which made route
+/// tables the dearest part of a listener. The route fields come after the
+/// other fields of their messages instead of in field-number order, which
+/// protobuf readers accept: decoded, the connection manager is the same.
+pub(crate) fn hcm_filter(mut hcm: HttpConnectionManager, mut config: RouteConfiguration) -> Filter {
     hcm.route_specifier = None;
-    let mut config = routes;
     let hosts: Vec<HostParts> = std::mem::take(&mut config.virtual_hosts)
         .into_iter()
         .map(HostParts::new)
