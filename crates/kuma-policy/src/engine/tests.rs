@@ -28,6 +28,16 @@ fn proxy<'a>(
     }
 }
 
+/// A gateway Dataplane of `kind` (`DELEGATED`, `BUILTIN`) with `tags`.
+fn gateway_dataplane(kind: &str, tags: &[(&str, &str)]) -> DataplaneSpec {
+    let tags: BTreeMap<&str, &str> = tags.iter().copied().collect();
+    serde_json::from_value(json!({"networking": {
+        "address": "10.0.0.2",
+        "gateway": {"type": kind, "tags": tags}
+    }}))
+    .unwrap()
+}
+
 fn ctx() -> MeshContext {
     MeshContext {
         mesh: "default".into(),
@@ -168,11 +178,7 @@ fn each_top_level_kind_selects_its_inbounds() {
 
 #[test]
 fn delegated_gateway_is_selected_by_its_tags_and_proxy_type() {
-    let spec: DataplaneSpec = serde_json::from_value(json!({"networking": {
-        "address": "10.0.0.2",
-        "gateway": {"type": "DELEGATED", "tags": {"kuma.io/service": "edge"}}
-    }}))
-    .unwrap();
+    let spec = gateway_dataplane("DELEGATED", &[(SERVICE_TAG, "edge")]);
     let labels = BTreeMap::new();
     let to = |top: Value| {
         mk_policy(
@@ -197,11 +203,7 @@ fn delegated_gateway_is_selected_by_its_tags_and_proxy_type() {
 
 #[test]
 fn builtin_gateway_listeners_are_selected_through_the_mesh_gateway() {
-    let spec: DataplaneSpec = serde_json::from_value(json!({"networking": {
-        "address": "10.0.0.3",
-        "gateway": {"type": "BUILTIN", "tags": {"kuma.io/service": "edge"}}
-    }}))
-    .unwrap();
+    let spec = gateway_dataplane("BUILTIN", &[(SERVICE_TAG, "edge")]);
     let gateway: kuma_api::kinds::mesh_gateway::MeshGatewaySpec = serde_json::from_value(json!({
         "selectors": [{"match": {"kuma.io/service": "edge"}}],
         "conf": {"listeners": [
@@ -247,16 +249,8 @@ fn builtin_gateway_listeners_are_selected_through_the_mesh_gateway() {
 
 #[test]
 fn selects_answers_as_select_does_and_shared_rules_match_without_inbounds() {
-    let delegated: DataplaneSpec = serde_json::from_value(json!({"networking": {
-        "address": "10.0.0.2",
-        "gateway": {"type": "DELEGATED", "tags": {"kuma.io/service": "edge", "version": "v1"}}
-    }}))
-    .unwrap();
-    let builtin: DataplaneSpec = serde_json::from_value(json!({"networking": {
-        "address": "10.0.0.3",
-        "gateway": {"type": "BUILTIN", "tags": {"kuma.io/service": "edge"}}
-    }}))
-    .unwrap();
+    let delegated = gateway_dataplane("DELEGATED", &[(SERVICE_TAG, "edge"), ("version", "v1")]);
+    let builtin = gateway_dataplane("BUILTIN", &[(SERVICE_TAG, "edge")]);
     let gateway: kuma_api::kinds::mesh_gateway::MeshGatewaySpec = serde_json::from_value(json!({
         "selectors": [{"match": {"kuma.io/service": "edge"}}],
         "conf": {"listeners": [{"port": 80, "protocol": "HTTP", "tags": {"version": "v2"}}]}
