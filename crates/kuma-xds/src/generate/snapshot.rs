@@ -18,9 +18,11 @@ use crate::XdsResource;
 
 mod index;
 mod policy_set;
+pub(crate) mod route_confs;
 mod update;
 
 use policy_set::PolicySet;
+use route_confs::RouteConfs;
 
 /// The application protocol of a service, as far as Envoy config cares.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
@@ -336,7 +338,7 @@ impl MeshSnapshotBuilder {
             .into_iter()
             .map(|(kind, added)| (kind, Arc::new(policy_set::by_name(added))))
             .collect();
-        let policies = PolicySet::from_read(self.mesh.clone(), destinations, sources);
+        let policies = PolicySet::from_read(self.mesh.clone(), destinations, sources, None);
         let dataplanes: BTreeMap<String, Arc<IndexedDataplane>> = self
             .dataplanes
             .into_iter()
@@ -408,6 +410,11 @@ impl MeshSnapshot {
     /// What policy matching needs to know about the mesh.
     pub fn policy_context(&self) -> &MeshContext {
         &self.policies.context
+    }
+
+    /// The mesh's MeshHTTPRoute `to` confs, read.
+    pub(crate) fn route_confs(&self) -> &RouteConfs {
+        &self.policies.routes
     }
 
     /// The mesh's MeshTrafficPermissions, indexed for matching.

@@ -175,10 +175,9 @@ impl Backends for Resolver<'_, '_> {
     }
 
     fn origin(&self, matches: &[Match]) -> Option<String> {
-        let candidates = self.candidates.get_or_init(|| {
-            let routes = &self.snapshot.policy_context().http_routes;
-            route_candidates(&self.route_origins, routes)
-        });
+        let candidates = self
+            .candidates
+            .get_or_init(|| route_candidates(&self.route_origins, self.snapshot.route_confs()));
         origin_of(matches, candidates).map(str::to_string)
     }
 

@@ -77,7 +77,7 @@ pub(super) fn of(
 ) -> Option<Arc<RouteTable>> {
     let shared = t.policies.http_route_rule().filter(|_| !t.mesh_service);
     let Some((rules, at)) = shared else {
-        return build(t, resolver, policies).map(Arc::new);
+        return build(snapshot, t, resolver, policies).map(Arc::new);
     };
     let key = RouteTableKey {
         rules,
@@ -101,24 +101,25 @@ pub(super) fn of(
         }
         // Built outside the lock so generation of other proxies proceeds.
         None => {
-            let table = build(t, resolver, policies).map(Arc::new);
+            let table = build(snapshot, t, resolver, policies).map(Arc::new);
             tables().entry(key).or_insert(table).clone()
         }
     }
 }
 
 fn build(
+    snapshot: &MeshSnapshot,
     t: &Target<'_>,
     resolver: &mut Resolver<'_, '_>,
     policies: &ProxyPolicies,
 ) -> Option<RouteTable> {
-    let conf = t.policies.http_route()?;
+    let rules = t.policies.http_route(snapshot.route_confs())?;
     if !t.mesh_service {
         // Needed only here: a MeshService target brings its own.
         let destination = DestinationRef::Service(&t.cluster);
         resolver.set_route_origins(policies.http_route_origins(&destination, &t.policies));
     }
-    let entries = mesh_http_route::route_table(&conf, &t.cluster, resolver);
+    let entries = mesh_http_route::route_table(&rules, &t.cluster, resolver);
     Some(RouteTable {
         entries,
         backends: resolver.resolved_backends(),

@@ -12,6 +12,7 @@
 
 mod filters;
 
+use std::borrow::Cow;
 use std::cmp::Ordering;
 use std::collections::BTreeMap;
 use std::sync::{Arc, LazyLock};
@@ -26,13 +27,15 @@ use envoy_types::pb::envoy::r#type::matcher::v3::{RegexMatcher, StringMatcher, s
 use envoy_types::pb::envoy::r#type::v3::{FractionalPercent, fractional_percent};
 use envoy_types::pb::google::protobuf::UInt32Value;
 use kuma_api::Kind;
-use kuma_api::policies::mesh_http_route::{Conf, Filter, Match, PathMatch};
+use kuma_api::policies::mesh_http_route::{Conf, Filter, Match, PathMatch, Rule};
 use kuma_api::policies::values::BackendRef;
+use kuma_policy::ResourceId;
 use kuma_policy::engine::ToRules;
-use kuma_policy::inspect::{hash_matches, rule_matches};
-use kuma_policy::{Policy, ResourceId};
+use kuma_policy::inspect::hash_matches;
+use serde_json::Value;
 
 use super::{Confs, DestinationPolicies, DestinationRef, ProxyPolicies, SharedConf, read_conf};
+use crate::generate::snapshot::route_confs::RouteConfs;
 
 const EXACT: &str = "Exact";
 const PATH_PREFIX: &str = "PathPrefix";
@@ -116,46 +119,57 @@ impl DestinationPolicies {
     }
 
     /// The destination's folded MeshHTTPRoute rules, if any route aims at
-    /// it. When the fold only joins the routes' rules, they are read from
-    /// each route as they are, without the folded copy.
-    pub(crate) fn http_route(&self) -> Option<Conf> {
-        let Some(parts) = self.confs.joined(Kind::MeshHTTPRoute) else {
-            return self.confs.get(Kind::MeshHTTPRoute);
+    /// it. A conf of a MeshHTTPRoute itself (one route, or each part of a
+    /// fold that only joins the routes' rules) is taken as `read` has it,
+    /// rule names included; a fold made for the proxy is read here.
+    pub(crate) fn http_route<'a>(&'a self, read: &'a RouteConfs) -> Option<Vec<FoldedRule<'a>>> {
+        let parts: Vec<&Value> = match self.confs.joined(Kind::MeshHTTPRoute) {
+            Some(parts) => parts.iter().map(|part| &**part).collect(),
+            None => vec![self.confs.0.get(&Kind::MeshHTTPRoute)?.value()],
         };
         let mut rules = Vec::new();
         for part in parts {
-            // A join's parts hold their rules and nothing else.
-            let conf: Conf = read_conf(Kind::MeshHTTPRoute, part)?;
-            rules.extend(conf.rules);
+            match read.get(part) {
+                Some(conf) => rules.extend(conf.rules()?.map(|(rule, name)| FoldedRule {
+                    rule: Cow::Borrowed(rule),
+                    name: Some(name),
+                })),
+                None => {
+                    let conf: Conf = read_conf(Kind::MeshHTTPRoute, part)?;
+                    rules.extend(conf.rules.into_iter().map(|rule| FoldedRule {
+                        rule: Cow::Owned(rule),
+                        name: None,
+                    }));
+                }
+            }
         }
-        Some(Conf {
-            rules,
-            hostnames: None,
-        })
+        Some(rules)
     }
 }
 
-/// A MeshHTTPRoute's name and the typed `matches` of each of its rules.
-pub(crate) type RouteCandidate<'p> = (&'p str, Vec<Vec<Match>>);
+/// A rule of a destination's folded MeshHTTPRoute conf, with Kuma's name of
+/// its matches when that was worked out with the conf.
+#[derive(Debug, Clone)]
+pub(crate) struct FoldedRule<'a> {
+    pub rule: Cow<'a, Rule>,
+    pub name: Option<&'a str>,
+}
+
+/// A MeshHTTPRoute's name and the `matches` of each of its rules.
+pub(crate) type RouteCandidate<'p> = (&'p str, Vec<&'p [Match]>);
 
 /// The MeshHTTPRoutes named in `names` (in fold order) that exist, each
-/// with the typed `matches` of its rules: what [`origin_of`] searches,
-/// read once per route table rather than once per rule.
+/// with the `matches` of its rules: what [`origin_of`] searches.
 pub(crate) fn route_candidates<'p>(
     names: &[String],
-    routes: &'p [Arc<Policy>],
+    read: &'p RouteConfs,
 ) -> Vec<RouteCandidate<'p>> {
     names
         .iter()
         .filter_map(|name| {
-            let policy = routes.iter().find(|p| p.name == *name)?;
-            // Typed: the policy's text may spell defaults out.
-            let matches = policy
-                .to
-                .iter()
-                .flat_map(|entry| rule_matches(&entry.conf))
-                .collect();
-            Some((policy.name.as_str(), matches))
+            let (name, confs) = read.of_route(name)?;
+            let matches = confs.iter().flat_map(|conf| conf.matches()).collect();
+            Some((name, matches))
         })
         .collect()
 }
@@ -169,7 +183,7 @@ pub(crate) fn origin_of<'p>(
     candidates
         .iter()
         .rev()
-        .find(|(_, rules)| rules.iter().any(|m| m == matches))
+        .find(|(_, rules)| rules.contains(&matches))
         .map(|(name, _)| *name)
 }
 
@@ -215,19 +229,20 @@ pub(crate) trait Backends {
     }
 }
 
-/// The routes of an outbound whose own cluster is `default_cluster`.
+/// The routes of an outbound whose own cluster is `default_cluster`, from
+/// the destination's folded `rules`.
 pub(crate) fn route_table(
-    conf: &Conf,
+    rules: &[FoldedRule<'_>],
     default_cluster: &str,
     backends: &mut dyn Backends,
 ) -> Vec<RouteEntry> {
     let mut entries = Vec::new();
-    for rule in &conf.rules {
+    for FoldedRule { rule, name } in rules {
         let origin = backends.origin(&rule.matches);
         let name = match (backends.named_by_origin(), &origin) {
             // Kuma's resource identifier of the route, without a section.
             (Some(mesh), Some(route)) => format!("kri_mhttpr_{mesh}___{route}_"),
-            _ => hash_matches(&rule.matches),
+            _ => name.map_or_else(|| hash_matches(&rule.matches), str::to_string),
         };
         let filters = rule.default.filters.clone().unwrap_or_default();
         let refs = rule.default.backend_refs.as_deref().unwrap_or_default();

@@ -10,6 +10,8 @@ use kuma_api::{Kind, Spec};
 use kuma_policy::policy::SharedConfs;
 use kuma_policy::{Destination as PolicyDestination, MeshContext, Policy, PolicyIndex};
 
+use super::route_confs::RouteConfs;
+
 /// One policy read, or why it could not be. Read policies are shared with
 /// the indexes built from them.
 pub(super) type ReadPolicy = Result<Arc<Policy>, String>;
@@ -44,6 +46,8 @@ pub(super) struct PolicySet {
     pub(super) by_kind: BTreeMap<Kind, Arc<PolicyIndex>>,
     /// Stands in for a kind with no policy in the mesh.
     pub(super) none: PolicyIndex,
+    /// The MeshHTTPRoutes' `to` confs, read.
+    pub(super) routes: Arc<RouteConfs>,
     /// Policies left out because they could not be read.
     pub(super) warnings: Vec<String>,
     /// What the indexes were built from, kept for updates.
@@ -94,15 +98,17 @@ fn warnings(sources: &BTreeMap<Kind, Arc<Read>>) -> Vec<String> {
 }
 
 impl PolicySet {
-    /// The set of the policies read (by kind and name), indexed.
+    /// The set of the policies read (by kind and name), indexed; the
+    /// MeshHTTPRoute confs `previous` read already are not read again.
     pub(super) fn from_read(
         mesh: String,
         destinations: Vec<PolicyDestination>,
         sources: BTreeMap<Kind, Arc<Read>>,
+        previous: Option<&RouteConfs>,
     ) -> PolicySet {
         // Policies may target MeshHTTPRoutes by name: the routes are part
         // of what every kind is indexed with.
-        let http_routes = sources
+        let http_routes: Vec<Arc<Policy>> = sources
             .get(&Kind::MeshHTTPRoute)
             .map(|routes| {
                 routes
@@ -111,6 +117,7 @@ impl PolicySet {
                     .collect()
             })
             .unwrap_or_default();
+        let routes = Arc::new(RouteConfs::new(&http_routes, previous));
         let context = Arc::new(MeshContext {
             mesh,
             destinations,
@@ -126,6 +133,7 @@ impl PolicySet {
             none: PolicyIndex::new(Kind::MeshTrafficPermission, Vec::<Policy>::new(), &context),
             context,
             by_kind,
+            routes,
             warnings: warnings(&sources),
             sources,
         }
@@ -164,6 +172,7 @@ impl PolicySet {
                 self.context.mesh.clone(),
                 self.context.destinations.clone(),
                 sources,
+                Some(&self.routes),
             );
         }
         let mut by_kind = self.by_kind.clone();
@@ -184,6 +193,7 @@ impl PolicySet {
                 Vec::<Policy>::new(),
                 &self.context,
             ),
+            routes: self.routes.clone(),
             warnings: warnings(&sources),
             sources,
         }
@@ -196,6 +206,7 @@ impl PolicySet {
             self.context.mesh.clone(),
             destinations,
             self.sources.clone(),
+            Some(&self.routes),
         )
     }
 

@@ -2,6 +2,7 @@ use super::*;
 use kuma_api::policies::mesh_http_route::{PathRewrite, Rule, RuleConf, UrlRewrite};
 use kuma_api::policies::target_ref::TargetRef;
 use kuma_api::policies::values::HeaderMatch;
+use kuma_policy::Policy;
 
 /// Resolves `MeshService <name>` to the cluster `<name>` when it is in the
 /// list; every rule comes from `route-1`.
@@ -48,6 +49,17 @@ fn rule(matches: Vec<Match>, backends: Vec<BackendRef>, filters: Vec<Filter>) ->
     }
 }
 
+/// The rules of `conf`, their names left to the route table to work out.
+fn rules_of(conf: &Conf) -> Vec<FoldedRule<'_>> {
+    conf.rules
+        .iter()
+        .map(|rule| FoldedRule {
+            rule: Cow::Borrowed(rule),
+            name: None,
+        })
+        .collect()
+}
+
 fn paths(entries: &[RouteEntry]) -> Vec<String> {
     entries
         .iter()
@@ -61,7 +73,7 @@ fn paths(entries: &[RouteEntry]) -> Vec<String> {
 #[test]
 fn route_names_are_kumas_hashes() {
     let conf = Conf::default();
-    let entries = route_table(&conf, "backend", &mut Known(vec![]));
+    let entries = route_table(&rules_of(&conf), "backend", &mut Known(vec![]));
     assert_eq!(entries.len(), 1, "only the catch-all");
     // As in Kuma's own golden files.
     assert_eq!(
@@ -94,7 +106,7 @@ fn rules_are_ordered_by_precedence_and_the_catch_all_stays_last() {
         ],
         hostnames: None,
     };
-    let entries = route_table(&conf, "backend", &mut Known(vec![]));
+    let entries = route_table(&rules_of(&conf), "backend", &mut Known(vec![]));
     assert_eq!(
         paths(&entries[..4]),
         [
@@ -124,7 +136,7 @@ fn a_rule_catching_all_replaces_the_default_catch_all() {
         )],
         hostnames: None,
     };
-    let entries = route_table(&conf, "backend", &mut Known(vec!["v2"]));
+    let entries = route_table(&rules_of(&conf), "backend", &mut Known(vec!["v2"]));
     assert_eq!(entries.len(), 1);
     assert_eq!(entries[0].split[0].cluster, "v2");
 }
@@ -147,7 +159,7 @@ fn weights_split_unknown_backends_get_500_for_their_share_and_all_unknown_answer
         ],
         hostnames: None,
     };
-    let entries = route_table(&conf, "backend", &mut Known(vec!["v1", "v2"]));
+    let entries = route_table(&rules_of(&conf), "backend", &mut Known(vec!["v1", "v2"]));
     let split = entries.iter().find(|e| e.matched == path(EXACT, "/split"));
     let routes = envoy_routes(split.expect("split rule"));
     assert_eq!(routes.len(), 2);
@@ -209,7 +221,7 @@ fn a_prefix_is_two_matches_and_its_rewrite_keeps_the_separator() {
         )],
         hostnames: None,
     };
-    let entries = route_table(&conf, "backend", &mut Known(vec![]));
+    let entries = route_table(&rules_of(&conf), "backend", &mut Known(vec![]));
     let routes = envoy_routes(&entries[0]);
     let specs: Vec<_> = routes
         .iter()
@@ -279,7 +291,7 @@ fn a_redirect_needs_no_backend() {
         )],
         hostnames: None,
     };
-    let entries = route_table(&conf, "backend", &mut Known(vec![]));
+    let entries = route_table(&rules_of(&conf), "backend", &mut Known(vec![]));
     let routes = envoy_routes(&entries[0]);
     assert_eq!(routes.len(), 1);
     let Some(route::Action::Redirect(r)) = &routes[0].action else {
@@ -314,7 +326,8 @@ fn the_origin_of_a_rule_is_the_last_candidate_route_holding_its_matches() {
         route("unnamed", &["/c"]),
     ];
     let names: Vec<String> = ["first", "second", "gone"].map(String::from).to_vec();
-    let candidates = route_candidates(&names, &routes);
+    let read = RouteConfs::new(&routes, None);
+    let candidates = route_candidates(&names, &read);
     let found: Vec<&str> = candidates.iter().map(|(name, _)| *name).collect();
     assert_eq!(found, ["first", "second"]);
     let prefix = |p| [path(PATH_PREFIX, p)];

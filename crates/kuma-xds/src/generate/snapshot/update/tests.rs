@@ -420,6 +420,17 @@ fn a_policy_update_indexes_again_only_the_kinds_it_changes() {
     // Deleting the last policy of a kind removes the kind.
     let gone = routed.with_policy_changes([(Kind::MeshRetry, "r".into(), None)]);
     assert!(!gone.policy_kinds().any(|k| k == Kind::MeshRetry));
+    // The routes' confs, read, go along with updates of other kinds, and
+    // a route change reads only the routes that changed.
+    assert!(Arc::ptr_eq(&gone.policies.routes, &routed.policies.routes));
+    let h = routed.policy_context().http_routes[0].clone();
+    let read_h =
+        |s: &MeshSnapshot| std::ptr::from_ref(s.route_confs().get(&h.to[0].conf).expect("read"));
+    let (labels, spec) = read(route);
+    let rerouted =
+        gone.with_policy_changes([(Kind::MeshHTTPRoute, "h2".into(), Some((labels, spec)))]);
+    assert_eq!(rerouted.policy_context().http_routes.len(), 2);
+    assert_eq!(read_h(&rerouted), read_h(&routed));
 }
 
 #[test]

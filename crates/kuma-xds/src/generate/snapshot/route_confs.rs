@@ -1,0 +1,203 @@
+//! The mesh's MeshHTTPRoute `to` confs, each read once into its typed
+//! rules together with the name Kuma gives each rule's matches (the hash of
+//! their JSON). Route tables used to read the same JSON again, and hash the
+//! same matches again, for every destination a route reaches; now they
+//! look the conf up.
+//!
+//! A conf is found by its address. Policies hold their confs behind `Arc`,
+//! and the joins the engine folds MeshHTTPRoute rules into hold those very
+//! values. Each entry holds its conf, so no other value can take that
+//! address while the entry lives. Snapshot updates keep the entries of the
+//! confs that are still there: a conf is read once per version of its
+//! MeshHTTPRoute, not once per snapshot.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+
+use serde::Deserialize;
+use serde_json::Value;
+
+use kuma_api::policies::mesh_http_route::{Conf, Match, Rule};
+use kuma_policy::Policy;
+use kuma_policy::inspect::hash_matches;
+
+/// One MeshHTTPRoute `to` conf, read.
+#[derive(Debug)]
+pub(crate) struct RouteConf {
+    /// Held: its address is the key it is found by.
+    value: Arc<Value>,
+    /// `None` when the conf does not read (validation keeps such confs
+    /// out of the store).
+    rules: Option<Vec<Rule>>,
+    /// Kuma's name of each rule's matches, in rule order.
+    names: Vec<String>,
+}
+
+impl RouteConf {
+    fn read(value: Arc<Value>) -> RouteConf {
+        let rules = match Conf::deserialize(&*value) {
+            Ok(conf) => Some(conf.rules),
+            Err(e) => {
+                tracing::warn!(error = %e, "MeshHTTPRoute conf does not read; ignored");
+                None
+            }
+        };
+        let names = rules
+            .iter()
+            .flatten()
+            .map(|rule| hash_matches(&rule.matches))
+            .collect();
+        RouteConf {
+            value,
+            rules,
+            names,
+        }
+    }
+
+    /// Each rule with Kuma's name of its matches; `None` when the conf
+    /// does not read.
+    pub(crate) fn rules(&self) -> Option<impl Iterator<Item = (&Rule, &str)>> {
+        let rules = self.rules.as_ref()?;
+        Some(rules.iter().zip(self.names.iter().map(String::as_str)))
+    }
+
+    /// The `matches` of each rule.
+    pub(crate) fn matches(&self) -> impl Iterator<Item = &[Match]> {
+        self.rules
+            .iter()
+            .flatten()
+            .map(|rule| rule.matches.as_slice())
+    }
+}
+
+/// Every MeshHTTPRoute `to` conf of a snapshot, read.
+#[derive(Debug, Default)]
+pub(crate) struct RouteConfs {
+    /// By the address of the conf's value.
+    by_address: HashMap<usize, Arc<RouteConf>, foldhash::fast::RandomState>,
+    /// Each MeshHTTPRoute's confs, in `to` order, by its name.
+    by_route: HashMap<String, Vec<Arc<RouteConf>>, foldhash::fast::RandomState>,
+}
+
+fn address(value: &Value) -> usize {
+    std::ptr::from_ref(value) as usize
+}
+
+impl RouteConfs {
+    /// The confs of `routes` (the mesh's MeshHTTPRoutes); those `previous`
+    /// read already are taken from it.
+    pub(crate) fn new(routes: &[Arc<Policy>], previous: Option<&RouteConfs>) -> RouteConfs {
+        let mut confs = RouteConfs::default();
+        for route in routes {
+            let read: Vec<Arc<RouteConf>> = route
+                .to
+                .iter()
+                .map(|entry| {
+                    let at = address(&entry.conf);
+                    if let Some(conf) = confs.by_address.get(&at) {
+                        return conf.clone();
+                    }
+                    let conf = previous
+                        .and_then(|p| p.by_address.get(&at))
+                        .filter(|conf| Arc::ptr_eq(&conf.value, &entry.conf))
+                        .cloned()
+                        .unwrap_or_else(|| Arc::new(RouteConf::read(entry.conf.clone())));
+                    confs.by_address.insert(at, conf.clone());
+                    conf
+                })
+                .collect();
+            confs.by_route.insert(route.name.clone(), read);
+        }
+        confs
+    }
+
+    /// The conf at `value`'s address, when `value` is one of the confs
+    /// read (not merely an equal value).
+    pub(crate) fn get(&self, value: &Value) -> Option<&RouteConf> {
+        self.by_address.get(&address(value)).map(|conf| &**conf)
+    }
+
+    /// The MeshHTTPRoute `name`'s confs (none for an unknown route), and
+    /// its name as kept here.
+    pub(crate) fn of_route(&self, name: &str) -> Option<(&str, &[Arc<RouteConf>])> {
+        self.by_route
+            .get_key_value(name)
+            .map(|(name, confs)| (name.as_str(), confs.as_slice()))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::collections::BTreeMap;
+
+    use super::*;
+
+    fn route(name: &str, paths: &[&str]) -> Arc<Policy> {
+        let rules: Vec<Value> = paths
+            .iter()
+            .map(|p| {
+                serde_json::json!({"matches": [{"path": {"type": "PathPrefix", "value": p}}],
+                                   "default": {}})
+            })
+            .collect();
+        let spec = serde_json::json!({"targetRef": {"kind": "Mesh"},
+            "to": [{"targetRef": {"kind": "MeshService", "name": "backend"}, "rules": rules}]});
+        let spec = kuma_api::Spec::from_json(kuma_api::Kind::MeshHTTPRoute, spec).unwrap();
+        Arc::new(Policy::from_spec("default", name, &BTreeMap::new(), spec).unwrap())
+    }
+
+    #[test]
+    fn confs_are_found_by_address_with_their_rules_named() {
+        let routes = vec![route("a", &["/x", "/y"]), route("b", &["/z"])];
+        let confs = RouteConfs::new(&routes, None);
+        let conf = confs.get(&routes[0].to[0].conf).expect("read");
+        let read: Vec<(String, String)> = conf
+            .rules()
+            .expect("reads")
+            .map(|(rule, name)| {
+                (
+                    rule.matches[0].path.as_ref().unwrap().value.clone(),
+                    name.to_string(),
+                )
+            })
+            .collect();
+        let expected: Vec<(String, String)> = routes[0].to[0].conf["rules"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|rule| {
+                let matches: Vec<Match> = serde_json::from_value(rule["matches"].clone()).unwrap();
+                (
+                    matches[0].path.as_ref().unwrap().value.clone(),
+                    hash_matches(&matches),
+                )
+            })
+            .collect();
+        assert_eq!(read, expected);
+        // An equal value elsewhere is not the conf.
+        let copy = (*routes[0].to[0].conf).clone();
+        assert!(confs.get(&copy).is_none());
+        let (name, of_b) = confs.of_route("b").expect("b");
+        assert_eq!(name, "b");
+        assert_eq!(of_b[0].matches().count(), 1);
+        assert!(confs.of_route("c").is_none());
+    }
+
+    #[test]
+    fn an_update_keeps_what_was_read_of_the_routes_still_there() {
+        let routes = vec![route("a", &["/x"]), route("b", &["/z"])];
+        let before = RouteConfs::new(&routes, None);
+        let changed = vec![routes[0].clone(), route("b", &["/w"])];
+        let after = RouteConfs::new(&changed, Some(&before));
+        let kept = |confs: &RouteConfs, policy: &Policy| {
+            std::ptr::from_ref(confs.get(&policy.to[0].conf).expect("read"))
+        };
+        assert_eq!(kept(&before, &routes[0]), kept(&after, &routes[0]));
+        let b = after.get(&changed[1].to[0].conf).expect("read");
+        assert_eq!(
+            b.matches().next().unwrap()[0].path.as_ref().unwrap().value,
+            "/w"
+        );
+        assert!(after.get(&routes[1].to[0].conf).is_none());
+    }
+}
