@@ -134,13 +134,17 @@ pub(crate) fn hcm(stat_prefix: &str, mut filters: Vec<HttpFilter>) -> HttpConnec
 /// inline (as Kuma does for sidecars: no separate RDS round trip).
 ///
 /// The routes are encoded bottom-up into one buffer of the exact size:
-/// each route's length is worked out for its key (and once more by prost's
-/// `encode`), then the route is written into its virtual host and the
-/// virtual hosts into the route configuration. Encoded whole, prost works
-/// out every route's length again at each level above it, which made route
-/// tables the dearest part of a listener. The route fields come after the
-/// other fields of their messages instead of in field-number order, which
-/// protobuf readers accept: decoded, the connection manager is the same.
+/// each route's length is worked out once, for its key, then the route is
+/// written into its virtual host and the virtual hosts into the route
+/// configuration. Encoded whole, prost works out every route's length again
+/// at each level above it, which made route tables the dearest part of a
+/// listener. The route fields come after the other fields of their
+/// messages instead of in field-number order, which protobuf readers
+/// accept: decoded, the connection manager is the same.
+///
+/// Each message is written with prost's `encode_raw`, the part of a
+/// message's encoding that `encode` runs after working out the length it
+/// needs: the lengths are known here, and the buffer has room for them.
 pub(crate) fn hcm_filter(mut hcm: HttpConnectionManager, mut config: RouteConfiguration) -> Filter {
     hcm.route_specifier = None;
     let hosts: Vec<HostParts> = std::mem::take(&mut config.virtual_hosts)
@@ -153,19 +157,23 @@ pub(crate) fn hcm_filter(mut hcm: HttpConnectionManager, mut config: RouteConfig
             .map(|h| field_len(ROUTE_CONFIGURATION_VIRTUAL_HOSTS, h.len))
             .sum::<usize>();
     let len = hcm.encoded_len() + field_len(HCM_ROUTE_CONFIG, config_len);
-    // Writing to a list cannot run out of room.
     let mut value = Vec::with_capacity(len);
-    let _ = hcm.encode(&mut value);
+    hcm.encode_raw(&mut value);
     write_key(&mut value, HCM_ROUTE_CONFIG, config_len);
-    let _ = config.encode(&mut value);
+    config.encode_raw(&mut value);
     for parts in hosts {
         write_key(&mut value, ROUTE_CONFIGURATION_VIRTUAL_HOSTS, parts.len);
-        let _ = parts.host.encode(&mut value);
+        parts.host.encode_raw(&mut value);
         for (route, len) in parts.routes.iter().zip(parts.route_lens) {
             write_key(&mut value, VIRTUAL_HOST_ROUTES, len);
-            let _ = route.encode(&mut value);
+            route.encode_raw(&mut value);
         }
     }
+    debug_assert_eq!(
+        value.len(),
+        len,
+        "the lengths worked out are the lengths written"
+    );
     let any = Any {
         type_url: HttpConnectionManager::type_url(),
         value,

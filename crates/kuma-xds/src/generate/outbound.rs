@@ -451,45 +451,24 @@ impl Shape {
                 listener::hcm_filter(hcm, routes)
             }
             Shape::HttpRoutes { table, per_route } => {
-                let entries = &table.entries;
-                let groups: Vec<Vec<Route>> =
-                    entries.iter().map(mesh_http_route::envoy_routes).collect();
-                let sizes: Vec<usize> = groups.iter().map(Vec::len).collect();
-                // Sized once: routes are large, and growing a list of them
-                // copied them again and again.
-                let total = sizes.iter().sum();
-                let mut all = Vec::with_capacity(total);
-                for group in groups {
-                    all.extend(group);
+                // Each entry's routes end at its position in `ends`. Built
+                // in place: routes are large, and moving them from list to
+                // list cost more than building them.
+                let mut all = Vec::with_capacity(2 * table.entries.len());
+                let mut ends = Vec::with_capacity(table.entries.len());
+                for entry in &table.entries {
+                    mesh_http_route::push_envoy_routes(entry, &mut all);
+                    ends.push(all.len());
                 }
                 let mut routes = route_config(&route_name, &t.cluster, all);
                 let mut hcm = listener::hcm(&stat_prefix, Vec::new());
                 t.policies.apply_http(&mut hcm, &mut routes);
-                // Confs aimed at one MeshHTTPRoute change only its rules'
-                // routes, after the destination's: each rule's routes get a
-                // table of their own for them.
-                let mut rest = routes
-                    .virtual_hosts
-                    .first_mut()
-                    .map(|vh| std::mem::take(&mut vh.routes))
-                    .unwrap_or_default()
-                    .into_iter();
-                let mut applied = Vec::with_capacity(total);
-                for (entry, size) in entries.iter().zip(sizes) {
-                    let chunk: Vec<Route> = rest.by_ref().take(size).collect();
-                    match entry.origin.as_ref().and_then(|o| per_route.get(o)) {
-                        Some(p) => {
-                            let mut own = route_config(&route_name, &t.cluster, chunk);
-                            p.apply_route(&mut own);
-                            for vh in own.virtual_hosts {
-                                applied.extend(vh.routes);
-                            }
-                        }
-                        None => applied.extend(chunk),
-                    }
-                }
-                if let Some(vh) = routes.virtual_hosts.first_mut() {
-                    vh.routes = applied;
+                if !per_route.is_empty()
+                    && let Some(host) = routes.virtual_hosts.first_mut()
+                {
+                    apply_per_route(&table.entries, &ends, per_route, &mut host.routes, || {
+                        route_config(&route_name, &t.cluster, Vec::new())
+                    });
                 }
                 send_tags(&mut routes);
                 listener::hcm_filter(hcm, routes)
@@ -500,6 +479,42 @@ impl Shape {
                 t.policies.apply_tcp(&mut tcp);
                 listener::tcp_proxy_filter(tcp)
             }
+        }
+    }
+}
+
+/// Confs aimed at one MeshHTTPRoute change only its rules' routes, after
+/// the destination's: the routes of each entry (`routes[end before..end]`)
+/// that came from such a MeshHTTPRoute get a route table of their own (made
+/// by `table`) for them, then go back in place.
+fn apply_per_route(
+    entries: &[mesh_http_route::RouteEntry],
+    ends: &[usize],
+    per_route: &BTreeMap<String, DestinationPolicies>,
+    routes: &mut [Route],
+    table: impl Fn() -> RouteConfiguration,
+) {
+    let mut start = 0;
+    for (entry, &end) in entries.iter().zip(ends) {
+        let range = start..end;
+        start = end;
+        let Some(policies) = entry.origin.as_ref().and_then(|o| per_route.get(o)) else {
+            continue;
+        };
+        let Some(own) = routes.get_mut(range) else {
+            continue;
+        };
+        let mut config = table();
+        if let Some(host) = config.virtual_hosts.first_mut() {
+            host.routes = own.iter_mut().map(std::mem::take).collect();
+        }
+        policies.apply_route(&mut config);
+        let applied = config
+            .virtual_hosts
+            .into_iter()
+            .flat_map(|host| host.routes);
+        for (slot, route) in own.iter_mut().zip(applied) {
+            *slot = route;
         }
     }
 }

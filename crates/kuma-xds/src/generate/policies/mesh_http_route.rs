@@ -368,17 +368,15 @@ fn compare_path(a: Option<&PathMatch>, b: Option<&PathMatch>) -> Ordering {
     })
 }
 
-/// The Envoy routes of one entry: two for a path prefix other than `/`,
-/// each preceded by a route answering 500 to the share of requests meant
-/// for backends that do not exist.
-pub(crate) fn envoy_routes(entry: &RouteEntry) -> Vec<Route> {
+/// Adds the Envoy routes of one entry to `out`: two for a path prefix
+/// other than `/`, each preceded by a route answering 500 to the share of
+/// requests meant for backends that do not exist.
+pub(crate) fn push_envoy_routes(entry: &RouteEntry, out: &mut Vec<Route>) {
     let prefix = entry
         .matched
         .path
         .as_ref()
         .is_some_and(|p| p.kind == PATH_PREFIX);
-    // A prefix is two matches; a route is large, so it is not regrown.
-    let mut out = Vec::with_capacity(2);
     for mut m in path_matches(entry.matched.path.as_ref()) {
         if let Some(method) = &entry.matched.method {
             m.headers.push(string_header(":method", exact(method)));
@@ -407,7 +405,6 @@ pub(crate) fn envoy_routes(entry: &RouteEntry) -> Vec<Route> {
         filters::apply(&entry.filters, &entry.mirrors, prefix, &mut r);
         out.push(r);
     }
-    out
 }
 
 fn server_error(name: &str, m: RouteMatch) -> Route {

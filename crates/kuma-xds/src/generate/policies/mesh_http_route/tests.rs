@@ -60,6 +60,12 @@ fn rules_of(conf: &Conf) -> Vec<FoldedRule<'_>> {
         .collect()
 }
 
+fn envoy_routes(entry: &RouteEntry) -> Vec<Route> {
+    let mut routes = Vec::new();
+    push_envoy_routes(entry, &mut routes);
+    routes
+}
+
 fn paths(entries: &[RouteEntry]) -> Vec<String> {
     entries
         .iter()
