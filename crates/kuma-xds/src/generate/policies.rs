@@ -50,6 +50,7 @@ use kuma_policy::{
 use serde::de::DeserializeOwned;
 use serde_json::Value;
 
+use super::snapshot::route_confs::RouteConfs;
 use super::snapshot::{ConfsKey, MeshSnapshot, Protocol};
 
 /// The rules of every policy kind of the mesh for one proxy.
@@ -160,7 +161,7 @@ impl<'a> ProxyPolicies<'a> {
         let key = match keys.get(&found) {
             Some(key) => *key,
             None => {
-                let key = confs.key();
+                let key = confs.key(Some(self.snapshot.route_confs()));
                 keys.insert(found, key);
                 key
             }
@@ -313,8 +314,10 @@ impl Confs {
 
     /// The confs' cache key: the fingerprint of each conf after its kind's
     /// name, in kind order. A rule's conf has its fingerprint made once for
-    /// every proxy sharing the rules.
-    fn key(&self) -> ConfsKey {
+    /// every proxy sharing the rules. With `routes`, a MeshHTTPRoute conf
+    /// that is the conf of MeshHTTPRoutes read there (one route's, or a
+    /// join of routes') has the fingerprint made of theirs instead.
+    fn key(&self, routes: Option<&RouteConfs>) -> ConfsKey {
         if self.0.is_empty() {
             return ConfsKey::default();
         }
@@ -322,7 +325,13 @@ impl Confs {
         for (kind, conf) in &self.0 {
             encoder.str(kind.name());
             let fingerprint = match conf {
-                SharedConf::ToRule(rules, at) => rules.fingerprint(*at),
+                SharedConf::ToRule(rules, at) => routes
+                    .filter(|_| *kind == Kind::MeshHTTPRoute)
+                    .and_then(|routes| match rules.joined(*at) {
+                        Some(parts) => routes.fingerprint(parts.iter().map(|p| &**p)),
+                        None => routes.fingerprint([conf.value()]),
+                    })
+                    .or_else(|| rules.fingerprint(*at)),
                 SharedConf::Own(value) => Some(Fingerprint::of(value)),
             };
             // The position came from these rules.
@@ -343,7 +352,7 @@ pub(crate) struct DestinationPolicies {
 
 impl DestinationPolicies {
     fn new(confs: Confs, protocol: Protocol) -> DestinationPolicies {
-        let key = confs.key();
+        let key = confs.key(None);
         DestinationPolicies {
             confs,
             protocol,
@@ -436,7 +445,7 @@ impl InboundPolicies {
     /// per-client confs too, or proxies whose clients get different faults
     /// would share a listener.
     pub(crate) fn key(&self) -> String {
-        let mut key = self.every.key().to_string();
+        let mut key = self.every.key(None).to_string();
         if !self.faults.is_empty() {
             let faults = serde_json::to_string(&self.faults).unwrap_or_default();
             key.push_str("|faults=");
@@ -525,7 +534,7 @@ mod confs_tests {
 
     #[test]
     fn the_cache_key_stands_for_the_confs_by_kind_however_they_are_held() {
-        assert!(Confs::default().key().is_empty());
+        assert!(Confs::default().key(None).is_empty());
         let timeout = json!({"idleTimeout": "20s"});
         let rules = Arc::new(ToRules::from_rules(vec![kuma_policy::Rule {
             subset: kuma_policy::Subset::mesh(),
@@ -539,16 +548,16 @@ mod confs_tests {
                 (Kind::MeshTimeout, timeout),
             ]))
         };
-        let shared = confs(SharedConf::ToRule(rules, 0)).key();
+        let shared = confs(SharedConf::ToRule(rules, 0)).key(None);
         assert!(!shared.is_empty());
-        assert_eq!(shared, confs(SharedConf::Own(timeout.clone())).key());
+        assert_eq!(shared, confs(SharedConf::Own(timeout.clone())).key(None));
         let longer = json!({"idleTimeout": "30s"});
-        assert_ne!(shared, confs(SharedConf::Own(longer)).key());
+        assert_ne!(shared, confs(SharedConf::Own(longer)).key(None));
         // The same conf under another kind is another key.
         let swapped = Confs(BTreeMap::from([
             (Kind::MeshRetry, SharedConf::Own(retry.clone())),
             (Kind::MeshCircuitBreaker, SharedConf::Own(timeout)),
         ]));
-        assert_ne!(shared, swapped.key());
+        assert_ne!(shared, swapped.key(None));
     }
 }

@@ -18,8 +18,8 @@ use serde::Deserialize;
 use serde_json::Value;
 
 use kuma_api::policies::mesh_http_route::{Conf, Match, Rule};
-use kuma_policy::Policy;
 use kuma_policy::inspect::hash_matches;
+use kuma_policy::{Fingerprint, Policy, fingerprint};
 
 /// One MeshHTTPRoute `to` conf, read.
 #[derive(Debug)]
@@ -31,6 +31,8 @@ pub(crate) struct RouteConf {
     rules: Option<Vec<Rule>>,
     /// Kuma's name of each rule's matches, in rule order.
     names: Vec<String>,
+    /// The fingerprint of the conf's value.
+    fingerprint: Fingerprint,
 }
 
 impl RouteConf {
@@ -48,6 +50,7 @@ impl RouteConf {
             .map(|rule| hash_matches(&rule.matches))
             .collect();
         RouteConf {
+            fingerprint: Fingerprint::of(&value),
             value,
             rules,
             names,
@@ -117,6 +120,23 @@ impl RouteConfs {
         self.by_address.get(&address(value)).map(|conf| &**conf)
     }
 
+    /// The fingerprint of the confs `parts` (folded in this order, or one
+    /// conf alone), when every one of them is read here: made of the
+    /// fingerprints of the confs, each made once when it was read. It is
+    /// not the fingerprint of the fold itself: equal lists of confs have
+    /// equal ones, and different lists (but by chance) different ones.
+    pub(crate) fn fingerprint<'v>(
+        &self,
+        parts: impl IntoIterator<Item = &'v Value>,
+    ) -> Option<Fingerprint> {
+        let mut encoder = fingerprint::Encoder::default();
+        encoder.str("MeshHTTPRoute confs");
+        for part in parts {
+            encoder.fingerprint(self.get(part)?.fingerprint);
+        }
+        Some(encoder.finish())
+    }
+
     /// The MeshHTTPRoute `name`'s confs (none for an unknown route), and
     /// its name as kept here.
     pub(crate) fn of_route(&self, name: &str) -> Option<(&str, &[Arc<RouteConf>])> {
@@ -181,6 +201,28 @@ mod tests {
         assert_eq!(name, "b");
         assert_eq!(of_b[0].matches().count(), 1);
         assert!(confs.of_route("c").is_none());
+    }
+
+    #[test]
+    fn lists_of_confs_have_the_fingerprint_of_their_confs_in_order() {
+        let routes = vec![
+            route("a", &["/x"]),
+            route("b", &["/z"]),
+            route("c", &["/x"]),
+        ];
+        let confs = RouteConfs::new(&routes, None);
+        let conf = |i: usize| &*routes[i].to[0].conf;
+        let of = |parts: &[&Value]| confs.fingerprint(parts.iter().copied());
+        let ab = of(&[conf(0), conf(1)]).expect("read");
+        assert_eq!(Some(ab), of(&[conf(0), conf(1)]));
+        assert_ne!(Some(ab), of(&[conf(1), conf(0)]));
+        assert_ne!(Some(ab), of(&[conf(0)]));
+        assert_ne!(Some(ab), of(&[conf(0), conf(1), conf(1)]));
+        // Equal confs of two routes (read apart) are one conf.
+        assert_eq!(of(&[conf(0)]), of(&[conf(2)]));
+        assert_ne!(of(&[conf(0)]), of(&[conf(1)]));
+        let unread = serde_json::json!({"rules": []});
+        assert_eq!(of(&[conf(0), &unread]), None);
     }
 
     #[test]
