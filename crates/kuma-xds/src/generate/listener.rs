@@ -133,47 +133,41 @@ pub(crate) fn hcm(stat_prefix: &str, mut filters: Vec<HttpFilter>) -> HttpConnec
 /// The connection manager as a network filter, its route configuration
 /// inline (as Kuma does for sidecars: no separate RDS round trip).
 ///
-/// The routes are encoded bottom-up into one buffer of the exact size:
-/// each route's length is worked out once, for its key, then the route is
-/// written into its virtual host and the virtual hosts into the route
-/// configuration. Encoded whole, prost works out every route's length again
-/// at each level above it, which made route tables the dearest part of a
-/// listener. The route fields come after the other fields of their
-/// messages instead of in field-number order, which protobuf readers
-/// accept: decoded, the connection manager is the same.
+/// The routes are encoded bottom-up into one buffer: each message is
+/// written, then its key and length are put in front of it, the routes
+/// inside their virtual host, the virtual hosts inside the route
+/// configuration and that inside the connection manager. Encoded whole,
+/// prost works out every route's length again at each level above it (and
+/// once more before writing), which made route tables the dearest part of
+/// a listener; here no length is worked out before it is written. The
+/// route fields come after the other fields of their messages instead of
+/// in field-number order, which protobuf readers accept: decoded, the
+/// connection manager is the same.
 ///
-/// Each message is written with prost's `encode_raw`, the part of a
-/// message's encoding that `encode` runs after working out the length it
-/// needs: the lengths are known here, and the buffer has room for them.
+/// Messages are written with prost's `encode_raw`, the part of a message's
+/// encoding that `encode` runs after working out the length it needs: a
+/// list has room for any length.
 pub(crate) fn hcm_filter(mut hcm: HttpConnectionManager, mut config: RouteConfiguration) -> Filter {
     hcm.route_specifier = None;
-    let hosts: Vec<HostParts> = std::mem::take(&mut config.virtual_hosts)
-        .into_iter()
-        .map(HostParts::new)
-        .collect();
-    let config_len = config.encoded_len()
-        + hosts
-            .iter()
-            .map(|h| field_len(ROUTE_CONFIGURATION_VIRTUAL_HOSTS, h.len))
-            .sum::<usize>();
-    let len = hcm.encoded_len() + field_len(HCM_ROUTE_CONFIG, config_len);
-    let mut value = Vec::with_capacity(len);
+    let hosts = std::mem::take(&mut config.virtual_hosts);
+    // Routes take about a hundred bytes each once encoded.
+    let routes: usize = hosts.iter().map(|h| h.routes.len()).sum();
+    let mut value = Vec::with_capacity(512 + 128 * routes);
     hcm.encode_raw(&mut value);
-    write_key(&mut value, HCM_ROUTE_CONFIG, config_len);
+    let config_start = value.len();
     config.encode_raw(&mut value);
-    for parts in hosts {
-        write_key(&mut value, ROUTE_CONFIGURATION_VIRTUAL_HOSTS, parts.len);
-        parts.host.encode_raw(&mut value);
-        for (route, len) in parts.routes.iter().zip(parts.route_lens) {
-            write_key(&mut value, VIRTUAL_HOST_ROUTES, len);
+    for mut host in hosts {
+        let routes = std::mem::take(&mut host.routes);
+        let host_start = value.len();
+        host.encode_raw(&mut value);
+        for route in &routes {
+            let route_start = value.len();
             route.encode_raw(&mut value);
+            make_field(&mut value, route_start, VIRTUAL_HOST_ROUTES);
         }
+        make_field(&mut value, host_start, ROUTE_CONFIGURATION_VIRTUAL_HOSTS);
     }
-    debug_assert_eq!(
-        value.len(),
-        len,
-        "the lengths worked out are the lengths written"
-    );
+    make_field(&mut value, config_start, HCM_ROUTE_CONFIG);
     let any = Any {
         type_url: HttpConnectionManager::type_url(),
         value,
@@ -189,42 +183,20 @@ const HCM_ROUTE_CONFIG: u32 = 4;
 const ROUTE_CONFIGURATION_VIRTUAL_HOSTS: u32 = 2;
 const VIRTUAL_HOST_ROUTES: u32 = 3;
 
-/// A virtual host without its routes, its routes and their encoded
-/// lengths, and its own encoded length with them.
-struct HostParts {
-    host: VirtualHost,
-    routes: Vec<Route>,
-    route_lens: Vec<usize>,
-    len: usize,
-}
-
-impl HostParts {
-    fn new(mut host: VirtualHost) -> HostParts {
-        let routes = std::mem::take(&mut host.routes);
-        let route_lens: Vec<usize> = routes.iter().map(Message::encoded_len).collect();
-        let len = host.encoded_len()
-            + route_lens
-                .iter()
-                .map(|l| field_len(VIRTUAL_HOST_ROUTES, *l))
-                .sum::<usize>();
-        HostParts {
-            host,
-            routes,
-            route_lens,
-            len,
-        }
-    }
-}
-
-/// The encoded length of message field `field` holding `len` bytes.
-fn field_len(field: u32, len: usize) -> usize {
-    prost::encoding::key_len(field) + prost::encoding::encoded_len_varint(len as u64) + len
-}
-
-/// Writes the key and length of message field `field` holding `len` bytes.
-fn write_key(out: &mut Vec<u8>, field: u32, len: usize) {
-    prost::encoding::encode_key(field, prost::encoding::WireType::LengthDelimited, out);
-    prost::encoding::encode_varint(len as u64, out);
+/// Makes the bytes of `out` from `start` on the value of message field
+/// `field`: puts the field's key and their length in front of them.
+fn make_field(out: &mut Vec<u8>, start: usize, field: u32) {
+    let len = out.len() - start;
+    // A key of a small field number and a length take a few bytes.
+    let mut head = [0u8; 16];
+    let room = {
+        let mut free: &mut [u8] = &mut head;
+        prost::encoding::encode_key(field, prost::encoding::WireType::LengthDelimited, &mut free);
+        prost::encoding::encode_varint(len as u64, &mut free);
+        free.len()
+    };
+    let written = head.len() - room;
+    out.splice(start..start, head[..written].iter().copied());
 }
 
 /// Every request, whatever its host and path, to one cluster.
@@ -300,7 +272,15 @@ mod tests {
         let routes = RouteConfiguration {
             name: "outbound:backend".to_string(),
             virtual_hosts: vec![
-                host("backend", vec![route("/api", "api"), route("/", "backend")]),
+                // Lengths of one byte, and (the long path) of several.
+                host(
+                    "backend",
+                    vec![
+                        route("/api", "api"),
+                        route(&"/long".repeat(3000), "long"),
+                        route("/", "backend"),
+                    ],
+                ),
                 host("empty", Vec::new()),
                 host("other", vec![route("/", "other")]),
             ],
