@@ -371,6 +371,9 @@ fn compare_path(a: Option<&PathMatch>, b: Option<&PathMatch>) -> Ordering {
 /// Adds the Envoy routes of one entry to `out`: two for a path prefix
 /// other than `/`, each preceded by a route answering 500 to the share of
 /// requests meant for backends that do not exist.
+///
+/// Routes are large messages (a few KB, most of it their action), so each
+/// is filled in where it ends up rather than built and moved there.
 pub(crate) fn push_envoy_routes(entry: &RouteEntry, out: &mut Vec<Route>) {
     let prefix = entry
         .matched
@@ -396,14 +399,17 @@ pub(crate) fn push_envoy_routes(entry: &RouteEntry, out: &mut Vec<Route>) {
                 Some(fraction(f64::from(entry.unresolved_weight) * 100.0 / total));
             out.push(server_error(&entry.name, share));
         }
-        let mut r = Route {
-            name: entry.name.clone(),
-            r#match: Some(m),
-            action: Some(route::Action::Route(route_action(&entry.split))),
-            ..Route::default()
+        out.push(Route::default());
+        let Some(r) = out.last_mut() else {
+            continue;
         };
-        filters::apply(&entry.filters, &entry.mirrors, prefix, &mut r);
-        out.push(r);
+        r.name.clone_from(&entry.name);
+        r.r#match = Some(m);
+        r.action = Some(route::Action::Route(RouteAction::default()));
+        if let Some(route::Action::Route(action)) = &mut r.action {
+            action.cluster_specifier = Some(cluster_specifier(&entry.split));
+        }
+        filters::apply(&entry.filters, &entry.mirrors, prefix, r);
     }
 }
 
@@ -527,8 +533,8 @@ fn add_header_matches(m: &mut RouteMatch, matched: &Match) {
     }
 }
 
-fn route_action(split: &[Split]) -> RouteAction {
-    let cluster_specifier = match split {
+fn cluster_specifier(split: &[Split]) -> route_action::ClusterSpecifier {
+    match split {
         [one] => route_action::ClusterSpecifier::Cluster(one.cluster.clone()),
         many => route_action::ClusterSpecifier::WeightedClusters(WeightedCluster {
             clusters: many
@@ -541,10 +547,6 @@ fn route_action(split: &[Split]) -> RouteAction {
                 .collect(),
             ..WeightedCluster::default()
         }),
-    };
-    RouteAction {
-        cluster_specifier: Some(cluster_specifier),
-        ..RouteAction::default()
     }
 }
 
