@@ -146,25 +146,28 @@ impl RouteConfs {
     }
 }
 
+/// A MeshHTTPRoute `name` of mesh `default` to `backend`, a rule per path
+/// prefix of `paths` (for tests).
+#[cfg(test)]
+pub(crate) fn route(name: &str, paths: &[&str]) -> Arc<Policy> {
+    let rules: Vec<Value> = paths
+        .iter()
+        .map(|p| {
+            // Spelled out: the type compares as the default would.
+            serde_json::json!({"matches": [{"path": {"type": "PathPrefix", "value": p}}],
+                               "default": {}})
+        })
+        .collect();
+    let spec = serde_json::json!({"targetRef": {"kind": "Mesh"},
+        "to": [{"targetRef": {"kind": "MeshService", "name": "backend"}, "rules": rules}]});
+    let spec = kuma_api::Spec::from_json(kuma_api::Kind::MeshHTTPRoute, spec).expect("a route");
+    let policy = Policy::from_spec("default", name, &Default::default(), spec);
+    Arc::new(policy.expect("a route policy"))
+}
+
 #[cfg(test)]
 mod tests {
-    use std::collections::BTreeMap;
-
     use super::*;
-
-    fn route(name: &str, paths: &[&str]) -> Arc<Policy> {
-        let rules: Vec<Value> = paths
-            .iter()
-            .map(|p| {
-                serde_json::json!({"matches": [{"path": {"type": "PathPrefix", "value": p}}],
-                                   "default": {}})
-            })
-            .collect();
-        let spec = serde_json::json!({"targetRef": {"kind": "Mesh"},
-            "to": [{"targetRef": {"kind": "MeshService", "name": "backend"}, "rules": rules}]});
-        let spec = kuma_api::Spec::from_json(kuma_api::Kind::MeshHTTPRoute, spec).unwrap();
-        Arc::new(Policy::from_spec("default", name, &BTreeMap::new(), spec).unwrap())
-    }
 
     #[test]
     fn confs_are_found_by_address_with_their_rules_named() {

@@ -1,8 +1,8 @@
 use super::*;
+use crate::generate::snapshot::route_confs::route;
 use kuma_api::policies::mesh_http_route::{PathRewrite, Rule, RuleConf, UrlRewrite};
 use kuma_api::policies::target_ref::TargetRef;
 use kuma_api::policies::values::HeaderMatch;
-use kuma_policy::Policy;
 
 /// Resolves `MeshService <name>` to the cluster `<name>` when it is in the
 /// list; every rule comes from `route-1`.
@@ -312,20 +312,6 @@ fn a_redirect_needs_no_backend() {
 
 #[test]
 fn the_origin_of_a_rule_is_the_last_candidate_route_holding_its_matches() {
-    let route = |name: &str, paths: &[&str]| {
-        let rules: Vec<serde_json::Value> = paths
-            .iter()
-            .map(|p| {
-                // Spelled out: the type compares as the default would.
-                serde_json::json!({"matches": [{"path": {"type": "PathPrefix", "value": p}}],
-                                   "default": {}})
-            })
-            .collect();
-        let spec = serde_json::json!({"targetRef": {"kind": "Mesh"},
-            "to": [{"targetRef": {"kind": "MeshService", "name": "backend"}, "rules": rules}]});
-        let spec = kuma_api::Spec::from_json(kuma_api::Kind::MeshHTTPRoute, spec).unwrap();
-        Arc::new(Policy::from_spec("default", name, &BTreeMap::new(), spec).unwrap())
-    };
     let routes = vec![
         route("first", &["/a", "/b"]),
         route("second", &["/a"]),
