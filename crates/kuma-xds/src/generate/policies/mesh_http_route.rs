@@ -282,16 +282,28 @@ pub(crate) fn route_table(
                 Some((i, backends.cluster(&mirror.backend_ref)?))
             })
             .collect();
-        for m in &rule.matches {
+        // One entry per match; most rules have one, which takes the parts
+        // rather than a copy.
+        let entry = RouteEntry {
+            name,
+            origin,
+            matched: Match::default(),
+            filters,
+            split,
+            mirrors,
+            unresolved_weight,
+            unresolved,
+        };
+        if let Some((last, others)) = rule.matches.split_last() {
+            for m in others {
+                entries.push(RouteEntry {
+                    matched: m.clone(),
+                    ..entry.clone()
+                });
+            }
             entries.push(RouteEntry {
-                name: name.clone(),
-                origin: origin.clone(),
-                matched: m.clone(),
-                filters: filters.clone(),
-                split: split.clone(),
-                mirrors: BTreeMap::clone(&mirrors),
-                unresolved_weight,
-                unresolved,
+                matched: last.clone(),
+                ..entry
             });
         }
     }
@@ -380,7 +392,8 @@ pub(crate) fn push_envoy_routes(entry: &RouteEntry, out: &mut Vec<Route>) {
         .path
         .as_ref()
         .is_some_and(|p| p.kind == PATH_PREFIX);
-    for mut m in path_matches(entry.matched.path.as_ref()) {
+    let (first, second) = path_matches(entry.matched.path.as_ref());
+    for mut m in std::iter::once(first).chain(second) {
         if let Some(method) = &entry.matched.method {
             m.headers.push(string_header(":method", exact(method)));
         }
@@ -428,26 +441,30 @@ fn server_error(name: &str, m: RouteMatch) -> Route {
 /// A path prefix matches the path itself or what follows a `/` after it:
 /// two Envoy matches, as Kuma makes them (Envoy's `path_separated_prefix`
 /// would rewrite `/prefix/x` to `//x` when the prefix is replaced by `/`).
-fn path_matches(path: Option<&PathMatch>) -> Vec<RouteMatch> {
+/// Other paths are one match.
+fn path_matches(path: Option<&PathMatch>) -> (RouteMatch, Option<RouteMatch>) {
     let with = |p: route_match::PathSpecifier| RouteMatch {
         path_specifier: Some(p),
         ..RouteMatch::default()
     };
     use route_match::PathSpecifier as P;
     let Some(path) = path else {
-        return vec![with(P::Prefix("/".to_string()))];
+        return (with(P::Prefix("/".to_string())), None);
     };
     match path.kind.as_str() {
-        EXACT => vec![with(P::Path(path.value.clone()))],
-        PATH_PREFIX if path.value == "/" => vec![with(P::Prefix("/".to_string()))],
+        EXACT => (with(P::Path(path.value.clone())), None),
+        PATH_PREFIX if path.value == "/" => (with(P::Prefix("/".to_string())), None),
         PATH_PREFIX => {
             let trimmed = path.value.trim_end_matches('/');
-            vec![
+            let mut prefix = String::with_capacity(trimmed.len() + 1);
+            prefix.push_str(trimmed);
+            prefix.push('/');
+            (
                 with(P::Path(trimmed.to_string())),
-                with(P::Prefix(format!("{trimmed}/"))),
-            ]
+                Some(with(P::Prefix(prefix))),
+            )
         }
-        _ => vec![with(P::SafeRegex(regex(&path.value)))],
+        _ => (with(P::SafeRegex(regex(&path.value))), None),
     }
 }
 
