@@ -134,7 +134,7 @@ impl<'a> ProxyPolicies<'a> {
             DestinationRef::Service(service) => service,
             DestinationRef::MeshService { name, section } => {
                 let id = ResourceId::new("MeshService", name, Some(section));
-                let confs: BTreeMap<Kind, SharedConf> = self
+                let confs: Vec<(Kind, SharedConf)> = self
                     .rules
                     .iter()
                     .filter_map(|(kind, rules)| {
@@ -142,21 +142,21 @@ impl<'a> ProxyPolicies<'a> {
                         Some((*kind, SharedConf::Own(rule.conf.clone())))
                     })
                     .collect();
-                return DestinationPolicies::new(Confs(confs), protocol);
+                return DestinationPolicies::new(Confs::new(confs), protocol);
             }
         };
-        let mut found: ConfPositions = Vec::new();
-        let mut confs = BTreeMap::new();
+        let mut found: ConfPositions = Vec::with_capacity(self.to_kinds.len());
+        let mut confs = Vec::with_capacity(self.to_kinds.len());
         for (kind, to) in &self.to_kinds {
             if let Some(at) = to.for_service(service) {
                 found.push((*kind, at));
-                confs.insert(*kind, SharedConf::ToRule(to.clone(), at));
+                confs.push((*kind, SharedConf::ToRule(to.clone(), at)));
             }
         }
         if found.is_empty() {
             return DestinationPolicies::new(Confs::default(), protocol);
         }
-        let confs = Confs(confs);
+        let confs = Confs::new(confs);
         let mut keys = self.keys.borrow_mut();
         let key = match keys.get(&found) {
             Some(key) => *key,
@@ -196,7 +196,7 @@ impl<'a> ProxyPolicies<'a> {
     /// The `from`/`rules` confs of an inbound: those every client gets,
     /// and the per-client ones of the kinds that tell clients apart.
     pub(crate) fn inbound(&self, key: &InboundKey) -> InboundPolicies {
-        let mut confs = BTreeMap::new();
+        let mut confs = Vec::new();
         let mut faults = Vec::new();
         let mut limits = Vec::new();
         for (kind, rules) in &self.rules {
@@ -223,11 +223,11 @@ impl<'a> ProxyPolicies<'a> {
                 limits = mesh_rate_limit::per_client(entries, conf.as_ref());
             }
             if let Some(conf) = conf {
-                confs.insert(*kind, SharedConf::Own(conf));
+                confs.push((*kind, SharedConf::Own(conf)));
             }
         }
         InboundPolicies {
-            every: Confs(confs),
+            every: Confs::new(confs),
             faults,
             limits,
             drop_tags_header: self.sends_tags_header(),
@@ -293,20 +293,40 @@ pub(crate) fn read_conf<T: DeserializeOwned>(kind: Kind, conf: &Value) -> Option
     }
 }
 
-/// Folded confs by policy kind.
+/// Folded confs by policy kind, in kind order: a destination has a few, so
+/// a list sorted once does better than a map.
 #[derive(Debug, Clone, Default, PartialEq)]
-struct Confs(BTreeMap<Kind, SharedConf>);
+struct Confs(Vec<(Kind, SharedConf)>);
 
 impl Confs {
+    /// The confs of `confs`, one per kind.
+    fn new(mut confs: Vec<(Kind, SharedConf)>) -> Confs {
+        // Usually sorted already: they are gathered in kind order.
+        confs.sort_by_key(|(kind, _)| *kind);
+        Confs(confs)
+    }
+
+    /// The conf of `kind`, as it is held.
+    fn conf(&self, kind: Kind) -> Option<&SharedConf> {
+        self.0
+            .iter()
+            .find(|(k, _)| *k == kind)
+            .map(|(_, conf)| conf)
+    }
+
+    fn has(&self, kind: Kind) -> bool {
+        self.conf(kind).is_some()
+    }
+
     /// The conf of `kind` read as its typed form ([`read_conf`]).
     fn get<T: DeserializeOwned>(&self, kind: Kind) -> Option<T> {
-        read_conf(kind, self.0.get(&kind)?.value())
+        read_conf(kind, self.conf(kind)?.value())
     }
 
     /// The confs whose keyed lists, joined, make the conf of `kind`, when
     /// it is such a join ([`ToRules::joined`]).
     fn joined(&self, kind: Kind) -> Option<&[Arc<Value>]> {
-        match self.0.get(&kind)? {
+        match self.conf(kind)? {
             SharedConf::ToRule(rules, at) => rules.joined(*at),
             SharedConf::Own(_) => None,
         }
@@ -543,7 +563,7 @@ mod confs_tests {
         }]));
         let retry = json!({"http": {"numRetries": 2}, "tcp": {"x": "a\"b"}});
         let confs = |timeout: SharedConf| {
-            Confs(BTreeMap::from([
+            Confs::new(Vec::from([
                 (Kind::MeshRetry, SharedConf::Own(retry.clone())),
                 (Kind::MeshTimeout, timeout),
             ]))
@@ -554,7 +574,7 @@ mod confs_tests {
         let longer = json!({"idleTimeout": "30s"});
         assert_ne!(shared, confs(SharedConf::Own(longer)).key(None));
         // The same conf under another kind is another key.
-        let swapped = Confs(BTreeMap::from([
+        let swapped = Confs::new(Vec::from([
             (Kind::MeshRetry, SharedConf::Own(retry.clone())),
             (Kind::MeshCircuitBreaker, SharedConf::Own(timeout)),
         ]));

@@ -68,7 +68,7 @@ impl ProxyPolicies<'_> {
             .collect();
         // Built anew, not copied from `destination`: the cache key is
         // written from these confs.
-        DestinationPolicies::new(Confs(confs), destination.protocol)
+        DestinationPolicies::new(Confs::new(confs), destination.protocol)
     }
 
     /// The MeshHTTPRoutes whose `to` entries shaped the route table of
@@ -104,7 +104,7 @@ impl ProxyPolicies<'_> {
 impl DestinationPolicies {
     /// Whether MeshHTTPRoutes aim at the destination.
     pub(crate) fn has_http_route(&self) -> bool {
-        self.confs.0.contains_key(&Kind::MeshHTTPRoute)
+        self.confs.has(Kind::MeshHTTPRoute)
     }
 
     /// The proxy's `to` rules of MeshHTTPRoutes and the position of the
@@ -112,7 +112,7 @@ impl DestinationPolicies {
     /// (a `kuma.io/service` destination): proxies with the same rules share
     /// the conf there.
     pub(crate) fn http_route_rule(&self) -> Option<(Arc<ToRules>, usize)> {
-        match self.confs.0.get(&Kind::MeshHTTPRoute)? {
+        match self.confs.conf(Kind::MeshHTTPRoute)? {
             SharedConf::ToRule(rules, at) => Some((rules.clone(), *at)),
             SharedConf::Own(_) => None,
         }
@@ -125,7 +125,7 @@ impl DestinationPolicies {
     pub(crate) fn http_route<'a>(&'a self, read: &'a RouteConfs) -> Option<Vec<FoldedRule<'a>>> {
         let parts: Vec<&Value> = match self.confs.joined(Kind::MeshHTTPRoute) {
             Some(parts) => parts.iter().map(|part| &**part).collect(),
-            None => vec![self.confs.0.get(&Kind::MeshHTTPRoute)?.value()],
+            None => vec![self.confs.conf(Kind::MeshHTTPRoute)?.value()],
         };
         let mut rules = Vec::new();
         for part in parts {
