@@ -31,7 +31,6 @@ mod mesh_timeout;
 mod mesh_tls;
 
 use std::cell::RefCell;
-use std::collections::BTreeMap;
 use std::sync::Arc;
 
 use envoy_types::pb::envoy::config::cluster::v3::Cluster;
@@ -57,7 +56,8 @@ use super::snapshot::{ConfsKey, MeshSnapshot, Protocol};
 pub(crate) struct ProxyPolicies<'a> {
     snapshot: &'a MeshSnapshot,
     mesh: String,
-    rules: BTreeMap<Kind, SharedProxyRules>,
+    /// By kind, in kind order (the snapshot lists its kinds so).
+    rules: Vec<(Kind, SharedProxyRules)>,
     /// The kinds whose `to` rules give some service a conf, in kind order.
     to_kinds: Vec<(Kind, Arc<ToRules>)>,
     /// The cache key of each combination of `to` confs (by kind and
@@ -93,7 +93,7 @@ impl<'a> ProxyPolicies<'a> {
                     .shared_rules_for(proxy, snapshot.policy_context());
                 (kind, rules)
             })
-            .collect::<BTreeMap<Kind, SharedProxyRules>>();
+            .collect::<Vec<(Kind, SharedProxyRules)>>();
         let to_kinds = rules
             .iter()
             .filter(|(_, r)| !r.to.is_empty())
@@ -108,10 +108,18 @@ impl<'a> ProxyPolicies<'a> {
         }
     }
 
+    /// The proxy's rules of `kind`, when the mesh has policies of it.
+    fn rules_of(&self, kind: Kind) -> Option<&SharedProxyRules> {
+        self.rules
+            .iter()
+            .find(|(k, _)| *k == kind)
+            .map(|(_, rules)| rules)
+    }
+
     /// The folded `spec.default` of a policy kind that has neither `to` nor
     /// `from` (MeshPassthrough), when a policy of that kind selects the proxy.
     pub(crate) fn single_item<T: DeserializeOwned>(&self, kind: Kind) -> Option<T> {
-        let rule = self.rules.get(&kind)?.single_item.first()?;
+        let rule = self.rules_of(kind)?.single_item.first()?;
         read_conf(kind, &rule.conf)
     }
 
@@ -238,7 +246,7 @@ impl<'a> ProxyPolicies<'a> {
     /// mesh has MeshFaultInjections, which may pick clients by tags (Kuma
     /// also sends them only then).
     pub(crate) fn sends_tags_header(&self) -> bool {
-        self.rules.contains_key(&Kind::MeshFaultInjection)
+        self.rules_of(Kind::MeshFaultInjection).is_some()
     }
 
     /// The TLS versions and ciphers MeshTLS sets for the proxy's client
@@ -246,9 +254,7 @@ impl<'a> ProxyPolicies<'a> {
     /// inbound gets: versions and ciphers are allowed only on Mesh-wide
     /// policies, so the first inbound's stand for all. None without inbounds.
     pub(crate) fn outbound_tls_params(&self, proxy: &Proxy<'_>) -> Option<TlsParameters> {
-        if !self.rules.contains_key(&Kind::MeshTLS) {
-            return None;
-        }
+        self.rules_of(Kind::MeshTLS)?;
         let inbound = proxy.spec.inbounds().first()?;
         self.inbound(&proxy.inbound_key(inbound)).tls_params()
     }

@@ -53,14 +53,14 @@ impl ProxyPolicies<'_> {
         destination: &DestinationPolicies,
     ) -> DestinationPolicies {
         // Most proxies have no `to` entry aimed at any resource.
-        if self.rules.values().all(|r| r.to_resources.0.is_empty()) {
+        if self.rules.iter().all(|(_, r)| r.to_resources.0.is_empty()) {
             return DestinationPolicies::new(Confs::default(), destination.protocol);
         }
         let id = ResourceId::new(ROUTE_KIND, name, None);
         let confs = self
             .rules
             .iter()
-            .filter(|(kind, _)| **kind != Kind::MeshHTTPRoute)
+            .filter(|(kind, _)| *kind != Kind::MeshHTTPRoute)
             .filter_map(|(kind, rules)| {
                 let conf = rules.to_resources.0.get(&id)?.conf.clone();
                 Some((*kind, SharedConf::Own(conf)))
@@ -83,7 +83,7 @@ impl ProxyPolicies<'_> {
         if !policies.protocol.is_http() || !policies.has_http_route() {
             return Vec::new();
         }
-        let Some(rules) = self.rules.get(&Kind::MeshHTTPRoute) else {
+        let Some(rules) = self.rules_of(Kind::MeshHTTPRoute) else {
             return Vec::new();
         };
         let origins = match destination {
