@@ -160,10 +160,8 @@ pub(crate) fn hcm_filter(mut hcm: HttpConnectionManager, mut config: RouteConfig
         let routes = std::mem::take(&mut host.routes);
         let host_start = value.len();
         host.encode_raw(&mut value);
-        for route in &routes {
-            let route_start = value.len();
-            route.encode_raw(&mut value);
-            make_field(&mut value, route_start, VIRTUAL_HOST_ROUTES);
+        for mut route in routes {
+            write_route(&mut route, &mut value);
         }
         make_field(&mut value, host_start, ROUTE_CONFIGURATION_VIRTUAL_HOSTS);
     }
@@ -182,6 +180,49 @@ pub(crate) fn hcm_filter(mut hcm: HttpConnectionManager, mut config: RouteConfig
 const HCM_ROUTE_CONFIG: u32 = 4;
 const ROUTE_CONFIGURATION_VIRTUAL_HOSTS: u32 = 2;
 const VIRTUAL_HOST_ROUTES: u32 = 3;
+const ROUTE_MATCH: u32 = 1;
+const ROUTE_ROUTE_ACTION: u32 = 2;
+const ROUTE_ACTION_WEIGHTED_CLUSTERS: u32 = 3;
+const WEIGHTED_CLUSTER_CLUSTERS: u32 = 1;
+
+/// Writes `route` as a route of its virtual host, bottom-up like
+/// [`hcm_filter`] down to the nested messages every route table route
+/// has: its match, its action and the action's weighted clusters each go
+/// in front of the rest of their message, written by prost. The route is
+/// left without them.
+fn write_route(route: &mut Route, out: &mut Vec<u8>) {
+    let start = out.len();
+    if let Some(matched) = route.r#match.take() {
+        let at = out.len();
+        matched.encode_raw(out);
+        make_field(out, at, ROUTE_MATCH);
+    }
+    if let Some(route::Action::Route(action)) = &mut route.action {
+        let at = out.len();
+        let weighted = matches!(
+            action.cluster_specifier,
+            Some(route_action::ClusterSpecifier::WeightedClusters(_))
+        );
+        if let Some(route_action::ClusterSpecifier::WeightedClusters(mut weighted)) =
+            action.cluster_specifier.take_if(|_| weighted)
+        {
+            let weighted_at = out.len();
+            for cluster in &weighted.clusters {
+                let cluster_at = out.len();
+                cluster.encode_raw(out);
+                make_field(out, cluster_at, WEIGHTED_CLUSTER_CLUSTERS);
+            }
+            weighted.clusters = Vec::new();
+            weighted.encode_raw(out);
+            make_field(out, weighted_at, ROUTE_ACTION_WEIGHTED_CLUSTERS);
+        }
+        action.encode_raw(out);
+        make_field(out, at, ROUTE_ROUTE_ACTION);
+        route.action = None;
+    }
+    route.encode_raw(out);
+    make_field(out, start, VIRTUAL_HOST_ROUTES);
+}
 
 /// Makes the bytes of `out` from `start` on the value of message field
 /// `field`: puts the field's key and their length in front of them.
@@ -230,7 +271,9 @@ pub(crate) fn route_to_cluster(
 
 #[cfg(test)]
 mod tests {
-    use envoy_types::pb::envoy::config::route::v3::RetryPolicy;
+    use envoy_types::pb::envoy::config::route::v3::{
+        RetryPolicy, WeightedCluster, weighted_cluster,
+    };
     use envoy_types::pb::google::protobuf::UInt32Value;
 
     use super::*;
@@ -256,6 +299,28 @@ mod tests {
         }
     }
 
+    /// A route at `path` splitting between `clusters` by weight.
+    fn split(path: &str, clusters: &[(&str, u32)]) -> Route {
+        let mut r = route(path, "");
+        if let Some(route::Action::Route(action)) = &mut r.action {
+            let clusters = clusters
+                .iter()
+                .map(|(name, weight)| weighted_cluster::ClusterWeight {
+                    name: name.to_string(),
+                    weight: Some(UInt32Value { value: *weight }),
+                    ..weighted_cluster::ClusterWeight::default()
+                })
+                .collect();
+            action.cluster_specifier = Some(route_action::ClusterSpecifier::WeightedClusters(
+                WeightedCluster {
+                    clusters,
+                    ..WeightedCluster::default()
+                },
+            ));
+        }
+        r
+    }
+
     #[test]
     fn routes_written_bottom_up_decode_as_the_connection_manager_they_came_from() {
         let host = |name: &str, routes: Vec<Route>| VirtualHost {
@@ -277,6 +342,7 @@ mod tests {
                     "backend",
                     vec![
                         route("/api", "api"),
+                        split("/split", &[("v1", 90), ("v2", 10)]),
                         route(&"/long".repeat(3000), "long"),
                         route("/", "backend"),
                     ],
