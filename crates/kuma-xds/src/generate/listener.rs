@@ -133,10 +133,11 @@ pub(crate) fn hcm(stat_prefix: &str, mut filters: Vec<HttpFilter>) -> HttpConnec
 /// The connection manager as a network filter, its route configuration
 /// inline (as Kuma does for sidecars: no separate RDS round trip).
 ///
-/// The routes are encoded bottom-up into one buffer: each message is
-/// written, then its key and length are put in front of it, the routes
-/// inside their virtual host, the virtual hosts inside the route
-/// configuration and that inside the connection manager. Encoded whole,
+/// The routes are encoded bottom-up into one buffer: each message's key is
+/// written with room for a length of one byte, then the message, then its
+/// length in that room (moving the message along when the length takes
+/// more); the routes inside their virtual host, the virtual hosts inside
+/// the route configuration and that inside the connection manager. Encoded whole,
 /// prost works out every route's length again at each level above it (and
 /// once more before writing), which made route tables the dearest part of
 /// a listener; here no length is worked out before it is written. The
@@ -154,18 +155,18 @@ pub(crate) fn hcm_filter(mut hcm: HttpConnectionManager, mut config: RouteConfig
     let routes: usize = hosts.iter().map(|h| h.routes.len()).sum();
     let mut value = Vec::with_capacity(512 + 128 * routes);
     hcm.encode_raw(&mut value);
-    let config_start = value.len();
+    let config_start = start_field(&mut value, HCM_ROUTE_CONFIG);
     config.encode_raw(&mut value);
     for mut host in hosts {
         let routes = std::mem::take(&mut host.routes);
-        let host_start = value.len();
+        let host_start = start_field(&mut value, ROUTE_CONFIGURATION_VIRTUAL_HOSTS);
         host.encode_raw(&mut value);
         for mut route in routes {
             write_route(&mut route, &mut value);
         }
-        make_field(&mut value, host_start, ROUTE_CONFIGURATION_VIRTUAL_HOSTS);
+        end_field(&mut value, host_start);
     }
-    make_field(&mut value, config_start, HCM_ROUTE_CONFIG);
+    end_field(&mut value, config_start);
     let any = Any {
         type_url: HttpConnectionManager::type_url(),
         value,
@@ -191,14 +192,14 @@ const WEIGHTED_CLUSTER_CLUSTERS: u32 = 1;
 /// in front of the rest of their message, written by prost. The route is
 /// left without them.
 fn write_route(route: &mut Route, out: &mut Vec<u8>) {
-    let start = out.len();
+    let start = start_field(out, VIRTUAL_HOST_ROUTES);
     if let Some(matched) = route.r#match.take() {
-        let at = out.len();
+        let at = start_field(out, ROUTE_MATCH);
         matched.encode_raw(out);
-        make_field(out, at, ROUTE_MATCH);
+        end_field(out, at);
     }
     if let Some(route::Action::Route(action)) = &mut route.action {
-        let at = out.len();
+        let at = start_field(out, ROUTE_ROUTE_ACTION);
         let weighted = matches!(
             action.cluster_specifier,
             Some(route_action::ClusterSpecifier::WeightedClusters(_))
@@ -206,38 +207,50 @@ fn write_route(route: &mut Route, out: &mut Vec<u8>) {
         if let Some(route_action::ClusterSpecifier::WeightedClusters(mut weighted)) =
             action.cluster_specifier.take_if(|_| weighted)
         {
-            let weighted_at = out.len();
+            let weighted_at = start_field(out, ROUTE_ACTION_WEIGHTED_CLUSTERS);
             for cluster in &weighted.clusters {
-                let cluster_at = out.len();
+                let cluster_at = start_field(out, WEIGHTED_CLUSTER_CLUSTERS);
                 cluster.encode_raw(out);
-                make_field(out, cluster_at, WEIGHTED_CLUSTER_CLUSTERS);
+                end_field(out, cluster_at);
             }
             weighted.clusters = Vec::new();
             weighted.encode_raw(out);
-            make_field(out, weighted_at, ROUTE_ACTION_WEIGHTED_CLUSTERS);
+            end_field(out, weighted_at);
         }
         action.encode_raw(out);
-        make_field(out, at, ROUTE_ROUTE_ACTION);
+        end_field(out, at);
         route.action = None;
     }
     route.encode_raw(out);
-    make_field(out, start, VIRTUAL_HOST_ROUTES);
+    end_field(out, start);
 }
 
-/// Makes the bytes of `out` from `start` on the value of message field
-/// `field`: puts the field's key and their length in front of them.
-fn make_field(out: &mut Vec<u8>, start: usize, field: u32) {
+/// Starts message field `field` in `out`: writes its key and one byte of
+/// room for its length. Returns where its value starts, for [`end_field`].
+fn start_field(out: &mut Vec<u8>, field: u32) -> usize {
+    prost::encoding::encode_key(field, prost::encoding::WireType::LengthDelimited, out);
+    out.push(0);
+    out.len()
+}
+
+/// Ends the field whose value started at `start` (see [`start_field`]):
+/// writes its length in the room left for it, moving the value along when
+/// the length takes more than one byte.
+fn end_field(out: &mut Vec<u8>, start: usize) {
     let len = out.len() - start;
-    // A key of a small field number and a length take a few bytes.
-    let mut head = [0u8; 16];
+    let mut head = [0u8; 10];
     let room = {
         let mut free: &mut [u8] = &mut head;
-        prost::encoding::encode_key(field, prost::encoding::WireType::LengthDelimited, &mut free);
         prost::encoding::encode_varint(len as u64, &mut free);
         free.len()
     };
     let written = head.len() - room;
-    out.splice(start..start, head[..written].iter().copied());
+    if let Some(first) = start.checked_sub(1).and_then(|at| out.get_mut(at)) {
+        *first = head[0];
+    }
+    if written > 1 {
+        out.splice(start..start, head[1..written].iter().copied());
+    }
 }
 
 /// Every request, whatever its host and path, to one cluster.
