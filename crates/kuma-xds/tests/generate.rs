@@ -511,3 +511,85 @@ fn route_tables_are_shared_but_each_proxy_resolves_its_backends() {
         }
     }
 }
+
+#[test]
+fn a_route_back_to_its_own_destination_goes_to_its_cluster_while_it_is_served() {
+    use envoy_types::pb::envoy::config::listener::v3::{Listener, filter};
+    use envoy_types::pb::envoy::config::route::v3::{route, route_action};
+    use envoy_types::pb::envoy::extensions::filters::network::http_connection_manager::v3::{
+        HttpConnectionManager, http_connection_manager,
+    };
+    use envoy_types::pb::envoy::extensions::filters::network::tcp_proxy::v3::{
+        TcpProxy, tcp_proxy,
+    };
+    let web = "type: Dataplane\nname: web-1\nnetworking:\n  address: 10.0.0.1\n  inbound:\n  - port: 8080\n    tags:\n      kuma.io/service: web\n      kuma.io/protocol: http\n  outbound:\n  - port: 10001\n    tags:\n      kuma.io/service: backend\n";
+    let instance = |name: &str, address: &str, service: &str| {
+        format!(
+            "type: Dataplane\nname: {name}\nnetworking:\n  address: {address}\n  inbound:\n  - port: 8080\n    tags:\n      kuma.io/service: {service}\n      kuma.io/protocol: http\n"
+        )
+    };
+    // 90 to backend itself, 10 to audit: /api by an HTTP route, every
+    // connection by a TCP route.
+    let backends = "        backendRefs:\n        - kind: MeshService\n          name: backend\n          weight: 90\n        - kind: MeshService\n          name: audit\n          weight: 10\n";
+    let http_route = format!(
+        "type: MeshHTTPRoute\nname: canary\nspec:\n  targetRef:\n    kind: Mesh\n  to:\n  - targetRef:\n      kind: MeshService\n      name: backend\n    rules:\n    - matches:\n      - path:\n          type: Exact\n          value: /api\n      default:\n{backends}"
+    );
+    let tcp_route = format!(
+        "type: MeshTCPRoute\nname: canary\nspec:\n  targetRef:\n    kind: Mesh\n  to:\n  - targetRef:\n      kind: MeshService\n      name: backend\n    rules:\n    - default:\n{backends}"
+    );
+    // The outbound's filter with `route`, backend served or not.
+    let outbound = |route: &str, with_backend: bool| {
+        let mut listing = vec![
+            resource(None, "type: Mesh\nname: default"),
+            resource(Some("default"), web),
+            resource(Some("default"), &instance("audit-1", "10.0.3.1", "audit")),
+            resource(Some("default"), route),
+        ];
+        if with_backend {
+            listing.push(resource(
+                Some("default"),
+                &instance("backend-1", "10.0.1.1", "backend"),
+            ));
+        }
+        let snapshot = MeshSnapshot::from_resources("default", listing);
+        let p = generate_proxy(&snapshot, "web-1").expect("generates");
+        let body = &p.by_type[type_url::LISTENER]["outbound:127.0.0.1:10001"]
+            .body
+            .value;
+        let listener = Listener::decode(body.as_slice()).expect("a listener");
+        let Some(filter::ConfigType::TypedConfig(any)) =
+            &listener.filter_chains[0].filters[0].config_type
+        else {
+            panic!("a typed filter");
+        };
+        any.clone()
+    };
+    let any = outbound(&http_route, true);
+    let hcm = HttpConnectionManager::decode(any.value.as_slice()).expect("a manager");
+    let Some(http_connection_manager::RouteSpecifier::RouteConfig(config)) = hcm.route_specifier
+    else {
+        panic!("inline routes");
+    };
+    let Some(route::Action::Route(action)) = &config.virtual_hosts[0].routes[0].action else {
+        panic!("a route action");
+    };
+    let Some(route_action::ClusterSpecifier::WeightedClusters(split)) = &action.cluster_specifier
+    else {
+        panic!("a split");
+    };
+    let split: Vec<String> = split
+        .clusters
+        .iter()
+        .map(|c| format!("{} {}", c.name, c.weight.map_or(0, |w| w.value)))
+        .collect();
+    assert_eq!(split, ["backend 90", "audit 10"]);
+    // Nobody serves backend (so it is TCP, and HTTP routes do not apply):
+    // the TCP route sends everything to audit, as Kuma leaves out backends
+    // that lead nowhere.
+    let any = outbound(&tcp_route, false);
+    let tcp = TcpProxy::decode(any.value.as_slice()).expect("a TCP proxy");
+    assert_eq!(
+        tcp.cluster_specifier,
+        Some(tcp_proxy::ClusterSpecifier::Cluster("audit".to_string()))
+    );
+}
