@@ -158,11 +158,12 @@ pub(crate) fn hcm_filter(mut hcm: HttpConnectionManager, mut config: RouteConfig
     let config_start = start_field(&mut value, HCM_ROUTE_CONFIG);
     config.encode_raw(&mut value);
     for mut host in hosts {
-        let routes = std::mem::take(&mut host.routes);
+        let mut routes = std::mem::take(&mut host.routes);
         let host_start = start_field(&mut value, ROUTE_CONFIGURATION_VIRTUAL_HOSTS);
         host.encode_raw(&mut value);
-        for mut route in routes {
-            write_route(&mut route, &mut value);
+        // In place: a route is a message of over 2 KB.
+        for route in &mut routes {
+            write_route(route, &mut value);
         }
         end_field(&mut value, host_start);
     }
@@ -193,10 +194,11 @@ const WEIGHTED_CLUSTER_CLUSTERS: u32 = 1;
 /// left without them.
 fn write_route(route: &mut Route, out: &mut Vec<u8>) {
     let start = start_field(out, VIRTUAL_HOST_ROUTES);
-    if let Some(matched) = route.r#match.take() {
+    if let Some(matched) = &route.r#match {
         let at = start_field(out, ROUTE_MATCH);
         matched.encode_raw(out);
         end_field(out, at);
+        route.r#match = None;
     }
     if let Some(route::Action::Route(action)) = &mut route.action {
         let at = start_field(out, ROUTE_ROUTE_ACTION);
