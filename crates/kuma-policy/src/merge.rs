@@ -184,19 +184,53 @@ impl MergeStrategy {
 }
 
 /// Whether every entry of a keyed list is a `{key, value}` pair and no two
-/// keys are equal: what folding per key gives back as it is.
+/// keys are equal: what folding per key gives back as it is. Keys are told
+/// apart by their [`shape_hash`] first; only keys with the same hash are
+/// compared.
 fn distinct_pairs<'v>(entries: impl IntoIterator<Item = &'v Value>, keyed: &KeyedList) -> bool {
-    let mut keys: Vec<&Value> = Vec::new();
+    let mut keys: Vec<(u64, &Value)> = Vec::new();
     for entry in entries {
         let Some(key) = entry.get(keyed.key).filter(|_| is_pair(entry, keyed)) else {
             return false;
         };
-        if keys.iter().any(|k| equal(k, key)) {
-            return false;
-        }
-        keys.push(key);
+        keys.push((shape_hash(key), key));
     }
-    true
+    keys.sort_unstable_by_key(|(hash, _)| *hash);
+    keys.chunk_by(|a, b| a.0 == b.0).all(|same_hash| {
+        same_hash
+            .iter()
+            .enumerate()
+            .all(|(at, (_, key))| !same_hash[at + 1..].iter().any(|(_, k)| equal(k, key)))
+    })
+}
+
+/// A hash of `value` that values [`equal`] to it share: an object's members
+/// count in any order.
+fn shape_hash(value: &Value) -> u64 {
+    use std::hash::BuildHasher;
+    let state = foldhash::fast::FixedState::with_seed(0x6b75_6d61);
+    match value {
+        Value::Null => state.hash_one(0u8),
+        Value::Bool(b) => state.hash_one((1u8, *b)),
+        Value::Number(n) => match (n.as_u64(), n.as_i64()) {
+            (Some(u), _) => state.hash_one((2u8, u)),
+            (None, Some(i)) => state.hash_one((3u8, i)),
+            // Zeros of either sign are equal.
+            _ => state.hash_one((4u8, n.as_f64().map_or(0, |f| (f + 0.0).to_bits()))),
+        },
+        Value::String(s) => state.hash_one((5u8, s.as_str())),
+        Value::Array(items) => items
+            .iter()
+            .fold(state.hash_one((6u8, items.len())), |hash, item| {
+                state.hash_one((hash, shape_hash(item)))
+            }),
+        Value::Object(map) => {
+            let members = map.iter().fold(0u64, |sum, (key, item)| {
+                sum.wrapping_add(state.hash_one((key.as_str(), shape_hash(item))))
+            });
+            state.hash_one((7u8, map.len(), members))
+        }
+    }
 }
 
 /// Whether a keyed list's entry is exactly `{key, value}`, in that order:

@@ -324,6 +324,9 @@ fn confs_that_join_fold_to_their_entries_in_order() {
         json!({"rules": [rule("/a")], "hostnames": ["h"]}),
         json!({"rules": [{"default": {"x": 1}, "matches": []}]}),
         json!({"rules": []}),
+        // Equal keys, their members in another order.
+        json!({"rules": [{"matches": [{"path": {"type": "Exact", "value": "/e"}}], "default": {}}]}),
+        json!({"rules": [{"matches": [{"path": {"value": "/e", "type": "Exact"}}], "default": {}}]}),
     ];
     let strategy = MergeStrategy::for_kind(Kind::MeshHTTPRoute);
     let (mut joined, mut not) = (0, 0);
@@ -348,6 +351,8 @@ fn confs_that_join_fold_to_their_entries_in_order() {
     }
     assert!(joined > 100 && not > 100, "{joined} joined, {not} not");
     assert_eq!(MergeStrategy::default().joins([&confs[0], &confs[2]]), None);
+    assert_eq!(strategy.joins([&confs[6], &confs[0], &confs[7]]), None);
+    assert_eq!(strategy.joins([&confs[6], &confs[0]]), Some("rules"));
 }
 
 #[test]
