@@ -137,13 +137,13 @@ pub(crate) fn hcm(stat_prefix: &str, mut filters: Vec<HttpFilter>) -> HttpConnec
 /// written with room for a length of one byte, then the message, then its
 /// length in that room (moving the message along when the length takes
 /// more); the routes inside their virtual host, the virtual hosts inside
-/// the route configuration and that inside the connection manager. Encoded whole,
-/// prost works out every route's length again at each level above it (and
-/// once more before writing), which made route tables the dearest part of
-/// a listener; here no length is worked out before it is written. The
-/// route fields come after the other fields of their messages instead of
-/// in field-number order, which protobuf readers accept: decoded, the
-/// connection manager is the same.
+/// the route configuration and that inside the connection manager.
+/// Encoded whole, prost works out every route's length again at each level
+/// above it (and once more before writing), which made route tables the
+/// dearest part of a listener; here no length is worked out before it is
+/// written. The route fields come after the other fields of their messages
+/// instead of in field-number order, which protobuf readers accept:
+/// decoded, the connection manager is the same.
 ///
 /// Messages are written with prost's `encode_raw`, the part of a message's
 /// encoding that `encode` runs after working out the length it needs: a
@@ -202,12 +202,8 @@ fn write_route(route: &mut Route, out: &mut Vec<u8>) {
     }
     if let Some(route::Action::Route(action)) = &mut route.action {
         let at = start_field(out, ROUTE_ROUTE_ACTION);
-        let weighted = matches!(
-            action.cluster_specifier,
-            Some(route_action::ClusterSpecifier::WeightedClusters(_))
-        );
-        if let Some(route_action::ClusterSpecifier::WeightedClusters(mut weighted)) =
-            action.cluster_specifier.take_if(|_| weighted)
+        if let Some(route_action::ClusterSpecifier::WeightedClusters(weighted)) =
+            &mut action.cluster_specifier
         {
             let weighted_at = start_field(out, ROUTE_ACTION_WEIGHTED_CLUSTERS);
             for cluster in &weighted.clusters {
@@ -218,6 +214,7 @@ fn write_route(route: &mut Route, out: &mut Vec<u8>) {
             weighted.clusters = Vec::new();
             weighted.encode_raw(out);
             end_field(out, weighted_at);
+            action.cluster_specifier = None;
         }
         action.encode_raw(out);
         end_field(out, at);
