@@ -114,7 +114,8 @@ fn build(
     policies: &ProxyPolicies,
 ) -> Option<RouteTable> {
     let rules = t.policies.http_route(snapshot.route_confs())?;
-    if !t.mesh_service {
+    // Rules read with their route need no search for it.
+    if !t.mesh_service && rules.iter().any(|r| r.origin.is_none()) {
         // Needed only here: a MeshService target brings its own.
         let destination = DestinationRef::Service(&t.cluster);
         resolver.set_route_origins(policies.http_route_origins(&destination, &t.policies));

@@ -130,15 +130,22 @@ impl DestinationPolicies {
         let mut rules = Vec::new();
         for part in parts {
             match read.get(part) {
-                Some(conf) => rules.extend(conf.rules()?.map(|(rule, name)| FoldedRule {
-                    rule: Cow::Borrowed(rule),
-                    name: Some(name),
-                })),
+                Some(conf) => {
+                    // In a join every rule comes from one route's conf; a
+                    // conf alone is the one route's that shaped the table.
+                    let origin = read.route_of(part);
+                    rules.extend(conf.rules()?.map(|(rule, name)| FoldedRule {
+                        rule: Cow::Borrowed(rule),
+                        name: Some(name),
+                        origin,
+                    }));
+                }
                 None => {
                     let conf: Conf = read_conf(Kind::MeshHTTPRoute, part)?;
                     rules.extend(conf.rules.into_iter().map(|rule| FoldedRule {
                         rule: Cow::Owned(rule),
                         name: None,
+                        origin: None,
                     }));
                 }
             }
@@ -148,11 +155,13 @@ impl DestinationPolicies {
 }
 
 /// A rule of a destination's folded MeshHTTPRoute conf, with Kuma's name of
-/// its matches when that was worked out with the conf.
+/// its matches and the MeshHTTPRoute it came from when those were known
+/// with the conf (otherwise [`Backends::origin`] finds the route).
 #[derive(Debug, Clone)]
 pub(crate) struct FoldedRule<'a> {
     pub rule: Cow<'a, Rule>,
     pub name: Option<&'a str>,
+    pub origin: Option<&'a str>,
 }
 
 /// A MeshHTTPRoute's name and the `matches` of each of its rules.
@@ -237,8 +246,11 @@ pub(crate) fn route_table(
     backends: &mut dyn Backends,
 ) -> Vec<RouteEntry> {
     let mut entries = Vec::new();
-    for FoldedRule { rule, name } in rules {
-        let origin = backends.origin(&rule.matches);
+    for FoldedRule { rule, name, origin } in rules {
+        let origin = match origin {
+            Some(route) => Some(route.to_string()),
+            None => backends.origin(&rule.matches),
+        };
         let name = match (backends.named_by_origin(), &origin) {
             // Kuma's resource identifier of the route, without a section.
             (Some(mesh), Some(route)) => format!("kri_mhttpr_{mesh}___{route}_"),

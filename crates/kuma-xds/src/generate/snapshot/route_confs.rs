@@ -10,6 +10,10 @@
 //! address while the entry lives. Snapshot updates keep the entries of the
 //! confs that are still there: a conf is read once per version of its
 //! MeshHTTPRoute, not once per snapshot.
+//!
+//! A conf also tells which MeshHTTPRoute it belongs to, so a route table
+//! read from it knows where each of its rules came from without searching
+//! the routes for the rule's matches.
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -26,6 +30,8 @@ use kuma_policy::{Fingerprint, Policy, fingerprint};
 pub(crate) struct RouteConf {
     /// Held: its address is the key it is found by.
     value: Arc<Value>,
+    /// The MeshHTTPRoute whose `to` entry the conf is.
+    route: String,
     /// `None` when the conf does not read (validation keeps such confs
     /// out of the store).
     rules: Option<Vec<Rule>>,
@@ -36,7 +42,7 @@ pub(crate) struct RouteConf {
 }
 
 impl RouteConf {
-    fn read(value: Arc<Value>) -> RouteConf {
+    fn read(route: &str, value: Arc<Value>) -> RouteConf {
         let rules = match Conf::deserialize(&*value) {
             Ok(conf) => Some(conf.rules),
             Err(e) => {
@@ -51,6 +57,7 @@ impl RouteConf {
             .collect();
         RouteConf {
             fingerprint: Fingerprint::of(&value),
+            route: route.to_string(),
             value,
             rules,
             names,
@@ -80,6 +87,9 @@ pub(crate) struct RouteConfs {
     by_address: HashMap<usize, Arc<RouteConf>, foldhash::fast::RandomState>,
     /// Each MeshHTTPRoute's confs, in `to` order, by its name.
     by_route: HashMap<String, Vec<Arc<RouteConf>>, foldhash::fast::RandomState>,
+    /// Addresses of confs that more than one MeshHTTPRoute holds: which
+    /// route such a conf's rules came from is not known by the conf.
+    shared: Vec<usize>,
 }
 
 fn address(value: &Value) -> usize {
@@ -98,13 +108,20 @@ impl RouteConfs {
                 .map(|entry| {
                     let at = address(&entry.conf);
                     if let Some(conf) = confs.by_address.get(&at) {
+                        if conf.route != route.name && !confs.shared.contains(&at) {
+                            confs.shared.push(at);
+                        }
                         return conf.clone();
                     }
                     let conf = previous
                         .and_then(|p| p.by_address.get(&at))
-                        .filter(|conf| Arc::ptr_eq(&conf.value, &entry.conf))
+                        .filter(|conf| {
+                            Arc::ptr_eq(&conf.value, &entry.conf) && conf.route == route.name
+                        })
                         .cloned()
-                        .unwrap_or_else(|| Arc::new(RouteConf::read(entry.conf.clone())));
+                        .unwrap_or_else(|| {
+                            Arc::new(RouteConf::read(&route.name, entry.conf.clone()))
+                        });
                     confs.by_address.insert(at, conf.clone());
                     conf
                 })
@@ -118,6 +135,16 @@ impl RouteConfs {
     /// read (not merely an equal value).
     pub(crate) fn get(&self, value: &Value) -> Option<&RouteConf> {
         self.by_address.get(&address(value)).map(|conf| &**conf)
+    }
+
+    /// The MeshHTTPRoute whose `to` entry `value` is, when `value` is one
+    /// of the confs read and only that route holds it.
+    pub(crate) fn route_of(&self, value: &Value) -> Option<&str> {
+        let at = address(value);
+        if self.shared.contains(&at) {
+            return None;
+        }
+        self.by_address.get(&at).map(|conf| conf.route.as_str())
     }
 
     /// The fingerprint of the confs `parts` (folded in this order, or one
@@ -204,6 +231,26 @@ mod tests {
         assert_eq!(name, "b");
         assert_eq!(of_b[0].matches().count(), 1);
         assert!(confs.of_route("c").is_none());
+    }
+
+    #[test]
+    fn a_conf_names_its_route_unless_several_routes_hold_it() {
+        let routes = vec![route("a", &["/x"]), route("b", &["/z"])];
+        let mut also_a = (*routes[0]).clone();
+        also_a.name = "also-a".to_string();
+        let confs = RouteConfs::new(&routes, None);
+        assert_eq!(confs.route_of(&routes[0].to[0].conf), Some("a"));
+        assert_eq!(confs.route_of(&routes[1].to[0].conf), Some("b"));
+        assert_eq!(confs.route_of(&(*routes[1].to[0].conf).clone()), None);
+        // The very conf of `a` held by another route too.
+        let with_copy = vec![routes[0].clone(), Arc::new(also_a), routes[1].clone()];
+        let confs = RouteConfs::new(&with_copy, None);
+        assert_eq!(confs.route_of(&routes[0].to[0].conf), None);
+        assert!(confs.get(&routes[0].to[0].conf).is_some());
+        assert_eq!(confs.route_of(&routes[1].to[0].conf), Some("b"));
+        // Read again for an update, where `a` alone holds it once more.
+        let after = RouteConfs::new(&routes, Some(&confs));
+        assert_eq!(after.route_of(&routes[0].to[0].conf), Some("a"));
     }
 
     #[test]

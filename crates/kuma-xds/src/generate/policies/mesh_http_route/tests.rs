@@ -56,6 +56,7 @@ fn rules_of(conf: &Conf) -> Vec<FoldedRule<'_>> {
         .map(|rule| FoldedRule {
             rule: Cow::Borrowed(rule),
             name: None,
+            origin: None,
         })
         .collect()
 }
