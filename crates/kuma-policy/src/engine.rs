@@ -12,7 +12,7 @@ use kuma_api::policies::{TargetRef, TargetRefKind};
 use kuma_api::{Kind, Resource};
 
 use crate::inbound::{self, InboundRule};
-use crate::matcher::{InboundKey, Proxy, Selection, select, selects};
+use crate::matcher::{InboundKey, MatchedBy, Proxy, Selection, select, selects};
 use crate::merge::MergeStrategy;
 use crate::outbound::{self, Destination, ResourceRules};
 use crate::policy::Policy;
@@ -89,6 +89,7 @@ pub struct PolicyIndex {
     by_name: foldhash::HashMap<String, Vec<usize>>,
     warnings: Vec<String>,
     memo: Memo,
+    matched_by: MatchedBy,
 }
 
 impl PolicyIndex {
@@ -164,6 +165,7 @@ impl PolicyIndex {
             by_name: foldhash::HashMap::default(),
             warnings,
             memo: Memo::default(),
+            matched_by: MatchedBy::default(),
         };
         for (i, selector) in selectors.iter().enumerate() {
             let Some(r) = selector.as_ref().map(|s| &s.target_ref) else {
@@ -211,6 +213,13 @@ impl PolicyIndex {
             .flat_map(|by_value| by_value.values_mut())
             .for_each(to_classes);
         index.by_name.values_mut().for_each(to_classes);
+        index.matched_by = MatchedBy {
+            name: selectors.iter().flatten().any(|s| {
+                s.target_ref.kind == TargetRefKind::Dataplane
+                    && s.target_ref.name.as_deref().is_some_and(|n| !n.is_empty())
+            }),
+            addresses: index.source.aims.inbound,
+        };
         index.all_classes = (0..classes.len()).filter(|&i| classes[i] == i).collect();
         index.classes = classes;
         index.members = members;
@@ -220,6 +229,13 @@ impl PolicyIndex {
 
     pub fn kind(&self) -> Kind {
         self.kind
+    }
+
+    /// What the index's policies tell proxies apart by, beyond what every
+    /// matching reads: proxies [`Proxy::matched_alike`] with it get the
+    /// same [`PolicyIndex::shared_rules_for`].
+    pub fn matched_by(&self) -> MatchedBy {
+        self.matched_by
     }
 
     /// The policies, in fold order.

@@ -26,7 +26,7 @@ mod testing;
 pub use engine::{MeshContext, PolicyIndex, ProxyRules};
 pub use fingerprint::Fingerprint;
 pub use inbound::InboundRule;
-pub use matcher::{InboundKey, Proxy};
+pub use matcher::{InboundKey, MatchedBy, Proxy};
 pub use merge::MergeStrategy;
 pub use outbound::{Destination, ResourceId, ResourceRule, ResourceRules};
 pub use policy::Policy;

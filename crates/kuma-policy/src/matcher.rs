@@ -4,7 +4,7 @@ use std::collections::BTreeMap;
 
 use serde::Serialize;
 
-use kuma_api::kinds::dataplane::{DataplaneSpec, Inbound};
+use kuma_api::kinds::dataplane::{DataplaneSpec, Gateway, Inbound};
 use kuma_api::kinds::mesh_gateway::MeshGatewaySpec;
 use kuma_api::kinds::tags::SERVICE_TAG;
 use kuma_api::policies::{ProxyType, TargetRef, TargetRefKind};
@@ -124,6 +124,73 @@ impl<'a> Proxy<'a> {
             .as_ref()
             .map(|g| &g.tags)
     }
+}
+
+/// What matching may tell two proxies apart by besides their labels,
+/// gateway and inbounds' tags, ports and names: their names (when a policy
+/// selects Dataplanes by name) and their addresses (when rules are kept
+/// per inbound listener, which an address names).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct MatchedBy {
+    pub name: bool,
+    pub addresses: bool,
+}
+
+impl MatchedBy {
+    pub fn or(self, other: MatchedBy) -> MatchedBy {
+        MatchedBy {
+            name: self.name || other.name,
+            addresses: self.addresses || other.addresses,
+        }
+    }
+}
+
+impl Proxy<'_> {
+    /// Whether every policy selects the same of `self` as of `other`, when
+    /// the policies tell proxies apart by no more than `by`: matching reads
+    /// nothing else of a proxy than what is compared here. A builtin
+    /// gateway is alike no other proxy (its listeners are its MeshGateway's).
+    pub fn matched_alike(&self, other: &Proxy<'_>, by: MatchedBy) -> bool {
+        let (mine, theirs) = (self.spec.inbounds(), other.spec.inbounds());
+        self.gateway.is_none()
+            && other.gateway.is_none()
+            && (!by.name || self.name == other.name)
+            && (!by.addresses || self.address() == other.address())
+            && self.labels == other.labels
+            && gateway_of(self.spec) == gateway_of(other.spec)
+            && mine.len() == theirs.len()
+            && mine.iter().zip(theirs).all(|(a, b)| {
+                a.port == b.port
+                    && a.name == b.name
+                    && a.tags == b.tags
+                    && (!by.addresses || a.address == b.address)
+            })
+    }
+
+    /// Feeds `state` what [`Proxy::matched_alike`] compares (with `by`):
+    /// alike proxies hash alike.
+    pub fn hash_for_matching<H: std::hash::Hasher>(&self, by: MatchedBy, state: &mut H) {
+        use std::hash::Hash;
+        if by.name {
+            self.name.hash(state);
+        }
+        if by.addresses {
+            self.address().hash(state);
+        }
+        self.labels.hash(state);
+        for inbound in self.spec.inbounds() {
+            inbound.port.hash(state);
+            inbound.name.hash(state);
+            inbound.tags.hash(state);
+            if by.addresses {
+                inbound.address.hash(state);
+            }
+        }
+    }
+}
+
+fn gateway_of(spec: &DataplaneSpec) -> Option<&Gateway> {
+    spec.networking.as_ref()?.gateway.as_ref()
 }
 
 /// An inbound's name for `sectionName`: its name, else its port.
@@ -299,5 +366,103 @@ fn selected_by_zone(policy: &Policy, proxy: &Proxy<'_>) -> bool {
     match policy.labels.get(ZONE_LABEL) {
         None => true,
         Some(zone) => proxy.labels.get(ZONE_LABEL).is_none_or(|z| z == zone),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::hash::{DefaultHasher, Hasher};
+
+    use kuma_api::kinds::dataplane::{GatewayType, Networking};
+
+    use super::*;
+    use crate::testing::{mk_dataplane, tags};
+
+    fn hash(proxy: &Proxy<'_>, by: MatchedBy) -> u64 {
+        let mut hasher = DefaultHasher::new();
+        proxy.hash_for_matching(by, &mut hasher);
+        hasher.finish()
+    }
+
+    fn proxy<'a>(
+        name: &'a str,
+        labels: &'a BTreeMap<String, String>,
+        spec: &'a DataplaneSpec,
+    ) -> Proxy<'a> {
+        Proxy {
+            name,
+            labels,
+            spec,
+            gateway: None,
+        }
+    }
+
+    #[test]
+    fn proxies_are_alike_by_what_matching_reads_of_them() {
+        const WEB: &[(&str, &str)] = &[(SERVICE_TAG, "web"), ("version", "v1")];
+        let web = mk_dataplane(&[(8080, "http", WEB)]);
+        let with = |change: &dyn Fn(&mut Networking)| {
+            let mut spec = web.clone();
+            change(spec.networking.as_mut().expect("networking"));
+            spec
+        };
+        let moved = with(&|n| n.address = "10.0.0.2".into());
+        let inbound_moved = with(&|n| n.inbound[0].address = "10.0.0.9".into());
+        let unlike = [
+            mk_dataplane(&[(8080, "http", &[(SERVICE_TAG, "web"), ("version", "v2")])]),
+            mk_dataplane(&[(8081, "http", WEB)]),
+            mk_dataplane(&[(8080, "main", WEB)]),
+            mk_dataplane(&[(8080, "http", WEB), (9090, "admin", WEB)]),
+            with(&|n| {
+                n.gateway = Some(Gateway {
+                    tags: tags(WEB),
+                    type_: Some(GatewayType::Delegated),
+                })
+            }),
+        ];
+        let (none, team) = (BTreeMap::new(), tags(&[("team", "a")]));
+        let base = proxy("web-1", &none, &web);
+        let nothing = MatchedBy::default();
+        let name = MatchedBy {
+            name: true,
+            addresses: false,
+        };
+        let addresses = MatchedBy {
+            name: false,
+            addresses: true,
+        };
+        for other in [
+            proxy("web-2", &none, &moved),
+            proxy("web-2", &none, &inbound_moved),
+        ] {
+            assert!(base.matched_alike(&other, nothing));
+            assert_eq!(hash(&base, nothing), hash(&other, nothing));
+            assert!(!base.matched_alike(&other, name));
+            assert!(!base.matched_alike(&other, addresses));
+            assert!(!base.matched_alike(&other, name.or(addresses)));
+        }
+        let renamed_only = proxy("web-2", &none, &web);
+        assert!(base.matched_alike(&renamed_only, addresses));
+        assert_eq!(hash(&base, addresses), hash(&renamed_only, addresses));
+        let moved_only = proxy("web-1", &none, &moved);
+        assert!(base.matched_alike(&moved_only, name));
+        assert_eq!(hash(&base, name), hash(&moved_only, name));
+        let labelled = proxy("web-1", &team, &web);
+        for other in unlike
+            .iter()
+            .map(|spec| proxy("web-1", &none, spec))
+            .chain([labelled])
+        {
+            assert!(!base.matched_alike(&other, nothing), "{:?}", other.spec);
+            assert!(!other.matched_alike(&base, nothing), "{:?}", other.spec);
+        }
+        // A builtin gateway is alike no proxy, not even itself.
+        let conf = MeshGatewaySpec::default();
+        let builtin = Proxy {
+            gateway: Some(("edge", &conf)),
+            ..base
+        };
+        assert!(!builtin.matched_alike(&builtin, nothing));
+        assert!(base.matched_alike(&base, name.or(addresses)));
     }
 }
