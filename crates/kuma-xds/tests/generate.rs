@@ -593,3 +593,83 @@ fn a_route_back_to_its_own_destination_goes_to_its_cluster_while_it_is_served() 
         Some(tcp_proxy::ClusterSpecifier::Cluster("audit".to_string()))
     );
 }
+
+#[test]
+fn proxies_get_their_own_configuration_whichever_alike_proxy_came_first() {
+    let web = |name: &str, address: &str, labels: &str| {
+        format!(
+            "type: Dataplane\nname: {name}\n{labels}networking:\n  address: {address}\n  inbound:\n  - port: 8080\n    tags:\n      kuma.io/service: web\n      kuma.io/protocol: http\n  outbound:\n  - port: 10001\n    tags:\n      kuma.io/service: backend\n"
+        )
+    };
+    let backend = "type: Dataplane\nname: backend-1\nnetworking:\n  address: 10.0.1.1\n  inbound:\n  - port: 8080\n    tags:\n      kuma.io/service: backend\n      kuma.io/protocol: http\n";
+    // The webs have the same tags; web-3 alone has a label.
+    let mesh = |policy: &str| {
+        vec![
+            resource(None, "type: Mesh\nname: default"),
+            resource(Some("default"), &web("web-1", "10.0.0.1", "")),
+            resource(Some("default"), &web("web-2", "10.0.0.2", "")),
+            resource(
+                Some("default"),
+                &web("web-3", "10.0.0.3", "labels:\n  team: payments\n"),
+            ),
+            resource(Some("default"), backend),
+            resource(Some("default"), policy),
+        ]
+    };
+    let every = ["web-1", "web-2", "web-3"];
+    let bodies = |p: &ProxyResources| -> BTreeMap<(String, String), Vec<u8>> {
+        p.by_type
+            .iter()
+            .flat_map(|(t, by_name)| {
+                by_name
+                    .iter()
+                    .map(move |(n, r)| ((t.clone(), n.clone()), r.body.value.clone()))
+            })
+            .collect()
+    };
+    // Each proxy generated alone in a snapshot of its own, and after the
+    // others in one snapshot (in both orders), gets the same resources.
+    let check = |listing: &[Resource]| -> BTreeMap<&str, BTreeMap<(String, String), Vec<u8>>> {
+        let alone: BTreeMap<&str, _> = every
+            .iter()
+            .map(|n| {
+                let snapshot = MeshSnapshot::from_resources("default", listing.to_vec());
+                (
+                    *n,
+                    bodies(&generate_proxy(&snapshot, n).expect("generates")),
+                )
+            })
+            .collect();
+        for order in [every, ["web-3", "web-2", "web-1"]] {
+            let snapshot = MeshSnapshot::from_resources("default", listing.to_vec());
+            for name in order {
+                let got = bodies(&generate_proxy(&snapshot, name).expect("generates"));
+                assert!(got == alone[name], "{order:?}: {name} differs");
+            }
+        }
+        alone
+    };
+    let by_labels = "type: MeshCircuitBreaker\nname: payments\nspec:\n  targetRef:\n    kind: Dataplane\n    labels:\n      team: payments\n  to:\n  - targetRef:\n      kind: Mesh\n    default:\n      connectionLimits:\n        maxConnections: 7\n";
+    let by_name = "type: MeshTimeout\nname: web-1-only\nspec:\n  targetRef:\n    kind: Dataplane\n    name: web-1\n  to:\n  - targetRef:\n      kind: Mesh\n    default:\n      connectionTimeout: 3s\n";
+    // Rules per inbound, which its address names.
+    let inbound = "type: MeshTimeout\nname: inbound\nspec:\n  targetRef:\n    kind: Mesh\n  from:\n  - targetRef:\n      kind: Mesh\n    default:\n      idleTimeout: 41s\n";
+    let backend_cluster = |got: &BTreeMap<(String, String), Vec<u8>>| {
+        got[&(type_url::CLUSTER.to_string(), "backend".to_string())].clone()
+    };
+    let got = check(&mesh(by_labels));
+    assert!(backend_cluster(&got["web-3"]) != backend_cluster(&got["web-1"]));
+    assert!(backend_cluster(&got["web-2"]) == backend_cluster(&got["web-1"]));
+    let got = check(&mesh(by_name));
+    assert!(backend_cluster(&got["web-1"]) != backend_cluster(&got["web-2"]));
+    assert!(backend_cluster(&got["web-2"]) == backend_cluster(&got["web-3"]));
+    let without = check(&mesh(by_labels));
+    let got = check(&mesh(inbound));
+    for name in every {
+        let address = &name[4..];
+        let listener = (
+            type_url::LISTENER.to_string(),
+            format!("inbound:10.0.0.{address}:8080"),
+        );
+        assert!(got[name][&listener] != without[name][&listener], "{name}");
+    }
+}

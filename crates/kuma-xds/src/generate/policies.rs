@@ -29,6 +29,8 @@ mod mesh_retry;
 pub(crate) mod mesh_tcp_route;
 mod mesh_timeout;
 mod mesh_tls;
+mod rule_set;
+pub(crate) use rule_set::ProxyRulesMemo;
 
 use std::cell::RefCell;
 use std::sync::Arc;
@@ -57,7 +59,7 @@ pub(crate) struct ProxyPolicies<'a> {
     snapshot: &'a MeshSnapshot,
     mesh: String,
     /// By kind, in kind order (the snapshot lists its kinds so).
-    rules: Vec<(Kind, SharedProxyRules)>,
+    rules: rule_set::RuleSet,
     /// The kinds whose `to` rules give some service a conf, in kind order.
     to_kinds: Vec<(Kind, Arc<ToRules>)>,
     /// The cache key of each combination of `to` confs (by kind and
@@ -81,19 +83,7 @@ pub(crate) enum DestinationRef<'a> {
 
 impl<'a> ProxyPolicies<'a> {
     pub(crate) fn of(snapshot: &'a MeshSnapshot, proxy: &Proxy<'_>) -> ProxyPolicies<'a> {
-        let rules = snapshot
-            .policy_kinds()
-            // Permissions are applied on their own (only with mTLS on).
-            .filter(|k| *k != Kind::MeshTrafficPermission)
-            .map(|kind| {
-                // Shared: the parts proxies selected by the same policies
-                // have in common are computed once per snapshot.
-                let rules = snapshot
-                    .policy_index(kind)
-                    .shared_rules_for(proxy, snapshot.policy_context());
-                (kind, rules)
-            })
-            .collect::<Vec<(Kind, SharedProxyRules)>>();
+        let rules = rule_set::of(snapshot, proxy);
         let to_kinds = rules
             .iter()
             .filter(|(_, r)| !r.to.is_empty())
@@ -207,7 +197,7 @@ impl<'a> ProxyPolicies<'a> {
         let mut confs = Vec::new();
         let mut faults = Vec::new();
         let mut limits = Vec::new();
-        for (kind, rules) in &self.rules {
+        for (kind, rules) in self.rules.iter() {
             if *kind == Kind::MeshFaultInjection {
                 let from = rules.from.get(key).map_or(&[][..], |r| r.as_slice());
                 let entries = rules.inbound.get(key).map_or(&[][..], |r| r.as_slice());

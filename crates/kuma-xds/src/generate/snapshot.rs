@@ -13,7 +13,7 @@ use kuma_policy::policy::SharedConfs;
 use kuma_policy::{Destination as PolicyDestination, Fingerprint, MeshContext, PolicyIndex};
 
 use super::outbound::route_table::RouteTables;
-use super::policies::LocalityPlan;
+use super::policies::{LocalityPlan, ProxyRulesMemo};
 use crate::XdsResource;
 
 mod index;
@@ -197,6 +197,9 @@ pub struct MeshSnapshot {
     /// MeshHTTPRoute route tables proxies share (not carried to the next
     /// snapshot: they read the snapshot's services).
     pub(crate) route_tables: RouteTables,
+    /// The policy rules of proxies matching tells apart from no other
+    /// (the instances of a service), computed once for them all.
+    pub(crate) proxy_rules: ProxyRulesMemo,
 }
 
 /// The encoded resources proxies share, by what they were built from. Keys
@@ -368,6 +371,7 @@ impl MeshSnapshotBuilder {
             mesh_service_ports: Arc::new(mesh_service_ports),
             shared: shared_cache(destinations),
             route_tables: RouteTables::default(),
+            proxy_rules: ProxyRulesMemo::default(),
         }
     }
 }

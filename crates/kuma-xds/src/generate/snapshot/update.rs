@@ -118,6 +118,7 @@ impl MeshSnapshot {
             mesh_service_ports: Arc::new(mesh_service_ports),
             shared: Mutex::default(),
             route_tables: Default::default(),
+            proxy_rules: Default::default(),
         }
     }
 
@@ -226,6 +227,7 @@ impl MeshSnapshot {
             mesh_service_ports: self.mesh_service_ports.clone(),
             shared: Mutex::default(),
             route_tables: Default::default(),
+            proxy_rules: Default::default(),
         }
     }
 }

@@ -1,0 +1,147 @@
+//! A proxy's rules of every policy kind, shared by the proxies that
+//! matching tells apart from no other: the instances of a service are
+//! selected by the same policies, so the first one's rules serve the rest
+//! (without matching every policy kind again for each of them).
+
+use std::collections::HashMap;
+use std::hash::{BuildHasher, Hasher};
+use std::sync::{Arc, Mutex, PoisonError};
+
+use kuma_api::Kind;
+use kuma_policy::engine::SharedProxyRules;
+use kuma_policy::{MatchedBy, Proxy};
+
+use crate::generate::snapshot::MeshSnapshot;
+
+/// A proxy's rules of every policy kind, by kind in kind order.
+pub(super) type RuleSet = Arc<[(Kind, SharedProxyRules)]>;
+
+/// The rule sets of a snapshot's proxies that matching tells apart from no
+/// other, by the hash of what matching reads of them
+/// ([`Proxy::hash_for_matching`]), each with the Dataplane it was computed
+/// for: the instances of a service have the same rules.
+pub(crate) type ProxyRulesMemo = Mutex<HashMap<u64, Vec<(String, RuleSet)>>>;
+
+/// Policy kinds a proxy's rules are made of: permissions are applied on
+/// their own (only with mTLS on).
+fn rule_kinds(snapshot: &MeshSnapshot) -> impl Iterator<Item = Kind> + '_ {
+    snapshot
+        .policy_kinds()
+        .filter(|k| *k != Kind::MeshTrafficPermission)
+}
+
+/// `proxy`'s rules of every policy kind. Proxies selected alike by every
+/// policy (the instances of a service) share them: the first one's are
+/// computed, the others find them.
+pub(super) fn of(snapshot: &MeshSnapshot, proxy: &Proxy<'_>) -> RuleSet {
+    let compute = || -> RuleSet {
+        rule_kinds(snapshot)
+            .map(|kind| {
+                // Shared too: the parts proxies selected by the same
+                // policies have in common are computed once per snapshot.
+                let rules = snapshot
+                    .policy_index(kind)
+                    .shared_rules_for(proxy, snapshot.policy_context());
+                (kind, rules)
+            })
+            .collect()
+    };
+    if proxy.gateway.is_some() || rule_kinds(snapshot).next().is_none() {
+        return compute();
+    }
+    let by = rule_kinds(snapshot)
+        .map(|kind| snapshot.policy_index(kind).matched_by())
+        .fold(MatchedBy::default(), MatchedBy::or);
+    let mut hasher = foldhash::fast::FixedState::default().build_hasher();
+    proxy.hash_for_matching(by, &mut hasher);
+    let hash = hasher.finish();
+    let memo = || {
+        snapshot
+            .proxy_rules
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+    };
+    let alike = |name: &str| {
+        snapshot.dataplane(name).is_some_and(|spec| {
+            let other = Proxy {
+                name,
+                labels: snapshot.dataplane_labels(name),
+                spec,
+                gateway: None,
+            };
+            proxy.matched_alike(&other, by)
+        })
+    };
+    let found = memo().get(&hash).and_then(|entries| {
+        entries
+            .iter()
+            .find(|(name, _)| alike(name))
+            .map(|(_, rules)| rules.clone())
+    });
+    if let Some(rules) = found {
+        return rules;
+    }
+    // Computed outside the lock so generation of other proxies proceeds.
+    let rules = compute();
+    memo()
+        .entry(hash)
+        .or_default()
+        .push((proxy.name.to_string(), rules.clone()));
+    rules
+}
+
+#[cfg(test)]
+mod tests {
+    use chrono::{DateTime, Utc};
+    use kuma_api::ResourceDocument;
+
+    use super::*;
+
+    fn snapshot(yamls: &[String]) -> MeshSnapshot {
+        let resources = yamls.iter().map(|yaml| {
+            let mut doc = ResourceDocument::from_yaml(yaml).expect("reads");
+            if doc.kind() != Kind::Mesh {
+                doc.mesh = Some("default".to_string());
+            }
+            doc.into_resource(DateTime::<Utc>::MIN_UTC)
+        });
+        MeshSnapshot::from_resources("default", resources)
+    }
+
+    fn rules_of(snapshot: &MeshSnapshot, name: &str) -> RuleSet {
+        let proxy = Proxy {
+            name,
+            labels: snapshot.dataplane_labels(name),
+            spec: snapshot.dataplane(name).expect("a dataplane"),
+            gateway: None,
+        };
+        of(snapshot, &proxy)
+    }
+
+    #[test]
+    fn instances_of_a_service_share_one_rule_set_and_others_have_their_own() {
+        let web = |name: &str, address: &str, service: &str| {
+            format!(
+                "type: Dataplane\nname: {name}\nnetworking:\n  address: {address}\n  inbound:\n  - port: 8080\n    tags:\n      kuma.io/service: {service}\n"
+            )
+        };
+        let timeout = "type: MeshTimeout\nname: t\nspec:\n  targetRef:\n    kind: MeshSubset\n    tags:\n      kuma.io/service: web\n  to:\n  - targetRef:\n      kind: Mesh\n    default:\n      connectionTimeout: 3s\n";
+        let mut yamls = vec![
+            "type: Mesh\nname: default".to_string(),
+            web("web-1", "10.0.0.1", "web"),
+            web("web-2", "10.0.0.2", "web"),
+            web("api-1", "10.0.0.3", "api"),
+        ];
+        let s = snapshot(&yamls);
+        // No policies: nothing to share.
+        assert!(rules_of(&s, "web-1").is_empty());
+        yamls.push(timeout.to_string());
+        let s = snapshot(&yamls);
+        let (first, second) = (rules_of(&s, "web-1"), rules_of(&s, "web-2"));
+        assert!(Arc::ptr_eq(&first, &second));
+        assert!(!Arc::ptr_eq(&first, &rules_of(&s, "api-1")));
+        assert_eq!(first.len(), 1);
+        assert!(!first[0].1.to.is_empty());
+        assert!(rules_of(&s, "api-1")[0].1.to.is_empty());
+    }
+}
