@@ -31,8 +31,8 @@ mod mesh_timeout;
 mod mesh_tls;
 mod rule_set;
 pub(crate) use rule_set::ProxyRulesMemo;
+use rule_set::{ConfPositions, RuleSet};
 
-use std::cell::RefCell;
 use std::sync::Arc;
 
 use envoy_types::pb::envoy::config::cluster::v3::Cluster;
@@ -58,19 +58,9 @@ use super::snapshot::{ConfsKey, MeshSnapshot, Protocol};
 pub(crate) struct ProxyPolicies<'a> {
     snapshot: &'a MeshSnapshot,
     mesh: String,
-    /// By kind, in kind order (the snapshot lists its kinds so).
-    rules: rule_set::RuleSet,
-    /// The kinds whose `to` rules give some service a conf, in kind order.
-    to_kinds: Vec<(Kind, Arc<ToRules>)>,
-    /// The cache key of each combination of `to` confs (by kind and
-    /// position in its rules) met so far: most destinations of a proxy
-    /// share a few.
-    keys: RefCell<foldhash::HashMap<ConfPositions, ConfsKey>>,
+    /// Shared with the proxies alike for matching.
+    set: Arc<RuleSet>,
 }
-
-/// Which `to` conf of each kind a destination gets: a kind and a position
-/// in that kind's rules (see [`ToRules::for_service`]).
-type ConfPositions = Vec<(Kind, usize)>;
 
 /// What an outbound leads to, as `to` entries name it.
 pub(crate) enum DestinationRef<'a> {
@@ -83,24 +73,21 @@ pub(crate) enum DestinationRef<'a> {
 
 impl<'a> ProxyPolicies<'a> {
     pub(crate) fn of(snapshot: &'a MeshSnapshot, proxy: &Proxy<'_>) -> ProxyPolicies<'a> {
-        let rules = rule_set::of(snapshot, proxy);
-        let to_kinds = rules
-            .iter()
-            .filter(|(_, r)| !r.to.is_empty())
-            .map(|(kind, r)| (*kind, r.to.clone()))
-            .collect();
         ProxyPolicies {
             snapshot,
             mesh: snapshot.mesh().to_string(),
-            rules,
-            to_kinds,
-            keys: RefCell::default(),
+            set: rule_set::of(snapshot, proxy),
         }
+    }
+
+    /// The proxy's rules of every kind, in kind order.
+    fn rules(&self) -> &[(Kind, SharedProxyRules)] {
+        &self.set.rules
     }
 
     /// The proxy's rules of `kind`, when the mesh has policies of it.
     fn rules_of(&self, kind: Kind) -> Option<&SharedProxyRules> {
-        self.rules
+        self.rules()
             .iter()
             .find(|(k, _)| *k == kind)
             .map(|(_, rules)| rules)
@@ -125,15 +112,17 @@ impl<'a> ProxyPolicies<'a> {
         }
     }
 
-    /// The `to` confs that apply to `destination`.
+    /// The `to` confs that apply to `destination`. Those of a
+    /// `kuma.io/service` are worked out once for the proxies sharing the
+    /// rules.
     pub(crate) fn destination(&self, destination: &DestinationRef<'_>) -> DestinationPolicies {
-        let protocol = self.destination_protocol(destination);
         let service = match destination {
             DestinationRef::Service(service) => service,
             DestinationRef::MeshService { name, section } => {
+                let protocol = self.destination_protocol(destination);
                 let id = ResourceId::new("MeshService", name, Some(section));
                 let confs: Vec<(Kind, SharedConf)> = self
-                    .rules
+                    .rules()
                     .iter()
                     .filter_map(|(kind, rules)| {
                         let rule = rules.to_resources.compute(&id, &self.mesh)?;
@@ -143,32 +132,44 @@ impl<'a> ProxyPolicies<'a> {
                 return DestinationPolicies::new(Confs::new(confs), protocol);
             }
         };
-        let mut found: ConfPositions = Vec::with_capacity(self.to_kinds.len());
-        let mut confs = Vec::with_capacity(self.to_kinds.len());
-        for (kind, to) in &self.to_kinds {
+        let to_kinds = &self.set.to_kinds;
+        if to_kinds.is_empty() {
+            let protocol = self.destination_protocol(destination);
+            return DestinationPolicies::new(Confs::default(), protocol);
+        }
+        let mut met = self.set.destinations();
+        if let Some(found) = met.by_service.get(*service) {
+            return found.clone();
+        }
+        let protocol = self.destination_protocol(destination);
+        let mut found: ConfPositions = Vec::with_capacity(to_kinds.len());
+        let mut confs = Vec::with_capacity(to_kinds.len());
+        for (kind, to) in to_kinds {
             if let Some(at) = to.for_service(service) {
                 found.push((*kind, at));
                 confs.push((*kind, SharedConf::ToRule(to.clone(), at)));
             }
         }
-        if found.is_empty() {
-            return DestinationPolicies::new(Confs::default(), protocol);
-        }
-        let confs = Confs::new(confs);
-        let mut keys = self.keys.borrow_mut();
-        let key = match keys.get(&found) {
-            Some(key) => *key,
-            None => {
-                let key = confs.key(Some(self.snapshot.route_confs()));
-                keys.insert(found, key);
-                key
+        let policies = if found.is_empty() {
+            DestinationPolicies::new(Confs::default(), protocol)
+        } else {
+            let confs = Confs::new(confs);
+            let key = match met.keys.get(&found) {
+                Some(key) => *key,
+                None => {
+                    let key = confs.key(Some(self.snapshot.route_confs()));
+                    met.keys.insert(found, key);
+                    key
+                }
+            };
+            DestinationPolicies {
+                confs,
+                protocol,
+                key,
             }
         };
-        DestinationPolicies {
-            confs,
-            protocol,
-            key,
-        }
+        met.by_service.insert(service.to_string(), policies.clone());
+        policies
     }
 
     /// The protocol of what `destination` leads to; some policies (MeshRetry)
@@ -197,7 +198,7 @@ impl<'a> ProxyPolicies<'a> {
         let mut confs = Vec::new();
         let mut faults = Vec::new();
         let mut limits = Vec::new();
-        for (kind, rules) in self.rules.iter() {
+        for (kind, rules) in self.rules() {
             if *kind == Kind::MeshFaultInjection {
                 let from = rules.from.get(key).map_or(&[][..], |r| r.as_slice());
                 let entries = rules.inbound.get(key).map_or(&[][..], |r| r.as_slice());

@@ -53,12 +53,16 @@ impl ProxyPolicies<'_> {
         destination: &DestinationPolicies,
     ) -> DestinationPolicies {
         // Most proxies have no `to` entry aimed at any resource.
-        if self.rules.iter().all(|(_, r)| r.to_resources.0.is_empty()) {
+        if self
+            .rules()
+            .iter()
+            .all(|(_, r)| r.to_resources.0.is_empty())
+        {
             return DestinationPolicies::new(Confs::default(), destination.protocol);
         }
         let id = ResourceId::new(ROUTE_KIND, name, None);
         let confs = self
-            .rules
+            .rules()
             .iter()
             .filter(|(kind, _)| *kind != Kind::MeshHTTPRoute)
             .filter_map(|(kind, rules)| {

@@ -5,22 +5,66 @@
 
 use std::collections::HashMap;
 use std::hash::{BuildHasher, Hasher};
-use std::sync::{Arc, Mutex, PoisonError};
+use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 
 use kuma_api::Kind;
-use kuma_policy::engine::SharedProxyRules;
+use kuma_policy::engine::{SharedProxyRules, ToRules};
 use kuma_policy::{MatchedBy, Proxy};
 
-use crate::generate::snapshot::MeshSnapshot;
+use super::DestinationPolicies;
+use crate::generate::snapshot::{ConfsKey, MeshSnapshot};
 
-/// A proxy's rules of every policy kind, by kind in kind order.
-pub(super) type RuleSet = Arc<[(Kind, SharedProxyRules)]>;
+/// A proxy's rules of every policy kind, and the confs they gave the
+/// destinations of the proxies that have them.
+#[derive(Debug)]
+pub(crate) struct RuleSet {
+    /// By kind, in kind order (the snapshot lists its kinds so).
+    pub(super) rules: Vec<(Kind, SharedProxyRules)>,
+    /// The kinds whose `to` rules give some service a conf, in kind order.
+    pub(super) to_kinds: Vec<(Kind, Arc<ToRules>)>,
+    destinations: Mutex<Destinations>,
+}
+
+/// Which `to` conf of each kind a destination gets: a kind and a position
+/// in that kind's rules (see [`ToRules::for_service`]).
+pub(super) type ConfPositions = Vec<(Kind, usize)>;
+
+/// What the destinations of proxies with one rule set got so far.
+#[derive(Debug, Default)]
+pub(super) struct Destinations {
+    /// Per `kuma.io/service`, its confs.
+    pub(super) by_service: foldhash::HashMap<String, DestinationPolicies>,
+    /// The cache key of each combination of confs: most destinations share
+    /// a few.
+    pub(super) keys: foldhash::HashMap<ConfPositions, ConfsKey>,
+}
+
+impl RuleSet {
+    fn new(rules: Vec<(Kind, SharedProxyRules)>) -> RuleSet {
+        let to_kinds = rules
+            .iter()
+            .filter(|(_, r)| !r.to.is_empty())
+            .map(|(kind, r)| (*kind, r.to.clone()))
+            .collect();
+        RuleSet {
+            rules,
+            to_kinds,
+            destinations: Mutex::default(),
+        }
+    }
+
+    pub(super) fn destinations(&self) -> MutexGuard<'_, Destinations> {
+        self.destinations
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+    }
+}
 
 /// The rule sets of a snapshot's proxies that matching tells apart from no
 /// other, by the hash of what matching reads of them
 /// ([`Proxy::hash_for_matching`]), each with the Dataplane it was computed
 /// for: the instances of a service have the same rules.
-pub(crate) type ProxyRulesMemo = Mutex<HashMap<u64, Vec<(String, RuleSet)>>>;
+pub(crate) type ProxyRulesMemo = Mutex<HashMap<u64, Vec<(String, Arc<RuleSet>)>>>;
 
 /// Policy kinds a proxy's rules are made of: permissions are applied on
 /// their own (only with mTLS on).
@@ -33,9 +77,9 @@ fn rule_kinds(snapshot: &MeshSnapshot) -> impl Iterator<Item = Kind> + '_ {
 /// `proxy`'s rules of every policy kind. Proxies selected alike by every
 /// policy (the instances of a service) share them: the first one's are
 /// computed, the others find them.
-pub(super) fn of(snapshot: &MeshSnapshot, proxy: &Proxy<'_>) -> RuleSet {
-    let compute = || -> RuleSet {
-        rule_kinds(snapshot)
+pub(super) fn of(snapshot: &MeshSnapshot, proxy: &Proxy<'_>) -> Arc<RuleSet> {
+    let compute = || -> Arc<RuleSet> {
+        let rules = rule_kinds(snapshot)
             .map(|kind| {
                 // Shared too: the parts proxies selected by the same
                 // policies have in common are computed once per snapshot.
@@ -44,7 +88,8 @@ pub(super) fn of(snapshot: &MeshSnapshot, proxy: &Proxy<'_>) -> RuleSet {
                     .shared_rules_for(proxy, snapshot.policy_context());
                 (kind, rules)
             })
-            .collect()
+            .collect();
+        Arc::new(RuleSet::new(rules))
     };
     if proxy.gateway.is_some() || rule_kinds(snapshot).next().is_none() {
         return compute();
@@ -108,7 +153,7 @@ mod tests {
         MeshSnapshot::from_resources("default", resources)
     }
 
-    fn rules_of(snapshot: &MeshSnapshot, name: &str) -> RuleSet {
+    fn rules_of(snapshot: &MeshSnapshot, name: &str) -> Arc<RuleSet> {
         let proxy = Proxy {
             name,
             labels: snapshot.dataplane_labels(name),
@@ -134,14 +179,14 @@ mod tests {
         ];
         let s = snapshot(&yamls);
         // No policies: nothing to share.
-        assert!(rules_of(&s, "web-1").is_empty());
+        assert!(rules_of(&s, "web-1").rules.is_empty());
         yamls.push(timeout.to_string());
         let s = snapshot(&yamls);
         let (first, second) = (rules_of(&s, "web-1"), rules_of(&s, "web-2"));
         assert!(Arc::ptr_eq(&first, &second));
         assert!(!Arc::ptr_eq(&first, &rules_of(&s, "api-1")));
-        assert_eq!(first.len(), 1);
-        assert!(!first[0].1.to.is_empty());
-        assert!(rules_of(&s, "api-1")[0].1.to.is_empty());
+        assert_eq!(first.rules.len(), 1);
+        assert_eq!(first.to_kinds.len(), 1);
+        assert!(rules_of(&s, "api-1").to_kinds.is_empty());
     }
 }
