@@ -132,16 +132,20 @@ impl<'a> ProxyPolicies<'a> {
                 return DestinationPolicies::new(Confs::new(confs), protocol);
             }
         };
+        let entry = self.snapshot.service_entry(service);
+        let protocol = entry.map_or(Protocol::Tcp, |(_, d)| d.protocol);
         let to_kinds = &self.set.to_kinds;
         if to_kinds.is_empty() {
-            let protocol = self.destination_protocol(destination);
             return DestinationPolicies::new(Confs::default(), protocol);
         }
+        // A served service is known by where the snapshot keeps its name,
+        // which no other name takes while the snapshot (and with it the
+        // rule set) lives: no copy of the name is made to look it up.
+        let at = entry.map(|(name, _)| name.as_ptr() as usize);
         let mut met = self.set.destinations();
-        if let Some(found) = met.by_service.get(*service) {
+        if let Some(found) = at.and_then(|at| met.by_service.get(&at)) {
             return found.clone();
         }
-        let protocol = self.destination_protocol(destination);
         let mut found: ConfPositions = Vec::with_capacity(to_kinds.len());
         let mut confs = Vec::with_capacity(to_kinds.len());
         for (kind, to) in to_kinds {
@@ -168,7 +172,9 @@ impl<'a> ProxyPolicies<'a> {
                 key,
             }
         };
-        met.by_service.insert(service.to_string(), policies.clone());
+        if let Some(at) = at {
+            met.by_service.insert(at, policies.clone());
+        }
         policies
     }
 

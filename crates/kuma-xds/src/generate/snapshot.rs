@@ -473,6 +473,14 @@ impl MeshSnapshot {
         self.services.get(service).map(|d| &**d)
     }
 
+    /// A served `kuma.io/service`: the snapshot's copy of its name, and its
+    /// destination.
+    pub(crate) fn service_entry(&self, service: &str) -> Option<(&str, &Destination)> {
+        self.services
+            .get_key_value(service)
+            .map(|(name, d)| (name.as_str(), &**d))
+    }
+
     /// The destination of one port of a MeshService.
     pub fn mesh_service_port(&self, name: &str, port: u32) -> Option<&Destination> {
         self.mesh_service_ports

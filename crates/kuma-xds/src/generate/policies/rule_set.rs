@@ -32,8 +32,9 @@ pub(super) type ConfPositions = Vec<(Kind, usize)>;
 /// What the destinations of proxies with one rule set got so far.
 #[derive(Debug, Default)]
 pub(super) struct Destinations {
-    /// Per `kuma.io/service`, its confs.
-    pub(super) by_service: foldhash::HashMap<String, DestinationPolicies>,
+    /// Per served `kuma.io/service` (by the address of the snapshot's
+    /// copy of its name), its confs.
+    pub(super) by_service: foldhash::HashMap<usize, DestinationPolicies>,
     /// The cache key of each combination of confs: most destinations share
     /// a few.
     pub(super) keys: foldhash::HashMap<ConfPositions, ConfsKey>,
