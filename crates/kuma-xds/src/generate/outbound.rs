@@ -140,7 +140,8 @@ fn service_target<'a>(
     service: Cow<'a, str>,
 ) -> Target<'a> {
     let destination = snapshot.service(&service);
-    reachable_service(policies, service, destination)
+    let policies = policies.destination(&DestinationRef::Service(&service));
+    service_with(service, destination, policies)
 }
 
 /// A `kuma.io/service` as a transparent proxy reaches it: its cluster and
@@ -151,9 +152,20 @@ fn reachable_service<'a>(
     service: Cow<'a, str>,
     destination: Option<&'a Destination>,
 ) -> Target<'a> {
-    let r = DestinationRef::Service(&service);
+    // Not kept for the proxies sharing the rules: a transparent proxy
+    // reaches every service, and so many confs per set of rules would add
+    // up to the square of the mesh's size.
+    let policies = policies.destination_once(&DestinationRef::Service(&service));
+    service_with(service, destination, policies)
+}
+
+/// The target of a `kuma.io/service` with the proxy's `policies` for it.
+fn service_with<'a>(
+    service: Cow<'a, str>,
+    destination: Option<&'a Destination>,
+    policies: DestinationPolicies,
+) -> Target<'a> {
     let destination = Cow::Borrowed(destination.unwrap_or(&UNSERVED));
-    let policies = policies.destination(&r);
     Target {
         cluster: service,
         destination,

@@ -112,10 +112,24 @@ impl<'a> ProxyPolicies<'a> {
         }
     }
 
-    /// The `to` confs that apply to `destination`. Those of a
+    /// The `to` confs that apply to `destination`. Those of a served
     /// `kuma.io/service` are worked out once for the proxies sharing the
-    /// rules.
+    /// rules, and kept with them.
     pub(crate) fn destination(&self, destination: &DestinationRef<'_>) -> DestinationPolicies {
+        self.destination_kept(destination, true)
+    }
+
+    /// [`ProxyPolicies::destination`], not kept if worked out now: for the
+    /// services a transparent proxy reaches.
+    pub(crate) fn destination_once(&self, destination: &DestinationRef<'_>) -> DestinationPolicies {
+        self.destination_kept(destination, false)
+    }
+
+    fn destination_kept(
+        &self,
+        destination: &DestinationRef<'_>,
+        keep: bool,
+    ) -> DestinationPolicies {
         let service = match destination {
             DestinationRef::Service(service) => service,
             DestinationRef::MeshService { name, section } => {
@@ -172,7 +186,7 @@ impl<'a> ProxyPolicies<'a> {
                 key,
             }
         };
-        if let Some(at) = at {
+        if let Some(at) = at.filter(|_| keep) {
             met.by_service.insert(at, policies.clone());
         }
         policies

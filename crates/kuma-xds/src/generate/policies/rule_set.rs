@@ -189,5 +189,20 @@ mod tests {
         assert_eq!(first.rules.len(), 1);
         assert_eq!(first.to_kinds.len(), 1);
         assert!(rules_of(&s, "api-1").to_kinds.is_empty());
+        // What a destination got is kept for the others, but for the
+        // services a transparent proxy reaches.
+        let proxy = Proxy {
+            name: "web-2",
+            labels: s.dataplane_labels("web-2"),
+            spec: s.dataplane("web-2").expect("web-2"),
+            gateway: None,
+        };
+        let policies = super::super::ProxyPolicies::of(&s, &proxy);
+        let api = super::super::DestinationRef::Service("api");
+        let once = policies.destination_once(&api);
+        assert!(first.destinations().by_service.is_empty());
+        assert_eq!(policies.destination(&api), once);
+        assert_eq!(first.destinations().by_service.len(), 1);
+        assert_eq!(policies.destination_once(&api), once);
     }
 }
