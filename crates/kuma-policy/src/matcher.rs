@@ -376,25 +376,12 @@ mod tests {
     use kuma_api::kinds::dataplane::{GatewayType, Networking};
 
     use super::*;
-    use crate::testing::{mk_dataplane, tags};
+    use crate::testing::{mk_dataplane, proxy, tags};
 
     fn hash(proxy: &Proxy<'_>, by: MatchedBy) -> u64 {
         let mut hasher = DefaultHasher::new();
         proxy.hash_for_matching(by, &mut hasher);
         hasher.finish()
-    }
-
-    fn proxy<'a>(
-        name: &'a str,
-        labels: &'a BTreeMap<String, String>,
-        spec: &'a DataplaneSpec,
-    ) -> Proxy<'a> {
-        Proxy {
-            name,
-            labels,
-            spec,
-            gateway: None,
-        }
     }
 
     #[test]

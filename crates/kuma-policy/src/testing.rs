@@ -7,7 +7,22 @@ use serde_json::{Value, json};
 use kuma_api::kinds::dataplane::DataplaneSpec;
 use kuma_api::{Kind, Resource, ResourceDocument, ResourceMeta};
 
+use crate::matcher::Proxy;
 use crate::policy::Policy;
+
+/// The sidecar `name` with `labels` and `spec`.
+pub fn proxy<'a>(
+    name: &'a str,
+    labels: &'a BTreeMap<String, String>,
+    spec: &'a DataplaneSpec,
+) -> Proxy<'a> {
+    Proxy {
+        name,
+        labels,
+        spec,
+        gateway: None,
+    }
+}
 
 /// A resource of `kind` named `name` in mesh `default` with `spec`.
 pub fn mk_resource(kind: Kind, name: &str, spec: Value) -> Resource {

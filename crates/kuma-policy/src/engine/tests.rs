@@ -6,26 +6,13 @@ use super::*;
 use crate::outbound::ResourceId;
 use crate::rules::compute;
 use crate::subset::Subset;
-use crate::testing::{mk_dataplane, mk_policy, mk_resource, tags, with_labels};
+use crate::testing::{mk_dataplane, mk_policy, mk_resource, proxy, tags, with_labels};
 
 const WEB: &[(&str, &str)] = &[(SERVICE_TAG, "web"), ("version", "v1")];
 const ADMIN: &[(&str, &str)] = &[(SERVICE_TAG, "web-admin")];
 
 fn web_dataplane() -> DataplaneSpec {
     mk_dataplane(&[(8080, "http", WEB), (9090, "", ADMIN)])
-}
-
-fn proxy<'a>(
-    name: &'a str,
-    labels: &'a BTreeMap<String, String>,
-    spec: &'a DataplaneSpec,
-) -> Proxy<'a> {
-    Proxy {
-        name,
-        labels,
-        spec,
-        gateway: None,
-    }
 }
 
 /// A gateway Dataplane of `kind` (`DELEGATED`, `BUILTIN`) with `tags`.
