@@ -673,3 +673,83 @@ fn proxies_get_their_own_configuration_whichever_alike_proxy_came_first() {
         assert!(got[name][&listener] != without[name][&listener], "{name}");
     }
 }
+
+#[test]
+fn alike_proxies_generated_on_several_threads_at_once_get_their_own_configuration() {
+    let dp = |name: &str, address: &str, service: &str, version: &str| {
+        format!(
+            "type: Dataplane\nname: {name}\nnetworking:\n  address: {address}\n  inbound:\n  - port: 8080\n    tags:\n      kuma.io/service: {service}\n      kuma.io/protocol: http\n      version: {version}\n  outbound:\n  - port: 10001\n    tags:\n      kuma.io/service: backend\n"
+        )
+    };
+    // v1 instances connect to backend with a timeout of their own.
+    let timeout = "type: MeshTimeout\nname: v1\nspec:\n  targetRef:\n    kind: MeshSubset\n    tags:\n      version: v1\n  to:\n  - targetRef:\n      kind: MeshService\n      name: backend\n    default:\n      connectionTimeout: 3s\n";
+    let mut listing = vec![
+        resource(None, "type: Mesh\nname: default"),
+        resource(Some("default"), timeout),
+    ];
+    let mut names = Vec::new();
+    for (service, base) in [("web", 1), ("api", 2), ("backend", 3)] {
+        for i in 0..4 {
+            let name = format!("{service}-{i}");
+            let version = if i % 2 == 0 { "v1" } else { "v2" };
+            let address = format!("10.0.{base}.{i}");
+            listing.push(resource(
+                Some("default"),
+                &dp(&name, &address, service, version),
+            ));
+            names.push(name);
+        }
+    }
+    let bodies = |p: &ProxyResources| -> Vec<(String, String, Vec<u8>)> {
+        p.by_type
+            .iter()
+            .flat_map(|(t, by_name)| {
+                by_name
+                    .iter()
+                    .map(move |(n, r)| (t.clone(), n.clone(), r.body.value.clone()))
+            })
+            .collect()
+    };
+    let alone: BTreeMap<&str, _> = names
+        .iter()
+        .map(|n| {
+            let snapshot = MeshSnapshot::from_resources("default", listing.clone());
+            (
+                n.as_str(),
+                bodies(&generate_proxy(&snapshot, n).expect("generates")),
+            )
+        })
+        .collect();
+    let snapshot = MeshSnapshot::from_resources("default", listing.clone());
+    std::thread::scope(|scope| {
+        for turn in 0..4 {
+            let (snapshot, names, alone) = (&snapshot, &names, &alone);
+            scope.spawn(move || {
+                // Each thread in an order of its own: rotated, and
+                // backwards every other thread.
+                for k in 0..names.len() {
+                    let at = (k + 3 * turn) % names.len();
+                    let at = if turn % 2 == 1 {
+                        names.len() - 1 - at
+                    } else {
+                        at
+                    };
+                    let name = &names[at];
+                    let got = bodies(&generate_proxy(snapshot, name).expect("generates"));
+                    assert!(got == alone[name.as_str()], "thread {turn}: {name} differs");
+                }
+            });
+        }
+    });
+    // The timeout tells v1 instances from v2 ones; alike ones share it.
+    let backend = |name: &str| {
+        alone[name]
+            .iter()
+            .find(|(t, n, _)| t == type_url::CLUSTER && n == "backend")
+            .map(|(_, _, body)| body.clone())
+            .expect("a backend cluster")
+    };
+    assert!(backend("web-0") != backend("web-1"));
+    assert!(backend("web-0") == backend("web-2"));
+    assert!(backend("web-1") == backend("api-3"));
+}
