@@ -1,7 +1,9 @@
 //! A proxy's rules of every policy kind, shared by the proxies that
 //! matching tells apart from no other: the instances of a service are
 //! selected by the same policies, so the first one's rules serve the rest
-//! (without matching every policy kind again for each of them).
+//! (without matching every policy kind again for each of them). What their
+//! declared outbounds and route backends got from the rules is kept with
+//! them too.
 
 use std::collections::HashMap;
 use std::hash::{BuildHasher, Hasher};
