@@ -133,7 +133,7 @@ impl<'a> ProxyPolicies<'a> {
         let service = match destination {
             DestinationRef::Service(service) => service,
             DestinationRef::MeshService { name, section } => {
-                let protocol = self.destination_protocol(destination);
+                let protocol = self.mesh_service_protocol(name, section);
                 let id = ResourceId::new("MeshService", name, Some(section));
                 let confs: Vec<(Kind, SharedConf)> = self
                     .rules()
@@ -192,24 +192,18 @@ impl<'a> ProxyPolicies<'a> {
         policies
     }
 
-    /// The protocol of what `destination` leads to; some policies (MeshRetry)
-    /// configure HTTP and gRPC routes differently.
-    fn destination_protocol(&self, destination: &DestinationRef<'_>) -> Protocol {
-        match destination {
-            DestinationRef::Service(service) => self.snapshot.service(service).map(|d| d.protocol),
-            DestinationRef::MeshService { name, section } => self
-                .snapshot
-                .mesh_service(name)
-                .and_then(|s| {
-                    s.ports.iter().find(|p| {
-                        p.name.as_deref() == Some(section.as_str())
-                            || p.port.to_string() == *section
-                    })
-                })
-                .and_then(|p| self.snapshot.mesh_service_port(name, p.port))
-                .map(|d| d.protocol),
-        }
-        .unwrap_or(Protocol::Tcp)
+    /// The protocol of the port `section` of MeshService `name`; some
+    /// policies (MeshRetry) configure HTTP and gRPC routes differently.
+    fn mesh_service_protocol(&self, name: &str, section: &str) -> Protocol {
+        self.snapshot
+            .mesh_service(name)
+            .and_then(|s| {
+                s.ports
+                    .iter()
+                    .find(|p| p.name.as_deref() == Some(section) || p.port.to_string() == section)
+            })
+            .and_then(|p| self.snapshot.mesh_service_port(name, p.port))
+            .map_or(Protocol::Tcp, |d| d.protocol)
     }
 
     /// The `from`/`rules` confs of an inbound: those every client gets,
