@@ -1,6 +1,23 @@
 //! Test support shared by this crate's tests and other crates' tests.
 
+use std::collections::BTreeMap;
 use std::path::PathBuf;
+
+use crate::ProxyResources;
+
+/// Each resource's encoded body by (type URL, name): what a proxy gets, to
+/// compare byte for byte.
+pub fn encoded(resources: &ProxyResources) -> BTreeMap<(String, String), Vec<u8>> {
+    resources
+        .by_type
+        .iter()
+        .flat_map(|(url, by_name)| {
+            by_name
+                .iter()
+                .map(move |(name, r)| ((url.clone(), name.clone()), r.body.value.clone()))
+        })
+        .collect()
+}
 
 /// The Envoy binary tests run against: `ENVOY_BIN`, else `envoy` on the
 /// PATH, else where `scripts/install-envoy` puts it

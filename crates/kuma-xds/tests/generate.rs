@@ -13,6 +13,7 @@ use kuma_api::kinds::dataplane::{
 };
 use kuma_api::{Resource, ResourceDocument};
 use kuma_xds::generate::{GenerateError, MeshSnapshot, generate_proxy};
+use kuma_xds::testing::encoded;
 use kuma_xds::{ProxyResources, type_url};
 use prost::Message;
 
@@ -617,16 +618,6 @@ fn proxies_get_their_own_configuration_whichever_alike_proxy_came_first() {
         ]
     };
     let every = ["web-1", "web-2", "web-3"];
-    let bodies = |p: &ProxyResources| -> BTreeMap<(String, String), Vec<u8>> {
-        p.by_type
-            .iter()
-            .flat_map(|(t, by_name)| {
-                by_name
-                    .iter()
-                    .map(move |(n, r)| ((t.clone(), n.clone()), r.body.value.clone()))
-            })
-            .collect()
-    };
     // Each proxy generated alone in a snapshot of its own, and after the
     // others in one snapshot (in both orders), gets the same resources.
     let check = |listing: &[Resource]| -> BTreeMap<&str, BTreeMap<(String, String), Vec<u8>>> {
@@ -636,14 +627,14 @@ fn proxies_get_their_own_configuration_whichever_alike_proxy_came_first() {
                 let snapshot = MeshSnapshot::from_resources("default", listing.to_vec());
                 (
                     *n,
-                    bodies(&generate_proxy(&snapshot, n).expect("generates")),
+                    encoded(&generate_proxy(&snapshot, n).expect("generates")),
                 )
             })
             .collect();
         for order in [every, ["web-3", "web-2", "web-1"]] {
             let snapshot = MeshSnapshot::from_resources("default", listing.to_vec());
             for name in order {
-                let got = bodies(&generate_proxy(&snapshot, name).expect("generates"));
+                let got = encoded(&generate_proxy(&snapshot, name).expect("generates"));
                 assert!(got == alone[name], "{order:?}: {name} differs");
             }
         }
@@ -700,23 +691,13 @@ fn alike_proxies_generated_on_several_threads_at_once_get_their_own_configuratio
             names.push(name);
         }
     }
-    let bodies = |p: &ProxyResources| -> Vec<(String, String, Vec<u8>)> {
-        p.by_type
-            .iter()
-            .flat_map(|(t, by_name)| {
-                by_name
-                    .iter()
-                    .map(move |(n, r)| (t.clone(), n.clone(), r.body.value.clone()))
-            })
-            .collect()
-    };
     let alone: BTreeMap<&str, _> = names
         .iter()
         .map(|n| {
             let snapshot = MeshSnapshot::from_resources("default", listing.clone());
             (
                 n.as_str(),
-                bodies(&generate_proxy(&snapshot, n).expect("generates")),
+                encoded(&generate_proxy(&snapshot, n).expect("generates")),
             )
         })
         .collect();
@@ -735,20 +716,15 @@ fn alike_proxies_generated_on_several_threads_at_once_get_their_own_configuratio
                         at
                     };
                     let name = &names[at];
-                    let got = bodies(&generate_proxy(snapshot, name).expect("generates"));
+                    let got = encoded(&generate_proxy(snapshot, name).expect("generates"));
                     assert!(got == alone[name.as_str()], "thread {turn}: {name} differs");
                 }
             });
         }
     });
     // The timeout tells v1 instances from v2 ones; alike ones share it.
-    let backend = |name: &str| {
-        alone[name]
-            .iter()
-            .find(|(t, n, _)| t == type_url::CLUSTER && n == "backend")
-            .map(|(_, _, body)| body.clone())
-            .expect("a backend cluster")
-    };
+    let backend =
+        |name: &str| alone[name][&(type_url::CLUSTER.to_string(), "backend".to_string())].clone();
     assert!(backend("web-0") != backend("web-1"));
     assert!(backend("web-0") == backend("web-2"));
     assert!(backend("web-1") == backend("api-3"));

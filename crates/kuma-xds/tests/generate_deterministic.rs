@@ -12,6 +12,7 @@ use std::collections::BTreeMap;
 
 use kuma_xds::ProxyResources;
 use kuma_xds::generate::proto_json;
+use kuma_xds::testing::encoded;
 use prost::bytes::Buf;
 use prost::encoding::{WireType, decode_key, decode_varint};
 use prost_reflect::{Kind, MessageDescriptor};
@@ -119,30 +120,17 @@ fn every_input() -> Vec<(String, ProxyResources)> {
     out
 }
 
-/// (type URL, name) -> encoded bytes.
-fn bytes_of(resources: &ProxyResources) -> BTreeMap<(String, String), Vec<u8>> {
-    resources
-        .by_type
-        .iter()
-        .flat_map(|(url, by_name)| {
-            by_name
-                .iter()
-                .map(move |(name, r)| ((url.clone(), name.clone()), r.body.value.clone()))
-        })
-        .collect()
-}
-
 #[test]
 fn every_scenario_encodes_to_the_same_bytes_every_time() {
     let first: Vec<_> = every_input()
         .into_iter()
-        .map(|(label, r)| (label, bytes_of(&r)))
+        .map(|(label, r)| (label, encoded(&r)))
         .collect();
     assert!(first.len() >= 8, "scenarios missing");
     let mut failures: Vec<String> = Vec::new();
     for _ in 1..BUILDS {
         for ((label, bytes), (_, again)) in first.iter().zip(every_input()) {
-            let again = bytes_of(&again);
+            let again = encoded(&again);
             assert_eq!(
                 bytes.keys().collect::<Vec<_>>(),
                 again.keys().collect::<Vec<_>>(),
@@ -167,7 +155,7 @@ fn every_scenario_encodes_to_the_same_bytes_every_time() {
 fn dump() -> String {
     let mut out = String::new();
     for (label, resources) in every_input() {
-        for ((url, name), bytes) in bytes_of(&resources) {
+        for ((url, name), bytes) in encoded(&resources) {
             let hex: String = bytes.iter().map(|b| format!("{b:02x}")).collect();
             out.push_str(&format!("{label} {url} {name} {hex}\n"));
         }
