@@ -148,25 +148,53 @@ pub(crate) fn hcm(stat_prefix: &str, mut filters: Vec<HttpFilter>) -> HttpConnec
 /// Messages are written with prost's `encode_raw`, the part of a message's
 /// encoding that `encode` runs after working out the length it needs: a
 /// list has room for any length.
-pub(crate) fn hcm_filter(mut hcm: HttpConnectionManager, mut config: RouteConfiguration) -> Filter {
-    hcm.route_specifier = None;
+pub(crate) fn hcm_filter(hcm: HttpConnectionManager, mut config: RouteConfiguration) -> Filter {
     let hosts = std::mem::take(&mut config.virtual_hosts);
-    // Routes take about a hundred bytes each once encoded.
     let routes: usize = hosts.iter().map(|h| h.routes.len()).sum();
+    manager_filter(hcm, config, routes, |out| {
+        for mut host in hosts {
+            let mut routes = std::mem::take(&mut host.routes);
+            write_host(&host, out, |out| {
+                // In place: a route is a message of over 2 KB.
+                for route in &mut routes {
+                    write_route(route, out);
+                }
+            });
+        }
+    })
+}
+
+/// [`hcm_filter`] for a route configuration of one virtual host (any
+/// other is left out) whose routes `write_routes` writes itself, each as a
+/// `routes` field of the virtual host (see [`start_field`]). `routes` is
+/// about how many it writes.
+pub(crate) fn hcm_filter_writing_routes(
+    hcm: HttpConnectionManager,
+    mut config: RouteConfiguration,
+    routes: usize,
+    write_routes: impl FnOnce(&mut Vec<u8>),
+) -> Filter {
+    let host = config.virtual_hosts.drain(..).next().unwrap_or_default();
+    manager_filter(hcm, config, routes, |out| {
+        write_host(&host, out, write_routes);
+    })
+}
+
+/// The connection manager filter: `hcm` with `config` inline, whose
+/// virtual hosts (taken out of it) `write_hosts` writes.
+fn manager_filter(
+    mut hcm: HttpConnectionManager,
+    config: RouteConfiguration,
+    routes: usize,
+    write_hosts: impl FnOnce(&mut Vec<u8>),
+) -> Filter {
+    hcm.route_specifier = None;
+    // Routes take about a hundred bytes each once encoded.
     let mut value = Vec::with_capacity(512 + 128 * routes);
     hcm.encode_raw(&mut value);
     let config_start = start_field(&mut value, HCM_ROUTE_CONFIG);
     config.encode_raw(&mut value);
-    for mut host in hosts {
-        let mut routes = std::mem::take(&mut host.routes);
-        let host_start = start_field(&mut value, ROUTE_CONFIGURATION_VIRTUAL_HOSTS);
-        host.encode_raw(&mut value);
-        // In place: a route is a message of over 2 KB.
-        for route in &mut routes {
-            write_route(route, &mut value);
-        }
-        end_field(&mut value, host_start);
-    }
+    write_hosts(&mut value);
     end_field(&mut value, config_start);
     let any = Any {
         type_url: HttpConnectionManager::type_url(),
@@ -178,14 +206,45 @@ pub(crate) fn hcm_filter(mut hcm: HttpConnectionManager, mut config: RouteConfig
     }
 }
 
+/// A virtual host of a route configuration: `host` (its routes left out)
+/// and the routes `write_routes` writes after it.
+fn write_host(host: &VirtualHost, out: &mut Vec<u8>, write_routes: impl FnOnce(&mut Vec<u8>)) {
+    let start = start_field(out, ROUTE_CONFIGURATION_VIRTUAL_HOSTS);
+    host.encode_raw(out);
+    write_routes(out);
+    end_field(out, start);
+}
+
+/// What policies gave the action of the first route of `config` (one
+/// made by [`route_to_cluster`]), encoded without its cluster: the fields
+/// a route action written field by field gets after its own. Policies set
+/// the same fields (timeouts, retry policy, hash policies) on every route
+/// action of a table, and building a route sets none of them, so they
+/// are worked out and encoded once per table.
+pub(crate) fn route_action_fields(config: &RouteConfiguration) -> Vec<u8> {
+    let action = config
+        .virtual_hosts
+        .first()
+        .and_then(|host| host.routes.first())
+        .and_then(|route| route.action.as_ref());
+    match action {
+        Some(route::Action::Route(action)) => {
+            let mut action = action.clone();
+            action.cluster_specifier = None;
+            action.encode_to_vec()
+        }
+        _ => Vec::new(),
+    }
+}
+
 /// Field numbers of the messages [`hcm_filter`] writes itself.
 const HCM_ROUTE_CONFIG: u32 = 4;
 const ROUTE_CONFIGURATION_VIRTUAL_HOSTS: u32 = 2;
-const VIRTUAL_HOST_ROUTES: u32 = 3;
-const ROUTE_MATCH: u32 = 1;
-const ROUTE_ROUTE_ACTION: u32 = 2;
-const ROUTE_ACTION_WEIGHTED_CLUSTERS: u32 = 3;
-const WEIGHTED_CLUSTER_CLUSTERS: u32 = 1;
+pub(crate) const VIRTUAL_HOST_ROUTES: u32 = 3;
+pub(crate) const ROUTE_MATCH: u32 = 1;
+pub(crate) const ROUTE_ROUTE_ACTION: u32 = 2;
+pub(crate) const ROUTE_ACTION_WEIGHTED_CLUSTERS: u32 = 3;
+pub(crate) const WEIGHTED_CLUSTER_CLUSTERS: u32 = 1;
 
 /// Writes `route` as a route of its virtual host, bottom-up like
 /// [`hcm_filter`] down to the nested messages every route table route
@@ -226,7 +285,7 @@ fn write_route(route: &mut Route, out: &mut Vec<u8>) {
 
 /// Starts message field `field` in `out`: writes its key and one byte of
 /// room for its length. Returns where its value starts, for [`end_field`].
-fn start_field(out: &mut Vec<u8>, field: u32) -> usize {
+pub(crate) fn start_field(out: &mut Vec<u8>, field: u32) -> usize {
     prost::encoding::encode_key(field, prost::encoding::WireType::LengthDelimited, out);
     out.push(0);
     out.len()
@@ -235,7 +294,7 @@ fn start_field(out: &mut Vec<u8>, field: u32) -> usize {
 /// Ends the field whose value started at `start` (see [`start_field`]):
 /// writes its length in the room left for it, moving the value along when
 /// the length takes more than one byte.
-fn end_field(out: &mut Vec<u8>, start: usize) {
+pub(crate) fn end_field(out: &mut Vec<u8>, start: usize) {
     let len = out.len() - start;
     let mut head = [0u8; 10];
     let room = {

@@ -463,27 +463,37 @@ impl Shape {
                 listener::hcm_filter(hcm, routes)
             }
             Shape::HttpRoutes { table, per_route } => {
-                // Each entry's routes end at its position in `ends`. Built
-                // in place: routes are large, and moving them from list to
-                // list cost more than building them.
-                let mut all = Vec::with_capacity(2 * table.entries.len());
-                let mut ends = Vec::with_capacity(table.entries.len());
-                for entry in &table.entries {
-                    mesh_http_route::push_envoy_routes(entry, &mut all);
-                    ends.push(all.len());
-                }
-                let mut routes = route_config(&route_name, &t.cluster, all);
+                // The confs change the connection manager; what they give
+                // every route's action is worked out once, on a route of
+                // its own, and written into each route as it is written.
+                let mut routes = route_config(&route_name, &t.cluster, Vec::new());
                 let mut hcm = listener::hcm(&stat_prefix, Vec::new());
-                t.policies.apply_http(&mut hcm, &mut routes);
-                if !per_route.is_empty()
-                    && let Some(host) = routes.virtual_hosts.first_mut()
-                {
-                    apply_per_route(&table.entries, &ends, per_route, &mut host.routes, || {
-                        route_config(&route_name, &t.cluster, Vec::new())
-                    });
-                }
+                t.policies.apply_manager(&mut hcm);
                 send_tags(&mut routes);
-                listener::hcm_filter(hcm, routes)
+                let mut given = listener::route_to_cluster("", "", "");
+                t.policies.apply_route(&mut given);
+                let fields = listener::route_action_fields(&given);
+                // Confs aimed at a MeshHTTPRoute change only the routes of
+                // its rules, after the destination's.
+                let route_fields: BTreeMap<&str, Vec<u8>> = per_route
+                    .iter()
+                    .map(|(name, policies)| {
+                        let mut own = given.clone();
+                        policies.apply_route(&mut own);
+                        (name.as_str(), listener::route_action_fields(&own))
+                    })
+                    .collect();
+                let count = 2 * table.entries.len();
+                listener::hcm_filter_writing_routes(hcm, routes, count, |out| {
+                    for entry in &table.entries {
+                        let fields = entry
+                            .origin
+                            .as_deref()
+                            .and_then(|origin| route_fields.get(origin))
+                            .unwrap_or(&fields);
+                        mesh_http_route::write_envoy_routes(entry, fields, out);
+                    }
+                })
             }
             Shape::Tcp(split) => {
                 let mut tcp = listener::tcp_proxy_config(&stat_prefix, &t.cluster);
@@ -491,42 +501,6 @@ impl Shape {
                 t.policies.apply_tcp(&mut tcp);
                 listener::tcp_proxy_filter(tcp)
             }
-        }
-    }
-}
-
-/// Confs aimed at one MeshHTTPRoute change only its rules' routes, after
-/// the destination's: the routes of each entry (`routes[end before..end]`)
-/// that came from such a MeshHTTPRoute get a route table of their own (made
-/// by `table`) for them, then go back in place.
-fn apply_per_route(
-    entries: &[mesh_http_route::RouteEntry],
-    ends: &[usize],
-    per_route: &BTreeMap<String, DestinationPolicies>,
-    routes: &mut [Route],
-    table: impl Fn() -> RouteConfiguration,
-) {
-    let mut start = 0;
-    for (entry, &end) in entries.iter().zip(ends) {
-        let range = start..end;
-        start = end;
-        let Some(policies) = entry.origin.as_ref().and_then(|o| per_route.get(o)) else {
-            continue;
-        };
-        let Some(own) = routes.get_mut(range) else {
-            continue;
-        };
-        let mut config = table();
-        if let Some(host) = config.virtual_hosts.first_mut() {
-            host.routes = own.iter_mut().map(std::mem::take).collect();
-        }
-        policies.apply_route(&mut config);
-        let applied = config
-            .virtual_hosts
-            .into_iter()
-            .flat_map(|host| host.routes);
-        for (slot, route) in own.iter_mut().zip(applied) {
-            *slot = route;
         }
     }
 }

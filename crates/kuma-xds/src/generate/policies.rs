@@ -420,14 +420,18 @@ impl DestinationPolicies {
         hcm: &mut HttpConnectionManager,
         routes: &mut RouteConfiguration,
     ) {
+        // `apply_manager` and `apply_route` in one, the timeouts read once.
         if let Some(conf) = self.confs.get(Kind::MeshTimeout) {
             mesh_timeout::http(&conf, hcm, routes);
         }
-        if let Some(conf) = self.confs.get(Kind::MeshRetry) {
-            mesh_retry::routes(&conf, self.protocol, routes);
-        }
-        if let Some(conf) = self.confs.get(Kind::MeshLoadBalancingStrategy) {
-            mesh_load_balancing_strategy::routes(&conf, routes);
+        self.apply_route_after_timeouts(routes);
+    }
+
+    /// What [`DestinationPolicies::apply_http`] does to the connection
+    /// manager; [`DestinationPolicies::apply_route`] does the rest.
+    pub(crate) fn apply_manager(&self, hcm: &mut HttpConnectionManager) {
+        if let Some(conf) = self.confs.get(Kind::MeshTimeout) {
+            mesh_timeout::manager(&conf, hcm);
         }
     }
 
@@ -441,14 +445,18 @@ impl DestinationPolicies {
         }
     }
 
-    /// The Envoy routes of one MeshHTTPRoute rule (in a route table of
-    /// their own), with the confs of `to` entries aimed at that
-    /// MeshHTTPRoute (see `ProxyPolicies::route`); applied after the
-    /// destination's confs, so they win.
+    /// The routes of `routes`: what [`DestinationPolicies::apply_http`]
+    /// does to them, or with the confs of `to` entries aimed at one
+    /// MeshHTTPRoute (see `ProxyPolicies::route`), what those do to the
+    /// routes of its rules after the destination's confs, so they win.
     pub(crate) fn apply_route(&self, routes: &mut RouteConfiguration) {
         if let Some(conf) = self.confs.get(Kind::MeshTimeout) {
             mesh_timeout::routes(&conf, routes);
         }
+        self.apply_route_after_timeouts(routes);
+    }
+
+    fn apply_route_after_timeouts(&self, routes: &mut RouteConfiguration) {
         if let Some(conf) = self.confs.get(Kind::MeshRetry) {
             mesh_retry::routes(&conf, self.protocol, routes);
         }

@@ -11,6 +11,9 @@
 //! have to create the cluster): [`route_table`] asks a resolver.
 
 mod filters;
+mod write;
+
+pub(crate) use write::write_envoy_routes;
 
 use std::borrow::Cow;
 use std::cmp::Ordering;
@@ -19,13 +22,11 @@ use std::sync::{Arc, LazyLock};
 
 use envoy_types::pb::envoy::config::core::v3::RuntimeFractionalPercent;
 use envoy_types::pb::envoy::config::route::v3::{
-    DirectResponseAction, HeaderMatcher, QueryParameterMatcher, Route, RouteAction, RouteMatch,
-    WeightedCluster, header_matcher, query_parameter_matcher, route, route_action, route_match,
-    weighted_cluster,
+    HeaderMatcher, QueryParameterMatcher, RouteMatch, header_matcher, query_parameter_matcher,
+    route_match,
 };
 use envoy_types::pb::envoy::r#type::matcher::v3::{RegexMatcher, StringMatcher, string_matcher};
 use envoy_types::pb::envoy::r#type::v3::{FractionalPercent, fractional_percent};
-use envoy_types::pb::google::protobuf::UInt32Value;
 use kuma_api::Kind;
 use kuma_api::policies::mesh_http_route::{Conf, Filter, Match, PathMatch, Rule};
 use kuma_api::policies::values::BackendRef;
@@ -396,64 +397,6 @@ fn compare_path(a: Option<&PathMatch>, b: Option<&PathMatch>) -> Ordering {
     })
 }
 
-/// Adds the Envoy routes of one entry to `out`: two for a path prefix
-/// other than `/`, each preceded by a route answering 500 to the share of
-/// requests meant for backends that do not exist.
-///
-/// Routes are large messages (a few KB, most of it their action), so each
-/// is filled in where it ends up rather than built and moved there.
-pub(crate) fn push_envoy_routes(entry: &RouteEntry, out: &mut Vec<Route>) {
-    let prefix = entry
-        .matched
-        .path
-        .as_ref()
-        .is_some_and(|p| p.kind == PATH_PREFIX);
-    let (first, second) = path_matches(entry.matched.path.as_ref());
-    for mut m in std::iter::once(first).chain(second) {
-        if let Some(method) = &entry.matched.method {
-            m.headers.push(string_header(":method", exact(method)));
-        }
-        add_query_matches(&mut m, &entry.matched);
-        add_header_matches(&mut m, &entry.matched);
-        if entry.unresolved {
-            // The Gateway API answers a rule with no usable backend with 500.
-            out.push(server_error(&entry.name, m));
-            continue;
-        }
-        if entry.unresolved_weight > 0 {
-            let total: u32 = entry.split.iter().map(|s| s.weight).sum();
-            let total = f64::from(total) + f64::from(entry.unresolved_weight);
-            let mut share = m.clone();
-            share.runtime_fraction =
-                Some(fraction(f64::from(entry.unresolved_weight) * 100.0 / total));
-            out.push(server_error(&entry.name, share));
-        }
-        out.push(Route::default());
-        let Some(r) = out.last_mut() else {
-            continue;
-        };
-        r.name.clone_from(&entry.name);
-        r.r#match = Some(m);
-        r.action = Some(route::Action::Route(RouteAction::default()));
-        if let Some(route::Action::Route(action)) = &mut r.action {
-            action.cluster_specifier = Some(cluster_specifier(&entry.split));
-        }
-        filters::apply(&entry.filters, &entry.mirrors, prefix, r);
-    }
-}
-
-fn server_error(name: &str, m: RouteMatch) -> Route {
-    Route {
-        name: name.to_string(),
-        r#match: Some(m),
-        action: Some(route::Action::DirectResponse(DirectResponseAction {
-            status: 500,
-            ..DirectResponseAction::default()
-        })),
-        ..Route::default()
-    }
-}
-
 /// A path prefix matches the path itself or what follows a `/` after it:
 /// two Envoy matches, as Kuma makes them (Envoy's `path_separated_prefix`
 /// would rewrite `/prefix/x` to `//x` when the prefix is replaced by `/`).
@@ -563,23 +506,6 @@ fn add_header_matches(m: &mut RouteMatch, matched: &Match) {
             _ => string_header(&h.name, exact(&h.value)),
         };
         m.headers.push(matcher);
-    }
-}
-
-fn cluster_specifier(split: &[Split]) -> route_action::ClusterSpecifier {
-    match split {
-        [one] => route_action::ClusterSpecifier::Cluster(one.cluster.clone()),
-        many => route_action::ClusterSpecifier::WeightedClusters(WeightedCluster {
-            clusters: many
-                .iter()
-                .map(|s| weighted_cluster::ClusterWeight {
-                    name: s.cluster.clone(),
-                    weight: Some(UInt32Value { value: s.weight }),
-                    ..weighted_cluster::ClusterWeight::default()
-                })
-                .collect(),
-            ..WeightedCluster::default()
-        }),
     }
 }
 

@@ -73,12 +73,17 @@ pub(crate) fn cluster(conf: &Conf, cluster: &mut Cluster, protocol: Protocol) {
 }
 
 pub(crate) fn http(conf: &Conf, hcm: &mut HttpConnectionManager, routes: &mut RouteConfiguration) {
+    manager(conf, hcm);
+    self::routes(conf, routes);
+}
+
+/// The connection manager's timeouts alone ([`routes`] has the rest).
+pub(crate) fn manager(conf: &Conf, hcm: &mut HttpConnectionManager) {
     let http = http_conf(conf);
     hcm.common_http_protocol_options
         .get_or_insert_with(CommonHttpOptions::default)
         .idle_timeout = Some(seconds(0));
     hcm.request_headers_timeout = Some(or_default(http.request_headers_timeout.as_ref(), 0));
-    self::routes(conf, routes);
 }
 
 /// The route-level timeouts of every route in `routes`, alone: what a conf

@@ -1,5 +1,6 @@
 use super::*;
 use crate::generate::snapshot::route_confs::route;
+use envoy_types::pb::envoy::config::route::v3::{Route, RouteAction, route, route_action};
 use kuma_api::policies::mesh_http_route::{PathRewrite, Rule, RuleConf, UrlRewrite};
 use kuma_api::policies::target_ref::TargetRef;
 use kuma_api::policies::values::HeaderMatch;
@@ -61,10 +62,14 @@ fn rules_of(conf: &Conf) -> Vec<FoldedRule<'_>> {
         .collect()
 }
 
+/// The Envoy routes of `entry` as its virtual host has them, read back.
 fn envoy_routes(entry: &RouteEntry) -> Vec<Route> {
-    let mut routes = Vec::new();
-    push_envoy_routes(entry, &mut routes);
-    routes
+    use prost::Message;
+    let mut host = Vec::new();
+    write_envoy_routes(entry, &[], &mut host);
+    envoy_types::pb::envoy::config::route::v3::VirtualHost::decode(host.as_slice())
+        .expect("decodes")
+        .routes
 }
 
 fn paths(entries: &[RouteEntry]) -> Vec<String> {
@@ -329,4 +334,99 @@ fn the_origin_of_a_rule_is_the_last_candidate_route_holding_its_matches() {
     // A route not among the candidates is never the origin.
     assert_eq!(origin_of(&prefix("/c"), &candidates), None);
     assert_eq!(origin_of(&[path("Exact", "/a")], &candidates), None);
+}
+
+#[test]
+fn action_fields_policies_give_land_in_every_route_action_and_nowhere_else() {
+    use envoy_types::pb::envoy::config::route::v3::{RetryPolicy, RouteConfiguration};
+    use envoy_types::pb::google::protobuf::Duration;
+    // What policies set on route actions: timeouts, a retry policy, hash
+    // policies.
+    let give = |config: &mut RouteConfiguration| {
+        let actions = config
+            .virtual_hosts
+            .iter_mut()
+            .flat_map(|h| h.routes.iter_mut())
+            .filter_map(|r| match &mut r.action {
+                Some(route::Action::Route(action)) => Some(action),
+                _ => None,
+            });
+        for action in actions {
+            action.timeout = Some(Duration {
+                seconds: 5,
+                nanos: 0,
+            });
+            action.retry_policy = Some(RetryPolicy {
+                retry_on: "connect-failure".into(),
+                ..RetryPolicy::default()
+            });
+            action.hash_policy = vec![route_action::HashPolicy::default(); 2];
+        }
+    };
+    let header = Filter {
+        kind: "RequestHeaderModifier".into(),
+        request_header_modifier: Some(kuma_api::policies::values::HeaderModifier {
+            remove: Some(vec!["x-drop".into()]),
+            ..Default::default()
+        }),
+        ..Filter::default()
+    };
+    let redirect = Filter {
+        kind: "RequestRedirect".into(),
+        request_redirect: Some(kuma_api::policies::mesh_http_route::RequestRedirect {
+            scheme: Some("https".into()),
+            ..Default::default()
+        }),
+        ..Filter::default()
+    };
+    let conf = Conf {
+        rules: vec![
+            // Weighted, a share to nothing, and a header change.
+            rule(
+                vec![path(PATH_PREFIX, "/split")],
+                vec![to("v1", Some(90)), to("gone", Some(10))],
+                vec![header],
+            ),
+            rule(vec![path(EXACT, "/old")], vec![], vec![redirect]),
+            rule(vec![path(EXACT, "/one")], vec![to("v1", None)], vec![]),
+        ],
+        hostnames: None,
+    };
+    let entries = route_table(&rules_of(&conf), "backend", &mut Known(vec!["v1"]));
+    let mut given = crate::generate::listener::route_to_cluster("", "", "");
+    give(&mut given);
+    let fields = crate::generate::listener::route_action_fields(&given);
+    let written = |fields: &[u8]| {
+        use prost::Message;
+        let mut host = Vec::new();
+        for entry in &entries {
+            write_envoy_routes(entry, fields, &mut host);
+        }
+        envoy_types::pb::envoy::config::route::v3::VirtualHost::decode(host.as_slice())
+            .expect("decodes")
+    };
+    let mut want = RouteConfiguration {
+        virtual_hosts: vec![written(&[])],
+        ..RouteConfiguration::default()
+    };
+    give(&mut want);
+    let got = written(&fields);
+    assert_eq!(got, want.virtual_hosts[0]);
+    let kinds: Vec<&str> = got
+        .routes
+        .iter()
+        .map(|r| match &r.action {
+            Some(route::Action::Route(_)) => "route",
+            Some(route::Action::Redirect(_)) => "redirect",
+            Some(route::Action::DirectResponse(_)) => "500",
+            _ => "none",
+        })
+        .collect();
+    // Exact paths first; the prefix is two routes, each after its 500
+    // share; the catch-all last.
+    assert_eq!(
+        kinds,
+        ["redirect", "route", "500", "route", "500", "route", "route"]
+    );
+    assert_eq!(got.routes[3].request_headers_to_remove, ["x-drop"]);
 }
