@@ -88,20 +88,62 @@ impl MergeStrategy {
     /// destination mostly match on paths of their own). Readers can then
     /// take the entries from the confs instead of a folded copy.
     pub fn joins<'v>(&self, confs: impl IntoIterator<Item = &'v Value>) -> Option<&'static str> {
+        let confs: Vec<&Value> = confs.into_iter().collect();
+        let keys: Vec<Option<JoinKeys>> = confs.iter().map(|c| self.join_keys(c)).collect();
+        self.joins_by_keys(confs.into_iter().zip(keys.iter().map(Option::as_ref)))
+    }
+
+    /// What [`MergeStrategy::joins`] reads of one conf, worked out once
+    /// for a conf that takes part in many folds (see [`JoinKeys`]).
+    pub fn join_keys(&self, conf: &Value) -> Option<JoinKeys> {
         let [keyed] = self.keyed_lists else {
             return None;
         };
-        let mut entries: Vec<&Value> = Vec::new();
-        for conf in confs {
-            match conf {
-                Value::Object(map) if map.len() == 1 => match map.get(keyed.field) {
-                    Some(Value::Array(list)) if !list.is_empty() => entries.extend(list),
-                    _ => return None,
-                },
-                _ => return None,
-            }
-        }
-        distinct_pairs(entries, keyed).then_some(keyed.field)
+        only_list(conf, keyed)?
+            .iter()
+            .map(|entry| {
+                let key = entry.get(keyed.key).filter(|_| is_pair(entry, keyed))?;
+                Some(shape_hash(key))
+            })
+            .collect::<Option<Box<[u64]>>>()
+            .map(JoinKeys)
+    }
+
+    /// [`MergeStrategy::joins`] of confs with their
+    /// [`MergeStrategy::join_keys`] (`None` for a conf that has none): keys
+    /// are told apart by their hashes, and only keys with the same hash
+    /// are read and compared.
+    pub fn joins_by_keys<'v>(
+        &self,
+        confs: impl IntoIterator<Item = (&'v Value, Option<&'v JoinKeys>)>,
+    ) -> Option<&'static str> {
+        let [keyed] = self.keyed_lists else {
+            return None;
+        };
+        let confs: Vec<(&Value, &JoinKeys)> = confs
+            .into_iter()
+            .map(|(conf, keys)| Some((conf, keys?)))
+            .collect::<Option<_>>()?;
+        // (hash, conf, entry) of every entry.
+        let mut keys: Vec<(u64, usize, usize)> = confs
+            .iter()
+            .enumerate()
+            .flat_map(|(c, (_, keys))| keys.0.iter().enumerate().map(move |(e, h)| (*h, c, e)))
+            .collect();
+        keys.sort_unstable_by_key(|(hash, _, _)| *hash);
+        let key = |c: usize, e: usize| only_list(confs[c].0, keyed)?.get(e)?.get(keyed.key);
+        let distinct = keys.chunk_by(|a, b| a.0 == b.0).all(|same_hash| {
+            let values: Vec<Option<&Value>> =
+                same_hash.iter().map(|&(_, c, e)| key(c, e)).collect();
+            values.iter().enumerate().all(|(at, value)| {
+                value.is_some_and(|v| {
+                    !values[at + 1..]
+                        .iter()
+                        .any(|o| o.is_some_and(|o| equal(o, v)))
+                })
+            })
+        });
+        distinct.then_some(keyed.field)
     }
 
     /// Whether a fold of `conf` followed by the very same value again is
@@ -180,6 +222,25 @@ impl MergeStrategy {
                 Some(Value::Array(entries)) => distinct_pairs(entries, keyed),
                 _ => true,
             })
+    }
+}
+
+/// The [`shape_hash`] of each entry's key of a conf that holds nothing but
+/// its strategy's one keyed list, non-empty, of `{key, value}` pairs: what
+/// deciding whether folds of it only join keyed lists reads of it
+/// ([`MergeStrategy::joins_by_keys`]).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct JoinKeys(Box<[u64]>);
+
+/// The keyed list `conf` holds, when it holds nothing else and the list is
+/// not empty.
+fn only_list<'v>(conf: &'v Value, keyed: &KeyedList) -> Option<&'v [Value]> {
+    match conf {
+        Value::Object(map) if map.len() == 1 => match map.get(keyed.field) {
+            Some(Value::Array(list)) if !list.is_empty() => Some(list),
+            _ => None,
+        },
+        _ => None,
     }
 }
 

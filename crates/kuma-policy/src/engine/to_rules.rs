@@ -18,7 +18,7 @@ use kuma_api::kinds::tags::SERVICE_TAG;
 use kuma_api::policies::TargetRefKind;
 
 use crate::fingerprint::Fingerprint;
-use crate::merge::MergeStrategy;
+use crate::merge::{JoinKeys, MergeStrategy};
 use crate::policy::Policy;
 use crate::rules::{
     self, Aim, PolicyOrigin, Rule, RuleItem, ServiceRules, aim, is_tag_era_kind, merge_in_order,
@@ -62,6 +62,10 @@ pub(super) struct Aims {
     /// Per entry, whether its conf folds to itself however often it comes
     /// again ([`MergeStrategy::repeats_are_no_ops`]).
     repeats_away: Vec<bool>,
+    /// Per entry, what deciding whether folds only join keyed lists reads
+    /// of its conf ([`MergeStrategy::join_keys`]): read once here rather
+    /// than in every fold.
+    join_keys: Vec<Option<JoinKeys>>,
     /// Tag key ids; `kuma.io/service` is 0.
     keys: foldhash::HashMap<String, u32>,
     /// Per key id, value ids by value (unique across keys).
@@ -99,6 +103,7 @@ impl Aims {
                 aims.entries.push(entry_aim);
                 aims.repeats_away
                     .push(strategy.repeats_are_no_ops(&entry.conf));
+                aims.join_keys.push(strategy.join_keys(&entry.conf));
                 aims.confs.push(entry.conf.clone());
             }
             aims.starts.push(aims.entries.len() as u32);
@@ -146,7 +151,11 @@ impl Aims {
             return PlainConf::Shared(first.clone());
         }
         if entries.len() > 1
-            && let Some(field) = strategy.joins(entries.iter().map(|&at| &*self.confs[at]))
+            && let Some(field) = strategy.joins_by_keys(
+                entries
+                    .iter()
+                    .map(|&at| (&*self.confs[at], self.join_keys[at].as_ref())),
+            )
         {
             return PlainConf::Joined {
                 field,
