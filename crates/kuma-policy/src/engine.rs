@@ -1,7 +1,7 @@
 //! The policies of one kind in one mesh, indexed once per snapshot, and the
 //! per-proxy rules computed from them.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::BTreeMap;
 use std::hash::{BuildHasher, Hash, Hasher};
 use std::sync::{Arc, Mutex, OnceLock};
 
@@ -667,8 +667,8 @@ struct Memo {
     /// The context the memoized parts were computed with (by address:
     /// it lives beside the index in its snapshot).
     context: OnceLock<usize>,
-    outbound: Mutex<HashMap<Indices, OutboundPart>>,
-    inbound: Mutex<HashMap<Indices, InboundPart>>,
+    outbound: Mutex<foldhash::HashMap<Indices, OutboundPart>>,
+    inbound: Mutex<foldhash::HashMap<Indices, InboundPart>>,
 }
 
 /// Selection classes, ascending, as a memo key: hashed as one cheap
@@ -711,7 +711,7 @@ impl Memo {
 }
 
 fn memoized<T: Clone>(
-    memo: &Mutex<HashMap<Indices, T>>,
+    memo: &Mutex<foldhash::HashMap<Indices, T>>,
     indices: Vec<usize>,
     compute: impl FnOnce(&[usize]) -> T,
 ) -> T {

@@ -250,7 +250,8 @@ pub(crate) fn route_table(
     default_cluster: &str,
     backends: &mut dyn Backends,
 ) -> Vec<RouteEntry> {
-    let mut entries = Vec::new();
+    // Most rules have one match; one more for the catch-all.
+    let mut entries = Vec::with_capacity(rules.len() + 1);
     for FoldedRule { rule, name, origin } in rules {
         let origin = match origin {
             Some(route) => Some(route.to_string()),
