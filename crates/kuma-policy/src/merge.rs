@@ -125,14 +125,17 @@ impl MergeStrategy {
             .map(|(conf, keys)| Some((conf, keys?)))
             .collect::<Option<_>>()?;
         // (hash, conf, entry) of every entry.
-        let mut keys: Vec<(u64, usize, usize)> = confs
-            .iter()
-            .enumerate()
-            .flat_map(|(c, (_, keys))| keys.0.iter().enumerate().map(move |(e, h)| (*h, c, e)))
-            .collect();
+        let mut keys: Vec<(u64, usize, usize)> =
+            Vec::with_capacity(confs.iter().map(|(_, keys)| keys.0.len()).sum());
+        for (c, (_, hashes)) in confs.iter().enumerate() {
+            keys.extend(hashes.0.iter().enumerate().map(|(e, h)| (*h, c, e)));
+        }
         keys.sort_unstable_by_key(|(hash, _, _)| *hash);
         let key = |c: usize, e: usize| only_list(confs[c].0, keyed)?.get(e)?.get(keyed.key);
         let distinct = keys.chunk_by(|a, b| a.0 == b.0).all(|same_hash| {
+            if let [_] = same_hash {
+                return true;
+            }
             let values: Vec<Option<&Value>> =
                 same_hash.iter().map(|&(_, c, e)| key(c, e)).collect();
             values.iter().enumerate().all(|(at, value)| {
