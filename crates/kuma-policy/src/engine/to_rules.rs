@@ -197,11 +197,11 @@ impl Source {
     /// they could not be built, if so.
     pub(super) fn to_rules(&self, indices: &[usize]) -> (ToRules, Option<String>) {
         let aims = &self.aims;
-        let entries: Vec<(u32, u32)> = indices
-            .iter()
-            .filter(|&&i| aims.takes_part(i))
-            .flat_map(|&i| aims.of(i).map(move |at| (i as u32, at)))
-            .collect();
+        // Most policies have one `to` entry.
+        let mut entries: Vec<(u32, u32)> = Vec::with_capacity(indices.len());
+        for &i in indices.iter().filter(|&&i| aims.takes_part(i)) {
+            entries.extend(aims.of(i).map(|at| (i as u32, at)));
+        }
         let entries = match Plain::new(self, entries) {
             Ok(plain) => return (ToRules(Repr::Plain(Box::new(plain))), None),
             Err(entries) => entries,
@@ -324,9 +324,11 @@ impl Plain {
         let mut key = None;
         let mut mesh_wide: Vec<usize> = Vec::new();
         // Values in order of first appearance; each entry's value slot.
-        let mut slots: foldhash::HashMap<u32, u32> = foldhash::HashMap::default();
-        let mut values: Vec<u32> = Vec::new();
-        let mut counts: Vec<u32> = Vec::new();
+        let n = entries.len();
+        let mut slots: foldhash::HashMap<u32, u32> =
+            foldhash::HashMap::with_capacity_and_hasher(n, Default::default());
+        let mut values: Vec<u32> = Vec::with_capacity(n);
+        let mut counts: Vec<u32> = Vec::with_capacity(n);
         let mut slot_of: Vec<u32> = vec![u32::MAX; entries.len()];
         for (at, &(_, entry)) in entries.iter().enumerate() {
             match aims.entries[entry as usize] {
@@ -371,13 +373,14 @@ impl Plain {
             own: Vec::new(),
             mesh_wide: Vec::new(),
             mesh: None,
-            confs: Vec::new(),
-            fingerprints: Vec::new(),
+            confs: Vec::with_capacity(values.len() + 1),
+            fingerprints: Vec::with_capacity(values.len() + 1),
             source: source.clone(),
             entries: Vec::new(),
             rules: OnceLock::new(),
         };
-        let mut distinct: foldhash::HashMap<usize, u32> = foldhash::HashMap::default();
+        let mut distinct: foldhash::HashMap<usize, u32> =
+            foldhash::HashMap::with_capacity_and_hasher(values.len() + 1, Default::default());
         let mut add = |plain: &mut Plain, conf: PlainConf| -> u32 {
             let mut push = |conf| {
                 plain.confs.push(conf);
@@ -394,7 +397,7 @@ impl Plain {
                 joined => push(joined),
             }
         };
-        let mut folded: Vec<usize> = Vec::new();
+        let mut folded: Vec<usize> = Vec::with_capacity(n);
         for (slot, value) in values.iter().enumerate() {
             folded.clear();
             let range = starts[slot]..starts[slot + 1];
