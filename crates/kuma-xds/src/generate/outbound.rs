@@ -139,9 +139,24 @@ fn service_target<'a>(
     policies: &ProxyPolicies,
     service: Cow<'a, str>,
 ) -> Target<'a> {
-    let destination = snapshot.service(&service);
-    let policies = policies.destination(&DestinationRef::Service(&service));
-    service_with(service, destination, policies)
+    match snapshot.service_entry(&service) {
+        Some((name, destination)) => served_target(policies, name, destination),
+        None => {
+            let confs = policies.destination(&DestinationRef::Service(&service));
+            service_with(service, None, confs)
+        }
+    }
+}
+
+/// The target of a `kuma.io/service` the snapshot serves, as
+/// [`MeshSnapshot::service_entry`] gave it.
+fn served_target<'a>(
+    policies: &ProxyPolicies,
+    name: &'a str,
+    destination: &'a Destination,
+) -> Target<'a> {
+    let confs = policies.served_destination(name, destination);
+    service_with(Cow::Borrowed(name), Some(destination), confs)
 }
 
 /// A `kuma.io/service` as a transparent proxy reaches it: its cluster and
@@ -395,13 +410,17 @@ impl Shape {
             if let Some(table) = route_table::of(snapshot, t, resolver, policies) {
                 // Only MeshHTTPRoutes that policies aim confs at change
                 // their routes.
-                let per_route = table
-                    .entries
-                    .iter()
-                    .filter_map(|e| e.origin.as_deref())
-                    .map(|name| (name.to_string(), policies.route(name, &t.policies)))
-                    .filter(|(_, confs)| !confs.key().is_empty())
-                    .collect();
+                let per_route = if policies.aims_at_resources() {
+                    table
+                        .entries
+                        .iter()
+                        .filter_map(|e| e.origin.as_deref())
+                        .map(|name| (name.to_string(), policies.route(name, &t.policies)))
+                        .filter(|(_, confs)| !confs.key().is_empty())
+                        .collect()
+                } else {
+                    BTreeMap::new()
+                };
                 return Shape::HttpRoutes { table, per_route };
             }
         }

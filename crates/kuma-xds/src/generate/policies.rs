@@ -52,7 +52,7 @@ use serde::de::DeserializeOwned;
 use serde_json::Value;
 
 use super::snapshot::route_confs::RouteConfs;
-use super::snapshot::{ConfsKey, MeshSnapshot, Protocol};
+use super::snapshot::{ConfsKey, Destination, MeshSnapshot, Protocol};
 
 /// The rules of every policy kind of the mesh for one proxy.
 pub(crate) struct ProxyPolicies<'a> {
@@ -146,7 +146,28 @@ impl<'a> ProxyPolicies<'a> {
                 return DestinationPolicies::new(Confs::new(confs), protocol);
             }
         };
-        let entry = self.snapshot.service_entry(service);
+        self.service_kept(service, self.snapshot.service_entry(service), keep)
+    }
+
+    /// [`ProxyPolicies::destination`] of a `kuma.io/service` the snapshot
+    /// serves, as [`MeshSnapshot::service_entry`] gave it (`name` is the
+    /// snapshot's copy of its name): not looked up again.
+    pub(crate) fn served_destination(
+        &self,
+        name: &str,
+        destination: &Destination,
+    ) -> DestinationPolicies {
+        self.service_kept(name, Some((name, destination)), true)
+    }
+
+    /// The confs of `kuma.io/service` `service`, its entry in the snapshot
+    /// (if served) at hand.
+    fn service_kept(
+        &self,
+        service: &str,
+        entry: Option<(&str, &Destination)>,
+        keep: bool,
+    ) -> DestinationPolicies {
         let protocol = entry.map_or(Protocol::Tcp, |(_, d)| d.protocol);
         let to_kinds = &self.set.to_kinds;
         if to_kinds.is_empty() {

@@ -18,7 +18,7 @@ use kuma_api::policies::mesh_tcp_route::Conf as TcpConf;
 use kuma_api::policies::values::BackendRef;
 use sha2::{Digest, Sha256};
 
-use super::{Target, mesh_service_target, service_target};
+use super::{Target, mesh_service_target, served_target};
 use crate::generate::policies::ProxyPolicies;
 use crate::generate::policies::mesh_http_route::{
     Backends, RouteCandidate, Split, origin_of, route_candidates,
@@ -141,16 +141,16 @@ impl<'s, 'p> Resolver<'s, 'p> {
 
     /// The instances of `kuma.io/service` `service` having every one of `tags`.
     fn service_subset(&self, service: &str, tags: &BTreeMap<String, String>) -> Option<Target<'s>> {
-        let all = self.snapshot.service(service)?;
+        let (service, all) = self.snapshot.service_entry(service)?;
+        let mut target = served_target(self.policies, service, all);
+        if tags.keys().all(|k| k == SERVICE_TAG) {
+            return Some(target);
+        }
         let tags: BTreeMap<String, String> = tags
             .iter()
             .filter(|(k, _)| k.as_str() != SERVICE_TAG)
             .map(|(k, v)| (k.clone(), v.clone()))
             .collect();
-        let mut target = service_target(self.snapshot, self.policies, service.to_string().into());
-        if tags.is_empty() {
-            return Some(target);
-        }
         // Named after the subset now, it keeps the service's identity.
         target.services = vec![service.to_string()];
         let endpoints = all

@@ -53,12 +53,7 @@ impl ProxyPolicies<'_> {
         name: &str,
         destination: &DestinationPolicies,
     ) -> DestinationPolicies {
-        // Most proxies have no `to` entry aimed at any resource.
-        if self
-            .rules()
-            .iter()
-            .all(|(_, r)| r.to_resources.0.is_empty())
-        {
+        if !self.aims_at_resources() {
             return DestinationPolicies::new(Confs::default(), destination.protocol);
         }
         let id = ResourceId::new(ROUTE_KIND, name, None);
@@ -74,6 +69,15 @@ impl ProxyPolicies<'_> {
         // Built anew, not copied from `destination`: the cache key is
         // written from these confs.
         DestinationPolicies::new(Confs::new(confs), destination.protocol)
+    }
+
+    /// Whether any `to` entry of the proxy's rules is aimed at a resource
+    /// (a MeshHTTPRoute among them): most proxies have none, and then no
+    /// route has confs of its own.
+    pub(crate) fn aims_at_resources(&self) -> bool {
+        self.rules()
+            .iter()
+            .any(|(_, r)| !r.to_resources.0.is_empty())
     }
 
     /// The MeshHTTPRoutes whose `to` entries shaped the route table of
