@@ -285,6 +285,7 @@ fn write_route(route: &mut Route, out: &mut Vec<u8>) {
 
 /// Starts message field `field` in `out`: writes its key and one byte of
 /// room for its length. Returns where its value starts, for [`end_field`].
+#[inline]
 pub(crate) fn start_field(out: &mut Vec<u8>, field: u32) -> usize {
     prost::encoding::encode_key(field, prost::encoding::WireType::LengthDelimited, out);
     out.push(0);
@@ -294,6 +295,7 @@ pub(crate) fn start_field(out: &mut Vec<u8>, field: u32) -> usize {
 /// Ends the field whose value started at `start` (see [`start_field`]):
 /// writes its length in the room left for it, moving the value along when
 /// the length takes more than one byte.
+#[inline]
 pub(crate) fn end_field(out: &mut Vec<u8>, start: usize) {
     let len = out.len() - start;
     let mut head = [0u8; 10];

@@ -143,6 +143,7 @@ fn write_route_action(
 }
 
 /// A string field, as prost writes one that is not empty.
+#[inline]
 fn write_string(field: u32, value: &str, out: &mut Vec<u8>) {
     if value.is_empty() {
         return;
