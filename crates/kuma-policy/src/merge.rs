@@ -124,29 +124,14 @@ impl MergeStrategy {
             .into_iter()
             .map(|(conf, keys)| Some((conf, keys?)))
             .collect::<Option<_>>()?;
-        // (hash, conf, entry) of every entry.
-        let mut keys: Vec<(u64, usize, usize)> =
+        // (hash, (conf, entry)) of every entry.
+        let mut keys: Vec<(u64, (usize, usize))> =
             Vec::with_capacity(confs.iter().map(|(_, keys)| keys.0.len()).sum());
         for (c, (_, hashes)) in confs.iter().enumerate() {
-            keys.extend(hashes.0.iter().enumerate().map(|(e, h)| (*h, c, e)));
+            keys.extend(hashes.0.iter().enumerate().map(|(e, h)| (*h, (c, e))));
         }
-        keys.sort_unstable_by_key(|(hash, _, _)| *hash);
-        let key = |c: usize, e: usize| only_list(confs[c].0, keyed)?.get(e)?.get(keyed.key);
-        let distinct = keys.chunk_by(|a, b| a.0 == b.0).all(|same_hash| {
-            if let [_] = same_hash {
-                return true;
-            }
-            let values: Vec<Option<&Value>> =
-                same_hash.iter().map(|&(_, c, e)| key(c, e)).collect();
-            values.iter().enumerate().all(|(at, value)| {
-                value.is_some_and(|v| {
-                    !values[at + 1..]
-                        .iter()
-                        .any(|o| o.is_some_and(|o| equal(o, v)))
-                })
-            })
-        });
-        distinct.then_some(keyed.field)
+        let key = |&(c, e): &(usize, usize)| only_list(confs[c].0, keyed)?.get(e)?.get(keyed.key);
+        distinct_by_hash(&mut keys, key).then_some(keyed.field)
     }
 
     /// Whether a fold of `conf` followed by the very same value again is
@@ -259,12 +244,27 @@ fn distinct_pairs<'v>(entries: impl IntoIterator<Item = &'v Value>, keyed: &Keye
         };
         keys.push((shape_hash(key), key));
     }
+    distinct_by_hash(&mut keys, |key| Some(*key))
+}
+
+/// Whether no two of `keys` are [`equal`], each given with its
+/// [`shape_hash`]: sorted by hash, only keys with the same hash are read
+/// (`key`, `None` when one cannot be, which counts as not distinct) and
+/// compared.
+fn distinct_by_hash<'v, T>(keys: &mut [(u64, T)], key: impl Fn(&T) -> Option<&'v Value>) -> bool {
     keys.sort_unstable_by_key(|(hash, _)| *hash);
     keys.chunk_by(|a, b| a.0 == b.0).all(|same_hash| {
-        same_hash
-            .iter()
-            .enumerate()
-            .all(|(at, (_, key))| !same_hash[at + 1..].iter().any(|(_, k)| equal(k, key)))
+        if let [_] = same_hash {
+            return true;
+        }
+        let values: Vec<Option<&Value>> = same_hash.iter().map(|(_, k)| key(k)).collect();
+        values.iter().enumerate().all(|(at, value)| {
+            value.is_some_and(|v| {
+                !values[at + 1..]
+                    .iter()
+                    .any(|o| o.is_some_and(|o| equal(o, v)))
+            })
+        })
     })
 }
 
