@@ -53,9 +53,6 @@ impl ProxyPolicies<'_> {
         name: &str,
         destination: &DestinationPolicies,
     ) -> DestinationPolicies {
-        if !self.aims_at_resources() {
-            return DestinationPolicies::new(Confs::default(), destination.protocol);
-        }
         let id = ResourceId::new(ROUTE_KIND, name, None);
         let confs = self
             .rules()
