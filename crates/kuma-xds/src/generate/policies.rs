@@ -37,7 +37,7 @@ use std::sync::Arc;
 
 use envoy_types::pb::envoy::config::cluster::v3::Cluster;
 use envoy_types::pb::envoy::config::listener::v3::Filter;
-use envoy_types::pb::envoy::config::route::v3::RouteConfiguration;
+use envoy_types::pb::envoy::config::route::v3::{RouteAction, RouteConfiguration, route};
 use envoy_types::pb::envoy::extensions::filters::network::http_connection_manager::v3::HttpConnectionManager;
 use envoy_types::pb::envoy::extensions::filters::network::tcp_proxy::v3::TcpProxy;
 use envoy_types::pb::envoy::extensions::transport_sockets::tls::v3::TlsParameters;
@@ -311,6 +311,22 @@ impl PartialEq for SharedConf {
     fn eq(&self, other: &SharedConf) -> bool {
         self.value() == other.value()
     }
+}
+
+/// The action of every route of `routes` that forwards to a cluster: what
+/// route-level confs (timeouts, retries, hash policies) change. Direct
+/// responses and redirects have none.
+pub(crate) fn route_actions(
+    routes: &mut RouteConfiguration,
+) -> impl Iterator<Item = &mut RouteAction> {
+    routes
+        .virtual_hosts
+        .iter_mut()
+        .flat_map(|vh| vh.routes.iter_mut())
+        .filter_map(|r| match &mut r.action {
+            Some(route::Action::Route(action)) => Some(action),
+            _ => None,
+        })
 }
 
 /// `conf` read as the typed conf of `kind`. A conf that does not read

@@ -20,8 +20,8 @@ use envoy_types::pb::envoy::config::cluster::v3::cluster::{
     ring_hash_lb_config::HashFunction,
 };
 use envoy_types::pb::envoy::config::core::v3::RuntimeDouble;
+use envoy_types::pb::envoy::config::route::v3::RouteConfiguration;
 use envoy_types::pb::envoy::config::route::v3::route_action::{HashPolicy, hash_policy};
-use envoy_types::pb::envoy::config::route::v3::{RouteConfiguration, route};
 use envoy_types::pb::google::protobuf::{UInt32Value, UInt64Value};
 use kuma_api::Kind;
 use kuma_api::kinds::dataplane::DataplaneSpec;
@@ -142,14 +142,7 @@ pub(crate) fn routes(conf: &Conf, routes: &mut RouteConfiguration) {
     if policies.is_empty() {
         return;
     }
-    let actions = routes
-        .virtual_hosts
-        .iter_mut()
-        .flat_map(|vh| vh.routes.iter_mut())
-        .filter_map(|r| match &mut r.action {
-            Some(route::Action::Route(action)) => Some(action),
-            _ => None,
-        });
+    let actions = super::route_actions(routes);
     // Set, not added to: a MeshHTTPRoute rule's own conf, applied after
     // the destination's, replaces the destination's hash policies.
     for action in actions {
@@ -196,6 +189,7 @@ mod tests {
     use crate::generate::cluster::eds_cluster;
     use crate::generate::listener::route_to_cluster;
     use crate::generate::snapshot::Protocol;
+    use envoy_types::pb::envoy::config::route::v3::route;
     use kuma_api::policies::mesh_load_balancing_strategy::{
         LeastRequest, LoadBalancer, Maglev, Named, RingHash,
     };

@@ -18,9 +18,7 @@ use envoy_types::pb::envoy::config::route::v3::retry_policy::{
     RateLimitedRetryBackOff, ResetHeader, ResetHeaderFormat, RetryBackOff, RetryHostPredicate,
     RetryPriority, retry_host_predicate, retry_priority,
 };
-use envoy_types::pb::envoy::config::route::v3::{
-    HeaderMatcher, RetryPolicy, RouteConfiguration, route,
-};
+use envoy_types::pb::envoy::config::route::v3::{HeaderMatcher, RetryPolicy, RouteConfiguration};
 use envoy_types::pb::envoy::extensions::filters::network::tcp_proxy::v3::TcpProxy;
 use envoy_types::pb::envoy::extensions::retry::host::previous_hosts::v3::PreviousHostsPredicate;
 use envoy_types::pb::envoy::extensions::retry::priority::previous_priorities::v3::PreviousPrioritiesConfig;
@@ -54,14 +52,7 @@ pub(crate) fn routes(conf: &Conf, protocol: Protocol, routes: &mut RouteConfigur
         Protocol::Http2 | Protocol::Tcp => None,
     };
     let Some(policy) = policy else { return };
-    let actions = routes
-        .virtual_hosts
-        .iter_mut()
-        .flat_map(|vh| vh.routes.iter_mut())
-        .filter_map(|r| match &mut r.action {
-            Some(route::Action::Route(action)) => Some(action),
-            _ => None,
-        });
+    let actions = super::route_actions(routes);
     for action in actions {
         action.retry_policy = Some(policy.clone());
     }
@@ -339,6 +330,7 @@ fn omit_host_metadata(tags: BTreeMap<String, String>) -> Any {
 mod tests {
     use super::*;
     use crate::generate::listener::route_to_cluster;
+    use envoy_types::pb::envoy::config::route::v3::route;
     use envoy_types::pb::envoy::extensions::retry::host::omit_host_metadata::v3::OmitHostMetadataConfig;
     use kuma_api::policies::mesh_retry::Tcp;
 

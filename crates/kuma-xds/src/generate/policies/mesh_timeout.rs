@@ -19,7 +19,7 @@
 
 use envoy_types::pb::envoy::config::cluster::v3::Cluster;
 use envoy_types::pb::envoy::config::core::v3::HttpProtocolOptions as CommonHttpOptions;
-use envoy_types::pb::envoy::config::route::v3::{RouteAction, RouteConfiguration, route};
+use envoy_types::pb::envoy::config::route::v3::{RouteAction, RouteConfiguration};
 use envoy_types::pb::envoy::extensions::filters::network::http_connection_manager::v3::HttpConnectionManager;
 use envoy_types::pb::envoy::extensions::filters::network::tcp_proxy::v3::TcpProxy;
 use envoy_types::pb::google::protobuf::Duration;
@@ -92,14 +92,7 @@ pub(crate) fn manager(conf: &Conf, hcm: &mut HttpConnectionManager) {
 /// `max_stream_duration` on routes; `http.maxStreamDuration` belongs to
 /// the cluster.
 pub(crate) fn routes(conf: &Conf, routes: &mut RouteConfiguration) {
-    let actions = routes
-        .virtual_hosts
-        .iter_mut()
-        .flat_map(|vh| vh.routes.iter_mut())
-        .filter_map(|r| match &mut r.action {
-            Some(route::Action::Route(action)) => Some(action),
-            _ => None,
-        });
+    let actions = super::route_actions(routes);
     for action in actions {
         route_action(conf, action);
     }
@@ -129,6 +122,7 @@ mod tests {
     use super::*;
     use crate::generate::cluster::eds_cluster;
     use crate::generate::listener::route_to_cluster;
+    use envoy_types::pb::envoy::config::route::v3::route;
     use envoy_types::pb::envoy::extensions::upstreams::http::v3::HttpProtocolOptions;
     use prost::Message;
 

@@ -343,15 +343,7 @@ fn action_fields_policies_give_land_in_every_route_action_and_nowhere_else() {
     // What policies set on route actions: timeouts, a retry policy, hash
     // policies.
     let give = |config: &mut RouteConfiguration| {
-        let actions = config
-            .virtual_hosts
-            .iter_mut()
-            .flat_map(|h| h.routes.iter_mut())
-            .filter_map(|r| match &mut r.action {
-                Some(route::Action::Route(action)) => Some(action),
-                _ => None,
-            });
-        for action in actions {
+        for action in super::super::route_actions(config) {
             action.timeout = Some(Duration {
                 seconds: 5,
                 nanos: 0,
