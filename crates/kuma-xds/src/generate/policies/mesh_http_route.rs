@@ -2,7 +2,7 @@
 //!
 //! The folded `rules` of the destination become Envoy routes the way Kuma
 //! builds them: one route per match (two for a path prefix, see
-//! [`path_matches`]), ordered by Gateway API precedence ([`compare_match`]),
+//! [`write::RoutePath`]), ordered by Gateway API precedence ([`compare_match`]),
 //! filters turned into header changes, redirects, rewrites and mirrors,
 //! backendRefs into a cluster or weighted clusters, and a catch-all route
 //! to the destination itself last unless a rule already catches all.
@@ -23,7 +23,6 @@ use std::sync::{Arc, LazyLock};
 use envoy_types::pb::envoy::config::core::v3::RuntimeFractionalPercent;
 use envoy_types::pb::envoy::config::route::v3::{
     HeaderMatcher, QueryParameterMatcher, RouteMatch, header_matcher, query_parameter_matcher,
-    route_match,
 };
 use envoy_types::pb::envoy::r#type::matcher::v3::{RegexMatcher, StringMatcher, string_matcher};
 use envoy_types::pb::envoy::r#type::v3::{FractionalPercent, fractional_percent};
@@ -397,36 +396,6 @@ fn compare_path(a: Option<&PathMatch>, b: Option<&PathMatch>) -> Ordering {
             b.value.len().cmp(&a.value.len())
         }
     })
-}
-
-/// A path prefix matches the path itself or what follows a `/` after it:
-/// two Envoy matches, as Kuma makes them (Envoy's `path_separated_prefix`
-/// would rewrite `/prefix/x` to `//x` when the prefix is replaced by `/`).
-/// Other paths are one match.
-fn path_matches(path: Option<&PathMatch>) -> (RouteMatch, Option<RouteMatch>) {
-    let with = |p: route_match::PathSpecifier| RouteMatch {
-        path_specifier: Some(p),
-        ..RouteMatch::default()
-    };
-    use route_match::PathSpecifier as P;
-    let Some(path) = path else {
-        return (with(P::Prefix("/".to_string())), None);
-    };
-    match path.kind.as_str() {
-        EXACT => (with(P::Path(path.value.clone())), None),
-        PATH_PREFIX if path.value == "/" => (with(P::Prefix("/".to_string())), None),
-        PATH_PREFIX => {
-            let trimmed = path.value.trim_end_matches('/');
-            let mut prefix = String::with_capacity(trimmed.len() + 1);
-            prefix.push_str(trimmed);
-            prefix.push('/');
-            (
-                with(P::Path(trimmed.to_string())),
-                Some(with(P::Prefix(prefix))),
-            )
-        }
-        _ => (with(P::SafeRegex(regex(&path.value))), None),
-    }
 }
 
 pub(super) fn regex(value: &str) -> RegexMatcher {

@@ -1,6 +1,8 @@
 use super::*;
 use crate::generate::snapshot::route_confs::route;
-use envoy_types::pb::envoy::config::route::v3::{Route, RouteAction, route, route_action};
+use envoy_types::pb::envoy::config::route::v3::{
+    Route, RouteAction, route, route_action, route_match,
+};
 use kuma_api::policies::mesh_http_route::{PathRewrite, Rule, RuleConf, UrlRewrite};
 use kuma_api::policies::target_ref::TargetRef;
 use kuma_api::policies::values::HeaderMatch;
@@ -421,4 +423,162 @@ fn action_fields_policies_give_land_in_every_route_action_and_nowhere_else() {
         ["redirect", "route", "500", "route", "500", "route", "route"]
     );
     assert_eq!(got.routes[3].request_headers_to_remove, ["x-drop"]);
+}
+
+#[test]
+fn every_route_matches_all_its_rule_asks_and_the_routes_of_a_prefix_share_one_action() {
+    use envoy_types::pb::envoy::config::route::v3::HeaderMatcher;
+    use kuma_api::policies::mesh_http_route::QueryParamsMatch;
+    // Long enough for the routes and their actions to need two bytes of
+    // length: the second route's action is copied from the first one's.
+    let long = |name: &str| format!("{name}-{}", "x".repeat(120));
+    let (v1, v2) = (long("v1"), long("v2"));
+    let v1: &'static str = Box::leak(v1.into_boxed_str());
+    let v2: &'static str = Box::leak(v2.into_boxed_str());
+    let asking = Match {
+        method: Some("GET".into()),
+        headers: Some(vec![HeaderMatch {
+            kind: Some("Present".into()),
+            name: "x-debug".into(),
+            value: String::new(),
+        }]),
+        query_params: Some(vec![QueryParamsMatch {
+            kind: "Exact".into(),
+            name: "v".into(),
+            value: "2".into(),
+        }]),
+        ..path(PATH_PREFIX, "/api/")
+    };
+    let conf = Conf {
+        rules: vec![
+            rule(
+                vec![asking],
+                vec![to(v1, Some(90)), to(v2, Some(5)), to("gone", Some(5))],
+                vec![],
+            ),
+            rule(
+                vec![path(REGULAR_EXPRESSION, "^/r[0-9]+$")],
+                vec![to(v1, None)],
+                vec![],
+            ),
+        ],
+        hostnames: None,
+    };
+    let entries = route_table(&rules_of(&conf), "backend", &mut Known(vec![v1, v2]));
+    let fields = {
+        let mut given = crate::generate::listener::route_to_cluster("", "", "");
+        for action in super::super::route_actions(&mut given) {
+            action.retry_policy = Some(envoy_types::pb::envoy::config::route::v3::RetryPolicy {
+                retry_on: "5xx".repeat(60),
+                ..Default::default()
+            });
+        }
+        crate::generate::listener::route_action_fields(&given)
+    };
+    let routes = |entry: &RouteEntry| {
+        use prost::Message;
+        let mut host = Vec::new();
+        write_envoy_routes(entry, &fields, &mut host);
+        envoy_types::pb::envoy::config::route::v3::VirtualHost::decode(host.as_slice())
+            .expect("decodes")
+            .routes
+    };
+    let string_match = |name: &str, pattern| HeaderMatcher {
+        name: name.into(),
+        header_match_specifier: Some(header_matcher::HeaderMatchSpecifier::StringMatch(
+            StringMatcher {
+                match_pattern: Some(pattern),
+                ..StringMatcher::default()
+            },
+        )),
+        ..HeaderMatcher::default()
+    };
+    let asked = |path| RouteMatch {
+        path_specifier: Some(path),
+        headers: vec![
+            string_match(":method", string_matcher::MatchPattern::Exact("GET".into())),
+            HeaderMatcher {
+                name: "x-debug".into(),
+                header_match_specifier: Some(header_matcher::HeaderMatchSpecifier::PresentMatch(
+                    true,
+                )),
+                ..HeaderMatcher::default()
+            },
+        ],
+        query_parameters: vec![QueryParameterMatcher {
+            name: "v".into(),
+            query_parameter_match_specifier: Some(
+                query_parameter_matcher::QueryParameterMatchSpecifier::StringMatch(StringMatcher {
+                    match_pattern: Some(string_matcher::MatchPattern::Exact("2".into())),
+                    ..StringMatcher::default()
+                }),
+            ),
+        }],
+        ..RouteMatch::default()
+    };
+    let prefix = entries.iter().find(|e| e.matched.method.is_some());
+    let got = routes(prefix.expect("the prefix rule"));
+    let share = Some(fraction(5.0));
+    let want_matches = [
+        RouteMatch {
+            runtime_fraction: share.clone(),
+            ..asked(route_match::PathSpecifier::Path("/api".into()))
+        },
+        asked(route_match::PathSpecifier::Path("/api".into())),
+        RouteMatch {
+            runtime_fraction: share.clone(),
+            ..asked(route_match::PathSpecifier::Prefix("/api/".into()))
+        },
+        asked(route_match::PathSpecifier::Prefix("/api/".into())),
+    ];
+    let got_matches: Vec<RouteMatch> = got.iter().filter_map(|r| r.r#match.clone()).collect();
+    assert_eq!(got_matches, want_matches);
+    let actions: Vec<&RouteAction> = got
+        .iter()
+        .filter_map(|r| match &r.action {
+            Some(route::Action::Route(a)) => Some(a),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(actions.len(), 2);
+    assert_eq!(actions[0], actions[1]);
+    let Some(route_action::ClusterSpecifier::WeightedClusters(w)) = &actions[0].cluster_specifier
+    else {
+        panic!("weighted clusters expected");
+    };
+    let split: Vec<(&str, u32)> = w
+        .clusters
+        .iter()
+        .map(|c| (c.name.as_str(), c.weight.as_ref().map_or(0, |w| w.value)))
+        .collect();
+    assert_eq!(split, [(v1, 90), (v2, 5)]);
+    assert_eq!(
+        actions[0].retry_policy.as_ref().map(|r| r.retry_on.len()),
+        Some(180)
+    );
+
+    let regex = entries.iter().find(|e| {
+        e.matched
+            .path
+            .as_ref()
+            .is_some_and(|p| p.kind == REGULAR_EXPRESSION)
+    });
+    let got = routes(regex.expect("the regex rule"));
+    assert_eq!(got.len(), 1);
+    assert_eq!(
+        got[0].r#match,
+        Some(RouteMatch {
+            path_specifier: Some(route_match::PathSpecifier::SafeRegex(regex_matcher(
+                "^/r[0-9]+$"
+            ))),
+            ..RouteMatch::default()
+        })
+    );
+}
+
+fn regex_matcher(value: &str) -> RegexMatcher {
+    RegexMatcher {
+        regex: value.into(),
+        ..RegexMatcher::default()
+    }
 }

@@ -4,16 +4,24 @@
 //! An Envoy route is a message of over 2 KB in memory, most of it fields a
 //! route table never sets: built, encoded field by field and dropped, each
 //! cost a few thousand instructions, the dearest part of an outbound with
-//! routes. Here the parts every route has (name, action, clusters and
-//! weights) are written from the entry itself; only its match, and what
-//! filters add, go through their (small) messages.
+//! routes. Here the parts every route has (name, path, action, clusters and
+//! weights) are written from the entry itself. What a match asks beyond
+//! the path (method, headers, query parameters) is encoded once per entry,
+//! and so is the route action its routes share; only what filters add goes
+//! through a (small) message of its own.
 
-use envoy_types::pb::envoy::config::route::v3::{Route, RouteAction, RouteMatch, route};
+use std::ops::Range;
+
+use envoy_types::pb::envoy::config::core::v3::RuntimeFractionalPercent;
+use envoy_types::pb::envoy::config::route::v3::{
+    Route, RouteAction, RouteMatch, route, route_match,
+};
+use kuma_api::policies::mesh_http_route::{Match, PathMatch};
 use prost::Message;
-use prost::encoding::uint32;
+use prost::encoding::{WireType, encode_key, encode_varint, uint32};
 
-use super::{PATH_PREFIX, RouteEntry, Split, add_header_matches, add_query_matches};
-use super::{exact, filters, fraction, path_matches, string_header};
+use super::{EXACT, PATH_PREFIX, RouteEntry, Split, add_header_matches, add_query_matches};
+use super::{exact, filters, fraction, regex, string_header};
 use crate::generate::listener::{
     ROUTE_ACTION_WEIGHTED_CLUSTERS, ROUTE_MATCH, ROUTE_ROUTE_ACTION, VIRTUAL_HOST_ROUTES,
     WEIGHTED_CLUSTER_CLUSTERS, end_field, start_field,
@@ -28,6 +36,110 @@ const ROUTE_ACTION_CLUSTER: u32 = 1;
 const CLUSTER_WEIGHT_NAME: u32 = 1;
 const CLUSTER_WEIGHT_WEIGHT: u32 = 2;
 const UINT32_VALUE: u32 = 1;
+const MATCH_PREFIX: u32 = 1;
+const MATCH_PATH: u32 = 2;
+const MATCH_RUNTIME_FRACTION: u32 = 9;
+const MATCH_SAFE_REGEX: u32 = 10;
+const REGEX_MATCHER_REGEX: u32 = 2;
+
+/// The path one Envoy route matches. A path prefix matches the path itself
+/// or what follows a `/` after it: two Envoy routes, as Kuma makes them
+/// (Envoy's `path_separated_prefix` would rewrite `/prefix/x` to `//x` when
+/// the prefix is replaced by `/`). Other paths are one route.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum RoutePath<'a> {
+    /// Paths starting with it.
+    Prefix(&'a str),
+    /// Paths under it: it and a `/`, as a prefix.
+    Under(&'a str),
+    Exact(&'a str),
+    Regex(&'a str),
+}
+
+impl<'a> RoutePath<'a> {
+    /// The paths of the routes of a match with `path` (every path when
+    /// there is none).
+    pub(crate) fn of(path: Option<&'a PathMatch>) -> (RoutePath<'a>, Option<RoutePath<'a>>) {
+        let Some(path) = path else {
+            return (RoutePath::Prefix("/"), None);
+        };
+        match path.kind.as_str() {
+            EXACT => (RoutePath::Exact(&path.value), None),
+            PATH_PREFIX if path.value == "/" => (RoutePath::Prefix("/"), None),
+            PATH_PREFIX => {
+                let trimmed = path.value.trim_end_matches('/');
+                (RoutePath::Exact(trimmed), Some(RoutePath::Under(trimmed)))
+            }
+            _ => (RoutePath::Regex(&path.value), None),
+        }
+    }
+
+    /// The typed form, for filters that read what a route matched.
+    fn specifier(self) -> route_match::PathSpecifier {
+        use route_match::PathSpecifier as P;
+        match self {
+            RoutePath::Prefix(p) => P::Prefix(p.to_string()),
+            RoutePath::Under(p) => P::Prefix(format!("{p}/")),
+            RoutePath::Exact(p) => P::Path(p.to_string()),
+            RoutePath::Regex(r) => P::SafeRegex(regex(r)),
+        }
+    }
+
+    /// Writes the path as the `path_specifier` of a match: a field even
+    /// when its text is empty, as for any one-of.
+    fn write(self, out: &mut Vec<u8>) {
+        match self {
+            RoutePath::Prefix(p) => write_text(MATCH_PREFIX, &[p], out),
+            RoutePath::Under(p) => write_text(MATCH_PREFIX, &[p, "/"], out),
+            RoutePath::Exact(p) => write_text(MATCH_PATH, &[p], out),
+            RoutePath::Regex(r) => {
+                let at = start_field(out, MATCH_SAFE_REGEX);
+                write_string(REGEX_MATCHER_REGEX, r, out);
+                end_field(out, at);
+            }
+        }
+    }
+}
+
+/// What `matched` asks beyond the path (the method, headers and query
+/// parameters), encoded as the fields of an Envoy match that follow its
+/// path; empty when nothing.
+fn other_conditions(matched: &Match) -> Vec<u8> {
+    let none = |list: Option<usize>| list.is_none_or(|n| n == 0);
+    if matched.method.is_none()
+        && none(matched.headers.as_ref().map(Vec::len))
+        && none(matched.query_params.as_ref().map(Vec::len))
+    {
+        return Vec::new();
+    }
+    let mut m = RouteMatch::default();
+    if let Some(method) = &matched.method {
+        m.headers.push(string_header(":method", exact(method)));
+    }
+    add_query_matches(&mut m, matched);
+    add_header_matches(&mut m, matched);
+    m.encode_to_vec()
+}
+
+/// The match of one route: its path, then `conditions` (see
+/// [`other_conditions`]), then the share of requests it takes, if not all
+/// (fields in the order prost writes them).
+#[derive(Clone, Copy)]
+struct RouteMatchParts<'a> {
+    path: RoutePath<'a>,
+    conditions: &'a [u8],
+    share: Option<&'a RuntimeFractionalPercent>,
+}
+
+impl RouteMatchParts<'_> {
+    fn write(self, out: &mut Vec<u8>) {
+        self.path.write(out);
+        out.extend_from_slice(self.conditions);
+        if let Some(share) = self.share {
+            prost::encoding::message::encode(MATCH_RUNTIME_FRACTION, share, out);
+        }
+    }
+}
 
 /// Writes the Envoy routes of one entry as `routes` fields of a virtual
 /// host: two for a path prefix other than `/`, each preceded by a route
@@ -40,69 +152,92 @@ pub(crate) fn write_envoy_routes(entry: &RouteEntry, action_fields: &[u8], out: 
         .path
         .as_ref()
         .is_some_and(|p| p.kind == PATH_PREFIX);
-    let (first, second) = path_matches(entry.matched.path.as_ref());
-    for mut m in std::iter::once(first).chain(second) {
-        if let Some(method) = &entry.matched.method {
-            m.headers.push(string_header(":method", exact(method)));
-        }
-        add_query_matches(&mut m, &entry.matched);
-        add_header_matches(&mut m, &entry.matched);
+    let conditions = other_conditions(&entry.matched);
+    let (first, second) = RoutePath::of(entry.matched.path.as_ref());
+    // Without filters both routes of a prefix have the same action: the
+    // second copies what the first wrote.
+    let mut written_action: Option<Range<usize>> = None;
+    for path in std::iter::once(first).chain(second) {
+        let matched = RouteMatchParts {
+            path,
+            conditions: &conditions,
+            share: None,
+        };
         if entry.unresolved {
             // The Gateway API answers a rule with no usable backend with 500.
-            write_server_error(&entry.name, &m, out);
+            write_server_error(&entry.name, matched, out);
             continue;
         }
         if entry.unresolved_weight > 0 {
             let total: u32 = entry.split.iter().map(|s| s.weight).sum();
             let total = f64::from(total) + f64::from(entry.unresolved_weight);
-            let mut share = m.clone();
-            share.runtime_fraction =
-                Some(fraction(f64::from(entry.unresolved_weight) * 100.0 / total));
-            write_server_error(&entry.name, &share, out);
-        }
-        let start = start_route(&entry.name, &m, out);
-        if entry.filters.is_empty() {
-            write_route_action(&entry.split, None, action_fields, out);
-        } else {
-            // Filters change the route through its message: one holding
-            // only what they set (and the match they read).
-            let mut changed = Route {
-                r#match: Some(m),
-                action: Some(route::Action::Route(RouteAction::default())),
-                ..Route::default()
+            let share = fraction(f64::from(entry.unresolved_weight) * 100.0 / total);
+            let share = RouteMatchParts {
+                share: Some(&share),
+                ..matched
             };
-            filters::apply(&entry.filters, &entry.mirrors, prefix, &mut changed);
-            changed.r#match = None;
-            match changed.action.take() {
-                Some(route::Action::Route(own)) => {
-                    write_route_action(&entry.split, Some(&own), action_fields, out);
-                }
-                Some(route::Action::Redirect(redirect)) => {
-                    prost::encoding::message::encode(ROUTE_REDIRECT, &redirect, out);
-                }
-                _ => {}
-            }
-            // Header changes: the rest of the route.
-            changed.encode_raw(out);
+            write_server_error(&entry.name, share, out);
         }
+        let start = start_route(&entry.name, matched, out);
+        if entry.filters.is_empty() {
+            let action_len = match written_action.clone() {
+                Some(range) => {
+                    out.extend_from_within(range.clone());
+                    range.len()
+                }
+                None => {
+                    let before = out.len();
+                    write_route_action(&entry.split, None, action_fields, out);
+                    out.len() - before
+                }
+            };
+            end_field(out, start);
+            // Ending the route moves nothing behind its start: the action
+            // stays the last thing written.
+            written_action.get_or_insert(out.len() - action_len..out.len());
+            continue;
+        }
+        // Filters change the route through its message: one holding only
+        // what they set (and the path they read).
+        let mut changed = Route {
+            r#match: Some(RouteMatch {
+                path_specifier: Some(path.specifier()),
+                ..RouteMatch::default()
+            }),
+            action: Some(route::Action::Route(RouteAction::default())),
+            ..Route::default()
+        };
+        filters::apply(&entry.filters, &entry.mirrors, prefix, &mut changed);
+        changed.r#match = None;
+        match changed.action.take() {
+            Some(route::Action::Route(own)) => {
+                write_route_action(&entry.split, Some(&own), action_fields, out);
+            }
+            Some(route::Action::Redirect(redirect)) => {
+                prost::encoding::message::encode(ROUTE_REDIRECT, &redirect, out);
+            }
+            _ => {}
+        }
+        // Header changes: the rest of the route.
+        changed.encode_raw(out);
         end_field(out, start);
     }
 }
 
 /// Starts a route of the virtual host with its name and match; returns
 /// where it starts, for `end_field`.
-fn start_route(name: &str, m: &RouteMatch, out: &mut Vec<u8>) -> usize {
+fn start_route(name: &str, matched: RouteMatchParts<'_>, out: &mut Vec<u8>) -> usize {
     let start = start_field(out, VIRTUAL_HOST_ROUTES);
     write_string(ROUTE_NAME, name, out);
     let at = start_field(out, ROUTE_MATCH);
-    m.encode_raw(out);
+    matched.write(out);
     end_field(out, at);
     start
 }
 
 /// A route answering 500.
-fn write_server_error(name: &str, m: &RouteMatch, out: &mut Vec<u8>) {
-    let start = start_route(name, m, out);
+fn write_server_error(name: &str, matched: RouteMatchParts<'_>, out: &mut Vec<u8>) {
+    let start = start_route(name, matched, out);
     let at = start_field(out, ROUTE_DIRECT_RESPONSE);
     uint32::encode(DIRECT_RESPONSE_STATUS, &500, out);
     end_field(out, at);
@@ -145,10 +280,17 @@ fn write_route_action(
 /// A string field, as prost writes one that is not empty.
 #[inline]
 fn write_string(field: u32, value: &str, out: &mut Vec<u8>) {
-    if value.is_empty() {
-        return;
+    if !value.is_empty() {
+        write_text(field, &[value], out);
     }
-    prost::encoding::encode_key(field, prost::encoding::WireType::LengthDelimited, out);
-    prost::encoding::encode_varint(value.len() as u64, out);
-    out.extend_from_slice(value.as_bytes());
+}
+
+/// A string field made of `parts`, written even when empty.
+#[inline]
+fn write_text(field: u32, parts: &[&str], out: &mut Vec<u8>) {
+    encode_key(field, WireType::LengthDelimited, out);
+    encode_varint(parts.iter().map(|p| p.len()).sum::<usize>() as u64, out);
+    for part in parts {
+        out.extend_from_slice(part.as_bytes());
+    }
 }
