@@ -504,13 +504,14 @@ impl Shape {
                     .collect();
                 let count = 2 * table.entries.len();
                 listener::hcm_filter_writing_routes(hcm, routes, count, |out| {
+                    let mut last = mesh_http_route::LastAction::default();
                     for entry in &table.entries {
                         let fields = entry
                             .origin
                             .as_deref()
                             .and_then(|origin| route_fields.get(origin))
                             .unwrap_or(&fields);
-                        mesh_http_route::write_envoy_routes(entry, fields, out);
+                        mesh_http_route::write_envoy_routes(entry, fields, &mut last, out);
                     }
                 })
             }

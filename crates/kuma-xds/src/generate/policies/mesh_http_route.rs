@@ -13,7 +13,7 @@
 mod filters;
 mod write;
 
-pub(crate) use write::write_envoy_routes;
+pub(crate) use write::{LastAction, write_envoy_routes};
 
 use std::borrow::Cow;
 use std::cmp::Ordering;

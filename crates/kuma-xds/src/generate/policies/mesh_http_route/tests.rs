@@ -68,7 +68,7 @@ fn rules_of(conf: &Conf) -> Vec<FoldedRule<'_>> {
 fn envoy_routes(entry: &RouteEntry) -> Vec<Route> {
     use prost::Message;
     let mut host = Vec::new();
-    write_envoy_routes(entry, &[], &mut host);
+    write_envoy_routes(entry, &[], &mut LastAction::default(), &mut host);
     envoy_types::pb::envoy::config::route::v3::VirtualHost::decode(host.as_slice())
         .expect("decodes")
         .routes
@@ -392,9 +392,9 @@ fn action_fields_policies_give_land_in_every_route_action_and_nowhere_else() {
     let fields = crate::generate::listener::route_action_fields(&given);
     let written = |fields: &[u8]| {
         use prost::Message;
-        let mut host = Vec::new();
+        let (mut host, mut last) = (Vec::new(), LastAction::default());
         for entry in &entries {
-            write_envoy_routes(entry, fields, &mut host);
+            write_envoy_routes(entry, fields, &mut last, &mut host);
         }
         envoy_types::pb::envoy::config::route::v3::VirtualHost::decode(host.as_slice())
             .expect("decodes")
@@ -461,6 +461,7 @@ fn every_route_matches_all_its_rule_asks_and_the_routes_of_a_prefix_share_one_ac
                 vec![to(v1, None)],
                 vec![],
             ),
+            rule(vec![path(EXACT, "/one")], vec![to(v1, None)], vec![]),
         ],
         hostnames: None,
     };
@@ -478,7 +479,7 @@ fn every_route_matches_all_its_rule_asks_and_the_routes_of_a_prefix_share_one_ac
     let routes = |entry: &RouteEntry| {
         use prost::Message;
         let mut host = Vec::new();
-        write_envoy_routes(entry, &fields, &mut host);
+        write_envoy_routes(entry, &fields, &mut LastAction::default(), &mut host);
         envoy_types::pb::envoy::config::route::v3::VirtualHost::decode(host.as_slice())
             .expect("decodes")
             .routes
@@ -574,6 +575,40 @@ fn every_route_matches_all_its_rule_asks_and_the_routes_of_a_prefix_share_one_ac
             ..RouteMatch::default()
         })
     );
+
+    // Routes written one after the other copy the action of the last one
+    // when it has the same clusters and fields, and only then.
+    let decode = |host: &[u8]| {
+        use prost::Message;
+        envoy_types::pb::envoy::config::route::v3::VirtualHost::decode(host)
+            .expect("decodes")
+            .routes
+    };
+    let entry = |path: &str| {
+        entries
+            .iter()
+            .find(|e| e.matched.path.as_ref().is_some_and(|p| p.value == path))
+            .expect("an entry")
+    };
+    let (one, regex, all) = (entry("/one"), entry("^/r[0-9]+$"), entry("/"));
+    let none: &[u8] = &[];
+    let order = [
+        (one, &fields[..]),
+        (regex, &fields[..]),
+        (one, none),
+        (all, none),
+        (regex, none),
+        (one, none),
+    ];
+    let (mut at_once, mut last) = (Vec::new(), LastAction::default());
+    let mut one_by_one = Vec::new();
+    for (entry, fields) in order {
+        write_envoy_routes(entry, fields, &mut last, &mut at_once);
+        let fresh = &mut LastAction::default();
+        write_envoy_routes(entry, fields, fresh, &mut one_by_one);
+    }
+    assert!(at_once.len() > 200);
+    assert_eq!(decode(&at_once), decode(&one_by_one));
 }
 
 fn regex_matcher(value: &str) -> RegexMatcher {

@@ -141,12 +141,34 @@ impl RouteMatchParts<'_> {
     }
 }
 
+/// The route action written last and where it is in the output: routes
+/// of a table mostly share their clusters (both routes of a path prefix
+/// always), and copy it rather than write it again.
+#[derive(Debug, Default)]
+pub(crate) struct LastAction<'e> {
+    written: Option<(&'e [Split], &'e [u8], Range<usize>)>,
+}
+
+impl LastAction<'_> {
+    /// Where the action to `split` with `action_fields` was written, if it
+    /// was the last one.
+    fn copy(&self, split: &[Split], action_fields: &[u8]) -> Option<Range<usize>> {
+        let (was, fields, at) = self.written.as_ref()?;
+        (*was == split && *fields == action_fields).then(|| at.clone())
+    }
+}
+
 /// Writes the Envoy routes of one entry as `routes` fields of a virtual
 /// host: two for a path prefix other than `/`, each preceded by a route
 /// answering 500 to the share of requests meant for backends that do not
 /// exist. Route actions get `action_fields` after their own (the encoded
 /// fields policies give them, see `listener::route_action_fields`).
-pub(crate) fn write_envoy_routes(entry: &RouteEntry, action_fields: &[u8], out: &mut Vec<u8>) {
+pub(crate) fn write_envoy_routes<'e>(
+    entry: &'e RouteEntry,
+    action_fields: &'e [u8],
+    last: &mut LastAction<'e>,
+    out: &mut Vec<u8>,
+) {
     let prefix = entry
         .matched
         .path
@@ -154,9 +176,6 @@ pub(crate) fn write_envoy_routes(entry: &RouteEntry, action_fields: &[u8], out: 
         .is_some_and(|p| p.kind == PATH_PREFIX);
     let conditions = other_conditions(&entry.matched);
     let (first, second) = RoutePath::of(entry.matched.path.as_ref());
-    // Without filters both routes of a prefix have the same action: the
-    // second copies what the first wrote.
-    let mut written_action: Option<Range<usize>> = None;
     for path in std::iter::once(first).chain(second) {
         let matched = RouteMatchParts {
             path,
@@ -180,7 +199,7 @@ pub(crate) fn write_envoy_routes(entry: &RouteEntry, action_fields: &[u8], out: 
         }
         let start = start_route(&entry.name, matched, out);
         if entry.filters.is_empty() {
-            let action_len = match written_action.clone() {
+            let action_len = match last.copy(&entry.split, action_fields) {
                 Some(range) => {
                     out.extend_from_within(range.clone());
                     range.len()
@@ -193,8 +212,12 @@ pub(crate) fn write_envoy_routes(entry: &RouteEntry, action_fields: &[u8], out: 
             };
             end_field(out, start);
             // Ending the route moves nothing behind its start: the action
-            // stays the last thing written.
-            written_action.get_or_insert(out.len() - action_len..out.len());
+            // is still the last thing written.
+            last.written = Some((
+                &entry.split,
+                action_fields,
+                out.len() - action_len..out.len(),
+            ));
             continue;
         }
         // Filters change the route through its message: one holding only
