@@ -264,7 +264,7 @@ pub(crate) fn route_table(
         };
         let filters = rule.default.filters.clone().unwrap_or_default();
         let refs = rule.default.backend_refs.as_deref().unwrap_or_default();
-        let mut split = Vec::new();
+        let mut split = Vec::with_capacity(refs.len());
         let mut unresolved_weight = 0u32;
         for b in refs {
             // A weight of 0 takes no traffic; Kuma leaves it out.
@@ -289,17 +289,21 @@ pub(crate) fn route_table(
                 weight: 1,
             }];
         }
-        let mirrors = filters
-            .iter()
-            .enumerate()
-            .filter_map(|(i, f)| {
-                let mirror = f
-                    .request_mirror
-                    .as_ref()
-                    .filter(|_| f.kind == "RequestMirror")?;
-                Some((i, backends.cluster(&mirror.backend_ref)?))
-            })
-            .collect();
+        let mirrors = if filters.is_empty() {
+            BTreeMap::new()
+        } else {
+            filters
+                .iter()
+                .enumerate()
+                .filter_map(|(i, f)| {
+                    let mirror = f
+                        .request_mirror
+                        .as_ref()
+                        .filter(|_| f.kind == "RequestMirror")?;
+                    Some((i, backends.cluster(&mirror.backend_ref)?))
+                })
+                .collect()
+        };
         // One entry per match; most rules have one, which takes the parts
         // rather than a copy.
         let entry = RouteEntry {
