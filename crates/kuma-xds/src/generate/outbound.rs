@@ -444,11 +444,7 @@ impl Shape {
     fn key(&self) -> (String, Vec<ConfsKey>) {
         match self {
             Shape::HttpRoutes { table, per_route } => {
-                let mut names = String::new();
-                for entry in &table.entries {
-                    names.push('|');
-                    names.push_str(&entry.name);
-                }
+                let mut names = table.names.clone();
                 for name in per_route.keys() {
                     names.push_str("|=");
                     names.push_str(name);

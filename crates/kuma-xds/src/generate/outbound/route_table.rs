@@ -27,6 +27,9 @@ use crate::generate::snapshot::MeshSnapshot;
 #[derive(Debug)]
 pub(crate) struct RouteTable {
     pub(super) entries: Vec<RouteEntry>,
+    /// The names of the routes, each after a `|`: part of the cache key of
+    /// every listener with the table, written once.
+    pub(super) names: String,
     /// The backendRefs the routes resolved, each once, in the order the
     /// routes met them: what a proxy resolves again to gather the backend
     /// clusters it needs.
@@ -121,8 +124,14 @@ fn build(
         resolver.set_route_origins(policies.http_route_origins(&destination, &t.policies));
     }
     let entries = mesh_http_route::route_table(&rules, &t.cluster, resolver);
+    let mut names = String::with_capacity(entries.iter().map(|e| e.name.len() + 1).sum());
+    for entry in &entries {
+        names.push('|');
+        names.push_str(&entry.name);
+    }
     Some(RouteTable {
         entries,
+        names,
         backends: resolver.resolved_backends(),
     })
 }
