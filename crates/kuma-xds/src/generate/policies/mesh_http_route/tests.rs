@@ -66,12 +66,45 @@ fn rules_of(conf: &Conf) -> Vec<FoldedRule<'_>> {
 
 /// The Envoy routes of `entry` as its virtual host has them, read back.
 fn envoy_routes(entry: &RouteEntry) -> Vec<Route> {
-    use prost::Message;
+    envoy_routes_with(entry, &[])
+}
+
+/// The same, route actions given `fields`.
+fn envoy_routes_with(entry: &RouteEntry, fields: &[u8]) -> Vec<Route> {
     let mut host = Vec::new();
-    write_envoy_routes(entry, &[], &mut LastAction::default(), &mut host);
-    envoy_types::pb::envoy::config::route::v3::VirtualHost::decode(host.as_slice())
+    write_envoy_routes(entry, fields, &mut LastAction::default(), &mut host);
+    decode_routes(&host)
+}
+
+/// The routes of an encoded virtual host.
+fn decode_routes(host: &[u8]) -> Vec<Route> {
+    use prost::Message;
+    envoy_types::pb::envoy::config::route::v3::VirtualHost::decode(host)
         .expect("decodes")
         .routes
+}
+
+/// The actions of the routes that forward.
+fn route_actions_of(routes: &[Route]) -> Vec<&RouteAction> {
+    routes
+        .iter()
+        .filter_map(|r| match &r.action {
+            Some(route::Action::Route(a)) => Some(a),
+            _ => None,
+        })
+        .collect()
+}
+
+/// The clusters and weights of a route action with weighted clusters.
+fn weighted(action: &RouteAction) -> Vec<(&str, u32)> {
+    let Some(route_action::ClusterSpecifier::WeightedClusters(w)) = &action.cluster_specifier
+    else {
+        panic!("weighted clusters expected");
+    };
+    w.clusters
+        .iter()
+        .map(|c| (c.name.as_str(), c.weight.as_ref().map_or(0, |w| w.value)))
+        .collect()
 }
 
 fn paths(entries: &[RouteEntry]) -> Vec<String> {
@@ -194,16 +227,7 @@ fn weights_split_unknown_backends_get_500_for_their_share_and_all_unknown_answer
     let Some(route::Action::Route(action)) = &routes[1].action else {
         panic!("route action expected");
     };
-    let Some(route_action::ClusterSpecifier::WeightedClusters(w)) = &action.cluster_specifier
-    else {
-        panic!("weighted clusters expected");
-    };
-    let got: Vec<(&str, u32)> = w
-        .clusters
-        .iter()
-        .map(|c| (c.name.as_str(), c.weight.as_ref().map_or(0, |w| w.value)))
-        .collect();
-    assert_eq!(got, [("v1", 90), ("v2", 10)]);
+    assert_eq!(weighted(action), [("v1", 90), ("v2", 10)]);
 
     let broken = entries.iter().find(|e| e.matched == path(EXACT, "/broken"));
     let routes = envoy_routes(broken.expect("broken rule"));
@@ -248,13 +272,7 @@ fn a_prefix_is_two_matches_and_its_rewrite_keeps_the_separator() {
             Some(route_match::PathSpecifier::Prefix("/api/".into())),
         ]
     );
-    let actions: Vec<&RouteAction> = routes
-        .iter()
-        .filter_map(|r| match &r.action {
-            Some(route::Action::Route(a)) => Some(a),
-            _ => None,
-        })
-        .collect();
+    let actions = route_actions_of(&routes);
     // `/api` becomes `/v2`; `/api/x` becomes `/v2/x`.
     assert_eq!(
         actions[0]
@@ -476,14 +494,6 @@ fn every_route_matches_all_its_rule_asks_and_the_routes_of_a_prefix_share_one_ac
         }
         crate::generate::listener::route_action_fields(&given)
     };
-    let routes = |entry: &RouteEntry| {
-        use prost::Message;
-        let mut host = Vec::new();
-        write_envoy_routes(entry, &fields, &mut LastAction::default(), &mut host);
-        envoy_types::pb::envoy::config::route::v3::VirtualHost::decode(host.as_slice())
-            .expect("decodes")
-            .routes
-    };
     let string_match = |name: &str, pattern| HeaderMatcher {
         name: name.into(),
         header_match_specifier: Some(header_matcher::HeaderMatchSpecifier::StringMatch(
@@ -518,7 +528,7 @@ fn every_route_matches_all_its_rule_asks_and_the_routes_of_a_prefix_share_one_ac
         ..RouteMatch::default()
     };
     let prefix = entries.iter().find(|e| e.matched.method.is_some());
-    let got = routes(prefix.expect("the prefix rule"));
+    let got = envoy_routes_with(prefix.expect("the prefix rule"), &fields);
     let share = Some(fraction(5.0));
     let want_matches = [
         RouteMatch {
@@ -534,25 +544,10 @@ fn every_route_matches_all_its_rule_asks_and_the_routes_of_a_prefix_share_one_ac
     ];
     let got_matches: Vec<RouteMatch> = got.iter().filter_map(|r| r.r#match.clone()).collect();
     assert_eq!(got_matches, want_matches);
-    let actions: Vec<&RouteAction> = got
-        .iter()
-        .filter_map(|r| match &r.action {
-            Some(route::Action::Route(a)) => Some(a),
-            _ => None,
-        })
-        .collect();
+    let actions = route_actions_of(&got);
     assert_eq!(actions.len(), 2);
     assert_eq!(actions[0], actions[1]);
-    let Some(route_action::ClusterSpecifier::WeightedClusters(w)) = &actions[0].cluster_specifier
-    else {
-        panic!("weighted clusters expected");
-    };
-    let split: Vec<(&str, u32)> = w
-        .clusters
-        .iter()
-        .map(|c| (c.name.as_str(), c.weight.as_ref().map_or(0, |w| w.value)))
-        .collect();
-    assert_eq!(split, [(v1, 90), (v2, 5)]);
+    assert_eq!(weighted(actions[0]), [(v1, 90), (v2, 5)]);
     assert_eq!(
         actions[0].retry_policy.as_ref().map(|r| r.retry_on.len()),
         Some(180)
@@ -564,7 +559,7 @@ fn every_route_matches_all_its_rule_asks_and_the_routes_of_a_prefix_share_one_ac
             .as_ref()
             .is_some_and(|p| p.kind == REGULAR_EXPRESSION)
     });
-    let got = routes(regex.expect("the regex rule"));
+    let got = envoy_routes_with(regex.expect("the regex rule"), &fields);
     assert_eq!(got.len(), 1);
     assert_eq!(
         got[0].r#match,
@@ -578,12 +573,6 @@ fn every_route_matches_all_its_rule_asks_and_the_routes_of_a_prefix_share_one_ac
 
     // Routes written one after the other copy the action of the last one
     // when it has the same clusters and fields, and only then.
-    let decode = |host: &[u8]| {
-        use prost::Message;
-        envoy_types::pb::envoy::config::route::v3::VirtualHost::decode(host)
-            .expect("decodes")
-            .routes
-    };
     let entry = |path: &str| {
         entries
             .iter()
@@ -608,7 +597,7 @@ fn every_route_matches_all_its_rule_asks_and_the_routes_of_a_prefix_share_one_ac
         write_envoy_routes(entry, fields, fresh, &mut one_by_one);
     }
     assert!(at_once.len() > 200);
-    assert_eq!(decode(&at_once), decode(&one_by_one));
+    assert_eq!(decode_routes(&at_once), decode_routes(&one_by_one));
 }
 
 fn regex_matcher(value: &str) -> RegexMatcher {

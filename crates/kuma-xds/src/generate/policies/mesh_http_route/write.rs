@@ -211,8 +211,8 @@ pub(crate) fn write_envoy_routes<'e>(
                 }
             };
             end_field(out, start);
-            // Ending the route moves nothing behind its start: the action
-            // is still the last thing written.
+            // Ending the route may move it along, never past its end: the
+            // action is still the last thing written.
             last.written = Some((
                 &entry.split,
                 action_fields,
