@@ -117,7 +117,7 @@ pub enum ProxyType {
 }
 
 /// A reference to the resources a policy (or one of its sections) applies to.
-#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct TargetRef {
     #[serde(default = "unset_kind")]

@@ -116,7 +116,7 @@ pub struct HeaderModifier {
 }
 
 /// Where a route sends traffic: a targetRef plus weight and port.
-#[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Hash, Default, Serialize, Deserialize)]
 pub struct BackendRef {
     #[serde(flatten)]
     pub target_ref: TargetRef,

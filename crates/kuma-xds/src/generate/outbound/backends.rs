@@ -10,6 +10,7 @@
 use std::borrow::Cow;
 use std::cell::OnceCell;
 use std::collections::BTreeMap;
+use std::sync::Arc;
 
 use kuma_api::kinds::tags::SERVICE_TAG;
 use kuma_api::policies::TargetRefKind;
@@ -43,7 +44,7 @@ pub(super) struct Resolver<'s, 'p> {
     backends: Vec<Target<'s>>,
     /// Each backendRef met so far and its cluster (`None`: unresolved):
     /// routes often name the same backends.
-    resolved: Vec<(BackendRef, Option<String>)>,
+    resolved: Vec<(Arc<BackendRef>, Option<String>)>,
 }
 
 impl<'s, 'p> Resolver<'s, 'p> {
@@ -73,7 +74,7 @@ impl<'s, 'p> Resolver<'s, 'p> {
     }
 
     /// The backendRefs resolved so far, each once, in the order met.
-    pub(super) fn resolved_backends(&self) -> Vec<BackendRef> {
+    pub(super) fn resolved_backends(&self) -> Vec<Arc<BackendRef>> {
         self.resolved
             .iter()
             .filter(|(_, cluster)| cluster.is_some())
@@ -83,8 +84,16 @@ impl<'s, 'p> Resolver<'s, 'p> {
 
     /// The cluster `backend` leads to, gathering it among the backends;
     /// resolved once per backendRef.
-    pub(super) fn resolve_cluster(&mut self, backend: &BackendRef) -> Option<String> {
-        if let Some((_, cluster)) = self.resolved.iter().find(|(b, _)| b == backend) {
+    pub(super) fn resolve_cluster(&mut self, backend: &Arc<BackendRef>) -> Option<String> {
+        // Equal backendRefs of the snapshot's route confs are one value:
+        // found by address without reading them; a rule a proxy's fold
+        // made has values of its own, found by value.
+        let found = self
+            .resolved
+            .iter()
+            .find(|(b, _)| Arc::ptr_eq(b, backend))
+            .or_else(|| self.resolved.iter().find(|(b, _)| **b == **backend));
+        if let Some((_, cluster)) = found {
             return cluster.clone();
         }
         let cluster = self.resolve(backend).map(|target| {
@@ -170,7 +179,7 @@ impl<'s, 'p> Resolver<'s, 'p> {
 }
 
 impl Backends for Resolver<'_, '_> {
-    fn cluster(&mut self, backend: &BackendRef) -> Option<String> {
+    fn cluster(&mut self, backend: &Arc<BackendRef>) -> Option<String> {
         self.resolve_cluster(backend)
     }
 
@@ -193,7 +202,7 @@ pub(super) fn tcp_split(conf: &TcpConf, resolver: &mut Resolver<'_, '_>) -> Vec<
         .iter()
         .filter_map(|b| {
             let weight = b.weight.unwrap_or(1);
-            let cluster = resolver.cluster(b)?;
+            let cluster = resolver.cluster(&Arc::new(b.clone()))?;
             (weight > 0).then_some(Split { cluster, weight })
         })
         .collect()

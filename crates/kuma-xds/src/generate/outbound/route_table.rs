@@ -33,7 +33,7 @@ pub(crate) struct RouteTable {
     /// The backendRefs the routes resolved, each once, in the order the
     /// routes met them: what a proxy resolves again to gather the backend
     /// clusters it needs.
-    backends: Vec<BackendRef>,
+    backends: Vec<Arc<BackendRef>>,
 }
 
 /// What a `kuma.io/service` destination's route table is made from: the

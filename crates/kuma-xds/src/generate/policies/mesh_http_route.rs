@@ -2,7 +2,7 @@
 //!
 //! The folded `rules` of the destination become Envoy routes the way Kuma
 //! builds them: one route per match (two for a path prefix, see
-//! [`write::RoutePath`]), ordered by Gateway API precedence ([`compare_match`]),
+//! [`write::RoutePath`]), ordered by Gateway API precedence ([`read::MatchOrder`]),
 //! filters turned into header changes, redirects, rewrites and mirrors,
 //! backendRefs into a cluster or weighted clusters, and a catch-all route
 //! to the destination itself last unless a rule already catches all.
@@ -11,14 +11,15 @@
 //! have to create the cluster): [`route_table`] asks a resolver.
 
 mod filters;
+mod read;
 mod write;
 
+pub(crate) use read::{ReadRule, SharedBackends};
 pub(crate) use write::{LastAction, write_envoy_routes};
 
 use std::borrow::Cow;
-use std::cmp::Ordering;
 use std::collections::BTreeMap;
-use std::sync::{Arc, LazyLock};
+use std::sync::Arc;
 
 use envoy_types::pb::envoy::config::core::v3::RuntimeFractionalPercent;
 use envoy_types::pb::envoy::config::route::v3::{
@@ -27,11 +28,10 @@ use envoy_types::pb::envoy::config::route::v3::{
 use envoy_types::pb::envoy::r#type::matcher::v3::{RegexMatcher, StringMatcher, string_matcher};
 use envoy_types::pb::envoy::r#type::v3::{FractionalPercent, fractional_percent};
 use kuma_api::Kind;
-use kuma_api::policies::mesh_http_route::{Conf, Filter, Match, PathMatch, Rule};
+use kuma_api::policies::mesh_http_route::{Conf, Filter, Match};
 use kuma_api::policies::values::BackendRef;
 use kuma_policy::ResourceId;
 use kuma_policy::engine::ToRules;
-use kuma_policy::inspect::hash_matches;
 use serde_json::Value;
 
 use super::{Confs, DestinationPolicies, DestinationRef, ProxyPolicies, SharedConf, read_conf};
@@ -126,7 +126,7 @@ impl DestinationPolicies {
     /// The destination's folded MeshHTTPRoute rules, if any route aims at
     /// it. A conf of a MeshHTTPRoute itself (one route, or each part of a
     /// fold that only joins the routes' rules) is taken as `read` has it,
-    /// rule names included; a fold made for the proxy is read here.
+    /// rules read and named; a fold made for the proxy is read here.
     pub(crate) fn http_route<'a>(&'a self, read: &'a RouteConfs) -> Option<Vec<FoldedRule<'a>>> {
         let parts: Vec<&Value> = match self.confs.joined(Kind::MeshHTTPRoute) {
             Some(parts) => parts.iter().map(|part| &**part).collect(),
@@ -139,17 +139,15 @@ impl DestinationPolicies {
                     // In a join every rule comes from one route's conf; a
                     // conf alone is the one route's that shaped the table.
                     let origin = read.route_of(part);
-                    rules.extend(conf.rules()?.map(|(rule, name)| FoldedRule {
+                    rules.extend(conf.rules()?.iter().map(|rule| FoldedRule {
                         rule: Cow::Borrowed(rule),
-                        name: Some(name),
                         origin,
                     }));
                 }
                 None => {
                     let conf: Conf = read_conf(Kind::MeshHTTPRoute, part)?;
                     rules.extend(conf.rules.into_iter().map(|rule| FoldedRule {
-                        rule: Cow::Owned(rule),
-                        name: None,
+                        rule: Cow::Owned(Arc::new(ReadRule::alone(rule))),
                         origin: None,
                     }));
                 }
@@ -159,14 +157,13 @@ impl DestinationPolicies {
     }
 }
 
-/// A rule of a destination's folded MeshHTTPRoute conf, with Kuma's name of
-/// its matches and the MeshHTTPRoute it came from when those were known
-/// with the conf (otherwise [`Backends::origin`] finds the route).
+/// A rule of a destination's folded MeshHTTPRoute conf, with the
+/// MeshHTTPRoute it came from when that was known with the conf (otherwise
+/// [`Backends::origin`] finds the route).
 #[derive(Debug, Clone)]
 pub(crate) struct FoldedRule<'a> {
-    pub rule: Cow<'a, Rule>,
-    pub name: Option<&'a str>,
-    pub origin: Option<&'a str>,
+    pub rule: Cow<'a, Arc<ReadRule>>,
+    pub origin: Option<&'a Arc<str>>,
 }
 
 /// A MeshHTTPRoute's name and the `matches` of each of its rules.
@@ -182,7 +179,11 @@ pub(crate) fn route_candidates<'p>(
         .iter()
         .filter_map(|name| {
             let (name, confs) = read.of_route(name)?;
-            let matches = confs.iter().flat_map(|conf| conf.matches()).collect();
+            let matches = confs
+                .iter()
+                .flat_map(|conf| conf.rules().into_iter().flatten())
+                .map(|rule| rule.all_matches())
+                .collect();
             Some((name, matches))
         })
         .collect()
@@ -213,12 +214,13 @@ pub(crate) struct Split {
 pub(crate) struct RouteEntry {
     /// Envoy route name as Kuma gives it: the hash of the rule's matches, or
     /// on outbounds to a MeshService the MeshHTTPRoute's identifier.
-    pub name: String,
+    pub name: Arc<str>,
     /// The MeshHTTPRoute the rule came from (none for the catch-all):
     /// per-route policies are looked up by it.
-    pub origin: Option<String>,
-    pub matched: Match,
-    pub filters: Vec<Filter>,
+    pub origin: Option<Arc<str>>,
+    /// The rule, shared by its entries, and which of its matches this is.
+    rule: Arc<ReadRule>,
+    at: usize,
     /// Empty with `unresolved`: every backendRef named nothing routable.
     pub split: Vec<Split>,
     /// The summed weight of backendRefs that named nothing routable: that
@@ -229,11 +231,25 @@ pub(crate) struct RouteEntry {
     pub unresolved: bool,
 }
 
+impl RouteEntry {
+    pub(crate) fn matched(&self) -> &Match {
+        self.rule.matched(self.at)
+    }
+
+    pub(crate) fn filters(&self) -> &[Filter] {
+        self.rule.filters()
+    }
+
+    fn read_match(&self) -> &read::ReadMatch {
+        &self.rule.matches[self.at]
+    }
+}
+
 /// What the route table needs from the outbound it belongs to.
 pub(crate) trait Backends {
     /// The cluster a backendRef leads to (creating it if needed); `None`
     /// when it names nothing this proxy can route HTTP to.
-    fn cluster(&mut self, backend: &BackendRef) -> Option<String>;
+    fn cluster(&mut self, backend: &Arc<BackendRef>) -> Option<String>;
     /// The MeshHTTPRoute whose rule with these `matches` won the fold.
     fn origin(&self, matches: &[Match]) -> Option<String>;
     /// The mesh, when routes are named after their MeshHTTPRoute (outbounds
@@ -252,21 +268,19 @@ pub(crate) fn route_table(
 ) -> Vec<RouteEntry> {
     // Most rules have one match; one more for the catch-all.
     let mut entries = Vec::with_capacity(rules.len() + 1);
-    for FoldedRule { rule, name, origin } in rules {
-        let origin = match origin {
-            Some(route) => Some(route.to_string()),
-            None => backends.origin(&rule.matches),
+    for FoldedRule { rule, origin } in rules {
+        let origin: Option<Arc<str>> = match origin {
+            Some(route) => Some(Arc::clone(route)),
+            None => backends.origin(rule.all_matches()).map(Arc::from),
         };
         let name = match (backends.named_by_origin(), &origin) {
             // Kuma's resource identifier of the route, without a section.
-            (Some(mesh), Some(route)) => format!("kri_mhttpr_{mesh}___{route}_"),
-            _ => name.map_or_else(|| hash_matches(&rule.matches), str::to_string),
+            (Some(mesh), Some(route)) => format!("kri_mhttpr_{mesh}___{route}_").into(),
+            _ => rule.name.clone(),
         };
-        let filters = rule.default.filters.clone().unwrap_or_default();
-        let refs = rule.default.backend_refs.as_deref().unwrap_or_default();
-        let mut split = Vec::with_capacity(refs.len());
+        let mut split = Vec::with_capacity(rule.backends.len());
         let mut unresolved_weight = 0u32;
-        for b in refs {
+        for b in &rule.backends {
             // A weight of 0 takes no traffic; Kuma leaves it out.
             let weight = b.weight.unwrap_or(1);
             if weight == 0 {
@@ -278,69 +292,52 @@ pub(crate) fn route_table(
             }
         }
         // A redirect answers without any backend.
-        let redirect = filters.iter().any(|f| f.kind == "RequestRedirect");
-        let unresolved = !redirect && !refs.is_empty() && split.is_empty();
+        let redirect = rule.filters().iter().any(|f| f.kind == "RequestRedirect");
+        let unresolved = !redirect && !rule.backends.is_empty() && split.is_empty();
         if redirect {
             unresolved_weight = 0;
         }
-        if refs.is_empty() || (redirect && split.is_empty()) {
+        if rule.backends.is_empty() || (redirect && split.is_empty()) {
             split = vec![Split {
                 cluster: default_cluster.to_string(),
                 weight: 1,
             }];
         }
-        let mirrors = if filters.is_empty() {
-            BTreeMap::new()
-        } else {
-            filters
-                .iter()
-                .enumerate()
-                .filter_map(|(i, f)| {
-                    let mirror = f
-                        .request_mirror
-                        .as_ref()
-                        .filter(|_| f.kind == "RequestMirror")?;
-                    Some((i, backends.cluster(&mirror.backend_ref)?))
-                })
-                .collect()
-        };
+        let mirrors = rule
+            .mirrors
+            .iter()
+            .filter_map(|(i, backend)| Some((*i, backends.cluster(backend)?)))
+            .collect();
         // One entry per match; most rules have one, which takes the parts
         // rather than a copy.
         let entry = RouteEntry {
             name,
             origin,
-            matched: Match::default(),
-            filters,
+            rule: Arc::clone(rule),
+            at: 0,
             split,
             mirrors,
             unresolved_weight,
             unresolved,
         };
-        if let Some((last, others)) = rule.matches.split_last() {
-            for m in others {
-                entries.push(RouteEntry {
-                    matched: m.clone(),
-                    ..entry.clone()
-                });
-            }
-            entries.push(RouteEntry {
-                matched: last.clone(),
-                ..entry
-            });
+        match rule.matches.len() {
+            0 => {}
+            1 => entries.push(entry),
+            n => entries.extend((0..n).map(|at| RouteEntry {
+                at,
+                ..entry.clone()
+            })),
         }
     }
     // Stable: equally specific matches keep the fold's order.
-    entries.sort_by(|a, b| compare_match(&a.matched, &b.matched));
-    let catch_all = catch_all_match();
-    if !entries.iter().any(|e| e.matched == catch_all) {
-        // The same name in every table: hashed once.
-        static CATCH_ALL_NAME: LazyLock<String> =
-            LazyLock::new(|| hash_matches(std::slice::from_ref(&catch_all_match())));
+    entries.sort_by_key(|e| e.read_match().order);
+    if !entries.iter().any(|e| e.read_match().catch_all) {
+        let rule = ReadRule::catch_all();
         entries.push(RouteEntry {
-            name: CATCH_ALL_NAME.clone(),
+            name: rule.name.clone(),
             origin: None,
-            matched: catch_all,
-            filters: Vec::new(),
+            rule,
+            at: 0,
             split: vec![Split {
                 cluster: default_cluster.to_string(),
                 weight: 1,
@@ -351,55 +348,6 @@ pub(crate) fn route_table(
         });
     }
     entries
-}
-
-/// The match of every request: path prefix `/`.
-fn catch_all_match() -> Match {
-    Match {
-        path: Some(PathMatch {
-            value: "/".to_string(),
-            kind: PATH_PREFIX.to_string(),
-        }),
-        ..Match::default()
-    }
-}
-
-/// Gateway API precedence: a path beats none, Exact beats PathPrefix beats
-/// RegularExpression, a longer prefix or regex beats a shorter one; then a
-/// method beats none; then more header matches, then more query matches,
-/// come first.
-pub(crate) fn compare_match(a: &Match, b: &Match) -> Ordering {
-    compare_path(a.path.as_ref(), b.path.as_ref())
-        .then_with(|| b.method.is_some().cmp(&a.method.is_some()))
-        .then_with(|| {
-            let len = |m: &Match| m.headers.as_ref().map_or(0, Vec::len);
-            len(b).cmp(&len(a))
-        })
-        .then_with(|| {
-            let len = |m: &Match| m.query_params.as_ref().map_or(0, Vec::len);
-            len(b).cmp(&len(a))
-        })
-}
-
-fn compare_path(a: Option<&PathMatch>, b: Option<&PathMatch>) -> Ordering {
-    let (a, b) = match (a, b) {
-        (Some(a), Some(b)) => (a, b),
-        (Some(_), None) => return Ordering::Less,
-        (None, Some(_)) => return Ordering::Greater,
-        (None, None) => return Ordering::Equal,
-    };
-    let rank = |p: &PathMatch| match p.kind.as_str() {
-        EXACT => 0,
-        PATH_PREFIX => 1,
-        _ => 2,
-    };
-    rank(a).cmp(&rank(b)).then_with(|| {
-        if a.kind == EXACT {
-            Ordering::Equal
-        } else {
-            b.value.len().cmp(&a.value.len())
-        }
-    })
 }
 
 pub(super) fn regex(value: &str) -> RegexMatcher {

@@ -21,9 +21,10 @@ use std::sync::Arc;
 use serde::Deserialize;
 use serde_json::Value;
 
-use kuma_api::policies::mesh_http_route::{Conf, Match, Rule};
-use kuma_policy::inspect::hash_matches;
+use kuma_api::policies::mesh_http_route::Conf;
 use kuma_policy::{Fingerprint, Policy, fingerprint};
+
+use crate::generate::policies::mesh_http_route::{ReadRule, SharedBackends};
 
 /// One MeshHTTPRoute `to` conf, read.
 #[derive(Debug)]
@@ -31,52 +32,39 @@ pub(crate) struct RouteConf {
     /// Held: its address is the key it is found by.
     value: Arc<Value>,
     /// The MeshHTTPRoute whose `to` entry the conf is.
-    route: String,
+    route: Arc<str>,
     /// `None` when the conf does not read (validation keeps such confs
     /// out of the store).
-    rules: Option<Vec<Rule>>,
-    /// Kuma's name of each rule's matches, in rule order.
-    names: Vec<String>,
+    rules: Option<Vec<Arc<ReadRule>>>,
     /// The fingerprint of the conf's value.
     fingerprint: Fingerprint,
 }
 
 impl RouteConf {
-    fn read(route: &str, value: Arc<Value>) -> RouteConf {
+    fn read(route: &str, value: Arc<Value>, backends: &mut SharedBackends) -> RouteConf {
         let rules = match Conf::deserialize(&*value) {
-            Ok(conf) => Some(conf.rules),
+            Ok(conf) => Some(
+                conf.rules
+                    .into_iter()
+                    .map(|rule| Arc::new(ReadRule::read(rule, backends)))
+                    .collect(),
+            ),
             Err(e) => {
                 tracing::warn!(error = %e, "MeshHTTPRoute conf does not read; ignored");
                 None
             }
         };
-        let names = rules
-            .iter()
-            .flatten()
-            .map(|rule| hash_matches(&rule.matches))
-            .collect();
         RouteConf {
             fingerprint: Fingerprint::of(&value),
-            route: route.to_string(),
+            route: route.into(),
             value,
             rules,
-            names,
         }
     }
 
-    /// Each rule with Kuma's name of its matches; `None` when the conf
-    /// does not read.
-    pub(crate) fn rules(&self) -> Option<impl Iterator<Item = (&Rule, &str)>> {
-        let rules = self.rules.as_ref()?;
-        Some(rules.iter().zip(self.names.iter().map(String::as_str)))
-    }
-
-    /// The `matches` of each rule.
-    pub(crate) fn matches(&self) -> impl Iterator<Item = &[Match]> {
-        self.rules
-            .iter()
-            .flatten()
-            .map(|rule| rule.matches.as_slice())
+    /// The rules, read and named; `None` when the conf does not read.
+    pub(crate) fn rules(&self) -> Option<&[Arc<ReadRule>]> {
+        self.rules.as_deref()
     }
 }
 
@@ -90,6 +78,8 @@ pub(crate) struct RouteConfs {
     /// Addresses of confs that more than one MeshHTTPRoute holds: which
     /// route such a conf's rules came from is not known by the conf.
     shared: Vec<usize>,
+    /// The backendRefs of every rule, equal ones one value.
+    backends: SharedBackends,
 }
 
 fn address(value: &Value) -> usize {
@@ -100,7 +90,12 @@ impl RouteConfs {
     /// The confs of `routes` (the mesh's MeshHTTPRoutes); those `previous`
     /// read already are taken from it.
     pub(crate) fn new(routes: &[Arc<Policy>], previous: Option<&RouteConfs>) -> RouteConfs {
-        let mut confs = RouteConfs::default();
+        let mut confs = RouteConfs {
+            backends: previous
+                .map(|p| p.backends.still_held())
+                .unwrap_or_default(),
+            ..RouteConfs::default()
+        };
         for route in routes {
             let read: Vec<Arc<RouteConf>> = route
                 .to
@@ -108,7 +103,7 @@ impl RouteConfs {
                 .map(|entry| {
                     let at = address(&entry.conf);
                     if let Some(conf) = confs.by_address.get(&at) {
-                        if conf.route != route.name && !confs.shared.contains(&at) {
+                        if *conf.route != *route.name && !confs.shared.contains(&at) {
                             confs.shared.push(at);
                         }
                         return conf.clone();
@@ -116,11 +111,12 @@ impl RouteConfs {
                     let conf = previous
                         .and_then(|p| p.by_address.get(&at))
                         .filter(|conf| {
-                            Arc::ptr_eq(&conf.value, &entry.conf) && conf.route == route.name
+                            Arc::ptr_eq(&conf.value, &entry.conf) && *conf.route == *route.name
                         })
                         .cloned()
                         .unwrap_or_else(|| {
-                            Arc::new(RouteConf::read(&route.name, entry.conf.clone()))
+                            let (name, value) = (&route.name, entry.conf.clone());
+                            Arc::new(RouteConf::read(name, value, &mut confs.backends))
                         });
                     confs.by_address.insert(at, conf.clone());
                     conf
@@ -139,12 +135,12 @@ impl RouteConfs {
 
     /// The MeshHTTPRoute whose `to` entry `value` is, when `value` is one
     /// of the confs read and only that route holds it.
-    pub(crate) fn route_of(&self, value: &Value) -> Option<&str> {
+    pub(crate) fn route_of(&self, value: &Value) -> Option<&Arc<str>> {
         let at = address(value);
         if self.shared.contains(&at) {
             return None;
         }
-        self.by_address.get(&at).map(|conf| conf.route.as_str())
+        self.by_address.get(&at).map(|conf| &conf.route)
     }
 
     /// The fingerprint of the confs `parts` (folded in this order, or one
@@ -174,7 +170,7 @@ impl RouteConfs {
 }
 
 /// A MeshHTTPRoute `name` of mesh `default` to `backend`, a rule per path
-/// prefix of `paths` (for tests).
+/// prefix of `paths`, each sending to MeshService `backend` (for tests).
 #[cfg(test)]
 pub(crate) fn route(name: &str, paths: &[&str]) -> Arc<Policy> {
     let rules: Vec<Value> = paths
@@ -182,7 +178,7 @@ pub(crate) fn route(name: &str, paths: &[&str]) -> Arc<Policy> {
         .map(|p| {
             // Spelled out: the type compares as the default would.
             serde_json::json!({"matches": [{"path": {"type": "PathPrefix", "value": p}}],
-                               "default": {}})
+                               "default": {"backendRefs": [{"kind": "MeshService", "name": "backend"}]}})
         })
         .collect();
     let spec = serde_json::json!({"targetRef": {"kind": "Mesh"},
@@ -195,6 +191,8 @@ pub(crate) fn route(name: &str, paths: &[&str]) -> Arc<Policy> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use kuma_api::policies::mesh_http_route::Match;
+    use kuma_policy::inspect::hash_matches;
 
     #[test]
     fn confs_are_found_by_address_with_their_rules_named() {
@@ -204,10 +202,11 @@ mod tests {
         let read: Vec<(String, String)> = conf
             .rules()
             .expect("reads")
-            .map(|(rule, name)| {
+            .iter()
+            .map(|rule| {
                 (
-                    rule.matches[0].path.as_ref().unwrap().value.clone(),
-                    name.to_string(),
+                    rule.matched(0).path.as_ref().unwrap().value.clone(),
+                    rule.name.to_string(),
                 )
             })
             .collect();
@@ -229,7 +228,7 @@ mod tests {
         assert!(confs.get(&copy).is_none());
         let (name, of_b) = confs.of_route("b").expect("b");
         assert_eq!(name, "b");
-        assert_eq!(of_b[0].matches().count(), 1);
+        assert_eq!(of_b[0].rules().expect("reads").len(), 1);
         assert!(confs.of_route("c").is_none());
     }
 
@@ -239,18 +238,30 @@ mod tests {
         let mut also_a = (*routes[0]).clone();
         also_a.name = "also-a".to_string();
         let confs = RouteConfs::new(&routes, None);
-        assert_eq!(confs.route_of(&routes[0].to[0].conf), Some("a"));
-        assert_eq!(confs.route_of(&routes[1].to[0].conf), Some("b"));
+        assert_eq!(
+            confs.route_of(&routes[0].to[0].conf).map(|r| &**r),
+            Some("a")
+        );
+        assert_eq!(
+            confs.route_of(&routes[1].to[0].conf).map(|r| &**r),
+            Some("b")
+        );
         assert_eq!(confs.route_of(&(*routes[1].to[0].conf).clone()), None);
         // The very conf of `a` held by another route too.
         let with_copy = vec![routes[0].clone(), Arc::new(also_a), routes[1].clone()];
         let confs = RouteConfs::new(&with_copy, None);
         assert_eq!(confs.route_of(&routes[0].to[0].conf), None);
         assert!(confs.get(&routes[0].to[0].conf).is_some());
-        assert_eq!(confs.route_of(&routes[1].to[0].conf), Some("b"));
+        assert_eq!(
+            confs.route_of(&routes[1].to[0].conf).map(|r| &**r),
+            Some("b")
+        );
         // Read again for an update, where `a` alone holds it once more.
         let after = RouteConfs::new(&routes, Some(&confs));
-        assert_eq!(after.route_of(&routes[0].to[0].conf), Some("a"));
+        assert_eq!(
+            after.route_of(&routes[0].to[0].conf).map(|r| &**r),
+            Some("a")
+        );
     }
 
     #[test]
@@ -286,10 +297,31 @@ mod tests {
         };
         assert_eq!(kept(&before, &routes[0]), kept(&after, &routes[0]));
         let b = after.get(&changed[1].to[0].conf).expect("read");
-        assert_eq!(
-            b.matches().next().unwrap()[0].path.as_ref().unwrap().value,
-            "/w"
-        );
+        let rule = &b.rules().expect("reads")[0];
+        assert_eq!(rule.matched(0).path.as_ref().unwrap().value, "/w");
         assert!(after.get(&routes[1].to[0].conf).is_none());
+    }
+
+    #[test]
+    fn equal_backend_refs_of_every_conf_are_one_value_across_updates() {
+        let backend_of = |confs: &RouteConfs, policy: &Policy, rule: usize| {
+            let read = confs.get(&policy.to[0].conf).expect("read");
+            read.rules().expect("reads")[rule].backends[0].clone()
+        };
+        let routes = vec![route("a", &["/x", "/y"]), route("b", &["/z"])];
+        let before = RouteConfs::new(&routes, None);
+        let first = backend_of(&before, &routes[0], 0);
+        assert_eq!(first.target_ref.name.as_deref(), Some("backend"));
+        assert!(Arc::ptr_eq(&first, &backend_of(&before, &routes[0], 1)));
+        assert!(Arc::ptr_eq(&first, &backend_of(&before, &routes[1], 0)));
+        // A new conf read for an update shares the kept confs' value.
+        let changed = vec![routes[0].clone(), route("b", &["/w"])];
+        let after = RouteConfs::new(&changed, Some(&before));
+        assert!(Arc::ptr_eq(&first, &backend_of(&after, &changed[1], 0)));
+        // Values no rule holds any more are not carried on.
+        drop((before, first));
+        let later = RouteConfs::new(&[], Some(&after));
+        drop((after, changed, routes));
+        assert!(later.backends.still_held().is_empty());
     }
 }

@@ -3,16 +3,17 @@ use crate::generate::snapshot::route_confs::route;
 use envoy_types::pb::envoy::config::route::v3::{
     Route, RouteAction, route, route_action, route_match,
 };
-use kuma_api::policies::mesh_http_route::{PathRewrite, Rule, RuleConf, UrlRewrite};
+use kuma_api::policies::mesh_http_route::{PathMatch, PathRewrite, Rule, RuleConf, UrlRewrite};
 use kuma_api::policies::target_ref::TargetRef;
 use kuma_api::policies::values::HeaderMatch;
+use kuma_policy::inspect::hash_matches;
 
 /// Resolves `MeshService <name>` to the cluster `<name>` when it is in the
 /// list; every rule comes from `route-1`.
 struct Known(Vec<&'static str>);
 
 impl Backends for Known {
-    fn cluster(&mut self, backend: &BackendRef) -> Option<String> {
+    fn cluster(&mut self, backend: &Arc<BackendRef>) -> Option<String> {
         let name = backend.target_ref.name.clone()?;
         self.0.contains(&name.as_str()).then_some(name)
     }
@@ -52,13 +53,13 @@ fn rule(matches: Vec<Match>, backends: Vec<BackendRef>, filters: Vec<Filter>) ->
     }
 }
 
-/// The rules of `conf`, their names left to the route table to work out.
+/// The rules of `conf`, read as a proxy's fold reads them: their routes
+/// left to the route table to find.
 fn rules_of(conf: &Conf) -> Vec<FoldedRule<'_>> {
     conf.rules
         .iter()
         .map(|rule| FoldedRule {
-            rule: Cow::Borrowed(rule),
-            name: None,
+            rule: Cow::Owned(Arc::new(ReadRule::alone(rule.clone()))),
             origin: None,
         })
         .collect()
@@ -111,7 +112,7 @@ fn paths(entries: &[RouteEntry]) -> Vec<String> {
     entries
         .iter()
         .map(|e| {
-            let p = e.matched.path.as_ref().expect("path");
+            let p = e.matched().path.as_ref().expect("path");
             format!("{} {}", p.kind, p.value)
         })
         .collect()
@@ -124,7 +125,7 @@ fn route_names_are_kumas_hashes() {
     assert_eq!(entries.len(), 1, "only the catch-all");
     // As in Kuma's own golden files.
     assert_eq!(
-        entries[0].name,
+        &*entries[0].name,
         "9Zuf5Tg79OuZcQITwBbQykxAk2u4fRKrwYn3//AL4Yo="
     );
     assert_eq!(
@@ -163,7 +164,10 @@ fn rules_are_ordered_by_precedence_and_the_catch_all_stays_last() {
             "RegularExpression ^/a.*$"
         ]
     );
-    assert!(entries[4].matched.path.is_none(), "no path after any path");
+    assert!(
+        entries[4].matched().path.is_none(),
+        "no path after any path"
+    );
     assert_eq!(paths(&entries[5..]), ["PathPrefix /"]);
     assert_eq!(entries[5].origin, None);
     assert!(
@@ -207,7 +211,9 @@ fn weights_split_unknown_backends_get_500_for_their_share_and_all_unknown_answer
         hostnames: None,
     };
     let entries = route_table(&rules_of(&conf), "backend", &mut Known(vec!["v1", "v2"]));
-    let split = entries.iter().find(|e| e.matched == path(EXACT, "/split"));
+    let split = entries
+        .iter()
+        .find(|e| *e.matched() == path(EXACT, "/split"));
     let routes = envoy_routes(split.expect("split rule"));
     assert_eq!(routes.len(), 2);
     // The missing backend's share (5 of 105) is answered with 500 first.
@@ -229,7 +235,9 @@ fn weights_split_unknown_backends_get_500_for_their_share_and_all_unknown_answer
     };
     assert_eq!(weighted(action), [("v1", 90), ("v2", 10)]);
 
-    let broken = entries.iter().find(|e| e.matched == path(EXACT, "/broken"));
+    let broken = entries
+        .iter()
+        .find(|e| *e.matched() == path(EXACT, "/broken"));
     let routes = envoy_routes(broken.expect("broken rule"));
     let Some(route::Action::DirectResponse(d)) = &routes[0].action else {
         panic!("direct response expected");
@@ -527,7 +535,7 @@ fn every_route_matches_all_its_rule_asks_and_the_routes_of_a_prefix_share_one_ac
         }],
         ..RouteMatch::default()
     };
-    let prefix = entries.iter().find(|e| e.matched.method.is_some());
+    let prefix = entries.iter().find(|e| e.matched().method.is_some());
     let got = envoy_routes_with(prefix.expect("the prefix rule"), &fields);
     let share = Some(fraction(5.0));
     let want_matches = [
@@ -554,7 +562,7 @@ fn every_route_matches_all_its_rule_asks_and_the_routes_of_a_prefix_share_one_ac
     );
 
     let regex = entries.iter().find(|e| {
-        e.matched
+        e.matched()
             .path
             .as_ref()
             .is_some_and(|p| p.kind == REGULAR_EXPRESSION)
@@ -576,7 +584,7 @@ fn every_route_matches_all_its_rule_asks_and_the_routes_of_a_prefix_share_one_ac
     let entry = |path: &str| {
         entries
             .iter()
-            .find(|e| e.matched.path.as_ref().is_some_and(|p| p.value == path))
+            .find(|e| e.matched().path.as_ref().is_some_and(|p| p.value == path))
             .expect("an entry")
     };
     let (one, regex, all) = (entry("/one"), entry("^/r[0-9]+$"), entry("/"));

@@ -169,13 +169,10 @@ pub(crate) fn write_envoy_routes<'e>(
     last: &mut LastAction<'e>,
     out: &mut Vec<u8>,
 ) {
-    let prefix = entry
-        .matched
-        .path
-        .as_ref()
-        .is_some_and(|p| p.kind == PATH_PREFIX);
-    let conditions = other_conditions(&entry.matched);
-    let (first, second) = RoutePath::of(entry.matched.path.as_ref());
+    let matched = entry.matched();
+    let prefix = matched.path.as_ref().is_some_and(|p| p.kind == PATH_PREFIX);
+    let conditions = other_conditions(matched);
+    let (first, second) = RoutePath::of(matched.path.as_ref());
     for path in std::iter::once(first).chain(second) {
         let matched = RouteMatchParts {
             path,
@@ -198,7 +195,7 @@ pub(crate) fn write_envoy_routes<'e>(
             write_server_error(&entry.name, share, out);
         }
         let start = start_route(&entry.name, matched, out);
-        if entry.filters.is_empty() {
+        if entry.filters().is_empty() {
             let action_len = match last.copy(&entry.split, action_fields) {
                 Some(range) => {
                     out.extend_from_within(range.clone());
@@ -230,7 +227,7 @@ pub(crate) fn write_envoy_routes<'e>(
             action: Some(route::Action::Route(RouteAction::default())),
             ..Route::default()
         };
-        filters::apply(&entry.filters, &entry.mirrors, prefix, &mut changed);
+        filters::apply(entry.filters(), &entry.mirrors, prefix, &mut changed);
         changed.r#match = None;
         match changed.action.take() {
             Some(route::Action::Route(own)) => {
