@@ -218,9 +218,11 @@ pub(crate) struct RouteEntry {
     /// The MeshHTTPRoute the rule came from (none for the catch-all):
     /// per-route policies are looked up by it.
     pub origin: Option<Arc<str>>,
-    /// The rule, shared by its entries, and which of its matches this is.
+    /// The rule, shared by its entries, and which of its matches this is
+    /// (with its precedence at hand: sorting reads no rule).
     rule: Arc<ReadRule>,
     at: usize,
+    read: read::ReadMatch,
     /// Empty with `unresolved`: every backendRef named nothing routable.
     pub split: Vec<Split>,
     /// The summed weight of backendRefs that named nothing routable: that
@@ -238,10 +240,6 @@ impl RouteEntry {
 
     pub(crate) fn filters(&self) -> &[Filter] {
         self.rule.filters()
-    }
-
-    fn read_match(&self) -> &read::ReadMatch {
-        &self.rule.matches[self.at]
     }
 }
 
@@ -292,7 +290,7 @@ pub(crate) fn route_table(
             }
         }
         // A redirect answers without any backend.
-        let redirect = rule.filters().iter().any(|f| f.kind == "RequestRedirect");
+        let redirect = rule.redirect;
         let unresolved = !redirect && !rule.backends.is_empty() && split.is_empty();
         if redirect {
             unresolved_weight = 0;
@@ -310,32 +308,39 @@ pub(crate) fn route_table(
             .collect();
         // One entry per match; most rules have one, which takes the parts
         // rather than a copy.
+        let Some(&first) = rule.matches.first() else {
+            continue;
+        };
         let entry = RouteEntry {
             name,
             origin,
             rule: Arc::clone(rule),
             at: 0,
+            read: first,
             split,
             mirrors,
             unresolved_weight,
             unresolved,
         };
-        match rule.matches.len() {
-            0 => {}
-            1 => entries.push(entry),
-            n => entries.extend((0..n).map(|at| RouteEntry {
+        if rule.matches.len() == 1 {
+            entries.push(entry);
+        } else {
+            let each = rule.matches.iter().enumerate();
+            entries.extend(each.map(|(at, &read)| RouteEntry {
                 at,
+                read,
                 ..entry.clone()
-            })),
+            }));
         }
     }
     // Stable: equally specific matches keep the fold's order.
-    entries.sort_by_key(|e| e.read_match().order);
-    if !entries.iter().any(|e| e.read_match().catch_all) {
+    entries.sort_by_key(|e| e.read.order);
+    if !entries.iter().any(|e| e.read.catch_all) {
         let rule = ReadRule::catch_all();
         entries.push(RouteEntry {
             name: rule.name.clone(),
             origin: None,
+            read: rule.matches[0],
             rule,
             at: 0,
             split: vec![Split {

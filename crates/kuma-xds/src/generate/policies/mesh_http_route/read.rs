@@ -112,6 +112,8 @@ pub(crate) struct ReadRule {
     pub backends: Vec<Arc<BackendRef>>,
     /// The backendRef of each RequestMirror filter, by filter index.
     pub mirrors: Vec<(usize, Arc<BackendRef>)>,
+    /// A RequestRedirect filter answers its requests: no backend needed.
+    pub redirect: bool,
 }
 
 impl ReadRule {
@@ -140,6 +142,12 @@ impl ReadRule {
                 Some((i, shared.get(mirror.backend_ref.clone())))
             })
             .collect();
+        let redirect = rule
+            .default
+            .filters
+            .iter()
+            .flatten()
+            .any(|f| f.kind == "RequestRedirect");
         let catch_all = catch_all_match();
         let matches = rule
             .matches
@@ -155,6 +163,7 @@ impl ReadRule {
             matches,
             backends,
             mirrors,
+            redirect,
         }
     }
 

@@ -135,6 +135,56 @@ fn route_names_are_kumas_hashes() {
 }
 
 #[test]
+fn each_match_of_a_rule_takes_its_own_place_in_the_order() {
+    let only = |header: Option<&str>, query: Option<&str>| Match {
+        headers: header.map(|name| {
+            vec![HeaderMatch {
+                kind: None,
+                name: name.into(),
+                value: "1".into(),
+            }]
+        }),
+        query_params: query.map(|name| {
+            vec![kuma_api::policies::mesh_http_route::QueryParamsMatch {
+                kind: EXACT.into(),
+                name: name.into(),
+                value: "1".into(),
+            }]
+        }),
+        ..Match::default()
+    };
+    let conf = Conf {
+        rules: vec![
+            rule(
+                vec![path(REGULAR_EXPRESSION, "^/a$"), only(None, Some("q"))],
+                vec![],
+                vec![],
+            ),
+            rule(vec![only(Some("x"), None)], vec![], vec![]),
+        ],
+        hostnames: None,
+    };
+    let entries = route_table(&rules_of(&conf), "backend", &mut Known(vec![]));
+    let described: Vec<String> = entries
+        .iter()
+        .map(|e| {
+            let m = e.matched();
+            match (&m.path, &m.headers, &m.query_params) {
+                (Some(p), _, _) => format!("{} {}", p.kind, p.value),
+                (None, Some(_), _) => "header".to_string(),
+                (None, None, Some(_)) => "query".to_string(),
+                _ => "other".to_string(),
+            }
+        })
+        .collect();
+    // The query match is the regex rule's second: it sorts on its own.
+    assert_eq!(
+        described,
+        ["RegularExpression ^/a$", "header", "query", "PathPrefix /"]
+    );
+}
+
+#[test]
 fn rules_are_ordered_by_precedence_and_the_catch_all_stays_last() {
     let with_header = Match {
         headers: Some(vec![HeaderMatch {
