@@ -85,6 +85,13 @@ pub struct PolicyIndex {
     members: Vec<Vec<usize>>,
     /// Every class.
     all_classes: Vec<usize>,
+    /// Per class (at the class's index), whether it selects every sidecar
+    /// that finds it among its candidates, with some inbound and no
+    /// gateway: a Mesh or MeshSubset targetRef with one exact tag at most
+    /// (the one it is indexed by), no proxy types, and labels that hold it
+    /// to no zone or namespace. Such a class is taken without reading its
+    /// policy, which most proxies would otherwise read first there.
+    settled: Vec<bool>,
     /// Candidate classes for the Dataplane of that name.
     by_name: foldhash::HashMap<String, Vec<usize>>,
     warnings: Vec<String>,
@@ -162,6 +169,7 @@ impl PolicyIndex {
             classes: Vec::new(),
             members: Vec::new(),
             all_classes: Vec::new(),
+            settled: Vec::new(),
             by_name: foldhash::HashMap::default(),
             warnings,
             memo: Memo::default(),
@@ -221,6 +229,13 @@ impl PolicyIndex {
             addresses: index.source.aims.inbound,
         };
         index.all_classes = (0..classes.len()).filter(|&i| classes[i] == i).collect();
+        index.settled = index
+            .source
+            .policies
+            .iter()
+            .zip(&selectors)
+            .map(|(policy, s)| s.as_deref().is_some_and(|s| settled(policy, s)))
+            .collect();
         index.classes = classes;
         index.members = members;
         index.selectors = selectors;
@@ -291,10 +306,24 @@ impl PolicyIndex {
         }
         candidates.sort_unstable();
         candidates.dedup();
+        // A class candidate through one of a plain sidecar's inbound tags
+        // (or for every proxy) needs no check when settled.
+        let plain_sidecar = !inbounds
+            && proxy.gateway.is_none()
+            && !proxy.spec.inbounds().is_empty()
+            && proxy
+                .spec
+                .networking
+                .as_ref()
+                .is_none_or(|n| n.gateway.is_none());
         let mut selections: Vec<Selection> = Vec::new();
         let matched = candidates
             .into_iter()
             .filter_map(|class| {
+                if plain_sidecar && self.settled[class] {
+                    selections.push(Selection::default());
+                    return Some((class, selections.len() - 1));
+                }
                 let selector = self.selectors[class].as_ref()?;
                 let (policy, target_ref) = (&self.source.policies[class], &selector.target_ref);
                 let selection = if inbounds {
@@ -584,6 +613,25 @@ fn add_tag_candidate(
             by_value.insert(value.to_string(), vec![i]);
         }
     }
+}
+
+/// Whether `policy`, selecting through `selector` (see
+/// `PolicyIndex::selectors`), selects every plain sidecar that finds it
+/// among its candidates (see `PolicyIndex::settled`).
+fn settled(policy: &Policy, selector: &Policy) -> bool {
+    let r = &selector.target_ref;
+    let by_kind = match r.kind {
+        TargetRefKind::Mesh => true,
+        // Candidates through their one tag only (see `PolicyIndex::new`).
+        TargetRefKind::MeshSubset => match r.tags.as_ref() {
+            None => true,
+            Some(tags) => tags.len() <= 1 && tags.values().all(|v| v != "*"),
+        },
+        _ => false,
+    };
+    by_kind
+        && r.proxy_types.as_deref().is_none_or(<[_]>::is_empty)
+        && crate::matcher::selects_any_zone_and_namespace(policy)
 }
 
 /// What a selector (see `PolicyIndex::selectors`) selects proxies with.

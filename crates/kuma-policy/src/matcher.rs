@@ -350,6 +350,17 @@ fn selected_by_namespace(policy: &Policy, proxy: &Proxy<'_>) -> bool {
     }
 }
 
+/// Whether `policy` passes [`selected_by_zone`] and
+/// [`selected_by_namespace`] whatever the proxy.
+pub(crate) fn selects_any_zone_and_namespace(policy: &Policy) -> bool {
+    let role = policy.role();
+    let namespace_free = !matches!(role, PolicyRole::Consumer | PolicyRole::WorkloadOwner);
+    let zone_free = role == PolicyRole::Producer
+        || policy.labels.get(ORIGIN_LABEL).map(String::as_str) != Some("zone")
+        || !policy.labels.contains_key(ZONE_LABEL);
+    namespace_free && zone_free
+}
+
 /// A policy created in one zone reaches only that zone's proxies (producer
 /// policies excepted: they travel with their service).
 fn selected_by_zone(policy: &Policy, proxy: &Proxy<'_>) -> bool {

@@ -244,12 +244,13 @@ fn selects_answers_as_select_does_and_shared_rules_match_without_inbounds() {
     }))
     .unwrap();
     let sidecar = web_dataplane();
+    let no_inbounds = mk_dataplane(&[]);
     let no_labels = BTreeMap::new();
     let east = tags(&[("kuma.io/origin", "zone"), ("kuma.io/zone", "east")]);
     let in_a = tags(&[("k8s.kuma.io/namespace", "ns-a")]);
     let mut proxies = Vec::new();
     for labels in [&no_labels, &east, &in_a] {
-        for spec in [&sidecar, &delegated] {
+        for spec in [&sidecar, &delegated, &no_inbounds] {
             proxies.push(proxy("dp", labels, spec));
         }
         proxies.push(Proxy {
@@ -266,12 +267,15 @@ fn selects_answers_as_select_does_and_shared_rules_match_without_inbounds() {
         json!({"kind": "MeshSubset", "tags": {"version": "v1"}}),
         json!({"kind": "MeshSubset", "tags": {"version": "v2"}}),
         json!({"kind": "MeshSubset", "tags": {"version": "*"}}),
+        json!({"kind": "MeshSubset"}),
+        json!({"kind": "MeshSubset", "tags": {"version": "v1", "kuma.io/service": "web"}}),
+        json!({"kind": "MeshSubset", "tags": {"version": "v2", "kuma.io/service": "web"}}),
         json!({"kind": "MeshSubset", "tags": {"kuma.io/service": "edge"}}),
         json!({"kind": "MeshSubset", "proxyTypes": ["Gateway"], "tags": {"version": "v1"}}),
         json!({"kind": "MeshService", "name": "web"}),
         json!({"kind": "Dataplane", "name": "dp"}),
     ];
-    let label_sets: [&[(&str, &str)]; 4] = [
+    let label_sets: [&[(&str, &str)]; 6] = [
         &[],
         &[("kuma.io/origin", "zone"), ("kuma.io/zone", "east")],
         &[("kuma.io/origin", "zone"), ("kuma.io/zone", "west")],
@@ -279,6 +283,11 @@ fn selects_answers_as_select_does_and_shared_rules_match_without_inbounds() {
             ("kuma.io/policy-role", "consumer"),
             ("k8s.kuma.io/namespace", "ns-a"),
         ],
+        &[
+            ("kuma.io/policy-role", "consumer"),
+            ("k8s.kuma.io/namespace", "ns-b"),
+        ],
+        &[("kuma.io/origin", "global"), ("kuma.io/zone", "west")],
     ];
     let mut policies = Vec::new();
     for top in &tops {
