@@ -241,6 +241,14 @@ impl RouteEntry {
     pub(crate) fn filters(&self) -> &[Filter] {
         self.rule.filters()
     }
+
+    /// The heads of the entry's Envoy routes as its rule wrote them, when
+    /// the entry has the rule's name (not one after its MeshHTTPRoute).
+    fn heads(&self) -> Option<[&[u8]; 2]> {
+        Arc::ptr_eq(&self.name, &self.rule.name)
+            .then(|| self.rule.heads(self.at))
+            .flatten()
+    }
 }
 
 /// What the route table needs from the outbound it belongs to.

@@ -11,7 +11,8 @@
 
 use std::cmp::Reverse;
 use std::collections::HashSet;
-use std::sync::{Arc, LazyLock};
+use std::ops::Range;
+use std::sync::{Arc, LazyLock, OnceLock};
 
 use kuma_api::policies::mesh_http_route::{Filter, Match, PathMatch, Rule};
 use kuma_api::policies::values::BackendRef;
@@ -114,6 +115,34 @@ pub(crate) struct ReadRule {
     pub mirrors: Vec<(usize, Arc<BackendRef>)>,
     /// A RequestRedirect filter answers its requests: no backend needed.
     pub redirect: bool,
+    /// The heads of its matches' Envoy routes, written when a route table
+    /// first writes the rule's routes and kept with the rule: snapshot
+    /// updates keep the rules of the confs still there.
+    heads: OnceLock<Heads>,
+}
+
+/// The head (name and match fields) of each Envoy route of each match of a
+/// rule ([`super::write::route_heads`]).
+#[derive(Debug, PartialEq)]
+struct Heads {
+    /// Per match, where its routes' heads are in `bytes` (the second empty
+    /// for one route).
+    ranges: Vec<[Range<u32>; 2]>,
+    bytes: Vec<u8>,
+}
+
+impl Heads {
+    fn of(name: &str, matches: &[Match]) -> Heads {
+        // Room for the name, path and a few fields per route, two routes
+        // for a path prefix: no growing for plain matches.
+        let room = |m: &Match| 2 * (name.len() + m.path.as_ref().map_or(1, |p| p.value.len()) + 16);
+        let mut bytes = Vec::with_capacity(matches.iter().map(room).sum());
+        let ranges = matches
+            .iter()
+            .map(|m| super::write::route_heads(name, m, &mut bytes))
+            .collect();
+        Heads { ranges, bytes }
+    }
 }
 
 impl ReadRule {
@@ -148,17 +177,18 @@ impl ReadRule {
             .iter()
             .flatten()
             .any(|f| f.kind == "RequestRedirect");
-        let catch_all = catch_all_match();
+        static CATCH_ALL_MATCH: LazyLock<Match> = LazyLock::new(catch_all_match);
         let matches = rule
             .matches
             .iter()
             .map(|m| ReadMatch {
                 order: MatchOrder::of(m),
-                catch_all: *m == catch_all,
+                catch_all: *m == *CATCH_ALL_MATCH,
             })
             .collect();
         ReadRule {
             name: hash_matches(&rule.matches).into(),
+            heads: OnceLock::new(),
             rule,
             matches,
             backends,
@@ -196,6 +226,17 @@ impl ReadRule {
 
     pub(crate) fn filters(&self) -> &[Filter] {
         self.rule.default.filters.as_deref().unwrap_or_default()
+    }
+
+    /// The heads of the Envoy routes of match `at`, named after the rule's
+    /// matches (the second empty when the match makes one route).
+    pub(crate) fn heads(&self, at: usize) -> Option<[&[u8]; 2]> {
+        let heads = self
+            .heads
+            .get_or_init(|| Heads::of(&self.name, &self.rule.matches));
+        let [first, second] = heads.ranges.get(at)?;
+        let part = |r: &Range<u32>| heads.bytes.get(r.start as usize..r.end as usize);
+        Some([part(first)?, part(second)?])
     }
 }
 

@@ -664,3 +664,68 @@ fn regex_matcher(value: &str) -> RegexMatcher {
         ..RegexMatcher::default()
     }
 }
+
+#[test]
+fn routes_written_from_their_rules_heads_are_the_routes_written_in_full() {
+    let with_method = Match {
+        method: Some("POST".into()),
+        headers: Some(vec![HeaderMatch {
+            kind: Some("Prefix".into()),
+            name: "x-v".into(),
+            value: "2".into(),
+        }]),
+        ..path(PATH_PREFIX, "/a/")
+    };
+    let no_path = Match {
+        headers: Some(vec![HeaderMatch {
+            kind: None,
+            name: "x-v".into(),
+            value: "3".into(),
+        }]),
+        ..Match::default()
+    };
+    let conf = Conf {
+        rules: vec![
+            rule(vec![with_method, no_path], vec![to("web", None)], vec![]),
+            rule(
+                vec![path(EXACT, "/e"), path(REGULAR_EXPRESSION, "^/r$")],
+                vec![to("web", Some(3)), to("api", Some(1))],
+                vec![],
+            ),
+            // Nothing routable: answered with 500.
+            rule(
+                vec![path(PATH_PREFIX, "/gone")],
+                vec![to("gone", None)],
+                vec![],
+            ),
+        ],
+        hostnames: None,
+    };
+    let entries = route_table(&rules_of(&conf), "backend", &mut Known(vec!["web", "api"]));
+    assert_eq!(entries.len(), 6, "five matches and the catch-all");
+    let (mut from_heads, mut in_full) = (Vec::new(), Vec::new());
+    let (mut last_heads, mut last_full) = (LastAction::default(), LastAction::default());
+    let renamed: Vec<RouteEntry> = entries
+        .iter()
+        .map(|e| RouteEntry {
+            // An equal name of its own: the entry no longer has its rule's.
+            name: Arc::from(&*e.name),
+            ..e.clone()
+        })
+        .collect();
+    for (entry, copy) in entries.iter().zip(&renamed) {
+        assert!(entry.heads().is_some());
+        assert!(copy.heads().is_none());
+        write_envoy_routes(entry, b"", &mut last_heads, &mut from_heads);
+        write_envoy_routes(copy, b"", &mut last_full, &mut in_full);
+    }
+    assert_eq!(from_heads, in_full);
+    let routes = decode_routes(&from_heads);
+    // Two routes per path prefix, one per other match.
+    assert_eq!(routes.len(), 2 + 1 + 1 + 1 + 2 + 1);
+    let errors = routes
+        .iter()
+        .filter(|r| matches!(r.action, Some(route::Action::DirectResponse(_))))
+        .count();
+    assert_eq!(errors, 2, "both routes of the prefix with no backend");
+}

@@ -169,6 +169,22 @@ pub(crate) fn write_envoy_routes<'e>(
     last: &mut LastAction<'e>,
     out: &mut Vec<u8>,
 ) {
+    // Most routes start with the head their rule wrote when it was read.
+    if entry.unresolved_weight == 0
+        && entry.filters().is_empty()
+        && let Some(heads) = entry.heads()
+    {
+        for head in heads.into_iter().filter(|h| !h.is_empty()) {
+            let start = start_field(out, VIRTUAL_HOST_ROUTES);
+            out.extend_from_slice(head);
+            if entry.unresolved {
+                write_server_error_action(out, start);
+            } else {
+                write_plain_action(entry, action_fields, last, out, start);
+            }
+        }
+        return;
+    }
     let matched = entry.matched();
     let prefix = matched.path.as_ref().is_some_and(|p| p.kind == PATH_PREFIX);
     let conditions = other_conditions(matched);
@@ -181,7 +197,8 @@ pub(crate) fn write_envoy_routes<'e>(
         };
         if entry.unresolved {
             // The Gateway API answers a rule with no usable backend with 500.
-            write_server_error(&entry.name, matched, out);
+            let start = start_route(&entry.name, matched, out);
+            write_server_error_action(out, start);
             continue;
         }
         if entry.unresolved_weight > 0 {
@@ -192,29 +209,12 @@ pub(crate) fn write_envoy_routes<'e>(
                 share: Some(&share),
                 ..matched
             };
-            write_server_error(&entry.name, share, out);
+            let start = start_route(&entry.name, share, out);
+            write_server_error_action(out, start);
         }
         let start = start_route(&entry.name, matched, out);
         if entry.filters().is_empty() {
-            let action_len = match last.copy(&entry.split, action_fields) {
-                Some(range) => {
-                    out.extend_from_within(range.clone());
-                    range.len()
-                }
-                None => {
-                    let before = out.len();
-                    write_route_action(&entry.split, None, action_fields, out);
-                    out.len() - before
-                }
-            };
-            end_field(out, start);
-            // Ending the route may move it along, never past its end: the
-            // action is still the last thing written.
-            last.written = Some((
-                &entry.split,
-                action_fields,
-                out.len() - action_len..out.len(),
-            ));
+            write_plain_action(entry, action_fields, last, out, start);
             continue;
         }
         // Filters change the route through its message: one holding only
@@ -244,20 +244,79 @@ pub(crate) fn write_envoy_routes<'e>(
     }
 }
 
-/// Starts a route of the virtual host with its name and match; returns
-/// where it starts, for `end_field`.
-fn start_route(name: &str, matched: RouteMatchParts<'_>, out: &mut Vec<u8>) -> usize {
-    let start = start_field(out, VIRTUAL_HOST_ROUTES);
+/// Ends the route started at `start` with the entry's action (no filter
+/// changes it): a copy of the last one written when it is the same.
+fn write_plain_action<'e>(
+    entry: &'e RouteEntry,
+    action_fields: &'e [u8],
+    last: &mut LastAction<'e>,
+    out: &mut Vec<u8>,
+    start: usize,
+) {
+    let action_len = match last.copy(&entry.split, action_fields) {
+        Some(range) => {
+            out.extend_from_within(range.clone());
+            range.len()
+        }
+        None => {
+            let before = out.len();
+            write_route_action(&entry.split, None, action_fields, out);
+            out.len() - before
+        }
+    };
+    end_field(out, start);
+    // Ending the route may move it along, never past its end: the action
+    // is still the last thing written.
+    last.written = Some((
+        &entry.split,
+        action_fields,
+        out.len() - action_len..out.len(),
+    ));
+}
+
+/// The start of each Envoy route of a match named `name` (one, or two for
+/// a path prefix): its name and match fields, as [`start_route`] writes
+/// them without a share. Written once when a rule is read; routes of
+/// route tables copy them.
+pub(crate) fn route_heads(name: &str, matched: &Match, out: &mut Vec<u8>) -> [Range<u32>; 2] {
+    let conditions = other_conditions(matched);
+    let (first, second) = RoutePath::of(matched.path.as_ref());
+    let mut head = |path: RoutePath<'_>| {
+        let from = out.len() as u32;
+        write_head(
+            name,
+            RouteMatchParts {
+                path,
+                conditions: &conditions,
+                share: None,
+            },
+            out,
+        );
+        from..out.len() as u32
+    };
+    let first = head(first);
+    let second = second.map_or(first.end..first.end, head);
+    [first, second]
+}
+
+/// A route's name and match fields.
+fn write_head(name: &str, matched: RouteMatchParts<'_>, out: &mut Vec<u8>) {
     write_string(ROUTE_NAME, name, out);
     let at = start_field(out, ROUTE_MATCH);
     matched.write(out);
     end_field(out, at);
+}
+
+/// Starts a route of the virtual host with its name and match; returns
+/// where it starts, for `end_field`.
+fn start_route(name: &str, matched: RouteMatchParts<'_>, out: &mut Vec<u8>) -> usize {
+    let start = start_field(out, VIRTUAL_HOST_ROUTES);
+    write_head(name, matched, out);
     start
 }
 
-/// A route answering 500.
-fn write_server_error(name: &str, matched: RouteMatchParts<'_>, out: &mut Vec<u8>) {
-    let start = start_route(name, matched, out);
+/// Ends a route started at `start` with an answer of 500.
+fn write_server_error_action(out: &mut Vec<u8>, start: usize) {
     let at = start_field(out, ROUTE_DIRECT_RESPONSE);
     uint32::encode(DIRECT_RESPONSE_STATUS, &500, out);
     end_field(out, at);
