@@ -257,15 +257,7 @@ mod tests {
     use kuma_api::policies::mesh_http_route::{QueryParamsMatch, RequestMirror, RuleConf};
     use kuma_api::policies::values::HeaderMatch;
 
-    fn with_path(kind: &str, value: &str) -> Match {
-        Match {
-            path: Some(PathMatch {
-                value: value.into(),
-                kind: kind.into(),
-            }),
-            ..Match::default()
-        }
-    }
+    use super::super::tests::path as with_path;
 
     fn backend(name: &str) -> BackendRef {
         serde_json::from_value(serde_json::json!({"kind": "MeshService", "name": name}))

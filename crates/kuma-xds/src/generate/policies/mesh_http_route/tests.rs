@@ -22,12 +22,24 @@ impl Backends for Known {
     }
 }
 
-fn path(kind: &str, value: &str) -> Match {
+pub(super) fn path(kind: &str, value: &str) -> Match {
     Match {
         path: Some(PathMatch {
             value: value.into(),
             kind: kind.into(),
         }),
+        ..Match::default()
+    }
+}
+
+/// A match of requests with header `name` exactly `value`, whatever the path.
+fn header_only(name: &str, value: &str) -> Match {
+    Match {
+        headers: Some(vec![HeaderMatch {
+            kind: None,
+            name: name.into(),
+            value: value.into(),
+        }]),
         ..Match::default()
     }
 }
@@ -186,14 +198,7 @@ fn each_match_of_a_rule_takes_its_own_place_in_the_order() {
 
 #[test]
 fn rules_are_ordered_by_precedence_and_the_catch_all_stays_last() {
-    let with_header = Match {
-        headers: Some(vec![HeaderMatch {
-            kind: None,
-            name: "x-version".into(),
-            value: "v2".into(),
-        }]),
-        ..Match::default()
-    };
+    let with_header = header_only("x-version", "v2");
     let conf = Conf {
         rules: vec![
             rule(vec![path(REGULAR_EXPRESSION, "^/a.*$")], vec![], vec![]),
@@ -676,14 +681,7 @@ fn routes_written_from_their_rules_heads_are_the_routes_written_in_full() {
         }]),
         ..path(PATH_PREFIX, "/a/")
     };
-    let no_path = Match {
-        headers: Some(vec![HeaderMatch {
-            kind: None,
-            name: "x-v".into(),
-            value: "3".into(),
-        }]),
-        ..Match::default()
-    };
+    let no_path = header_only("x-v", "3");
     let conf = Conf {
         rules: vec![
             rule(vec![with_method, no_path], vec![to("web", None)], vec![]),
