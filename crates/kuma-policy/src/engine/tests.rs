@@ -802,3 +802,63 @@ fn policies_alike_but_for_their_zone_are_selected_apart() {
 }
 
 mod random;
+
+#[test]
+fn a_rules_conf_is_read_into_its_typed_form_once() {
+    use std::sync::atomic::{AtomicUsize, Ordering};
+    #[derive(serde::Deserialize, Debug, PartialEq)]
+    #[serde(rename_all = "camelCase")]
+    struct Idle {
+        idle_timeout: String,
+    }
+    let index = PolicyIndex::new(
+        Kind::MeshTimeout,
+        vec![
+            timeout("backend", json!({"kind": "Mesh"}), "backend", "1s"),
+            timeout("db", json!({"kind": "Mesh"}), "db", "2s"),
+        ],
+        &ctx(),
+    );
+    let spec = web_dataplane();
+    let rules = index.shared_rules_for(&proxy("dp", &BTreeMap::new(), &spec), &ctx());
+    let reads = AtomicUsize::new(0);
+    let read = |conf: &Value| {
+        reads.fetch_add(1, Ordering::Relaxed);
+        serde_json::from_value::<Idle>(conf.clone()).ok()
+    };
+    let (backend, db) = (
+        rules.to.for_service("backend").expect("backend"),
+        rules.to.for_service("db").expect("db"),
+    );
+    let first = rules.to.typed(backend, read).expect("reads");
+    assert_eq!(first.idle_timeout, "1s");
+    let again = rules.to.typed(backend, read).expect("reads");
+    assert!(Arc::ptr_eq(&first, &again));
+    assert_eq!(reads.load(Ordering::Relaxed), 1);
+    assert_eq!(rules.to.typed(db, read).expect("reads").idle_timeout, "2s");
+    assert_eq!(reads.load(Ordering::Relaxed), 2);
+    // Another type is read every time; the first stays kept.
+    let as_value = |conf: &Value| Some(conf.clone());
+    assert_eq!(
+        rules.to.typed(backend, as_value).as_deref(),
+        rules.to.conf(backend)
+    );
+    let again = rules.to.typed(backend, read).expect("reads");
+    assert!(Arc::ptr_eq(&first, &again));
+    // A conf that does not read stays unread, and is not read again.
+    let fails = |_: &Value| {
+        reads.fetch_add(1, Ordering::Relaxed);
+        None::<u8>
+    };
+    let other = PolicyIndex::new(
+        Kind::MeshTimeout,
+        vec![timeout("backend", json!({"kind": "Mesh"}), "backend", "1s")],
+        &ctx(),
+    );
+    let other = other.shared_rules_for(&proxy("dp", &BTreeMap::new(), &spec), &ctx());
+    let at = other.to.for_service("backend").expect("backend");
+    let before = reads.load(Ordering::Relaxed);
+    assert!(other.to.typed(at, fails).is_none());
+    assert!(other.to.typed(at, fails).is_none());
+    assert_eq!(reads.load(Ordering::Relaxed), before + 1);
+}

@@ -9,6 +9,7 @@
 //! only when someone reads them (inspection). Other entries go through
 //! [`rules::build`].
 
+use std::any::Any;
 use std::ops::Deref;
 use std::sync::{Arc, OnceLock};
 
@@ -237,13 +238,29 @@ impl Source {
 #[derive(Debug)]
 pub struct ToRules(Repr);
 
+/// What is kept of each conf of [`ToRules`] once made.
+#[derive(Default)]
+struct Kept {
+    fingerprint: OnceLock<Fingerprint>,
+    typed: OnceLock<Option<Arc<dyn Any + Send + Sync>>>,
+}
+
+impl std::fmt::Debug for Kept {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Kept")
+            .field("fingerprint", &self.fingerprint)
+            .field("typed", &self.typed.get().map(Option::is_some))
+            .finish()
+    }
+}
+
 #[derive(Debug)]
 enum Repr {
     /// Built through subsets, looked up by service.
     Rules {
         rules: Vec<Rule>,
         by_service: ServiceRules,
-        fingerprints: Vec<OnceLock<Fingerprint>>,
+        kept: Vec<Kept>,
     },
     Plain(Box<Plain>),
 }
@@ -308,7 +325,7 @@ struct Plain {
     /// Distinct confs (shared ones by address): the values of most
     /// services are one.
     confs: Vec<PlainConf>,
-    fingerprints: Vec<OnceLock<Fingerprint>>,
+    kept: Vec<Kept>,
     source: Source,
     /// `(policy, position in Aims::entries)` of every `to` entry, in fold
     /// order.
@@ -374,7 +391,7 @@ impl Plain {
             mesh_wide: Vec::new(),
             mesh: None,
             confs: Vec::with_capacity(values.len() + 1),
-            fingerprints: Vec::with_capacity(values.len() + 1),
+            kept: Vec::with_capacity(values.len() + 1),
             source: source.clone(),
             entries: Vec::new(),
             rules: OnceLock::new(),
@@ -384,7 +401,7 @@ impl Plain {
         let mut add = |plain: &mut Plain, conf: PlainConf| -> u32 {
             let mut push = |conf| {
                 plain.confs.push(conf);
-                plain.fingerprints.push(OnceLock::new());
+                plain.kept.push(Kept::default());
                 plain.confs.len() as u32 - 1
             };
             match conf {
@@ -466,7 +483,7 @@ impl ToRules {
     pub fn from_rules(rules: Vec<Rule>) -> ToRules {
         ToRules(Repr::Rules {
             by_service: ServiceRules::new(&rules),
-            fingerprints: (0..rules.len()).map(|_| OnceLock::new()).collect(),
+            kept: (0..rules.len()).map(|_| Kept::default()).collect(),
             rules,
         })
     }
@@ -517,23 +534,49 @@ impl ToRules {
     /// destination they reach.
     pub fn fingerprint(&self, at: usize) -> Option<Fingerprint> {
         let fingerprint = match &self.0 {
-            Repr::Rules {
-                fingerprints,
-                rules,
-                ..
-            } => {
+            Repr::Rules { kept, rules, .. } => {
                 let conf = &rules.get(at)?.conf;
-                fingerprints.get(at)?.get_or_init(|| Fingerprint::of(conf))
+                kept.get(at)?
+                    .fingerprint
+                    .get_or_init(|| Fingerprint::of(conf))
             }
             Repr::Plain(plain) => {
                 let conf = plain.confs.get(at)?;
                 plain
-                    .fingerprints
+                    .kept
                     .get(at)?
+                    .fingerprint
                     .get_or_init(|| conf.fingerprint(plain.source.strategy))
             }
         };
         Some(*fingerprint)
+    }
+
+    /// The conf at `at` in the typed form `read` makes of it, made on first
+    /// use and kept: proxies sharing the rules apply the same conf to every
+    /// cluster and listener they build, and reading it is deserializing
+    /// JSON. A conf that does not read stays unread. A position is kept in
+    /// the first type read; read as another, it is read every time.
+    pub fn typed<T: Any + Send + Sync>(
+        &self,
+        at: usize,
+        read: impl Fn(&Value) -> Option<T>,
+    ) -> Option<Arc<T>> {
+        let conf = self.conf(at)?;
+        let kept = match &self.0 {
+            Repr::Rules { kept, .. } => kept.get(at),
+            Repr::Plain(plain) => plain.kept.get(at),
+        };
+        let Some(kept) = kept else {
+            return read(conf).map(Arc::new);
+        };
+        let typed = kept
+            .typed
+            .get_or_init(|| read(conf).map(|t| -> Arc<dyn Any + Send + Sync> { Arc::new(t) }));
+        match typed.clone()?.downcast::<T>() {
+            Ok(typed) => Some(typed),
+            Err(_) => read(conf).map(Arc::new),
+        }
     }
 
     /// The policies that contributed to the conf [`ToRules::for_service`]

@@ -366,9 +366,13 @@ impl Confs {
         self.conf(kind).is_some()
     }
 
-    /// The conf of `kind` read as its typed form ([`read_conf`]).
-    fn get<T: DeserializeOwned>(&self, kind: Kind) -> Option<T> {
-        read_conf(kind, self.conf(kind)?.value())
+    /// The conf of `kind` read as its typed form ([`read_conf`]); a rule's
+    /// conf is read once for every proxy sharing the rules.
+    fn get<T: DeserializeOwned + Send + Sync + 'static>(&self, kind: Kind) -> Option<Arc<T>> {
+        match self.conf(kind)? {
+            SharedConf::ToRule(rules, at) => rules.typed(*at, |conf| read_conf(kind, conf)),
+            SharedConf::Own(conf) => read_conf(kind, conf).map(Arc::new),
+        }
     }
 
     /// The confs whose keyed lists, joined, make the conf of `kind`, when
@@ -586,12 +590,14 @@ impl InboundPolicies {
 
     /// The mTLS mode MeshTLS sets for this inbound in place of the mesh's.
     pub(crate) fn tls_mode(&self) -> Option<MtlsMode> {
-        mesh_tls::mode(&self.every.get(Kind::MeshTLS)?)
+        let conf: Arc<kuma_api::policies::mesh_tls::Conf> = self.every.get(Kind::MeshTLS)?;
+        mesh_tls::mode(&conf)
     }
 
     /// The TLS versions and ciphers MeshTLS sets for mesh TLS.
     pub(crate) fn tls_params(&self) -> Option<TlsParameters> {
-        mesh_tls::params(&self.every.get(Kind::MeshTLS)?)
+        let conf: Arc<kuma_api::policies::mesh_tls::Conf> = self.every.get(Kind::MeshTLS)?;
+        mesh_tls::params(&conf)
     }
 
     /// The inbound listener's TCP proxy.

@@ -49,12 +49,12 @@ impl DestinationPolicies {
         let mesh_aware = snapshot
             .mesh_spec()
             .is_some_and(|m| m.locality_aware_load_balancing());
-        let conf: Option<Conf> = self.confs.get(Kind::MeshLoadBalancingStrategy);
+        let conf: Option<std::sync::Arc<Conf>> = self.confs.get(Kind::MeshLoadBalancingStrategy);
         if conf.is_none() && !mesh_aware {
             return None;
         }
         Some(LocalityPlan::new(
-            conf.as_ref(),
+            conf.as_deref(),
             proxy,
             DEFAULT_ZONE,
             mesh_aware,

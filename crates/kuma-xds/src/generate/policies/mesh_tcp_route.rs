@@ -13,7 +13,7 @@ use super::mesh_http_route::Split;
 
 impl DestinationPolicies {
     /// The destination's folded MeshTCPRoute, if a route aims at it.
-    pub(crate) fn tcp_route(&self) -> Option<Conf> {
+    pub(crate) fn tcp_route(&self) -> Option<std::sync::Arc<Conf>> {
         self.confs.get(Kind::MeshTCPRoute)
     }
 }
