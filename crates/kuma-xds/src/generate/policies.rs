@@ -590,14 +590,17 @@ impl InboundPolicies {
 
     /// The mTLS mode MeshTLS sets for this inbound in place of the mesh's.
     pub(crate) fn tls_mode(&self) -> Option<MtlsMode> {
-        let conf: Arc<kuma_api::policies::mesh_tls::Conf> = self.every.get(Kind::MeshTLS)?;
-        mesh_tls::mode(&conf)
+        mesh_tls::mode(&*self.mesh_tls()?)
     }
 
     /// The TLS versions and ciphers MeshTLS sets for mesh TLS.
     pub(crate) fn tls_params(&self) -> Option<TlsParameters> {
-        let conf: Arc<kuma_api::policies::mesh_tls::Conf> = self.every.get(Kind::MeshTLS)?;
-        mesh_tls::params(&conf)
+        mesh_tls::params(&*self.mesh_tls()?)
+    }
+
+    /// The MeshTLS conf every client of the inbound gets.
+    fn mesh_tls(&self) -> Option<Arc<kuma_api::policies::mesh_tls::Conf>> {
+        self.every.get(Kind::MeshTLS)
     }
 
     /// The inbound listener's TCP proxy.

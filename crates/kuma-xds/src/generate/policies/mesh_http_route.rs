@@ -145,9 +145,12 @@ impl DestinationPolicies {
                     }));
                 }
                 None => {
+                    // Read here, its equal backendRefs made one as the
+                    // snapshot makes those of the confs it reads.
                     let conf: Conf = read_conf(Kind::MeshHTTPRoute, part)?;
+                    let mut shared = SharedBackends::default();
                     rules.extend(conf.rules.into_iter().map(|rule| FoldedRule {
-                        rule: Cow::Owned(Arc::new(ReadRule::alone(rule))),
+                        rule: Cow::Owned(Arc::new(ReadRule::read(rule, &mut shared))),
                         origin: None,
                     }));
                 }

@@ -197,7 +197,7 @@ impl ReadRule {
         }
     }
 
-    /// `rule` read on its own (a rule a proxy's fold made).
+    /// `rule` read on its own: its backendRefs shared with no other rule's.
     pub(crate) fn alone(rule: Rule) -> ReadRule {
         ReadRule::read(rule, &mut SharedBackends::default())
     }
@@ -241,7 +241,7 @@ impl ReadRule {
 }
 
 /// The match of every request: path prefix `/`.
-pub(crate) fn catch_all_match() -> Match {
+fn catch_all_match() -> Match {
     Match {
         path: Some(PathMatch {
             value: "/".to_string(),

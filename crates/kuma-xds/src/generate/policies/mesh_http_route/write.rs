@@ -276,8 +276,8 @@ fn write_plain_action<'e>(
 
 /// The start of each Envoy route of a match named `name` (one, or two for
 /// a path prefix): its name and match fields, as [`start_route`] writes
-/// them without a share. Written once when a rule is read; routes of
-/// route tables copy them.
+/// them without a share. Written the first time a route table writes the
+/// rule's routes and kept with the rule; later routes copy them.
 pub(crate) fn route_heads(name: &str, matched: &Match, out: &mut Vec<u8>) -> [Range<u32>; 2] {
     let conditions = other_conditions(matched);
     let (first, second) = RoutePath::of(matched.path.as_ref());
